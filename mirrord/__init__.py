@@ -1,0 +1,49 @@
+"""mirrord: keep a mirror registry in step with upstream repositories."""
+
+from __future__ import annotations
+
+from mirrord._errors import (
+    ConfigError,
+    ConnectError,
+    CredentialError,
+    DigestMismatchError,
+    ForbiddenError,
+    InvalidReferenceError,
+    LockedError,
+    ManifestError,
+    MethodNotAllowedError,
+    MirrordError,
+    NotFoundError,
+    NotifyError,
+    RateLimitedError,
+    RegistryError,
+    ServerError,
+    StateError,
+    TLSError,
+    UnauthorizedError,
+    UnsupportedManifestError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "ConnectError",
+    "CredentialError",
+    "DigestMismatchError",
+    "ForbiddenError",
+    "InvalidReferenceError",
+    "LockedError",
+    "ManifestError",
+    "MethodNotAllowedError",
+    "MirrordError",
+    "NotFoundError",
+    "NotifyError",
+    "RateLimitedError",
+    "RegistryError",
+    "ServerError",
+    "StateError",
+    "TLSError",
+    "UnauthorizedError",
+    "UnsupportedManifestError",
+]

@@ -1,0 +1,145 @@
+"""What ``mirrord sync`` shows: the plan of a dry run, live progress, and the summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TextIO
+
+import anyio
+
+from mirrord.sync import SyncResult
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
+
+def summary(result: SyncResult) -> dict[str, Any]:
+    """The run's counts, as ``-o json`` prints them."""
+    stats = result.stats
+    return {
+        "dryRun": result.dry_run,
+        "images": {
+            "copied": stats.images_copied,
+            "unchanged": stats.images_unchanged,
+            "failed": stats.images_failed,
+            "planned": sum(1 for r in result.results if r.outcome == "planned"),
+        },
+        "blobs": {
+            "copied": stats.blobs_copied,
+            "mounted": stats.blobs_mounted,
+            "present": stats.blobs_present,
+        },
+        "bytes": stats.bytes_copied,
+        "seconds": round(result.seconds, 3),
+        "retries": stats.retries,
+        "failures": [
+            {
+                "stream": r.plan.stream,
+                "tag": r.plan.tag,
+                "reason": r.error.reason if r.error else "",
+                "message": str(r.error),
+            }
+            for r in result.failed
+        ]
+        + [
+            {"stream": p.stream, "tag": "", "reason": p.error.reason, "message": str(p.error)}
+            for p in result.stream_errors
+            if p.error is not None
+        ],
+        "leftOut": {p.stream: list(p.left_out) for p in result.plans if p.left_out},
+    }
+
+
+def summary_line(result: SyncResult) -> str:
+    s = result.stats
+    failed = s.images_failed + len(result.stream_errors)
+    return (
+        f"images: {s.images_copied} copied, {s.images_unchanged} unchanged, {failed} failed; "
+        f"blobs: {s.blobs_copied} copied, {s.blobs_mounted} mounted, {s.blobs_present} present; "
+        f"{human_bytes(s.bytes_copied)} in {result.seconds:.1f}s"
+    )
+
+
+def print_plan(result: SyncResult, out: TextIO = sys.stdout) -> None:
+    """The dry run's plan: each tag with what would happen, and the bytes to copy."""
+    total = 0
+    for stream_plan in result.plans:
+        print(f"stream {stream_plan.stream}:", file=out)
+        if stream_plan.error is not None:
+            print(f"  error: {stream_plan.error}", file=out)
+        for r in (r for r in result.results if r.plan.stream == stream_plan.stream):
+            plan = r.plan
+            detail = plan.source_digest or ""
+            if r.outcome == "planned":
+                total += plan.bytes_to_copy or 0
+                detail += f" ({human_bytes(plan.bytes_to_copy or 0)})"
+            if r.error is not None:
+                detail = str(r.error)
+            word = "copy" if r.outcome == "planned" else r.outcome
+            print(f"  {word:<9} {plan.tag:<30} {detail}", file=out)
+        if stream_plan.left_out:
+            print(f"  left out (over max_tags): {', '.join(stream_plan.left_out)}", file=out)
+        if stream_plan.missing:
+            print(f"  missing upstream: {', '.join(stream_plan.missing)}", file=out)
+    print(f"would copy {human_bytes(total)} (blobs already in the mirror are skipped)", file=out)
+
+
+def print_summary(result: SyncResult, fmt: str, out: TextIO = sys.stdout) -> None:
+    if fmt == "json":
+        print(json.dumps(summary(result), indent=2), file=out)
+        return
+    for failure in summary(result)["failures"]:
+        where = f"{failure['stream']}:{failure['tag']}" if failure["tag"] else failure["stream"]
+        print(f"FAILED {where}: [{failure['reason']}] {failure['message']}", file=out)
+    for stream, left in summary(result)["leftOut"].items():
+        print(
+            f"info: {stream}: {len(left)} tags not imported (max_tags): {', '.join(left)}", file=out
+        )
+    print(summary_line(result), file=out)
+
+
+@asynccontextmanager
+async def live_progress(result: SyncResult, enabled: bool) -> AsyncIterator[None]:
+    """A live display of images done and bytes streamed, when on a terminal."""
+    if not enabled:
+        yield
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[images]}"),
+        TextColumn("{task.fields[streamed]}"),
+        TransferSpeedColumn(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("mirroring", total=None, images="", streamed="")
+        async with anyio.create_task_group() as tg:
+
+            async def refresh() -> None:
+                while True:
+                    s = result.stats
+                    done = s.images_copied + s.images_unchanged + s.images_failed
+                    streamed = s.bytes_streamed[0]
+                    progress.update(
+                        task,
+                        completed=streamed,
+                        images=f"{done} images ({s.images_failed} failed)",
+                        streamed=human_bytes(streamed),
+                    )
+                    await anyio.sleep(0.2)
+
+            tg.start_soon(refresh)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()

@@ -1,0 +1,148 @@
+"""Record a sync into the state store: tag events, conditions, removals and notifications.
+
+``oc import-image`` rules (see :mod:`mirrord.imagestream`): a tag event only when
+``items[0]`` changes, a failure sets ``ImportSuccess=False`` without repeating
+itself, and a tag gone upstream stays unless the stream asks for deletion.
+Each changed tag publishes one notification event.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from mirrord._errors import MirrordError, NotFoundError
+from mirrord.config import Config, StreamConfig
+from mirrord.copy import StreamPlan
+from mirrord.imagestream import StreamSpec, docker_image_reference
+from mirrord.state import Store
+from mirrord.sync import SyncResult, TagResult
+from mirrord.transports import Destination
+
+if TYPE_CHECKING:
+    from mirrord.notify import Notifier
+
+log = logging.getLogger("mirrord.record")
+
+
+def stream_spec(config: Config, stream: StreamConfig, destination: Destination) -> StreamSpec:
+    return StreamSpec(
+        name=stream.name,
+        source=stream.source,
+        docker_image_repository=mirror_repository_name(config, stream, destination),
+        scheduled=True,
+        import_mode=stream.import_mode,
+        reference_policy=stream.reference_policy,
+        created_by="config",
+    )
+
+
+def mirror_repository_name(config: Config, stream: StreamConfig, destination: Destination) -> str:
+    """``host:port/prefix/to`` for a registry mirror, ``oci:/path:to`` for a layout."""
+    repository = destination.repository(config.mirror.repository(stream.to))
+    return destination.reference(repository, "").rstrip(":")
+
+
+class Recorder:
+    """Writes each tag's outcome to ``store`` as the sync produces it."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        destination: Destination,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.destination = destination
+        self.notifier = notifier
+        self.changed = 0
+
+    async def prepare(self, streams: list[StreamConfig]) -> None:
+        for stream in streams:
+            await self.store.upsert_stream(stream_spec(self.config, stream, self.destination))
+
+    async def __call__(self, outcome: TagResult) -> None:
+        plan = outcome.plan
+        if outcome.outcome == "failed":
+            error = outcome.error or MirrordError("unknown failure")
+            await self.store.record_tag_failure(plan.stream, plan.tag, error.reason, str(error))
+            return
+        if outcome.outcome not in ("copied", "unchanged"):
+            return
+        stream = self.config.stream(plan.stream)
+        digest = outcome.image.digest if outcome.image else plan.mirror_digest or plan.source_digest
+        mirror_repo = mirror_repository_name(self.config, stream, self.destination)
+        reference = docker_image_reference(
+            stream.reference_policy, stream.source, mirror_repo, digest
+        )
+        recorded = await self.store.record_tag_import(plan.stream, plan.tag, digest, reference)
+        if recorded.changed:
+            self.changed += 1
+            await self._notify(stream, outcome, digest, recorded.previous_digest)
+
+    async def _notify(
+        self, stream: StreamConfig, outcome: TagResult, digest: str, previous: str | None
+    ) -> None:
+        if self.notifier is None:
+            return
+        from mirrord.notify import tag_event
+
+        plan = outcome.plan
+        image = outcome.image
+        event = tag_event(
+            stream=stream.name,
+            tag=plan.tag,
+            repository=plan.mirror_repository,
+            digest=digest,
+            media_type=image.media_type
+            if image
+            else (plan.source.media_type if plan.source else ""),
+            size=image.size if image else (plan.source.size if plan.source else 0),
+            url=self.destination.reference(plan.mirror_repository, digest),
+            source=f"{stream.source}:{plan.tag}",
+            previous_digest=previous,
+        )
+        await self.notifier.publish(event)
+
+    async def finish(self, result: SyncResult) -> None:
+        """Stream-level failures and tags removed upstream, after every tag is recorded."""
+        for stream_plan in result.plans:
+            if stream_plan.error is not None:
+                await self._record_stream_failure(stream_plan, stream_plan.error)
+            elif stream_plan.all_tags is not None:
+                await self._record_removed(stream_plan)
+
+    async def _record_stream_failure(self, stream_plan: StreamPlan, error: MirrordError) -> None:
+        stream = self.config.stream(stream_plan.stream)
+        known = await self.store.get_stream(stream.name)
+        tags = set(stream.tags or ()) | {t.tag for t in (known.tags if known else ())}
+        for tag in sorted(tags):
+            await self.store.record_tag_failure(stream.name, tag, error.reason, str(error))
+
+    async def _record_removed(self, stream_plan: StreamPlan) -> None:
+        stream = self.config.stream(stream_plan.stream)
+        known = await self.store.get_stream(stream.name)
+        upstream = set(stream_plan.all_tags or ())
+        for status in known.tags if known else ():
+            if status.tag in upstream or status.removed or not status.items:
+                continue
+            if stream.delete_removed_tags:
+                await self._delete_from_mirror(stream, status.tag, status.items[0].image)
+            await self.store.record_tag_removed(
+                stream.name, status.tag, delete_removed_tags=stream.delete_removed_tags
+            )
+            log.info(
+                "%s:%s is gone upstream%s",
+                stream.name,
+                status.tag,
+                "; deleted from the mirror" if stream.delete_removed_tags else "; kept",
+            )
+
+    async def _delete_from_mirror(self, stream: StreamConfig, tag: str, digest: str) -> None:
+        repository = self.destination.repository(self.config.mirror.repository(stream.to))
+        try:
+            await self.destination.delete_manifest(repository, digest)
+        except NotFoundError:
+            log.info("%s@%s already gone from the mirror", repository, digest)

@@ -1,0 +1,110 @@
+"""The async bodies of the commands: open the state, take the lock, run, record."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+import anyio
+
+from mirrord._connect import ClientPool, open_destination
+from mirrord._output import live_progress, print_plan, print_summary, summary
+from mirrord._recorder import Recorder
+from mirrord.config import Config, StreamConfig
+from mirrord.credentials import Credential
+from mirrord.credentials import login as keyring_login
+from mirrord.registry import RegistryClient
+from mirrord.state import Store, open_store
+from mirrord.sync import Syncer, SyncResult
+
+log = logging.getLogger("mirrord")
+
+NOTIFY_DEADLINE = 30.0  # seconds a one-shot sync spends delivering notifications
+
+
+async def run_sync_command(
+    config: Config,
+    streams: Sequence[StreamConfig],
+    *,
+    dry_run: bool,
+    output: str,
+    wait: bool,
+    progress: bool,
+) -> bool:
+    """``mirrord sync``: True when every selected tag is in the mirror."""
+    os.makedirs(config.state_dir, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        store = open_store(config.state_dir)
+        stack.push_async_callback(store.aclose)
+        if not dry_run:
+            await stack.enter_async_context(store.acquire_run_lock(wait=wait))
+            await store.abandon_running_jobs("interrupted: the process running it died")
+        pool = await stack.enter_async_context(ClientPool(config))
+        result = await sync_once(
+            config, store, pool, list(streams), dry_run=dry_run, progress=progress
+        )
+    if dry_run:
+        print_plan(result)
+    print_summary(result, output if output != "yaml" else "json")
+    return result.ok
+
+
+async def sync_once(
+    config: Config,
+    store: Store,
+    pool: ClientPool,
+    streams: list[StreamConfig],
+    *,
+    dry_run: bool = False,
+    progress: bool = False,
+    result: SyncResult | None = None,
+) -> SyncResult:
+    """One recorded sync run (a job in the store), as the CLI and the daemon run it."""
+    destination = await open_destination(config, pool)
+    notifier = None
+    if config.notifications:
+        from mirrord.notify import Notifier
+
+        notifier = Notifier(store, config.notifications)
+    recorder = Recorder(config, store, destination, notifier)
+    syncer = Syncer(config, pool, on_result=None if dry_run else recorder)
+    result = result or SyncResult()
+    if dry_run:
+        return await syncer.run(streams, dry_run=True, result=result)
+    await recorder.prepare(streams)
+    job = await store.start_job("sync", streams[0].name if len(streams) == 1 else None)
+    try:
+        async with live_progress(result, progress):
+            await syncer.run(streams, result=result)
+        await recorder.finish(result)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await store.finish_job(job, "Failed", {}, "interrupted")
+        raise
+    counts = {k: int(v) for k, v in result.stats.as_dict().items()}
+    failures = summary(result)["failures"]
+    message = "; ".join(f"{f['stream']}:{f['tag']}: {f['reason']}" for f in failures)[:2000]
+    await store.finish_job(job, "Succeeded" if result.ok else "Failed", counts, message)
+    pruning = config.pruning
+    await store.trim_jobs(
+        "sync", pruning.successful_jobs_history_limit, pruning.failed_jobs_history_limit
+    )
+    if notifier is not None:
+        with anyio.move_on_after(NOTIFY_DEADLINE):
+            await notifier.deliver_due()
+    return result
+
+
+async def login_command(config: Config, registry: str, username: str, password: str) -> None:
+    """Check the credential against the registry, then store it in the keyring."""
+    from mirrord._connect import registry_options
+
+    options = registry_options(config.registry_config(registry))
+
+    async def check(credential: Credential) -> None:
+        async with RegistryClient(registry, credential=credential, options=options) as client:
+            await client.check_credentials()
+
+    await keyring_login(registry, username, password, check=check)

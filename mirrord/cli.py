@@ -1,0 +1,188 @@
+"""The ``mirrord`` command line.
+
+Exit codes: 0 success; 1 some image (or stream) failed, the rest completed;
+2 bad usage or configuration (nothing was touched); 3 another run holds the
+state lock.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+import click
+
+from mirrord._errors import ConfigError, LockedError, MirrordError
+from mirrord._logging import setup_logging
+from mirrord.config import Config, load_config, load_config_or_embedded
+
+log = logging.getLogger("mirrord")
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Configuration file (default: $MIRRORD_CONFIG, /etc/mirrord/mirrord.yaml as root, "
+    "else ~/.config/mirrord/mirrord.yaml).",
+)
+output_option = click.option(
+    "-o", "--output", "output", type=click.Choice(["text", "json", "yaml"]), default="text"
+)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def load(config_path: Path | None, *, embedded: bool = False) -> Config:
+    """Load the config or exit 2 with the file/line/key message."""
+    try:
+        return load_config_or_embedded(config_path) if embedded else load_config(config_path)
+    except ConfigError as error:
+        fail(str(error), EXIT_USAGE)
+
+
+def run_async(func: Callable[[], Any]) -> Any:
+    """Run an async entry point; MirrordErrors become a clear message and exit code."""
+    try:
+        return anyio.run(func)
+    except LockedError as error:
+        fail(str(error), EXIT_LOCKED)
+    except ConfigError as error:
+        fail(str(error), EXIT_USAGE)
+    except MirrordError as error:
+        fail(str(error), EXIT_FAILED)
+    except KeyboardInterrupt:
+        fail("interrupted; the mirror and state are consistent, re-run to continue", 130)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="MIRRORD_LOG_FORMAT",
+    help="Log lines as text (journald-friendly) or JSON.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    envvar="MIRRORD_LOG_LEVEL",
+)
+@click.version_option(package_name="mirrord")
+def main(log_format: str, log_level: str) -> None:
+    """Keep a mirror registry (or OCI layout) in step with upstream repositories."""
+    setup_logging(log_format, log_level)
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--stream", "streams", multiple=True, metavar="NAME", help="Only these streams.")
+@output_option
+@click.option(
+    "--wait/--no-wait", default=False, help="Wait for a running sync to finish instead of refusing."
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Live progress display (default: when stdout is a terminal).",
+)
+def sync(
+    config_path: Path | None,
+    dry_run: bool,
+    streams: tuple[str, ...],
+    output: str,
+    wait: bool,
+    progress: bool | None,
+) -> None:
+    """Mirror every configured stream once, then exit (non-zero if any image failed)."""
+    from mirrord._runs import run_sync_command
+
+    config = load(config_path, embedded=True)
+    selected = [config.stream(name) for name in streams] if streams else list(config.streams)
+    show_progress = sys.stdout.isatty() if progress is None else progress
+    ok = run_async(
+        lambda: run_sync_command(
+            config,
+            selected,
+            dry_run=dry_run,
+            output=output,
+            wait=wait,
+            progress=show_progress and not dry_run,
+        )
+    )
+    sys.exit(0 if ok else EXIT_FAILED)
+
+
+@main.command()
+@config_option
+def validate(config_path: Path | None) -> None:
+    """Check the configuration file and exit (2 when it is invalid)."""
+    config = load(config_path)
+    click.echo(f"{config.path}: valid: {len(config.streams)} streams, mirror {config.mirror}")
+
+
+@main.command()
+@click.argument("registry")
+@click.option("-u", "--username", help="User name (prompted for when absent).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@config_option
+def login(
+    registry: str, username: str | None, password_stdin: bool, config_path: Path | None
+) -> None:
+    """Check credentials against REGISTRY, then store them in the keyring."""
+    from mirrord._runs import login_command
+
+    if password_stdin:
+        if not username:
+            fail("--password-stdin needs --username", EXIT_USAGE)
+        password = sys.stdin.read().rstrip("\r\n")
+    else:
+        username = username or click.prompt("Username")
+        password = getpass.getpass("Password: ")
+    if not password:
+        fail("empty password", EXIT_USAGE)
+    assert username is not None
+    config = load(config_path, embedded=True)
+    run_async(lambda: login_command(config, registry, username, password))
+    click.echo(f"Login Succeeded: {registry} (stored in the keyring)")
+
+
+@main.command()
+@click.argument("registry")
+def logout(registry: str) -> None:
+    """Remove REGISTRY's credentials from the keyring."""
+    from mirrord.credentials import logout as keyring_logout
+
+    removed = run_async(lambda: keyring_logout(registry))
+    if not removed:
+        fail(f"not logged in to {registry}", EXIT_FAILED)
+    click.echo(f"Removed login credentials for {registry}")
+
+
+def _register_more_commands() -> None:
+    """Commands that live in their own modules (kept small)."""
+    for module_name in ("mirrord._cli_streams", "mirrord._cli_daemon", "mirrord._cli_prune"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        module.register(main)
+
+
+_register_more_commands()

@@ -1,0 +1,23 @@
+"""Plan (pure) and engine (executes): the copy of images from a source into the mirror."""
+
+from __future__ import annotations
+
+from mirrord.copy._engine import CopiedImage, CopyEngine, CopyStats, select_platform
+from mirrord.copy._plan import Action, ImportMode, StreamPlan, TagPlan, decide
+from mirrord.copy._retry import RetryPolicy, retrying
+from mirrord.copy._verify import verified_chunks
+
+__all__ = [
+    "Action",
+    "CopiedImage",
+    "CopyEngine",
+    "CopyStats",
+    "ImportMode",
+    "RetryPolicy",
+    "StreamPlan",
+    "TagPlan",
+    "decide",
+    "retrying",
+    "select_platform",
+    "verified_chunks",
+]

@@ -1,0 +1,229 @@
+"""The copy engine: executes tag plans, children first and the tag last.
+
+Per image: the manifest is fetched by digest (and checked), an index's children
+are ensured before the index, every blob is ensured before the manifest that
+references it, and the tag is pushed last, so a tag never names anything the
+mirror lacks. Blobs go HEAD → mount → stream, once per (repository, digest) per
+run however many images share them. Temporary failures are retried with
+backoff; an image that still fails does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+from mirrord._errors import ManifestError, MirrordError
+from mirrord.copy._plan import ImportMode, TagPlan
+from mirrord.copy._retry import DEFAULT_RETRY, RetryPolicy, retrying
+from mirrord.copy._verify import verified_chunks
+from mirrord.oci import Descriptor, Manifest, Platform
+from mirrord.transports import Destination, Source
+
+log = logging.getLogger("mirrord.copy")
+
+
+@dataclass
+class CopyStats:
+    """Counters of one run (an accumulator, shared by every task of the run)."""
+
+    images_copied: int = 0
+    images_unchanged: int = 0
+    images_failed: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_present: int = 0
+    manifests_pushed: int = 0
+    bytes_copied: int = 0
+    retries: int = 0
+    rate_limit_waits: float = 0.0
+    # Bytes streamed so far, updated chunk by chunk (for live progress).
+    bytes_streamed: list[int] = field(default_factory=lambda: [0])
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {k: v for k, v in vars(self).items() if k != "bytes_streamed"}
+
+
+@dataclass(frozen=True, slots=True)
+class CopiedImage:
+    """What a tag now points at in the mirror."""
+
+    digest: str
+    media_type: str
+    size: int
+    source_digest: str
+
+
+class _Once:
+    """Runs an async job once per key; concurrent callers wait for the first one."""
+
+    def __init__(self) -> None:
+        self._done: set[tuple[str, str]] = set()
+        self._running: dict[tuple[str, str], anyio.Event] = {}
+        self._failed: dict[tuple[str, str], MirrordError] = {}
+
+    async def run(self, key: tuple[str, str], job: Callable[[], Awaitable[object]]) -> None:
+        while key not in self._done:
+            running = self._running.get(key)
+            if running is None:
+                break
+            await running.wait()
+            if key in self._failed:
+                raise self._failed[key]
+        if key in self._done:
+            return
+        event = self._running[key] = anyio.Event()
+        self._failed.pop(key, None)
+        try:
+            await job()
+            self._done.add(key)
+        except MirrordError as error:
+            self._failed[key] = error
+            raise
+        finally:
+            del self._running[key]
+            event.set()
+
+
+class CopyEngine:
+    """Copies images into ``destination``, sharing work across every stream of a run."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        stats: CopyStats,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
+        self.destination = destination
+        self.stats = stats
+        self.retry = retry
+        self._blobs = _Once()
+        self._manifests = _Once()
+        # digest -> a mirror repository known to hold it this run (a mount source)
+        self._located: dict[str, str] = {}
+        # digest -> set when its one in-flight stream ends (others then mount it)
+        self._streaming: dict[str, anyio.Event] = {}
+
+    async def copy_tag(self, source: Source, plan: TagPlan) -> CopiedImage:
+        """Copy what ``plan``'s source tag names and point the mirror tag at it last."""
+        assert plan.source is not None
+        manifest = await self._get_manifest(source, plan.source_repository, plan.source.digest)
+        source_digest = manifest.digest
+        if manifest.is_index and plan.import_mode is ImportMode.LEGACY:
+            child = select_platform(manifest, Platform.parse(plan.platform))
+            manifest = await self._get_manifest(source, plan.source_repository, child.digest)
+            if manifest.is_index:
+                raise ManifestError(f"{plan.tag}: nested index for {plan.platform}")
+        await self._ensure_contents(
+            source, plan.source_repository, plan.mirror_repository, manifest
+        )
+        await retrying(
+            lambda: self.destination.put_manifest(plan.mirror_repository, plan.tag, manifest),
+            f"push tag {plan.mirror_repository}:{plan.tag}",
+            self.retry,
+            self._count_retry,
+        )
+        self.stats.manifests_pushed += 1
+        return CopiedImage(manifest.digest, manifest.media_type, manifest.size, source_digest)
+
+    async def _ensure_contents(
+        self, source: Source, src_repo: str, dst_repo: str, manifest: Manifest
+    ) -> None:
+        """Everything ``manifest`` references is in ``dst_repo`` when this returns."""
+        async with anyio.create_task_group() as tg:
+            for child in manifest.manifests:
+                tg.start_soon(self._ensure_manifest, source, src_repo, dst_repo, child)
+            for blob in manifest.blobs:
+                tg.start_soon(self._ensure_blob, source, src_repo, dst_repo, blob)
+
+    async def _ensure_manifest(
+        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
+    ) -> None:
+        async def job() -> None:
+            if await retrying(
+                lambda: self.destination.head_manifest(dst_repo, desc.digest),
+                f"HEAD {dst_repo}@{desc.digest}",
+                self.retry,
+                self._count_retry,
+            ):
+                return
+            child = await self._get_manifest(source, src_repo, desc.digest)
+            await self._ensure_contents(source, src_repo, dst_repo, child)
+            await retrying(
+                lambda: self.destination.put_manifest(dst_repo, child.digest, child),
+                f"push {dst_repo}@{child.digest}",
+                self.retry,
+                self._count_retry,
+            )
+            self.stats.manifests_pushed += 1
+
+        await self._manifests.run((dst_repo, desc.digest), job)
+
+    async def _ensure_blob(
+        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
+    ) -> None:
+        await self._blobs.run(
+            (dst_repo, desc.digest),
+            lambda: retrying(
+                lambda: self._transfer_blob(source, src_repo, dst_repo, desc),
+                f"blob {desc.digest} into {dst_repo}",
+                self.retry,
+                self._count_retry,
+            ),
+        )
+
+    async def _transfer_blob(
+        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
+    ) -> None:
+        digest = desc.digest
+        if await self.destination.blob_exists(dst_repo, digest):
+            self.stats.blobs_present += 1
+            self._located.setdefault(digest, dst_repo)
+            return
+        # The same blob streaming into another repository: wait, then mount it.
+        while (streaming := self._streaming.get(digest)) is not None:
+            await streaming.wait()
+        upload: str | None = None
+        mount_from = self._located.get(digest)
+        if mount_from and mount_from != dst_repo:
+            upload = await self.destination.mount_blob(dst_repo, digest, mount_from)
+            if upload is None:
+                self.stats.blobs_mounted += 1
+                return
+        done = self._streaming[digest] = anyio.Event()
+        try:
+            async with source.get_blob(src_repo, digest) as chunks:
+                stream = verified_chunks(chunks, desc, self.stats.bytes_streamed)
+                await self.destination.write_blob(dst_repo, desc, stream, upload or None)
+        finally:
+            del self._streaming[digest]
+            done.set()
+        self.stats.blobs_copied += 1
+        self.stats.bytes_copied += desc.size
+        self._located.setdefault(digest, dst_repo)
+
+    async def _get_manifest(self, source: Source, repository: str, digest: str) -> Manifest:
+        return await retrying(
+            lambda: source.get_manifest(repository, digest, digest),
+            f"GET manifest {repository}@{digest}",
+            self.retry,
+            self._count_retry,
+        )
+
+    def _count_retry(self, error: MirrordError, delay: float) -> None:
+        self.stats.retries += 1
+        if error.reason == "RateLimited":
+            self.stats.rate_limit_waits += delay
+
+
+def select_platform(index: Manifest, wanted: Platform) -> Descriptor:
+    """The child of ``index`` for ``wanted`` (Legacy import); ManifestError when absent."""
+    for child in index.manifests:
+        if child.platform is not None and wanted.matches(child.platform):
+            return child
+    offered = ", ".join(str(c.platform) for c in index.manifests if c.platform)
+    raise ManifestError(f"index {index.digest} has no {wanted} image (it has: {offered})")

@@ -1,0 +1,20 @@
+"""Distribution-spec client: challenges, auth, verbs and error mapping."""
+
+from __future__ import annotations
+
+from mirrord.registry._auth import RegistryAuth, Token
+from mirrord.registry._challenge import Challenge, parse_challenges, request_scopes
+from mirrord.registry._client import RegistryClient
+from mirrord.registry._errors import parse_retry_after
+from mirrord.registry._tls import RegistryOptions
+
+__all__ = [
+    "Challenge",
+    "RegistryAuth",
+    "RegistryClient",
+    "RegistryOptions",
+    "Token",
+    "parse_challenges",
+    "parse_retry_after",
+    "request_scopes",
+]

@@ -1,0 +1,71 @@
+"""``WWW-Authenticate`` challenges (RFC 7235, distribution ``token.md``) and token scopes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+_PARAM = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+_REPOSITORY_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One parsed challenge: ``scheme`` is ``basic`` or ``bearer`` (lower-cased)."""
+
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def realm(self) -> str:
+        return self.params.get("realm", "")
+
+    @property
+    def service(self) -> str:
+        return self.params.get("service", "")
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(self.params.get("scope", "").split())
+
+
+def parse_challenges(header: str) -> list[Challenge]:
+    """Parse every challenge in a ``WWW-Authenticate`` header value."""
+    challenges: list[Challenge] = []
+    # A new challenge starts with a scheme token not followed by "=".
+    for match in re.finditer(r"(?:^|,)\s*([A-Za-z][A-Za-z0-9_-]*)\s+(?=[^=,\s]+\s*=)", header):
+        start = match.end()
+        following = re.search(r",\s*[A-Za-z][A-Za-z0-9_-]*\s+[^=,\s]+\s*=", header[start:])
+        end = start + following.start() if following else len(header)
+        params = {
+            key.lower(): (quoted.replace('\\"', '"') if quoted is not None else bare)
+            for key, quoted, bare in _PARAM.findall(header[start:end])
+        }
+        challenges.append(Challenge(match.group(1).lower(), params))
+    if not challenges and header.strip():
+        challenges.append(Challenge(header.strip().split()[0].lower()))
+    return challenges
+
+
+def request_scopes(method: str, url: str) -> tuple[str, ...]:
+    """The token scopes a request needs, derived from its method and path.
+
+    ``token-scope.md``: reads need ``pull``; uploads and manifest pushes
+    ``pull,push``; deletes ``delete``; a cross-repository mount also needs
+    ``pull`` on the ``from`` repository.
+    """
+    parts = urlsplit(url)
+    match = _REPOSITORY_PATH.match(parts.path)
+    if not match:
+        return ()
+    name = match.group("name")
+    if method in ("GET", "HEAD"):
+        return (f"repository:{name}:pull",)
+    if method == "DELETE":
+        return (f"repository:{name}:delete",)
+    scopes = [f"repository:{name}:pull,push"]
+    source = parse_qs(parts.query).get("from")
+    if source and source[0] != name:
+        scopes.append(f"repository:{source[0]}:pull")
+    return tuple(scopes)

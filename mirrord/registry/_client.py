@@ -1,0 +1,400 @@
+"""An async client for one registry, with verbs named after the distribution spec.
+
+Every request holds a slot of the registry's limiter, so concurrency is bounded
+per registry however many images and blobs are in flight. Errors come back as
+the typed exceptions of :mod:`mirrord._errors`; nothing here retries (the copy
+engine decides that from ``.temporary``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import anyio
+import httpx
+
+from mirrord._errors import NotFoundError, RegistryError
+from mirrord.oci import MANIFEST_ACCEPT, Descriptor, Manifest, parse_manifest
+from mirrord.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
+from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
+from mirrord.registry._challenge import Challenge
+from mirrord.registry._errors import (
+    error_from_exception,
+    error_from_response,
+    parse_retry_after,
+)
+from mirrord.registry._throttle import Throttle
+from mirrord.registry._tls import RegistryOptions, ssl_context
+
+BLOB_CHUNK = 1 << 20  # hash and forward blobs a MiB at a time
+TAG_PAGE_SIZE = 1000
+
+
+class RegistryClient:
+    """Talks to one registry (``host[:port]``; ``docker.io`` means Docker Hub's API host)."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credential: CredentialLike | None = None,
+        options: RegistryOptions | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_request: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.options = options or RegistryOptions()
+        host = DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry
+        self.base_url = f"{'http' if self.options.insecure else 'https'}://{host}"
+        self.credential = credential
+        self.requests: Counter[str] = Counter()
+        self._on_request = on_request
+        self._limiter = anyio.CapacityLimiter(max(1, self.options.max_concurrency))
+        self.throttle = Throttle(self.options.rate)
+        self.auth = RegistryAuth(credential, self._fetch_token)
+        verify = ssl_context(host, self.options) if not self.options.insecure else True
+        self._http = httpx.AsyncClient(
+            auth=self.auth,
+            verify=verify,
+            transport=transport,
+            follow_redirects=True,
+            timeout=httpx.Timeout(self.options.timeout, connect=15.0),
+            limits=httpx.Limits(max_connections=max(4, self.options.max_concurrency * 2)),
+            headers={"User-Agent": "mirrord/0.1"},
+        )
+        self._pinged = False
+        self._ping_lock = anyio.Lock()
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def credential_source(self) -> str:
+        return self.credential.source if self.credential else ""
+
+    # -- ping and auth ------------------------------------------------------------
+
+    async def ping(self) -> str:
+        """``GET /v2/``: learn the auth scheme (``""``, ``basic`` or ``bearer``)."""
+        async with self._limiter:
+            response = await self._send("GET", "/v2/", "ping", authenticate=False)
+        if response.status_code == 401:
+            self.auth.learn(response)
+        elif response.status_code != 200:
+            raise error_from_response(response, self.registry, "ping")
+        self._pinged = True
+        return self.auth.scheme
+
+    async def check_credentials(self) -> None:
+        """Prove the credential is accepted (for ``mirrord login``); raise UnauthorizedError."""
+        scheme = await self.ping()
+        if scheme == "bearer":
+            await self.auth.token((), refresh=True)
+        elif scheme == "basic":
+            await self._request("GET", "/v2/", "check credentials", ok=(200,))
+
+    async def _fetch_token(
+        self, challenge: Challenge, scopes: tuple[str, ...], credential: CredentialLike | None
+    ) -> Token:
+        params: list[tuple[str, str | int | float | bool | None]] = (
+            [("service", challenge.service)] if challenge.service else []
+        )
+        params += [("scope", scope) for scope in scopes]
+        auth: httpx.Auth | None = None
+        if credential is not None:
+            params.append(("account", credential.username))
+            auth = httpx.BasicAuth(credential.username, credential.password)
+        what = f"token from {challenge.realm}"
+        try:
+            response = await self._http.get(challenge.realm, params=params, auth=auth)
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.registry, what) from exc
+        if response.status_code != 200:
+            raise error_from_response(response, self.registry, what, self.credential_source)
+        body = response.json()
+        value = body.get("token") or body.get("access_token") or ""
+        lifetime = float(body.get("expires_in") or 60)
+        return Token.issued(value, lifetime, anyio.current_time())
+
+    # -- tags -----------------------------------------------------------------------
+
+    async def list_tags(self, repository: str, page_size: int = TAG_PAGE_SIZE) -> list[str]:
+        """Every tag of ``repository``, following ``Link: <…>; rel="next"`` pages."""
+        url: str | None = f"/v2/{repository}/tags/list?n={page_size}"
+        tags: list[str] = []
+        while url:
+            response = await self._request("GET", url, f"list tags of {repository}", ok=(200,))
+            tags.extend(response.json().get("tags") or [])
+            url = _next_link(response)
+        return tags
+
+    # -- manifests --------------------------------------------------------------------
+
+    async def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
+        """The manifest's descriptor from ``HEAD``, or None when it does not exist."""
+        what = f"HEAD manifest {repository}:{reference}"
+        try:
+            response = await self._request(
+                "HEAD",
+                f"/v2/{repository}/manifests/{reference}",
+                what,
+                ok=(200,),
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+        except NotFoundError:
+            return None
+        digest = response.headers.get("docker-content-digest", "")
+        if not digest:
+            # Without the header HEAD says nothing useful; only a GET can tell.
+            manifest = await self.get_manifest(repository, reference)
+            return manifest.descriptor()
+        media_type = response.headers.get("content-type", "").split(";")[0]
+        size = int(response.headers.get("content-length") or 0)
+        return Descriptor(media_type, digest, size)
+
+    async def get_manifest(
+        self, repository: str, reference: str, expected_digest: str = ""
+    ) -> Manifest:
+        """``GET`` a manifest; its digest is checked against ``reference`` when that is one."""
+        if not expected_digest and reference.startswith("sha"):
+            expected_digest = reference
+        what = f"GET manifest {repository}:{reference}"
+        response = await self._request(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            what,
+            ok=(200,),
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        return parse_manifest(
+            response.content, response.headers.get("content-type", ""), expected_digest
+        )
+
+    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        """``PUT`` the manifest's exact bytes under a tag or its digest."""
+        await self._request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            f"PUT manifest {repository}:{reference}",
+            ok=(201, 200),
+            content=manifest.raw,
+            headers={"Content-Type": manifest.media_type},
+        )
+
+    async def delete_manifest(self, repository: str, digest: str) -> None:
+        await self._request(
+            "DELETE",
+            f"/v2/{repository}/manifests/{digest}",
+            f"DELETE manifest {repository}@{digest}",
+            ok=(202, 200),
+        )
+
+    # -- blobs --------------------------------------------------------------------------
+
+    async def head_blob(self, repository: str, digest: str) -> int | None:
+        """The blob's size, or None when the repository does not have it."""
+        try:
+            response = await self._request(
+                "HEAD", f"/v2/{repository}/blobs/{digest}", f"HEAD blob {digest}", ok=(200,)
+            )
+        except NotFoundError:
+            return None
+        return int(response.headers.get("content-length") or 0)
+
+    @asynccontextmanager
+    async def get_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a blob's raw bytes; redirects are followed without our Authorization."""
+        what = f"GET blob {repository}@{digest}"
+        async with self._limiter:
+            request = self._http.build_request("GET", self._url(f"/v2/{repository}/blobs/{digest}"))
+            response = await self._send_request(request, what, stream=True)
+            try:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise error_from_response(response, self.registry, what, self.credential_source)
+                yield _raw_chunks(response, self.registry, what)
+            finally:
+                await response.aclose()
+
+    async def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
+        """Cross-repository mount. None when mounted (201); else the upload URL (202)."""
+        query = urlencode({"mount": digest, "from": from_repository})
+        response = await self._request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/?{query}",
+            f"mount {digest} from {from_repository}",
+            ok=(201, 202),
+        )
+        if response.status_code == 201:
+            return None
+        return self._location(response)
+
+    async def start_upload(self, repository: str) -> str:
+        response = await self._request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            f"start upload to {repository}",
+            ok=(202,),
+        )
+        return self._location(response)
+
+    async def upload_blob(
+        self,
+        repository: str,
+        descriptor: Descriptor,
+        chunks: AsyncIterable[bytes],
+        location: str | None = None,
+    ) -> None:
+        """Upload ``chunks`` (which the caller verifies) as ``descriptor``'s blob.
+
+        A monolithic streaming ``PUT`` by default; chunked ``PATCH``es when the
+        registry asks for them (``OCI-Chunk-Min-Length``) or ``chunk_size`` is set.
+        """
+        location = location or await self.start_upload(repository)
+        what = f"upload {descriptor.digest} to {repository}"
+        if self.options.chunk_size:
+            location = await self._patch_chunks(location, chunks, self.options.chunk_size, what)
+            body: Any = b""
+            headers = {"Content-Length": "0"}
+        else:
+            body = chunks
+            headers = {"Content-Length": str(descriptor.size)}
+        headers["Content-Type"] = "application/octet-stream"
+        await self._request(
+            "PUT",
+            _with_query(location, digest=descriptor.digest),
+            what,
+            ok=(201,),
+            content=body,
+            headers=headers,
+        )
+
+    async def _patch_chunks(
+        self, location: str, chunks: AsyncIterable[bytes], chunk_size: int, what: str
+    ) -> str:
+        offset = 0
+        buffer = bytearray()
+
+        async def send(piece: bytes) -> str:
+            nonlocal offset
+            response = await self._request(
+                "PATCH",
+                location,
+                what,
+                ok=(202,),
+                content=piece,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+                    "Content-Length": str(len(piece)),
+                },
+            )
+            offset += len(piece)
+            return self._location(response)
+
+        async for chunk in chunks:
+            buffer += chunk
+            while len(buffer) >= chunk_size:
+                location = await send(bytes(buffer[:chunk_size]))
+                del buffer[:chunk_size]
+        if buffer:
+            location = await send(bytes(buffer))
+        return location
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _url(self, path_or_url: str) -> str:
+        return urljoin(self.base_url + "/", path_or_url)
+
+    def _location(self, response: httpx.Response) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise RegistryError("upload answer without Location", registry=self.registry)
+        return urljoin(str(response.url), location)
+
+    async def _request(
+        self, method: str, url: str, what: str, *, ok: tuple[int, ...], **kwargs: Any
+    ) -> httpx.Response:
+        async with self._limiter:
+            response = await self._send(method, url, what, **kwargs)
+        if response.status_code not in ok:
+            raise error_from_response(response, self.registry, what, self.credential_source)
+        return response
+
+    async def _send(
+        self, method: str, url: str, what: str, *, authenticate: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        request = self._http.build_request(method, self._url(url), **kwargs)
+        response = await self._send_request(request, what, authenticate=authenticate)
+        await response.aread()
+        return response
+
+    async def _send_request(
+        self,
+        request: httpx.Request,
+        what: str,
+        *,
+        stream: bool = False,
+        authenticate: bool = True,
+    ) -> httpx.Response:
+        if authenticate and not self._pinged:
+            await self._ping_once()
+        await self.throttle.wait()
+        self.requests[request.method] += 1
+        if self._on_request:
+            self._on_request(request.method, request.url.path)
+        try:
+            response = await self._http.send(
+                request, stream=stream, auth=httpx.USE_CLIENT_DEFAULT if authenticate else None
+            )
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.registry, what) from exc
+        if response.status_code == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            self.throttle.pause(retry_after if retry_after is not None else 1.0)
+        return response
+
+    async def _ping_once(self) -> None:
+        # Learn the challenge once, so every later request is authorised up front
+        # and costs one round trip instead of a 401 and a retry.
+        async with self._ping_lock:
+            if self._pinged:
+                return
+            response = await self._send("GET", "/v2/", "ping", authenticate=False)
+            if response.status_code == 401:
+                self.auth.learn(response)
+            self._pinged = True
+
+
+async def _raw_chunks(response: httpx.Response, registry: str, what: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_raw(BLOB_CHUNK):
+            yield chunk
+    except httpx.HTTPError as exc:
+        raise error_from_exception(exc, registry, what) from exc
+
+
+def _next_link(response: httpx.Response) -> str | None:
+    link = response.headers.get("link", "")
+    for part in link.split(","):
+        if 'rel="next"' in part or "rel=next" in part:
+            start, end = part.find("<"), part.find(">")
+            if 0 <= start < end:
+                return urljoin(str(response.url), part[start + 1 : end])
+    return None
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
+    return urlunsplit(parts._replace(query=query))

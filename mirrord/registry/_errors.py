@@ -1,0 +1,102 @@
+"""Map registry answers (distribution ``spec.md#error-codes``) to mirrord's exceptions."""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import ssl
+import time
+
+import httpx
+
+from mirrord._errors import (
+    ConnectError,
+    ForbiddenError,
+    MethodNotAllowedError,
+    NotFoundError,
+    RateLimitedError,
+    RegistryError,
+    ServerError,
+    TLSError,
+    UnauthorizedError,
+)
+
+_BY_STATUS: dict[int, type[RegistryError]] = {
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+}
+
+
+def error_from_response(
+    response: httpx.Response, registry: str, what: str, credential_source: str = ""
+) -> RegistryError:
+    """Build the typed error for a non-success ``response`` to the request ``what``.
+
+    The body must already be read (or be a HEAD response, which has none).
+    """
+    status = response.status_code
+    code, detail = _first_error(response)
+    message = f"{what}: {status} {response.reason_phrase}"
+    if code:
+        message += f" ({code}{': ' + detail if detail else ''})"
+    if status == 401:
+        source = credential_source or "anonymous (no credentials found)"
+        return UnauthorizedError(
+            message, registry=registry, status=status, code=code, credential_source=source
+        )
+    if status == 405:
+        message += "; the registry does not allow this operation"
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return RateLimitedError(message, retry_after=retry_after, registry=registry, code=code)
+    if code == "DENIED" and status not in _BY_STATUS:
+        return ForbiddenError(message, registry=registry, status=status, code=code)
+    cls = _BY_STATUS.get(status, ServerError if status >= 500 else RegistryError)
+    return cls(message, registry=registry, status=status, code=code)
+
+
+def error_from_exception(exc: httpx.HTTPError, registry: str, what: str) -> RegistryError:
+    """Typed error for a transport failure: TLS failures are final, the rest temporary."""
+    if _is_tls_failure(exc):
+        return TLSError(
+            f"{what}: TLS verification failed: {exc} (add the CA with ca_file or "
+            f"/etc/containers/certs.d/{registry}/ca.crt; tls_verify: false only for testing)",
+            registry=registry,
+        )
+    return ConnectError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _first_error(response: httpx.Response) -> tuple[str, str]:
+    if response.request.method == "HEAD" or not response.content:
+        return "", ""
+    try:
+        errors = json.loads(response.content).get("errors") or []
+        first = errors[0]
+        detail = first.get("message") or ""
+        return str(first.get("code", "")), str(detail)[:300]
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return "", ""
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in type(exc).__name__

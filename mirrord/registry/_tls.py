@@ -1,0 +1,52 @@
+"""TLS settings per registry: verification on by default, extra CAs from config and certs.d."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import certifi
+
+CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryOptions:
+    """How to reach one registry.
+
+    ``insecure`` speaks plain HTTP; ``tls_verify=False`` keeps HTTPS but skips
+    verification; ``ca_file`` and ``<certs_dir>/<host>/*.crt`` add CAs, and a
+    ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does).
+    ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
+    uploads in pieces of that many bytes.
+    """
+
+    insecure: bool = False
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    max_concurrency: int = 6
+    rate: float | None = None
+    chunk_size: int = 0
+    timeout: float = 60.0
+    certs_dirs: tuple[Path, ...] = CERTS_DIRS
+
+
+def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
+    """The ``verify`` argument for httpx: a context with every CA that applies."""
+    if not options.tls_verify:
+        return False
+    context = ssl.create_default_context(cafile=certifi.where())
+    if options.ca_file:
+        context.load_verify_locations(cafile=str(options.ca_file))
+    for base in options.certs_dirs:
+        directory = base / host
+        if not directory.is_dir():
+            continue
+        for ca in sorted(directory.glob("*.crt")):
+            context.load_verify_locations(cafile=str(ca))
+        for cert in sorted(directory.glob("*.cert")):
+            key = cert.with_suffix(".key")
+            if key.exists():
+                context.load_cert_chain(str(cert), str(key))
+    return context

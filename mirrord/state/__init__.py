@@ -1,0 +1,30 @@
+"""mirrord's state: image streams, tag history, job runs, the notification outbox.
+
+``open_store(state_dir)`` opens the default SQLite store; callers depend only on
+the :class:`Store` interface.
+"""
+
+from __future__ import annotations
+
+from mirrord.state._sqlite import SQLiteStore, open_store
+from mirrord.state._store import (
+    JOB_KINDS,
+    LOCK_FILE,
+    JobRun,
+    OutboxEvent,
+    PrunerCondition,
+    RunLock,
+    Store,
+)
+
+__all__ = [
+    "JOB_KINDS",
+    "LOCK_FILE",
+    "JobRun",
+    "OutboxEvent",
+    "PrunerCondition",
+    "RunLock",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]

@@ -1,0 +1,168 @@
+"""Versioned schema of the SQLite state database, and how values are stored in it.
+
+``PRAGMA user_version`` is the number of migrations applied. Each migration is a
+list of statements applied in one ``BEGIN IMMEDIATE`` transaction together with
+the new ``user_version``, so a crash leaves the previous version intact and two
+processes opening a fresh database at once migrate it exactly once.
+
+Append new migrations; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from mirrord._errors import StateError
+from mirrord.imagestream import utc
+
+_V1 = (
+    """
+    CREATE TABLE image_streams (
+        id                INTEGER PRIMARY KEY,
+        name              TEXT NOT NULL UNIQUE,
+        source            TEXT NOT NULL,
+        mirror_repository TEXT NOT NULL,
+        scheduled         INTEGER NOT NULL CHECK (scheduled IN (0, 1)),
+        import_mode       TEXT NOT NULL CHECK (import_mode IN ('Legacy', 'PreserveOriginal')),
+        reference_policy  TEXT NOT NULL CHECK (reference_policy IN ('Source', 'Local')),
+        created_by        TEXT NOT NULL CHECK (created_by IN ('config', 'import-image')),
+        generation        INTEGER NOT NULL CHECK (generation >= 1),
+        created           TEXT NOT NULL,
+        updated           TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE tags (
+        id         INTEGER PRIMARY KEY,
+        stream_id  INTEGER NOT NULL REFERENCES image_streams (id) ON DELETE CASCADE,
+        tag        TEXT NOT NULL,
+        removed_at TEXT,
+        UNIQUE (stream_id, tag)
+    )
+    """,
+    # id order is history order: the newest event has the highest id.
+    """
+    CREATE TABLE tag_events (
+        id                     INTEGER PRIMARY KEY AUTOINCREMENT,
+        tag_id                 INTEGER NOT NULL REFERENCES tags (id) ON DELETE CASCADE,
+        created                TEXT NOT NULL,
+        docker_image_reference TEXT NOT NULL,
+        image                  TEXT NOT NULL,
+        generation             INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX tag_events_by_tag ON tag_events (tag_id, id)",
+    "CREATE INDEX tag_events_by_image ON tag_events (image)",
+    """
+    CREATE TABLE tag_conditions (
+        tag_id               INTEGER NOT NULL REFERENCES tags (id) ON DELETE CASCADE,
+        type                 TEXT NOT NULL,
+        status               TEXT NOT NULL,
+        reason               TEXT NOT NULL,
+        message              TEXT NOT NULL,
+        generation           INTEGER NOT NULL,
+        last_transition_time TEXT NOT NULL,
+        PRIMARY KEY (tag_id, type)
+    )
+    """,
+    """
+    CREATE TABLE job_runs (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind     TEXT NOT NULL,
+        stream   TEXT,
+        status   TEXT NOT NULL CHECK (status IN ('Running', 'Succeeded', 'Failed')),
+        started  TEXT NOT NULL,
+        finished TEXT,
+        counts   TEXT NOT NULL DEFAULT '{}',
+        message  TEXT NOT NULL DEFAULT '',
+        pid      INTEGER
+    )
+    """,
+    "CREATE INDEX job_runs_by_kind ON job_runs (kind, status, id)",
+    """
+    CREATE TABLE outbox (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        receiver     TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        created      TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_attempt TEXT,
+        last_error   TEXT,
+        delivered    TEXT
+    )
+    """,
+    "CREATE INDEX outbox_due ON outbox (next_attempt, id) WHERE delivered IS NULL",
+    """
+    CREATE TABLE pruner_conditions (
+        name                 TEXT NOT NULL,
+        type                 TEXT NOT NULL,
+        status               TEXT NOT NULL,
+        reason               TEXT NOT NULL,
+        message              TEXT NOT NULL,
+        last_transition_time TEXT NOT NULL,
+        PRIMARY KEY (name, type)
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, where: str) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`; the version found before.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``).
+    """
+    found = schema_version(conn)
+    if found > SCHEMA_VERSION:
+        raise StateError(
+            f"{where}: schema version {found} is newer than this mirrord supports "
+            f"({SCHEMA_VERSION}); upgrade mirrord"
+        )
+    if found == SCHEMA_VERSION:
+        return found
+    with tx(conn):
+        current = schema_version(conn)  # another process may have migrated meanwhile
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version:d}")
+    return found
+
+
+# -- how values are stored -----------------------------------------------------------
+
+
+def ts(moment: datetime) -> str:
+    """A UTC timestamp as stored: fixed width, microseconds, ``Z`` (sorts as text)."""
+    return utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dt(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def now_or(now: datetime | None) -> datetime:
+    return utc(now) if now is not None else datetime.now(UTC)
+
+
+@contextmanager
+def tx(conn: sqlite3.Connection, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """One transaction: ``BEGIN IMMEDIATE`` for writes (no lock upgrade deadlock),
+    a deferred ``BEGIN`` for a consistent read snapshot. Rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,266 @@
+"""One run: config → tag selection → plan → copy → record → notify.
+
+Streams are planned concurrently (one tag listing per repository, one ``HEAD``
+per tag at the source and one at the mirror), then every tag that changed is
+copied by one shared :class:`~mirrord.copy.CopyEngine`, so a blob shared by
+several repositories is streamed once and mounted elsewhere. A failing image
+never stops the others; the run's result says which failed and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import anyio
+
+from mirrord._connect import ClientPool, open_destination
+from mirrord._errors import MirrordError, NotFoundError
+from mirrord.config import Config, StreamConfig
+from mirrord.copy import (
+    Action,
+    CopiedImage,
+    CopyEngine,
+    CopyStats,
+    ImportMode,
+    StreamPlan,
+    TagPlan,
+    decide,
+    retrying,
+)
+from mirrord.selection import cosign_tags, is_cosign_tag, select_tags
+from mirrord.transports import Destination, Source
+
+log = logging.getLogger("mirrord.sync")
+
+MAX_IMAGES_IN_FLIGHT = 16
+
+
+@dataclass(frozen=True, slots=True)
+class TagResult:
+    """The outcome for one tag: ``copied``, ``unchanged``, ``failed`` or ``planned``."""
+
+    plan: TagPlan
+    outcome: str
+    image: CopiedImage | None = None
+    error: MirrordError | None = None
+
+
+@dataclass
+class SyncResult:
+    """Everything one run did, for the summary, the state store and notifications."""
+
+    plans: list[StreamPlan] = field(default_factory=list)
+    results: list[TagResult] = field(default_factory=list)
+    stats: CopyStats = field(default_factory=CopyStats)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def failed(self) -> list[TagResult]:
+        return [r for r in self.results if r.outcome == "failed"]
+
+    @property
+    def stream_errors(self) -> list[StreamPlan]:
+        return [p for p in self.plans if p.error is not None]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.stream_errors
+
+
+ResultHook = Callable[[TagResult], Awaitable[None]]
+
+
+class Syncer:
+    """Runs syncs of ``config``'s streams into its mirror."""
+
+    def __init__(
+        self,
+        config: Config,
+        pool: ClientPool,
+        *,
+        on_result: ResultHook | None = None,
+        legacy_sources: Callable[[str, str], Awaitable[str | None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self._on_result = on_result
+        self._legacy_sources = legacy_sources
+
+    async def run(
+        self,
+        streams: Sequence[StreamConfig] | None = None,
+        *,
+        dry_run: bool = False,
+        result: SyncResult | None = None,
+    ) -> SyncResult:
+        """Sync ``streams`` (default: all); ``result`` may be passed in to watch progress."""
+        started = time.monotonic()
+        result = result or SyncResult()
+        result.dry_run = dry_run
+        destination = await open_destination(self.config, self.pool)
+        await retrying(destination.ping, f"reach the mirror {destination.description}")
+        selected = list(streams if streams is not None else self.config.streams)
+        plans: dict[str, StreamPlan] = {}
+        async with anyio.create_task_group() as tg:
+            for stream in selected:
+                tg.start_soon(self._plan_into, plans, stream, destination)
+        result.plans = [plans[s.name] for s in selected]
+        if dry_run:
+            await self._estimate(result)
+        else:
+            await self._execute(result, destination)
+        result.seconds = time.monotonic() - started
+        return result
+
+    async def _plan_into(
+        self, plans: dict[str, StreamPlan], stream: StreamConfig, destination: Destination
+    ) -> None:
+        plans[stream.name] = await self.plan_stream(stream, destination)
+
+    async def plan_stream(self, stream: StreamConfig, destination: Destination) -> StreamPlan:
+        """List (when needed), select, and ``HEAD`` each selected tag at both ends."""
+        try:
+            source = await self.pool.client(stream.source_registry, stream.source_repository)
+            all_tags: list[str] | None = None
+            if stream.tags is None or stream.signatures or stream.delete_removed_tags:
+                all_tags = await retrying(
+                    lambda: source.list_tags(stream.source_repository),
+                    f"list tags of {stream.source}",
+                )
+            selection = select_tags(all_tags if all_tags is not None else [], stream)
+            if stream.tags is not None and all_tags is None:
+                selection = type(selection)(selected=stream.tags)
+        except MirrordError as error:
+            log.error("stream %s: %s", stream.name, error)
+            return StreamPlan(stream.name, error=error)
+        tags = [t for t in selection.selected if not is_cosign_tag(t)]
+        # An explicit tag the source lacks is planned too: its HEAD fails as NotFound.
+        tags += [t for t in selection.missing if t not in tags]
+        plans = await self._plan_tags(stream, source, destination, tags)
+        if stream.signatures and all_tags:
+            signatures = [
+                sig
+                for p in plans
+                if p.source is not None
+                for sig in cosign_tags(p.source.digest, all_tags)
+            ]
+            sig_plans = await self._plan_tags(stream, source, destination, signatures)
+            plans += sig_plans
+        return StreamPlan(
+            stream.name, tuple(plans), selection.left_out, selection.missing, all_tags=all_tags
+        )
+
+    async def _plan_tags(
+        self, stream: StreamConfig, source: Source, destination: Destination, tags: list[str]
+    ) -> list[TagPlan]:
+        planned: dict[str, TagPlan] = {}
+        async with anyio.create_task_group() as tg:
+            for tag in tags:
+                tg.start_soon(self._plan_tag_into, planned, stream, source, destination, tag)
+        return [planned[t] for t in tags]
+
+    async def _plan_tag_into(
+        self,
+        planned: dict[str, TagPlan],
+        stream: StreamConfig,
+        source: Source,
+        destination: Destination,
+        tag: str,
+    ) -> None:
+        mode = ImportMode(stream.import_mode)
+        base = TagPlan(
+            stream=stream.name,
+            tag=tag,
+            source_repository=stream.source_repository,
+            mirror_repository=destination.repository(self.config.mirror.repository(stream.to)),
+            action=Action.FAILED,
+            import_mode=mode,
+            platform=stream.platform,
+        )
+        try:
+            found = await retrying(
+                lambda: source.head_manifest(stream.source_repository, tag),
+                f"HEAD {stream.source}:{tag}",
+            )
+            if found is None:
+                raise NotFoundError(f"{stream.source}:{tag}: manifest unknown", status=404)
+            mirrored = await retrying(
+                lambda: destination.head_manifest(base.mirror_repository, tag),
+                f"HEAD mirror {base.mirror_repository}:{tag}",
+            )
+            imported_from = None
+            if mode is ImportMode.LEGACY and mirrored and self._legacy_sources:
+                imported_from = await self._legacy_sources(stream.name, tag)
+            action = decide(found, mirrored, mode, imported_from)
+            planned[tag] = base.with_heads(action, found, mirrored)
+        except MirrordError as error:
+            planned[tag] = base.failed(error)
+
+    async def _execute(self, result: SyncResult, destination: Destination) -> None:
+        engine = CopyEngine(destination, result.stats)
+        images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
+        async with anyio.create_task_group() as tg:
+            for stream_plan in result.plans:
+                stream = self.config.stream(stream_plan.stream)
+                for plan in stream_plan.tags:
+                    tg.start_soon(self._execute_tag, result, engine, images, stream, plan)
+
+    async def _execute_tag(
+        self,
+        result: SyncResult,
+        engine: CopyEngine,
+        images: anyio.Semaphore,
+        stream: StreamConfig,
+        plan: TagPlan,
+    ) -> None:
+        stats = result.stats
+        if plan.action is Action.FAILED:
+            outcome = TagResult(plan, "failed", error=plan.error)
+        elif plan.action is Action.UNCHANGED:
+            outcome = TagResult(plan, "unchanged")
+        else:
+            source = await self.pool.client(stream.source_registry, stream.source_repository)
+            async with images:
+                try:
+                    image = await engine.copy_tag(source, plan)
+                    outcome = TagResult(plan, "copied", image=image)
+                except MirrordError as error:
+                    log.error("%s:%s: %s", stream.source, plan.tag, error)
+                    outcome = TagResult(plan, "failed", error=error)
+        if outcome.outcome == "copied":
+            stats.images_copied += 1
+        elif outcome.outcome == "unchanged":
+            stats.images_unchanged += 1
+        else:
+            stats.images_failed += 1
+        result.results.append(outcome)
+        if self._on_result is not None:
+            await self._on_result(outcome)
+
+    async def _estimate(self, result: SyncResult) -> None:
+        """Dry run: read the manifests of what would be copied, to count its bytes."""
+        outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
+        for stream_plan in result.plans:
+            stream = self.config.stream(stream_plan.stream)
+            source = await self.pool.client(stream.source_registry, stream.source_repository)
+            for plan in stream_plan.tags:
+                if plan.action is Action.COPY:
+                    plan = replace(plan, bytes_to_copy=await _image_bytes(source, plan))
+                result.results.append(TagResult(plan, outcomes[plan.action], error=plan.error))
+
+
+async def _image_bytes(source: Source, plan: TagPlan) -> int:
+    """Bytes of every blob the tag's image (all platforms of an index) references."""
+    assert plan.source is not None
+    manifest = await source.get_manifest(plan.source_repository, plan.source.digest)
+    children = [manifest]
+    if manifest.is_index:
+        children = [
+            await source.get_manifest(plan.source_repository, child.digest)
+            for child in manifest.manifests
+        ]
+    return sum(blob.size for child in children for blob in child.blobs)

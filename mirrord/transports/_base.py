@@ -1,0 +1,69 @@
+"""The transport interfaces the copy engine talks to."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from mirrord.oci import Descriptor, Manifest
+
+
+class Source(Protocol):
+    """Read side: what the copy engine needs of an upstream repository."""
+
+    registry: str
+
+    async def list_tags(self, repository: str) -> list[str]: ...
+
+    async def head_manifest(self, repository: str, reference: str) -> Descriptor | None: ...
+
+    async def get_manifest(
+        self, repository: str, reference: str, expected_digest: str = ""
+    ) -> Manifest: ...
+
+    def get_blob(
+        self, repository: str, digest: str
+    ) -> AbstractAsyncContextManager[AsyncIterable[bytes]]: ...
+
+
+class Destination(Protocol):
+    """Write side: the mirror.
+
+    ``write_blob`` consumes ``chunks`` completely before the blob becomes
+    visible; when the iterator raises (a digest mismatch), nothing is stored.
+    ``mount_blob`` returns None when the blob is now present, else an opaque
+    upload handle to pass to ``write_blob``.
+    """
+
+    description: str
+
+    def repository(self, path: str) -> str: ...
+
+    def reference(self, repository: str, tag_or_digest: str) -> str: ...
+
+    async def ping(self) -> None: ...
+
+    async def list_tags(self, repository: str) -> list[str]: ...
+
+    async def head_manifest(self, repository: str, reference: str) -> Descriptor | None: ...
+
+    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None: ...
+
+    async def delete_manifest(self, repository: str, digest: str) -> None: ...
+
+    async def blob_exists(self, repository: str, digest: str) -> bool: ...
+
+    async def mount_blob(
+        self, repository: str, digest: str, from_repository: str
+    ) -> str | None: ...
+
+    async def write_blob(
+        self,
+        repository: str,
+        descriptor: Descriptor,
+        chunks: AsyncIterable[bytes],
+        upload: str | None = None,
+    ) -> None: ...
+
+    async def aclose(self) -> None: ...

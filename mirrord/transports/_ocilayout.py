@@ -1,0 +1,179 @@
+"""The mirror as one OCI image layout directory (image-spec ``image-layout.md``).
+
+Every mirror repository shares the layout's ``blobs/`` (so a layer shared by
+many repositories is stored once) and each tag is an ``index.json`` entry whose
+``org.opencontainers.image.ref.name`` is ``<repository>:<tag>``; skopeo reads it
+as ``oci:/path:<repository>:<tag>``.
+
+Writes are crash-safe: a blob is written to ``ingest/``, fsynced, checked and
+renamed into place; ``index.json`` is replaced atomically. A tag therefore never
+names a manifest or blob that is not completely on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import AsyncIterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from mirrord._errors import NotFoundError
+from mirrord.oci import OCI_INDEX, Descriptor, Manifest, parse_manifest
+
+REF_NAME = "org.opencontainers.image.ref.name"
+_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+
+
+class OCILayoutDestination:
+    """A mirror in the OCI layout at ``root`` (created on first use)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.description = f"oci:{self.root}"
+        self._index_lock = anyio.Lock()
+
+    def repository(self, path: str) -> str:
+        return path.strip("/")
+
+    def reference(self, repository: str, tag_or_digest: str) -> str:
+        return f"oci:{self.root}:{repository}:{tag_or_digest}"
+
+    def blob_path(self, digest: str) -> Path:
+        algorithm, _, hex_digest = digest.partition(":")
+        return self.root / "blobs" / algorithm / hex_digest
+
+    async def ping(self) -> None:
+        await anyio.to_thread.run_sync(self._ensure_layout)
+
+    async def list_tags(self, repository: str) -> list[str]:
+        entries = await anyio.to_thread.run_sync(self._read_index)
+        prefix = f"{repository}:"
+        return [
+            name[len(prefix) :]
+            for entry in entries
+            if (name := entry.get("annotations", {}).get(REF_NAME, "")).startswith(prefix)
+        ]
+
+    async def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
+        if reference.startswith("sha") and ":" in reference:
+            path = self.blob_path(reference)
+            if not path.exists():
+                return None
+            raw = await anyio.Path(path).read_bytes()
+            return parse_manifest(raw, expected_digest=reference).descriptor()
+        for entry in await anyio.to_thread.run_sync(self._read_index):
+            if entry.get("annotations", {}).get(REF_NAME) == f"{repository}:{reference}":
+                return Descriptor.from_json(entry, "index.json")
+        return None
+
+    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        await anyio.to_thread.run_sync(self._write_file, manifest.digest, manifest.raw)
+        if reference.startswith("sha") and ":" in reference:
+            return
+        entry: dict[str, Any] = {
+            "mediaType": manifest.media_type,
+            "digest": manifest.digest,
+            "size": manifest.size,
+            "annotations": {REF_NAME: f"{repository}:{reference}"},
+        }
+        if manifest.artifact_type and manifest.is_index:
+            entry["artifactType"] = manifest.artifact_type
+        async with self._index_lock:
+            await anyio.to_thread.run_sync(self._set_ref, f"{repository}:{reference}", entry)
+
+    async def delete_manifest(self, repository: str, digest: str) -> None:
+        """Drop every tag of ``repository`` that names ``digest``; blobs stay for GC."""
+        async with self._index_lock:
+            removed = await anyio.to_thread.run_sync(self._drop_refs, repository, digest)
+        if not removed:
+            raise NotFoundError(f"{self.description}: {repository}@{digest} is not tagged")
+
+    async def blob_exists(self, repository: str, digest: str) -> bool:
+        return self.blob_path(digest).exists()
+
+    async def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
+        # Blobs are shared by every repository of the layout: present means mounted.
+        return None if self.blob_path(digest).exists() else ""
+
+    async def write_blob(
+        self,
+        repository: str,
+        descriptor: Descriptor,
+        chunks: AsyncIterable[bytes],
+        upload: str | None = None,
+    ) -> None:
+        await anyio.to_thread.run_sync(self._ensure_layout)
+        ingest = self.root / "ingest" / f"{secrets.token_hex(8)}.partial"
+        try:
+            async with await anyio.open_file(ingest, "wb") as out:
+                async for chunk in chunks:
+                    await out.write(chunk)
+                await out.flush()
+                await anyio.to_thread.run_sync(os.fsync, out.wrapped.fileno())
+            await anyio.to_thread.run_sync(os.replace, ingest, self.blob_path(descriptor.digest))
+        finally:
+            ingest.unlink(missing_ok=True)
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- blocking helpers (run in a worker thread) ----------------------------------------
+
+    def _ensure_layout(self) -> None:
+        for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if not (self.root / "oci-layout").exists():
+            _atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
+        if not (self.root / "index.json").exists():
+            self._write_index([])
+
+    def _write_file(self, digest: str, data: bytes) -> None:
+        self._ensure_layout()
+        path = self.blob_path(digest)
+        if not path.exists():
+            _atomic_write(path, data)
+
+    def _read_index(self) -> list[dict[str, Any]]:
+        try:
+            data = json.loads((self.root / "index.json").read_bytes())
+        except FileNotFoundError:
+            return []
+        return list(data.get("manifests") or [])
+
+    def _write_index(self, entries: list[dict[str, Any]]) -> None:
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        _atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode())
+
+    def _set_ref(self, ref_name: str, entry: dict[str, Any]) -> None:
+        entries = [
+            e for e in self._read_index() if e.get("annotations", {}).get(REF_NAME) != ref_name
+        ]
+        entries.append(entry)
+        self._write_index(entries)
+
+    def _drop_refs(self, repository: str, digest: str) -> int:
+        entries = self._read_index()
+        kept = [
+            e
+            for e in entries
+            if not (
+                e.get("digest") == digest
+                and e.get("annotations", {}).get(REF_NAME, "").startswith(f"{repository}:")
+            )
+        ]
+        if len(kept) != len(entries):
+            self._write_index(kept)
+        return len(entries) - len(kept)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)

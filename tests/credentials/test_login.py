@@ -1,0 +1,92 @@
+"""``login`` checks before it stores; ``logout`` forgets."""
+
+from __future__ import annotations
+
+import anyio
+import keyring
+import keyring.backends.fail
+import pytest
+
+from mirrord._errors import CredentialError, UnauthorizedError
+from mirrord.credentials import Credential, keyring_credential, login, logout, resolve_credential
+
+pytestmark = pytest.mark.usefixtures("clean_keyring")
+
+
+def test_login_stores_after_the_check_passes(registry: str) -> None:
+    seen: list[tuple[Credential, Credential | None]] = []
+
+    async def check(credential: Credential) -> None:
+        # Nothing is stored while the check runs.
+        seen.append((credential, keyring_credential(registry)))
+
+    anyio.run(lambda: login(registry, "12345678|bot", "pw:1", check=check))
+    ((checked, stored_during_check),) = seen
+    assert (checked.username, checked.password) == ("12345678|bot", "pw:1")
+    assert stored_during_check is None
+    credential = resolve_credential(registry, env={})
+    assert credential is not None
+    assert (credential.username, credential.password, credential.source) == (
+        "12345678|bot",
+        "pw:1",
+        "keyring",
+    )
+
+
+def test_failing_check_stores_nothing(registry: str) -> None:
+    async def refuse(credential: Credential) -> None:
+        raise UnauthorizedError("authentication required", registry=registry, status=401)
+
+    with pytest.raises(UnauthorizedError):
+        anyio.run(lambda: login(registry, "alice", "wrong", check=refuse))
+    assert keyring_credential(registry) is None
+
+
+def test_failing_check_keeps_the_previous_login(registry: str) -> None:
+    async def accept(credential: Credential) -> None:
+        return None
+
+    async def refuse(credential: Credential) -> None:
+        raise UnauthorizedError("denied", registry=registry, status=401)
+
+    anyio.run(lambda: login(registry, "alice", "good", check=accept))
+    with pytest.raises(UnauthorizedError):
+        anyio.run(lambda: login(registry, "mallory", "bad", check=refuse))
+    credential = keyring_credential(registry)
+    assert credential is not None and (credential.username, credential.password) == (
+        "alice",
+        "good",
+    )
+
+
+def test_logout_removes(registry: str) -> None:
+    async def accept(credential: Credential) -> None:
+        return None
+
+    anyio.run(lambda: login(registry, "alice", "pw", check=accept))
+    assert anyio.run(logout, registry) is True
+    assert keyring_credential(registry) is None
+    assert anyio.run(logout, registry) is False
+
+
+def test_login_without_keyring_fails_before_checking(
+    registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keyring.core, "_keyring_backend", keyring.backends.fail.Keyring())
+    checked: list[Credential] = []
+
+    async def check(credential: Credential) -> None:
+        checked.append(credential)
+
+    with pytest.raises(CredentialError, match="no Secret Service is available"):
+        anyio.run(lambda: login(registry, "alice", "pw", check=check))
+    assert checked == []
+
+
+@pytest.mark.parametrize(("username", "password"), [("", "pw"), ("alice", "")])
+def test_login_refuses_empty_values(registry: str, username: str, password: str) -> None:
+    async def check(credential: Credential) -> None:
+        raise AssertionError("must not be called")
+
+    with pytest.raises(CredentialError):
+        anyio.run(lambda: login(registry, username, password, check=check))
