@@ -68,8 +68,9 @@ def summary_line(result: SyncResult) -> str:
     )
 
 
-def print_plan(result: SyncResult, out: TextIO = sys.stdout) -> None:
+def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
     """The dry run's plan: each tag with what would happen, and the bytes to copy."""
+    out = out or sys.stdout
     total = 0
     for stream_plan in result.plans:
         print(f"stream {stream_plan.stream}:", file=out)
@@ -92,7 +93,8 @@ def print_plan(result: SyncResult, out: TextIO = sys.stdout) -> None:
     print(f"would copy {human_bytes(total)} (blobs already in the mirror are skipped)", file=out)
 
 
-def print_summary(result: SyncResult, fmt: str, out: TextIO = sys.stdout) -> None:
+def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if fmt == "json":
         print(json.dumps(summary(result), indent=2), file=out)
         return

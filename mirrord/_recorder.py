@@ -39,7 +39,7 @@ def stream_spec(config: Config, stream: StreamConfig, destination: Destination) 
 
 def mirror_repository_name(config: Config, stream: StreamConfig, destination: Destination) -> str:
     """``host:port/prefix/to`` for a registry mirror, ``oci:/path:to`` for a layout."""
-    repository = destination.repository(config.mirror.repository(stream.to))
+    repository = destination.repository(stream.to)
     return destination.reference(repository, "").rstrip(":")
 
 
@@ -141,7 +141,7 @@ class Recorder:
             )
 
     async def _delete_from_mirror(self, stream: StreamConfig, tag: str, digest: str) -> None:
-        repository = self.destination.repository(self.config.mirror.repository(stream.to))
+        repository = self.destination.repository(stream.to)
         try:
             await self.destination.delete_manifest(repository, digest)
         except NotFoundError:

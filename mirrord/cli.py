@@ -186,3 +186,7 @@ def _register_more_commands() -> None:
 
 
 _register_more_commands()
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,10 @@ Rules (OpenShift's image stream semantics):
 - A tag's history is a list of :class:`TagEvent`, newest first; ``items[0]`` is
   the tag's current image. An import adds an event only when the digest or the
   recorded reference differs from ``items[0]``; the same digest updates nothing.
+  An event also records the upstream digest the import was taken from
+  (``source_digest``): in ``Legacy`` mode a multi-arch index is mirrored as one
+  platform's manifest, so the next run compares the source with that, not
+  ``image``. It never decides whether an event is added.
 - A failed import sets one ``ImportSuccess=False`` condition with a reason and a
   message. Repeating the same failure keeps the condition (and its
   ``lastTransitionTime``); a different reason or message replaces it; the next
@@ -62,12 +66,19 @@ def _choose(value: str, choices: tuple[str, ...], key: str) -> str:
 
 @dataclass(frozen=True)
 class TagEvent:
-    """One entry of a tag's history: the tag pointed at ``image`` from ``created``."""
+    """One entry of a tag's history: the tag pointed at ``image`` from ``created``.
+
+    ``source_digest`` is the upstream digest the import was taken from: equal to
+    ``image`` when the whole manifest was copied, the index's digest when
+    ``Legacy`` mode copied one platform of it, ``""`` when not known (events
+    recorded before mirrord kept it). OpenShift has no such field.
+    """
 
     created: datetime
     docker_image_reference: str
     image: str
     generation: int
+    source_digest: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "created", utc(self.created))
@@ -200,12 +211,14 @@ def record_import(
     now: datetime,
     *,
     tag: str = "",
+    source_digest: str = "",
 ) -> ImportResult:
     """Apply a successful import of ``digest`` to a tag (``tag`` names it when ``status`` is None).
 
-    A new event is prepended only when the digest or the reference differs from
-    ``items[0]``. Success always clears the ``ImportSuccess`` condition and a
-    removal mark.
+    A new event, recording ``source_digest`` (see :class:`TagEvent`), is prepended
+    only when the digest or the reference differs from ``items[0]``; a different
+    ``source_digest`` alone adds nothing and leaves ``items[0]`` as it was.
+    Success always clears the ``ImportSuccess`` condition and a removal mark.
     """
     if status is None:
         if not tag:
@@ -220,7 +233,11 @@ def record_import(
     items = status.items
     if changed:
         event = TagEvent(
-            created=now, docker_image_reference=reference, image=digest, generation=generation
+            created=now,
+            docker_image_reference=reference,
+            image=digest,
+            generation=generation,
+            source_digest=source_digest,
         )
         items = (event, *items)
     conditions = tuple(c for c in status.conditions if c.type != IMPORT_SUCCESS)

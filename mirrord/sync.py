@@ -176,7 +176,7 @@ class Syncer:
             stream=stream.name,
             tag=tag,
             source_repository=stream.source_repository,
-            mirror_repository=destination.repository(self.config.mirror.repository(stream.to)),
+            mirror_repository=destination.repository(stream.to),
             action=Action.FAILED,
             import_mode=mode,
             platform=stream.platform,

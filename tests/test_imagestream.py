@@ -97,6 +97,26 @@ def test_reference_change_with_same_digest_adds_event() -> None:
     assert [e.docker_image_reference for e in status.items] == [local, ref(A)]
 
 
+def test_legacy_import_records_the_source_digest_it_was_taken_from() -> None:
+    status, changed, _ = record_import(None, B, ref(B), 1, T0, tag="9.4", source_digest=A)
+    assert changed is True
+    assert status.items == (TagEvent(T0, ref(B), B, 1, source_digest=A),)
+    later = T0 + timedelta(hours=1)
+    # the source index moved (C) but the platform manifest is still B: no new event,
+    # items[0] (and its source_digest) left as it was
+    again, changed, previous = record_import(status, B, ref(B), 2, later, source_digest=C)
+    assert (changed, previous) == (False, B)
+    assert again == status
+    moved, changed, _ = record_import(again, C, ref(C), 2, later, source_digest=C)
+    assert changed is True
+    assert [(e.image, e.source_digest) for e in moved.items] == [(C, C), (B, A)]
+
+
+def test_source_digest_defaults_to_unknown() -> None:
+    assert imported(A).items[0].source_digest == ""
+    assert TagEvent(T0, ref(A), A, 1) != TagEvent(T0, ref(A), A, 1, source_digest=A)
+
+
 def test_success_clears_import_condition_but_keeps_others() -> None:
     other = Condition("Other", "True", "R", "m", 1, T0)
     failing = record_failure(imported(A), "Unauthorized", "denied", 1, T0 + timedelta(hours=1))
@@ -225,12 +245,13 @@ def make_stream() -> ImageStream:
     latest = TagStatus("latest", latest.items, latest.conditions)
     old = record_removed(imported(C), T0, delete_removed_tags=True)
     old = TagStatus("8.0", old.items, old.conditions, old.removed_at)
+    nine = record_import(None, A, ref(A), 1, T0, tag="9.4", source_digest=A).status
     return ImageStream(
         name="ubi9/ubi",
         docker_image_repository=MIRROR,
         source=SRC,
         generation=2,
-        tags=(latest, imported(A), old),
+        tags=(latest, nine, old),
         scheduled=True,
         import_mode="PreserveOriginal",
         reference_policy="Source",
@@ -260,7 +281,7 @@ def test_to_openshift_shape() -> None:
     assert [t["tag"] for t in status["tags"]] == ["9.4", "latest"]  # sorted, removed left out
     nine = status["tags"][0]
     assert "conditions" not in nine  # omitempty
-    assert nine["items"] == [
+    assert nine["items"] == [  # no source digest: OpenShift has no such field
         {
             "created": "2024-05-01T12:00:00Z",
             "dockerImageReference": ref(A),

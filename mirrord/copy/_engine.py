@@ -133,12 +133,18 @@ class CopyEngine:
     async def _ensure_contents(
         self, source: Source, src_repo: str, dst_repo: str, manifest: Manifest
     ) -> None:
-        """Everything ``manifest`` references is in ``dst_repo`` when this returns."""
-        async with anyio.create_task_group() as tg:
-            for child in manifest.manifests:
-                tg.start_soon(self._ensure_manifest, source, src_repo, dst_repo, child)
-            for blob in manifest.blobs:
-                tg.start_soon(self._ensure_blob, source, src_repo, dst_repo, blob)
+        """Everything ``manifest`` references is in ``dst_repo`` when this returns.
+
+        The first failure cancels the rest and is raised as itself, not as a group.
+        """
+        try:
+            async with anyio.create_task_group() as tg:
+                for child in manifest.manifests:
+                    tg.start_soon(self._ensure_manifest, source, src_repo, dst_repo, child)
+                for blob in manifest.blobs:
+                    tg.start_soon(self._ensure_blob, source, src_repo, dst_repo, blob)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
 
     async def _ensure_manifest(
         self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
@@ -218,6 +224,18 @@ class CopyEngine:
         self.stats.retries += 1
         if error.reason == "RateLimited":
             self.stats.rate_limit_waits += delay
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first MirrordError in ``group`` (however nested), else the group itself."""
+    for leaf in group.exceptions:
+        if isinstance(leaf, BaseExceptionGroup):
+            found = first_error(leaf)
+            if found is not leaf:
+                return found
+        elif isinstance(leaf, MirrordError):
+            return leaf
+    return group
 
 
 def select_platform(index: Manifest, wanted: Platform) -> Descriptor:

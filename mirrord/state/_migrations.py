@@ -108,7 +108,11 @@ _V1 = (
     """,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# The upstream digest an event's import was taken from (see TagEvent.source_digest);
+# events recorded before it was kept get ''.
+_V2 = ("ALTER TABLE tag_events ADD COLUMN source_digest TEXT NOT NULL DEFAULT ''",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

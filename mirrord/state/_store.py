@@ -250,10 +250,14 @@ class Store(abc.ABC):
         digest: str,
         reference: str,
         *,
+        source_digest: str = "",
         generation: int | None = None,
         now: datetime | None = None,
     ) -> ImportResult:
-        """:func:`~mirrord.imagestream.record_import` in one transaction."""
+        """:func:`~mirrord.imagestream.record_import` in one transaction.
+
+        ``source_digest``: the upstream digest imported (see ``TagEvent``), kept on a new event.
+        """
 
     @abc.abstractmethod
     async def record_tag_failure(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ class OCILayoutDestination:
         self.root = Path(root)
         self.description = f"oci:{self.root}"
         self._index_lock = anyio.Lock()
+        self._layout_lock = threading.Lock()
+        self._layout_ready = False
 
     def repository(self, path: str) -> str:
         return path.strip("/")
@@ -124,12 +127,18 @@ class OCILayoutDestination:
     # -- blocking helpers (run in a worker thread) ----------------------------------------
 
     def _ensure_layout(self) -> None:
-        for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        if not (self.root / "oci-layout").exists():
-            _atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
-        if not (self.root / "index.json").exists():
-            self._write_index([])
+        # Once per process, under a thread lock: two workers must never both find
+        # index.json missing and the later one overwrite the first's tag.
+        with self._layout_lock:
+            if self._layout_ready:
+                return
+            for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            if not (self.root / "oci-layout").exists():
+                _atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
+            if not (self.root / "index.json").exists():
+                self._write_index([])
+            self._layout_ready = True
 
     def _write_file(self, digest: str, data: bytes) -> None:
         self._ensure_layout()

@@ -118,6 +118,7 @@ class RegistryProcess:
         self.extra_config = dict(extra_config or {})
         self.port = port or 0
         self._secret = "mirrord-harness-" + uuid.uuid4().hex  # kept across restarts
+        self._instance = uuid.uuid4().hex
         self.ca_file: Path | None = None
         if tls:
             self.ca_file = self_signed(self.directory, "registry-tls").cert_path
@@ -176,7 +177,8 @@ class RegistryProcess:
             "addr": self.host,
             "secret": self._secret,
             # lets the readiness probe tell this process from whatever else holds the port
-            "headers": {"X-Content-Type-Options": ["nosniff"], "X-Harness-Instance": [self._secret]},
+            "headers": {"X-Content-Type-Options": ["nosniff"],
+                        "X-Harness-Instance": [self._instance]},
         }
         if self.ca_file:
             http["tls"] = {"certificate": str(self.ca_file),
@@ -245,8 +247,8 @@ class RegistryProcess:
                                          + tail.decode(errors="replace")[-2000:])
             try:
                 resp = self._probe.get(f"{self.url}/v2/")
-                if resp.headers.get("x-harness-instance") == self._secret:
-                    return resp.status_code in (200, 401)
+                if resp.headers.get("x-harness-instance") == self._instance:
+                    return True  # 200 (anonymous) or 401 (auth)
             except httpx.TransportError:
                 pass
             time.sleep(0.01)

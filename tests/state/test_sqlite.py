@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,6 +137,84 @@ def test_failed_migration_rolls_back_whole_version(
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+def make_version_1_database(state_dir: Path) -> None:
+    """A database as the first mirrord release left it: schema version 1 with rows."""
+    conn = raw(state_dir)
+    try:
+        for statement in _migrations.MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        with conn:
+            conn.execute(
+                "INSERT INTO image_streams (id, name, source, mirror_repository, scheduled, "
+                "import_mode, reference_policy, created_by, generation, created, updated) "
+                "VALUES (1, 'ubi9/ubi', ?, ?, 1, 'Legacy', 'Source', 'config', 3, ?, ?)",
+                (SRC, MIRROR, "2024-05-01T12:00:00.000000Z", "2024-05-01T12:00:00.000000Z"),
+            )
+            conn.execute("INSERT INTO tags (id, stream_id, tag) VALUES (7, 1, '9.4')")
+            for n, created in (
+                (1, "2024-05-01T12:00:00.000000Z"),
+                (2, "2024-05-02T12:00:00.000000Z"),
+            ):
+                conn.execute(
+                    "INSERT INTO tag_events (tag_id, created, docker_image_reference, image, "
+                    "generation) VALUES (7, ?, ?, ?, ?)",
+                    (created, f"{SRC}@{digest(n)}", digest(n), n),
+                )
+            conn.execute(
+                "INSERT INTO tag_conditions VALUES (7, 'ImportSuccess', 'False', 'NotFound', "
+                "'gone', 3, '2024-05-03T12:00:00.000000Z')"
+            )
+            conn.execute(
+                "INSERT INTO job_runs (kind, stream, status, started, finished, counts) "
+                "VALUES ('sync', 'ubi9/ubi', 'Succeeded', ?, ?, '{\"copied\": 2}')",
+                ("2024-05-02T12:00:00.000000Z", "2024-05-02T12:01:00.000000Z"),
+            )
+    finally:
+        conn.close()
+
+
+@pytest.mark.anyio
+async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> None:
+    make_version_1_database(tmp_path)
+    store = open_store(tmp_path)
+    try:
+        with raw(tmp_path) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stream = await store.get_stream("ubi9/ubi")
+        assert stream is not None
+        assert (stream.generation, stream.import_mode, stream.created) == (3, "Legacy", T0)
+        tag = stream.tag("9.4")
+        assert tag is not None
+        assert [(e.image, e.generation, e.source_digest) for e in tag.items] == [
+            (digest(2), 2, ""),
+            (digest(1), 1, ""),
+        ]
+        assert tag.items[1].created == T0
+        assert [(c.reason, c.message) for c in tag.conditions] == [("NotFound", "gone")]
+        [job] = await store.list_jobs(kind="sync")
+        assert (job.status, job.counts) == ("Succeeded", {"copied": 2})
+
+        # an old event gains no source digest by being imported again: no new event
+        same = await store.record_tag_import(
+            "ubi9/ubi", "9.4", digest(2), f"{SRC}@{digest(2)}", source_digest=digest(9)
+        )
+        assert same.changed is False
+        assert same.status.items == tag.items
+        assert await store.delete_tag_events("ubi9/ubi", "9.4", tag.items[1:]) == 1
+    finally:
+        store.close()
+    reopened = open_store(tmp_path)
+    try:
+        again = await reopened.get_tag("ubi9/ubi", "9.4")
+        assert again is not None
+        assert again.items == tag.items[:1]
+        assert again.conditions == ()
+    finally:
+        reopened.close()
+
+
 def test_unwritable_state_dir_is_a_state_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -207,6 +286,44 @@ async def test_tag_import_history_through_the_store(store: SQLiteStore) -> None:
         await store.record_tag_import("nope", "x", digest(1), "r")
     assert await store.get_tag("ubi9/ubi", "missing") is None
     assert await store.get_tag("nope", "9.4") is None
+
+
+@pytest.mark.anyio
+async def test_source_digest_round_trips(tmp_path: Path) -> None:
+    index, platform = digest(0xA), digest(0xB)
+    store = open_store(tmp_path)
+    try:
+        await store.upsert_stream(StreamSpec("ubi9/ubi", SRC, MIRROR, import_mode="Legacy"))
+        legacy = await store.record_tag_import(
+            "ubi9/ubi", "9.4", platform, f"{SRC}@{platform}", source_digest=index, now=T0
+        )
+        assert legacy.status.items[0].source_digest == index
+        later = T0 + timedelta(hours=1)
+        await store.record_tag_import(
+            "ubi9/ubi", "latest", index, f"{SRC}@{index}", source_digest=index, now=later
+        )
+        await store.record_tag_import("ubi9/ubi", "old", index, f"{SRC}@{index}", now=later)
+    finally:
+        store.close()
+    store = open_store(tmp_path)
+    try:
+        stream = await store.get_stream("ubi9/ubi")
+        assert stream is not None
+        sources = {t.tag: [(e.image, e.source_digest) for e in t.items] for t in stream.tags}
+        assert sources == {
+            "9.4": [(platform, index)],
+            "latest": [(index, index)],
+            "old": [(index, "")],
+        }
+        tag = await store.get_tag("ubi9/ubi", "9.4")
+        assert tag == legacy.status == stream.tag("9.4")
+        assert tag is not None
+        # events are deleted by value, the source digest included
+        other = replace(tag.items[0], source_digest=platform)
+        assert await store.delete_tag_events("ubi9/ubi", "9.4", [other]) == 0
+        assert await store.delete_tag_events("ubi9/ubi", "9.4", tag.items) == 1
+    finally:
+        store.close()
 
 
 @pytest.mark.anyio

@@ -1,0 +1,435 @@
+"""Notifications of new images: webhooks and commands, through the state outbox.
+
+A sync calls :func:`tag_event` for every tag that moved and
+:meth:`Notifier.publish`, which queues the event once per configured receiver
+in the store's outbox (a durable queue: a crash, a reboot or a receiver that is
+down loses nothing). :meth:`Notifier.deliver_due` then sends what is due, in
+parallel, and records each outcome: delivered, failed (retried later with
+exponential backoff and jitter) or given up after ``max_attempts`` (a dead
+letter, listed by :meth:`~mirrord.state.Store.failed_events`).
+
+The event is a CNCF distribution notification event; a webhook receives the
+envelope ``{"events": [event]}`` as
+``application/vnd.docker.distribution.events.v1+json``, signed with
+``X-Mirrord-Signature: sha256=<hex HMAC-SHA256 of the body>`` when the receiver
+has a ``secret_file``. A command receives the same envelope on stdin; exit
+status 0 is success.
+
+Receivers are named ``webhook:N`` / ``command:N`` (N: their index in the
+configuration). Neither the URL (it may hold a token) nor the secret ever
+reaches the store, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import httpx
+
+from mirrord import __version__
+from mirrord._errors import NotifyError
+from mirrord.config import NotificationConfig
+from mirrord.imagestream import utc
+from mirrord.state import OutboxEvent, Store
+
+log = logging.getLogger("mirrord.notify")
+
+EVENTS_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
+SIGNATURE_HEADER = "X-Mirrord-Signature"
+INSTANCE_ID = str(uuid.uuid4())  # this process, like distribution's source.instanceID
+
+_BATCH = 100  # outbox events fetched at a time
+_MAX_ERROR = 1000  # characters of a failure message kept in the store
+_STDERR_TAIL = 4096  # bytes of a command's stderr kept for the failure message
+_DRAIN_GRACE = 1.0  # seconds to wait for stderr EOF after a command exited
+
+
+def tag_event(
+    *,
+    stream: str,
+    tag: str,
+    repository: str,
+    digest: str,
+    media_type: str,
+    size: int,
+    url: str,
+    source: str,
+    previous_digest: str | None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One ``push`` event (the distribution notification shape) for a tag that moved.
+
+    ``repository``/``url`` name the image in the mirror, ``source`` the upstream
+    reference it came from, ``previous_digest`` what the tag pointed at before
+    (None for a new tag). ``target.length`` repeats ``size`` as distribution does.
+    """
+    moment = utc(now) if now is not None else datetime.now(UTC)
+    return {
+        "id": str(uuid.uuid4()),
+        "timestamp": moment.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "action": "push",
+        "target": {
+            "mediaType": media_type,
+            "digest": digest,
+            "size": size,
+            "length": size,
+            "repository": repository,
+            "tag": tag,
+            "url": url,
+        },
+        "source": {
+            "addr": socket.gethostname(),
+            "instanceID": INSTANCE_ID,
+            "stream": stream,
+            "upstream": source,
+        },
+        "previousDigest": previous_digest,
+    }
+
+
+def envelope_bytes(event: Mapping[str, Any]) -> bytes:
+    """The exact body sent (and signed) for one event: ``{"events": [event]}``."""
+    return json.dumps({"events": [dict(event)]}, separators=(",", ":"), sort_keys=True).encode()
+
+
+def sign(key: bytes, body: bytes) -> str:
+    """The ``X-Mirrord-Signature`` value for ``body``."""
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def receiver_ids(receivers: Sequence[NotificationConfig]) -> list[str]:
+    """``webhook:N`` / ``command:N`` for each receiver, in configuration order."""
+    ids = []
+    for index, receiver in enumerate(receivers):
+        if (receiver.url is None) == (receiver.command is None):
+            raise ValueError(f"notification {index} needs exactly one of url or command")
+        ids.append(f"{'webhook' if receiver.url is not None else 'command'}:{index}")
+    return ids
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """One :meth:`Notifier.deliver_due` call: events delivered, failed (to be retried)
+    and given up (dead letters). The three counts are disjoint."""
+
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    error: str | None = None  # None: delivered
+    final: bool = False  # give up now, whatever the attempt count
+
+
+class Notifier:
+    """Queues events for the configured receivers and delivers them from the outbox.
+
+    ``http_timeout`` bounds each HTTP operation (connect, write, read); a
+    receiver's own ``timeout`` bounds a whole delivery. Retry ``n`` (1-based)
+    waits a random time in ``[d/2, d]`` with ``d = min(max_delay, base_delay *
+    2**(n-1))``. Methods raise only for programming errors (and StateError when
+    the store itself fails); a receiver's failure is recorded, never raised.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        receivers: Sequence[NotificationConfig],
+        *,
+        http_timeout: float = 10.0,
+        max_attempts: int = 8,
+        base_delay: float = 2.0,
+        max_delay: float = 600.0,
+        max_parallel: int = 8,
+    ) -> None:
+        if max_attempts < 1 or max_parallel < 1:
+            raise ValueError("max_attempts and max_parallel must be at least 1")
+        if base_delay <= 0 or max_delay < base_delay or http_timeout <= 0:
+            raise ValueError("need 0 < base_delay <= max_delay and http_timeout > 0")
+        self._store = store
+        self._receivers = dict(zip(receiver_ids(receivers), receivers, strict=True))
+        self._http_timeout = http_timeout
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._max_parallel = max_parallel
+
+    @property
+    def receivers(self) -> dict[str, str]:
+        """Receiver id → a description safe to show (URL origin, or the program)."""
+        return {rid: _describe(r) for rid, r in self._receivers.items()}
+
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds before the next try after ``attempts`` failed attempts (jittered)."""
+        ceiling = min(self._max_delay, self._base_delay * 2 ** max(attempts - 1, 0))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def publish(self, event: Mapping[str, Any], *, now: datetime | None = None) -> None:
+        """Queue ``event`` once per receiver (due at once); nothing when none is configured."""
+        for rid in self._receivers:
+            await self._store.enqueue_event(event, rid, now=now)
+
+    async def deliver_due(
+        self, *, deadline: float | None = None, now: datetime | None = None
+    ) -> DeliveryReport:
+        """Deliver every event due at ``now`` (default: the current time).
+
+        ``deadline`` is an absolute time on :func:`anyio.current_time`'s clock
+        (``time.monotonic()`` under asyncio): no delivery starts after it, and
+        those still in flight are abandoned untouched, still due for next time.
+        """
+        at = utc(now) if now is not None else datetime.now(UTC)
+        delivered = failed = dead = 0
+        seen: set[int] = set()
+        async with self._http_client() as client:
+            while deadline is None or anyio.current_time() < deadline:
+                due = await self._store.due_events(at, limit=_BATCH)
+                batch = [e for e in due if e.id not in seen]
+                if not batch:
+                    break
+                seen.update(e.id for e in batch)
+                outcomes = await self._attempt_all(client, batch, deadline)
+                for event in batch:
+                    if event.id in outcomes:
+                        kind = await self._record(event, outcomes[event.id], now)
+                        delivered += kind == "delivered"
+                        failed += kind == "failed"
+                        dead += kind == "dead"
+                if len(due) < _BATCH:
+                    break
+        return DeliveryReport(delivered=delivered, failed=failed, dead=dead)
+
+    # -- one round -------------------------------------------------------------------
+
+    def _http_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self._http_timeout),
+            follow_redirects=False,
+            headers={"User-Agent": f"mirrord/{__version__}"},
+        )
+
+    async def _attempt_all(
+        self, client: httpx.AsyncClient, batch: list[OutboxEvent], deadline: float | None
+    ) -> dict[int, _Outcome]:
+        """Try each event once, in parallel; events cut off by the deadline get no outcome."""
+        outcomes: dict[int, _Outcome] = {}
+        limiter = anyio.CapacityLimiter(self._max_parallel)
+
+        async def attempt(event: OutboxEvent, receiver: NotificationConfig) -> None:
+            async with limiter:
+                try:
+                    await self._send(client, event.receiver, receiver, event.payload)
+                except NotifyError as exc:
+                    outcomes[event.id] = _Outcome(str(exc)[:_MAX_ERROR])
+                else:
+                    outcomes[event.id] = _Outcome()
+
+        with anyio.CancelScope(deadline=math.inf if deadline is None else deadline):
+            async with anyio.create_task_group() as tg:
+                for event in batch:
+                    receiver = self._receivers.get(event.receiver)
+                    if receiver is None:
+                        message = f"{event.receiver}: no such receiver in the configuration"
+                        outcomes[event.id] = _Outcome(message, final=True)
+                    else:
+                        tg.start_soon(attempt, event, receiver)
+        return outcomes
+
+    async def _record(self, event: OutboxEvent, outcome: _Outcome, now: datetime | None) -> str:
+        if outcome.error is None:
+            await self._store.mark_delivered(event.id, now=now)
+            log.debug("notification %d delivered to %s", event.id, event.receiver)
+            return "delivered"
+        attempts = event.attempts + 1
+        if outcome.final or attempts >= self._max_attempts:
+            await self._store.mark_failed(event.id, attempts, None, outcome.error)
+            log.error(
+                "notification %d: giving up after %d attempt(s): %s",
+                event.id, attempts, outcome.error,
+            )
+            return "dead"
+        delay = self.retry_delay(attempts)
+        base = utc(now) if now is not None else datetime.now(UTC)
+        await self._store.mark_failed(
+            event.id, attempts, base + timedelta(seconds=delay), outcome.error
+        )
+        log.warning(
+            "notification %d: %s; attempt %d/%d, next in %.0fs",
+            event.id, outcome.error, attempts, self._max_attempts, delay,
+        )
+        return "failed"
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        rid: str,
+        receiver: NotificationConfig,
+        payload: Mapping[str, Any],
+    ) -> None:
+        body = envelope_bytes(payload)
+        if receiver.url is not None:
+            await _post(client, rid, receiver.url, receiver.secret_file, body, receiver.timeout)
+        elif receiver.command is not None:
+            await _run_command(rid, receiver.command, body, receiver.timeout)
+
+
+# -- webhooks ----------------------------------------------------------------------------
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]``: what a message may say about a webhook URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _describe(receiver: NotificationConfig) -> str:
+    if receiver.url is not None:
+        return f"POST {_origin(receiver.url)}"
+    return Path(receiver.command[0]).name if receiver.command else "?"
+
+
+def _redact(text: str, url: str, secret: bytes | None) -> str:
+    """``text`` without the URL's path, query, fragment or userinfo, nor the secret."""
+    parts = urlsplit(url)
+    pieces = [url, parts.query, parts.fragment, parts.username or "", parts.password or ""]
+    if parts.path not in ("", "/"):
+        pieces.append(parts.path)
+    if secret:
+        pieces.append(secret.decode("utf-8", "replace"))
+    for piece in sorted(pieces, key=len, reverse=True):
+        if len(piece) >= 3:
+            text = text.replace(piece, "***")
+    return text
+
+
+async def _read_secret(rid: str, path: Path) -> bytes:
+    try:
+        key = (await anyio.Path(path).read_bytes()).rstrip(b"\r\n")
+    except OSError as exc:
+        raise NotifyError(f"{rid}: cannot read secret file {path}: {exc.strerror}") from None
+    if not key:
+        raise NotifyError(f"{rid}: secret file {path} is empty")
+    return key
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    rid: str,
+    url: str,
+    secret_file: Path | None,
+    body: bytes,
+    timeout: float,
+) -> None:
+    headers = {"Content-Type": EVENTS_MEDIA_TYPE}
+    secret = None
+    if secret_file is not None:
+        secret = await _read_secret(rid, secret_file)
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    origin = _origin(url)
+    try:
+        with anyio.fail_after(timeout):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                status, phrase = response.status_code, response.reason_phrase
+    except TimeoutError:
+        raise NotifyError(f"{rid}: no answer from {origin} within {timeout:g}s") from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        detail = _redact(str(exc), url, secret) or "no detail"
+        raise NotifyError(f"{rid}: {origin}: {type(exc).__name__}: {detail}") from None
+    if not 200 <= status < 300:
+        raise NotifyError(f"{rid}: {origin} answered HTTP {status} {phrase}".rstrip())
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the command's process group (it runs in its own session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def _feed(stdin: anyio.abc.ByteSendStream, body: bytes) -> None:
+    try:
+        await stdin.send(body)
+        await stdin.aclose()
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass  # the command exited without reading its input: its exit status decides
+
+
+async def _drain(stderr: anyio.abc.ByteReceiveStream, tail: bytearray, done: anyio.Event) -> None:
+    async for chunk in stderr:
+        tail.extend(chunk)
+        del tail[:-_STDERR_TAIL]
+    done.set()
+
+
+async def _exit_status(command: Sequence[str], body: bytes, tail: bytearray) -> int:
+    process = await anyio.open_process(
+        list(command),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    async with process:
+        try:
+            async with anyio.create_task_group() as tg:
+                done = anyio.Event()
+                if process.stdin is not None:
+                    tg.start_soon(_feed, process.stdin, body)
+                if process.stderr is not None:
+                    tg.start_soon(_drain, process.stderr, tail, done)
+                code = await process.wait()
+                with anyio.move_on_after(_DRAIN_GRACE):  # a background child may keep it open
+                    await done.wait()
+                tg.cancel_scope.cancel()
+        except BaseException:
+            _kill_group(process.pid)
+            raise
+    return code
+
+
+def _stderr_summary(tail: bytearray) -> str:
+    lines = bytes(tail).decode("utf-8", "replace").strip().splitlines()
+    return " | ".join(line.strip() for line in lines[-5:] if line.strip())[-500:]
+
+
+async def _run_command(rid: str, command: Sequence[str], body: bytes, timeout: float) -> None:
+    name = Path(command[0]).name
+    tail = bytearray()
+    try:
+        with anyio.fail_after(timeout):
+            code = await _exit_status(command, body, tail)
+    except TimeoutError:
+        raise NotifyError(f"{rid}: {name} did not finish within {timeout:g}s (killed)") from None
+    except OSError as exc:
+        raise NotifyError(f"{rid}: cannot run {command[0]}: {exc.strerror or exc}") from None
+    if code != 0:
+        stderr = _stderr_summary(tail)
+        status = f"signal {-code}" if code < 0 else f"status {code}"
+        raise NotifyError(f"{rid}: {name} exited with {status}" + (f": {stderr}" if stderr else ""))

@@ -1,0 +1,297 @@
+"""Image streams and their tags: plain functions over the store's connection.
+
+Reads run in a deferred transaction (one snapshot); writes are one
+``BEGIN IMMEDIATE`` transaction that applies a pure rule of
+:mod:`mirrord.imagestream` to the stored tag.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from mirrord._errors import StateError
+from mirrord.imagestream import (
+    Condition,
+    ImageStream,
+    ImportResult,
+    StreamSpec,
+    TagEvent,
+    TagStatus,
+)
+from mirrord.state._migrations import dt, ts, tx
+
+STREAM_COLUMNS = (
+    "id, name, source, mirror_repository, scheduled, import_mode, reference_policy, "
+    "created_by, generation, created"
+)
+
+
+def _event(row: sqlite3.Row) -> TagEvent:
+    return TagEvent(
+        created=dt(row["created"]),
+        docker_image_reference=row["docker_image_reference"],
+        image=row["image"],
+        generation=row["generation"],
+        source_digest=row["source_digest"],
+    )
+
+
+def _condition(row: sqlite3.Row) -> Condition:
+    return Condition(
+        type=row["type"],
+        status=row["status"],
+        reason=row["reason"],
+        message=row["message"],
+        generation=row["generation"],
+        last_transition_time=dt(row["last_transition_time"]),
+    )
+
+
+def _spec(row: sqlite3.Row) -> StreamSpec:
+    return StreamSpec(
+        name=row["name"],
+        source=row["source"],
+        docker_image_repository=row["mirror_repository"],
+        scheduled=bool(row["scheduled"]),
+        import_mode=row["import_mode"],
+        reference_policy=row["reference_policy"],
+        created_by=row["created_by"],
+    )
+
+
+# -- image streams -------------------------------------------------------------------
+
+
+def read_streams(conn: sqlite3.Connection, name: str | None) -> list[ImageStream]:
+    where, args = ("WHERE s.name = ?", (name,)) if name is not None else ("", ())
+    with tx(conn, write=False):
+        streams = conn.execute(
+            f"SELECT {STREAM_COLUMNS} FROM image_streams s {where} ORDER BY name", args
+        ).fetchall()
+        tags = conn.execute(
+            "SELECT t.id, t.stream_id, t.tag, t.removed_at FROM tags t "
+            f"JOIN image_streams s ON s.id = t.stream_id {where} ORDER BY t.tag",
+            args,
+        ).fetchall()
+        events = conn.execute(
+            "SELECT e.* FROM tag_events e JOIN tags t ON t.id = e.tag_id "
+            f"JOIN image_streams s ON s.id = t.stream_id {where} ORDER BY e.id DESC",
+            args,
+        ).fetchall()
+        conditions = conn.execute(
+            "SELECT c.* FROM tag_conditions c JOIN tags t ON t.id = c.tag_id "
+            f"JOIN image_streams s ON s.id = t.stream_id {where} ORDER BY c.type",
+            args,
+        ).fetchall()
+    items: dict[int, list[TagEvent]] = {}
+    for row in events:
+        items.setdefault(row["tag_id"], []).append(_event(row))
+    conds: dict[int, list[Condition]] = {}
+    for row in conditions:
+        conds.setdefault(row["tag_id"], []).append(_condition(row))
+    by_stream: dict[int, list[TagStatus]] = {}
+    for row in tags:
+        removed = row["removed_at"]
+        by_stream.setdefault(row["stream_id"], []).append(
+            TagStatus(
+                tag=row["tag"],
+                items=tuple(items.get(row["id"], ())),
+                conditions=tuple(conds.get(row["id"], ())),
+                removed_at=dt(removed) if removed else None,
+            )
+        )
+    return [
+        ImageStream(
+            name=row["name"],
+            docker_image_repository=row["mirror_repository"],
+            source=row["source"],
+            generation=row["generation"],
+            tags=tuple(by_stream.get(row["id"], ())),
+            scheduled=bool(row["scheduled"]),
+            import_mode=row["import_mode"],
+            reference_policy=row["reference_policy"],
+            created=dt(row["created"]),
+            created_by=row["created_by"],
+        )
+        for row in streams
+    ]
+
+
+def upsert_stream(conn: sqlite3.Connection, spec: StreamSpec, now: datetime) -> None:
+    with tx(conn):
+        row = conn.execute(
+            f"SELECT {STREAM_COLUMNS} FROM image_streams WHERE name = ?", (spec.name,)
+        ).fetchone()
+        values = (
+            spec.source,
+            spec.docker_image_repository,
+            int(spec.scheduled),
+            spec.import_mode,
+            spec.reference_policy,
+            spec.created_by,
+        )
+        if row is None:
+            conn.execute(
+                "INSERT INTO image_streams (source, mirror_repository, scheduled, "
+                "import_mode, reference_policy, created_by, name, generation, created, "
+                "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (*values, spec.name, ts(now), ts(now)),
+            )
+            return
+        bump = 0 if _spec(row).same_spec(spec) else 1
+        conn.execute(
+            "UPDATE image_streams SET source = ?, mirror_repository = ?, scheduled = ?, "
+            "import_mode = ?, reference_policy = ?, created_by = ?, "
+            "generation = generation + ?, updated = ? WHERE id = ?",
+            (*values, bump, ts(now), row["id"]),
+        )
+
+
+def bump_generation(conn: sqlite3.Connection, name: str) -> int:
+    with tx(conn):
+        row = conn.execute(
+            "UPDATE image_streams SET generation = generation + 1 WHERE name = ? "
+            "RETURNING generation",
+            (name,),
+        ).fetchone()
+    if row is None:
+        raise StateError(f"unknown image stream {name!r}")
+    return int(row[0])
+
+
+def delete_stream(conn: sqlite3.Connection, name: str) -> bool:
+    with tx(conn):
+        cursor = conn.execute("DELETE FROM image_streams WHERE name = ?", (name,))
+    return cursor.rowcount > 0
+
+
+# -- tags ----------------------------------------------------------------------------
+
+
+def _stream_row(conn: sqlite3.Connection, stream: str) -> sqlite3.Row:
+    row = conn.execute(
+        "SELECT id, generation FROM image_streams WHERE name = ?", (stream,)
+    ).fetchone()
+    if row is None:
+        raise StateError(f"unknown image stream {stream!r}")
+    return row
+
+
+def _tag_status(conn: sqlite3.Connection, stream_id: int, tag: str) -> tuple[int, TagStatus]:
+    """The tag's row id and status; (0, empty status) when it has no row yet."""
+    row = conn.execute(
+        "SELECT id, removed_at FROM tags WHERE stream_id = ? AND tag = ?", (stream_id, tag)
+    ).fetchone()
+    if row is None:
+        return 0, TagStatus(tag=tag)
+    events = conn.execute(
+        "SELECT * FROM tag_events WHERE tag_id = ? ORDER BY id DESC", (row["id"],)
+    ).fetchall()
+    conditions = conn.execute(
+        "SELECT * FROM tag_conditions WHERE tag_id = ? ORDER BY type", (row["id"],)
+    ).fetchall()
+    removed = row["removed_at"]
+    return row["id"], TagStatus(
+        tag=tag,
+        items=tuple(_event(e) for e in events),
+        conditions=tuple(_condition(c) for c in conditions),
+        removed_at=dt(removed) if removed else None,
+    )
+
+
+def _save_tag(
+    conn: sqlite3.Connection, stream_id: int, tag_id: int, new: TagStatus, added: int
+) -> None:
+    """Write ``new``: its ``added`` newest events, its conditions, its removal mark."""
+    removed = ts(new.removed_at) if new.removed_at else None
+    if tag_id == 0:
+        tag_id = conn.execute(
+            "INSERT INTO tags (stream_id, tag, removed_at) VALUES (?, ?, ?) RETURNING id",
+            (stream_id, new.tag, removed),
+        ).fetchone()[0]
+    else:
+        conn.execute("UPDATE tags SET removed_at = ? WHERE id = ?", (removed, tag_id))
+    for event in reversed(new.items[:added]):  # oldest first: ids follow history
+        conn.execute(
+            "INSERT INTO tag_events (tag_id, created, docker_image_reference, image, "
+            "generation, source_digest) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                tag_id,
+                ts(event.created),
+                event.docker_image_reference,
+                event.image,
+                event.generation,
+                event.source_digest,
+            ),
+        )
+    conn.execute("DELETE FROM tag_conditions WHERE tag_id = ?", (tag_id,))
+    conn.executemany(
+        "INSERT INTO tag_conditions (tag_id, type, status, reason, message, generation, "
+        "last_transition_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                tag_id,
+                c.type,
+                c.status,
+                c.reason,
+                c.message,
+                c.generation,
+                ts(c.last_transition_time),
+            )
+            for c in new.conditions
+        ],
+    )
+
+
+def mutate_tag(
+    conn: sqlite3.Connection,
+    stream: str,
+    tag: str,
+    rule: Callable[[TagStatus, int], ImportResult],
+    create: bool,
+) -> ImportResult | None:
+    """Apply a pure rule to a tag in one transaction (None: no such tag, not created)."""
+    with tx(conn):
+        srow = _stream_row(conn, stream)
+        tag_id, status = _tag_status(conn, srow["id"], tag)
+        if tag_id == 0 and not create:
+            return None
+        result = rule(status, srow["generation"])
+        if result.status != status or tag_id == 0:
+            _save_tag(conn, srow["id"], tag_id, result.status, int(result.changed))
+    return result
+
+
+def get_tag(conn: sqlite3.Connection, stream: str, tag: str) -> TagStatus | None:
+    with tx(conn, write=False):
+        row = conn.execute("SELECT id FROM image_streams WHERE name = ?", (stream,)).fetchone()
+        if row is None:
+            return None
+        tag_id, status = _tag_status(conn, row["id"], tag)
+    return status if tag_id else None
+
+
+def delete_tag_events(
+    conn: sqlite3.Connection, stream: str, tag: str, events: Sequence[TagEvent]
+) -> int:
+    deleted = 0
+    with tx(conn):
+        srow = _stream_row(conn, stream)
+        for event in events:
+            deleted += conn.execute(
+                "DELETE FROM tag_events WHERE tag_id = (SELECT id FROM tags WHERE "
+                "stream_id = ? AND tag = ?) AND created = ? AND docker_image_reference = ? "
+                "AND image = ? AND generation = ? AND source_digest = ?",
+                (
+                    srow["id"],
+                    tag,
+                    ts(event.created),
+                    event.docker_image_reference,
+                    event.image,
+                    event.generation,
+                    event.source_digest,
+                ),
+            ).rowcount
+    return deleted

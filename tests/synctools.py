@@ -1,0 +1,113 @@
+"""Shared helpers for tests that run `mirrord sync` against the harness registries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from click.testing import CliRunner, Result
+from harness.images import RegistryHTTP
+from harness.registry import RegistryProcess
+
+from mirrord.cli import main
+
+
+def write_auth_file(path: Path, registries: dict[str, tuple[str, str]]) -> Path:
+    """A containers auth.json with a base64 `auth` entry per registry host."""
+    auths = {
+        host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+        for host, (user, password) in registries.items()
+    }
+    path.write_text(json.dumps({"auths": auths}))
+    return path
+
+
+@dataclass
+class Setup:
+    """A config file in a temp dir: its path, its state dir and its auth file."""
+
+    path: Path
+    state_dir: Path
+    auth_file: Path
+
+    def sync(self, *args: str) -> Result:
+        """`mirrord sync --config PATH ARGS…` in this process."""
+        return CliRunner().invoke(main, ["sync", "--config", str(self.path), *args])
+
+    def sync_json(self, *args: str) -> tuple[int, dict[str, Any]]:
+        result = self.sync("-o", "json", *args)
+        start = result.output.index("{")
+        return result.exit_code, json.loads(result.output[start:])
+
+    def sync_process(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        """`mirrord sync` as a real child process (for kills and restarts)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "mirrord.cli", "sync", "--config", str(self.path), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **kw.pop("env", {})}, **kw,
+        )
+
+
+def make_config(
+    tmp_path: Path,
+    *,
+    mirror: str,
+    streams: list[dict[str, Any]],
+    sources: list[RegistryProcess],
+    extra: dict[str, Any] | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+) -> Setup:
+    """Write a config mirroring `streams` from `sources` (plain HTTP, harness logins)."""
+    auth_file = write_auth_file(
+        tmp_path / "auth.json",
+        {r.host: (r.username, r.password) for r in sources if r.users},
+    )
+    registries: dict[str, Any] = {}
+    for registry in sources:
+        registries[registry.host] = {"insecure": True, "auth_file": str(auth_file)}
+    if mirror.startswith("docker://"):
+        host = mirror.removeprefix("docker://").split("/", 1)[0]
+        registries.setdefault(host, {"insecure": True})
+    for host, more in (settings or {}).items():
+        registries.setdefault(host, {"insecure": True}).update(more)
+    state_dir = tmp_path / "state"
+    document = {
+        "version": 1,
+        "mirror": mirror,
+        "state_dir": str(state_dir),
+        "registries": registries,
+        "streams": streams,
+        **(extra or {}),
+    }
+    path = tmp_path / "mirrord.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return Setup(path, state_dir, auth_file)
+
+
+def manifest_bytes(client: RegistryHTTP, repo: str, reference: str) -> bytes:
+    return client.get_manifest(repo, reference).raw
+
+
+def assert_same_tree(
+    source: RegistryHTTP, src_repo: str, mirror: RegistryHTTP, dst_repo: str, tag: str
+) -> str:
+    """The mirror's tag is byte-identical to the source's, children and blobs included."""
+    fetched = source.get_manifest(src_repo, tag)
+    mirrored = mirror.get_manifest(dst_repo, tag)
+    assert mirrored.raw == fetched.raw, f"{dst_repo}:{tag} differs from the source"
+    document = json.loads(fetched.raw)
+    for child in document.get("manifests", []):
+        assert mirror.get_manifest(dst_repo, child["digest"]).raw == source.get_manifest(
+            src_repo, child["digest"]
+        ).raw
+    for blob in [document.get("config"), *document.get("layers", [])]:
+        if blob:
+            assert mirror.blob_exists(dst_repo, blob["digest"])
+    return fetched.digest

@@ -1,0 +1,370 @@
+"""`mirrord sync` end to end against real registries (the harness's docker-registry)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from harness.images import (
+    RegistryHTTP,
+    build_corpus,
+    build_image,
+    make_layer,
+    push,
+    push_artifact,
+    push_corpus,
+    push_image,
+    push_index,
+)
+from harness.registry import RegistryProcess
+from synctools import assert_same_tree, make_config
+
+
+def test_full_mirror_from_basic_and_token_sources_is_byte_identical(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    token_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    token_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    corpus = build_corpus(repos=(f"{repo_name}/a", f"{repo_name}/b"), seed=repo_name)
+    push_corpus(basic_client, corpus)
+    push_corpus(token_client, corpus)
+    artifact = push_artifact(basic_client, f"{repo_name}/a", "chart-1.0", seed=repo_name)
+    streams = [
+        {"from": f"{basic_registry.host}/{repo_name}/a", "to": f"basic/{repo_name}/a"},
+        {"from": f"{basic_registry.host}/{repo_name}/b", "to": f"basic/{repo_name}/b"},
+        {"from": f"{token_registry.host}/{repo_name}/a", "to": f"token/{repo_name}/a"},
+        {"from": f"{token_registry.host}/{repo_name}/b", "to": f"token/{repo_name}/b"},
+    ]
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/m",
+        streams=streams,
+        sources=[basic_registry, token_registry],
+    )
+
+    code, summary = setup.sync_json()
+
+    assert code == 0, summary
+    assert summary["images"] == {"copied": 17, "unchanged": 0, "failed": 0, "planned": 0}
+    for kind, client in (("basic", basic_client), ("token", token_client)):
+        for repo in corpus.repos:
+            for tag in corpus.tags(repo):
+                assert_same_tree(client, repo, mirror_client, f"m/{kind}/{repo}", tag)
+    assert_same_tree(
+        basic_client, artifact.repo, mirror_client, f"m/basic/{repo_name}/a", "chart-1.0"
+    )
+    # The base layer is shared by every image: streamed once, then present or mounted.
+    assert summary["blobs"]["mounted"] >= 1
+
+
+def test_noop_resync_costs_one_head_per_tag_at_the_source(
+    tmp_path: Path,
+    token_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    token_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    corpus = build_corpus(repos=(repo_name,), tags=("1", "2", "3", "4", "5", "latest"))
+    push_corpus(token_client, corpus)
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/noop",
+        streams=[{"from": f"{token_registry.host}/{repo_name}"}],
+        sources=[token_registry],
+    )
+    assert setup.sync_json()[0] == 0
+
+    mark = token_registry.mark()
+    code, summary = setup.sync_json()
+
+    assert code == 0
+    assert summary["images"]["copied"] == 0 and summary["images"]["unchanged"] == 6
+    requests = token_registry.requests(since=mark)
+    heads = [p for m, p in requests if m == "HEAD" and "/manifests/" in p]
+    gets = [p for m, p in requests if m == "GET" and "/manifests/" in p]
+    listings = [p for m, p in requests if "/tags/list" in p]
+    others = [(m, p) for m, p in requests if p.split("?")[0] != "/v2/"]
+    assert len(heads) == 6, requests
+    assert gets == [], "an unchanged tag must never cost a manifest GET"
+    assert len(listings) == 1
+    assert len(others) == 7, f"one HEAD per tag plus one listing, got {requests}"
+
+
+def test_moved_tag_is_copied_on_the_next_run(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    push_image(basic_client, repo_name, "stable", seed="first")
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/moved",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "tags": ["stable"]}],
+        sources=[basic_registry],
+    )
+    assert setup.sync_json()[0] == 0
+    first = mirror_client.get_manifest(f"moved/{repo_name}", "stable").digest
+
+    moved = push_image(basic_client, repo_name, "stable", seed="second")
+    code, summary = setup.sync_json()
+
+    assert code == 0 and summary["images"]["copied"] == 1
+    now = assert_same_tree(basic_client, repo_name, mirror_client, f"moved/{repo_name}", "stable")
+    assert now == moved.digest != first
+
+
+def test_blob_is_mounted_from_another_mirror_repository(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    shared = make_layer(300_000, f"shared/{repo_name}")
+    push_image(basic_client, f"{repo_name}/one", "v1", seed="one", layers=(shared,))
+    push_image(basic_client, f"{repo_name}/two", "v1", seed="two", layers=(shared,))
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/mounts",
+        streams=[
+            {"from": f"{basic_registry.host}/{repo_name}/one", "tags": ["v1"]},
+            {"from": f"{basic_registry.host}/{repo_name}/two", "tags": ["v1"]},
+        ],
+        sources=[basic_registry],
+    )
+    source_mark, mirror_mark = basic_registry.mark(), mirror_registry.mark()
+
+    code, summary = setup.sync_json()
+
+    assert code == 0 and summary["blobs"]["mounted"] == 1
+    mounts = [p for m, p in mirror_registry.requests(since=mirror_mark) if "mount=" in p]
+    assert len(mounts) == 1 and shared.digest.replace(":", "%3A") in mounts[0]
+    shared_gets = [
+        p for m, p in basic_registry.requests(since=source_mark)
+        if m == "GET" and p.endswith(f"/blobs/{shared.digest}")
+    ]
+    assert len(shared_gets) == 1, "a shared blob is pulled from the source once"
+
+
+def test_legacy_copies_one_platform_beside_preserve_original(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    index = push_index(basic_client, repo_name, "multi", seed=repo_name)
+    arm64 = next(c for c in index.children if c.platform == ("linux", "arm64"))
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/modes",
+        streams=[
+            {"from": f"{basic_registry.host}/{repo_name}", "to": "whole", "tags": ["multi"]},
+            {"from": f"{basic_registry.host}/{repo_name}", "to": "legacy", "tags": ["multi"],
+             "import_mode": "Legacy", "platform": "linux/arm64"},
+        ],
+        sources=[basic_registry],
+    )
+
+    code, summary = setup.sync_json()
+
+    assert code == 0, summary
+    assert mirror_client.get_manifest("modes/whole", "multi").digest == index.digest
+    legacy = mirror_client.get_manifest("modes/legacy", "multi")
+    assert legacy.digest == arm64.digest and legacy.raw == arm64.raw
+    amd64 = next(c for c in index.children if c.platform == ("linux", "amd64"))
+    assert not mirror_client.blob_exists("modes/legacy", amd64.layers[0].digest)
+
+
+def test_oci_layout_is_readable_by_skopeo(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    index = push_index(basic_client, repo_name, "1.0", seed=repo_name)
+    image = push_image(basic_client, repo_name, "single", seed=repo_name)
+    docker = push_image(basic_client, repo_name, "docker", seed=repo_name, fmt="docker")
+    layout = tmp_path / "layout"
+    setup = make_config(
+        tmp_path,
+        mirror=f"oci:{layout}",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "app/x"}],
+        sources=[basic_registry],
+    )
+
+    assert setup.sync_json()[0] == 0
+
+    inspect = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{layout}:app/x:1.0"],
+        capture_output=True, check=True,
+    )
+    assert inspect.stdout == index.raw
+    target = f"{mirror_registry.host}/from-oci/{repo_name}:single"
+    subprocess.run(
+        ["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false",
+         f"oci:{layout}:app/x:single", f"docker://{target}"],
+        capture_output=True, check=True,
+    )
+    assert mirror_client.get_manifest(f"from-oci/{repo_name}", "single").raw == image.raw
+    # Docker schema2 is kept byte-exact too (never converted), though skopeo 1.9's
+    # OCI-layout reader only resolves names of OCI-typed manifests.
+    stored = layout / "blobs" / "sha256" / docker.digest.split(":")[1]
+    assert stored.read_bytes() == docker.raw
+
+
+def test_corrupted_source_blob_fails_that_image_only(
+    tmp_path: Path,
+    registry_factory: object,
+    mirror_registry: RegistryProcess,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    source: RegistryProcess = registry_factory()  # type: ignore[operator]
+    client = source.client()
+    good = push_image(client, repo_name, "good", seed="good")
+    bad = push_image(client, repo_name, "bad", seed="bad", layer_sizes=(50_000,))
+    layer = bad.layers[0].digest.split(":")[1]
+    data = next(source.storage_path.rglob(f"blobs/sha256/{layer[:2]}/{layer}/data"))
+    corrupted = bytearray(data.read_bytes())
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    data.write_bytes(bytes(corrupted))
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/corrupt",
+        streams=[{"from": f"{source.host}/{repo_name}", "tags": ["good", "bad"]}],
+        sources=[source],
+    )
+
+    code, summary = setup.sync_json()
+
+    assert code == 1
+    assert summary["images"]["copied"] == 1 and summary["images"]["failed"] == 1
+    [failure] = summary["failures"]
+    assert failure["tag"] == "bad" and failure["reason"] == "DigestMismatch"
+    assert mirror_client.head_manifest(f"corrupt/{repo_name}", "bad") is None
+    assert not mirror_client.blob_exists(f"corrupt/{repo_name}", bad.layers[0].digest)
+    assert mirror_client.get_manifest(f"corrupt/{repo_name}", "good").digest == good.digest
+
+
+def test_mirror_restart_mid_run_then_rerun_completes(
+    tmp_path: Path,
+    registry_factory: object,
+    basic_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    mirror: RegistryProcess = registry_factory()  # type: ignore[operator]
+    tags = [f"v{i}" for i in range(12)]
+    for tag in tags:
+        push_image(basic_client, repo_name, tag, seed=f"{repo_name}/{tag}",
+                   layer_sizes=(2_000_000,))
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror.host}/restart",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "max_tags": -1}],
+        sources=[basic_registry],
+        settings={mirror.host: {"max_concurrency": 1}},
+    )
+    process = setup.sync_process("-o", "json")
+    mark = mirror.mark()
+    while not any("/blobs/uploads/" in p for _, p in mirror.requests(since=mark)):
+        assert process.poll() is None, process.communicate()
+    mirror.restart()
+    process.communicate(timeout=120)
+
+    code, summary = setup.sync_json()
+
+    assert code == 0, summary
+    mirror_client = mirror.client()
+    for tag in tags:
+        assert_same_tree(basic_client, repo_name, mirror_client, f"restart/{repo_name}", tag)
+
+
+def test_dry_run_changes_nothing(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    push_image(basic_client, repo_name, "1.0", seed=repo_name, layer_sizes=(10_000,))
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/dry",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}"}],
+        sources=[basic_registry],
+    )
+    mark = mirror_registry.mark()
+
+    result = setup.sync("--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "copy" in result.output and "1.0" in result.output and "KiB" in result.output
+    writes = [(m, p) for m, p in mirror_registry.requests(since=mark) if m not in ("GET", "HEAD")]
+    assert writes == []
+    assert mirror_client.head_manifest(f"dry/{repo_name}", "1.0") is None
+
+
+def test_cosign_signature_tags_travel_with_their_image(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    image = push_image(basic_client, repo_name, "1.0", seed=repo_name)
+    signature_tag = image.digest.replace(":", "-") + ".sig"
+    push(basic_client, build_image(repo_name, signature_tag, seed="sig"))
+    push_image(basic_client, repo_name, "sha256-" + "0" * 64 + ".sig", seed="orphan")
+    streams = [
+        {"from": f"{basic_registry.host}/{repo_name}", "to": "with", "tags": ["1.0"]},
+        {"from": f"{basic_registry.host}/{repo_name}", "to": "without", "tags": ["1.0"],
+         "signatures": False},
+    ]
+    setup = make_config(
+        tmp_path, mirror=f"docker://{mirror_registry.host}/sig", streams=streams,
+        sources=[basic_registry],
+    )
+
+    assert setup.sync_json()[0] == 0
+
+    assert sorted(mirror_client.tags("sig/with")) == sorted(["1.0", signature_tag])
+    assert mirror_client.tags("sig/without") == ["1.0"]
+
+
+def test_bad_configurations_exit_2_and_touch_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mirrord.cli import main
+
+    cases = {
+        "version: 1\nstreams:\n  - from: quay.io/x\n    tagz: [a]\n": ("line 4", "tagz"),
+        "version: 1\nstreams:\n  - from: 'Bad Ref!'\n": ("line 3", "streams[0].from"),
+        "version: 1\nstreams:\n  - from: quay.io/x\n    semver: '>>1'\n": ("line 4", "semver"),
+        "version: 1\nstate_dir: [oops]\nstreams: []\n": ("line 2", "state_dir"),
+    }
+    for n, (text, (line, key)) in enumerate(cases.items()):
+        path = tmp_path / f"bad{n}.yaml"
+        path.write_text(text + f"state_dir: {tmp_path / f'state{n}'}\n" * ("state_dir" not in text))
+        result = CliRunner().invoke(main, ["sync", "--config", str(path)])
+        assert result.exit_code == 2, (text, result.output)
+        assert str(path) in result.output and key in result.output, result.output
+        assert line.split()[1] in result.output.split(str(path))[1].split(":")[1], result.output
+        assert not (tmp_path / f"state{n}").exists()
+        validate = CliRunner().invoke(main, ["validate", "--config", str(path)])
+        assert validate.exit_code == 2
+
