@@ -9,6 +9,7 @@ Each changed tag publishes one notification event.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mirrord._errors import MirrordError, NotFoundError
@@ -25,15 +26,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("mirrord.record")
 
 
+@dataclass(frozen=True)
+class ImportedStream(StreamConfig):
+    """A stream created by ``mirrord import-image``: stored in the state, not in the
+    configuration file. It syncs like any stream; the recorder keeps it marked
+    ``created_by="import-image"`` with its own ``scheduled`` flag (a configured stream
+    is always ``config`` and scheduled)."""
+
+    scheduled: bool = False
+
+
 def stream_spec(config: Config, stream: StreamConfig, destination: Destination) -> StreamSpec:
+    if isinstance(stream, ImportedStream):
+        created_by, scheduled = "import-image", stream.scheduled
+    else:
+        created_by, scheduled = "config", True
     return StreamSpec(
         name=stream.name,
         source=stream.source,
         docker_image_repository=mirror_repository_name(config, stream, destination),
-        scheduled=True,
+        scheduled=scheduled,
         import_mode=stream.import_mode,
         reference_policy=stream.reference_policy,
-        created_by="config",
+        created_by=created_by,
     )
 
 
@@ -77,7 +92,10 @@ class Recorder:
         reference = docker_image_reference(
             stream.reference_policy, stream.source, mirror_repo, digest
         )
-        recorded = await self.store.record_tag_import(plan.stream, plan.tag, digest, reference)
+        source_digest = outcome.image.source_digest if outcome.image else plan.source_digest
+        recorded = await self.store.record_tag_import(
+            plan.stream, plan.tag, digest, reference, source_digest=source_digest
+        )
         if recorded.changed:
             self.changed += 1
             await self._notify(stream, outcome, digest, recorded.previous_digest)

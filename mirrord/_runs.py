@@ -69,7 +69,12 @@ async def sync_once(
 
         notifier = Notifier(store, config.notifications)
     recorder = Recorder(config, store, destination, notifier)
-    syncer = Syncer(config, pool, on_result=None if dry_run else recorder)
+    syncer = Syncer(
+        config,
+        pool,
+        on_result=None if dry_run else recorder,
+        legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
+    )
     result = result or SyncResult()
     if dry_run:
         return await syncer.run(streams, dry_run=True, result=result)
@@ -95,6 +100,13 @@ async def sync_once(
         with anyio.move_on_after(NOTIFY_DEADLINE):
             await notifier.deliver_due()
     return result
+
+
+async def _imported_from(store: Store, stream: str, tag: str) -> str | None:
+    """The upstream digest the mirror's current image of ``stream:tag`` came from."""
+    status = await store.get_tag(stream, tag)
+    current = status.current if status else None
+    return current.source_digest if current and current.source_digest else None
 
 
 async def login_command(config: Config, registry: str, username: str, password: str) -> None:

@@ -217,7 +217,7 @@ def record_import(
 
     A new event, recording ``source_digest`` (see :class:`TagEvent`), is prepended
     only when the digest or the reference differs from ``items[0]``; a different
-    ``source_digest`` alone adds nothing and leaves ``items[0]`` as it was.
+    ``source_digest`` alone adds no event; it updates ``items[0]``'s source_digest.
     Success always clears the ``ImportSuccess`` condition and a removal mark.
     """
     if status is None:
@@ -231,6 +231,10 @@ def record_import(
         reference,
     )
     items = status.items
+    if current is not None and not changed and source_digest not in ("", current.source_digest):
+        # Same image from a moved source (a Legacy index gained a platform): not a
+        # new event, but remember what it now comes from so the next run skips it.
+        items = (replace(current, source_digest=source_digest), *items[1:])
     if changed:
         event = TagEvent(
             created=now,

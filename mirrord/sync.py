@@ -229,9 +229,22 @@ class Syncer:
                     image = await engine.copy_tag(source, plan)
                     outcome = TagResult(plan, "copied", image=image)
                 except MirrordError as error:
-                    log.error("%s:%s: %s", stream.source, plan.tag, error)
+                    log.error(
+                        "%s:%s failed: %s",
+                        stream.name,
+                        plan.tag,
+                        error,
+                        extra={"reason": error.reason},
+                    )
                     outcome = TagResult(plan, "failed", error=error)
         if outcome.outcome == "copied":
+            assert outcome.image is not None
+            log.info(
+                "copied %s:%s",
+                stream.name,
+                plan.tag,
+                extra={"digest": outcome.image.digest, "source": f"{stream.source}:{plan.tag}"},
+            )
             stats.images_copied += 1
         elif outcome.outcome == "unchanged":
             stats.images_unchanged += 1

@@ -103,13 +103,15 @@ def test_legacy_import_records_the_source_digest_it_was_taken_from() -> None:
     assert status.items == (TagEvent(T0, ref(B), B, 1, source_digest=A),)
     later = T0 + timedelta(hours=1)
     # the source index moved (C) but the platform manifest is still B: no new event,
-    # items[0] (and its source_digest) left as it was
+    # but items[0] remembers its new source so the next run can skip the copy
     again, changed, previous = record_import(status, B, ref(B), 2, later, source_digest=C)
     assert (changed, previous) == (False, B)
-    assert again == status
+    assert again.items == (TagEvent(T0, ref(B), B, 1, source_digest=C),)
+    unknown, _, _ = record_import(again, B, ref(B), 2, later)
+    assert unknown.items == again.items  # an unknown ("") source never erases a known one
     moved, changed, _ = record_import(again, C, ref(C), 2, later, source_digest=C)
     assert changed is True
-    assert [(e.image, e.source_digest) for e in moved.items] == [(C, C), (B, A)]
+    assert [(e.image, e.source_digest) for e in moved.items] == [(C, C), (B, C)]
 
 
 def test_source_digest_defaults_to_unknown() -> None:

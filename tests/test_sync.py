@@ -183,6 +183,9 @@ def test_legacy_copies_one_platform_beside_preserve_original(
     assert legacy.digest == arm64.digest and legacy.raw == arm64.raw
     amd64 = next(c for c in index.children if c.platform == ("linux", "amd64"))
     assert not mirror_client.blob_exists("modes/legacy", amd64.layers[0].digest)
+    # Legacy's mirror digest differs from the source's; the state knows it came from it.
+    code, again = setup.sync_json()
+    assert code == 0 and again["images"]["copied"] == 0 and again["images"]["unchanged"] == 2
 
 
 def test_oci_layout_is_readable_by_skopeo(

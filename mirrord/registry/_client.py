@@ -1,7 +1,11 @@
 """An async client for one registry, with verbs named after the distribution spec.
 
 Every request holds a slot of the registry's limiter, so concurrency is bounded
-per registry however many images and blobs are in flight. Errors come back as
+per registry however many images and blobs are in flight. A blob body being
+streamed holds a slot of a second limiter of the same size instead (the GET
+holds a request slot only until its headers arrive): a blob streamed from this
+registry into this same registry then never waits for a slot its own stream
+holds, and the connection pool (twice the limit) always has room for both. Errors come back as
 the typed exceptions of :mod:`mirrord._errors`; nothing here retries (the copy
 engine decides that from ``.temporary``).
 """
@@ -54,6 +58,7 @@ class RegistryClient:
         self.requests: Counter[str] = Counter()
         self._on_request = on_request
         self._limiter = anyio.CapacityLimiter(max(1, self.options.max_concurrency))
+        self._streams = anyio.CapacityLimiter(max(1, self.options.max_concurrency))
         self.throttle = Throttle(self.options.rate)
         self.auth = RegistryAuth(credential, self._fetch_token)
         verify = ssl_context(host, self.options) if not self.options.insecure else True
@@ -215,9 +220,12 @@ class RegistryClient:
     async def get_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """Stream a blob's raw bytes; redirects are followed without our Authorization."""
         what = f"GET blob {repository}@{digest}"
-        async with self._limiter:
-            request = self._http.build_request("GET", self._url(f"/v2/{repository}/blobs/{digest}"))
-            response = await self._send_request(request, what, stream=True)
+        request = self._http.build_request("GET", self._url(f"/v2/{repository}/blobs/{digest}"))
+        borrower = object()  # the stream's own slot, whichever task consumes it
+        await self._streams.acquire_on_behalf_of(borrower)
+        try:
+            async with self._limiter:
+                response = await self._send_request(request, what, stream=True)
             try:
                 if response.status_code != 200:
                     await response.aread()
@@ -225,6 +233,8 @@ class RegistryClient:
                 yield _raw_chunks(response, self.registry, what)
             finally:
                 await response.aclose()
+        finally:
+            self._streams.release_on_behalf_of(borrower)
 
     async def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
         """Cross-repository mount. None when mounted (201); else the upload URL (202)."""

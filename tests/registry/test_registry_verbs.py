@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable, Iterable
 
+import anyio
 import pytest
 from harness import ALICE
 from harness.images import (
@@ -51,7 +52,7 @@ def client(
     open_client: Callable[..., RegistryClient],
     credential: Callable[..., Credential],
 ) -> RegistryClient:
-    name, reg = flavour
+    reg = flavour[1]
     return open_client(reg, credential(ALICE) if reg.users else None)
 
 
@@ -264,3 +265,28 @@ async def test_every_request_is_authorised_up_front(
     assert ("GET", f"/v2/{repo_name}/manifests/v1") in [(e.method, e.route) for e in log]
     assert sum(client.requests.values()) == len(log)
     assert image.digest == (await client.head_manifest(f"{repo_name}/copy", "v1")).digest
+
+
+async def test_blobs_stream_within_one_registry_without_starving_the_limiter(
+    mirror_registry: RegistryProcess,
+    open_client: Callable[..., RegistryClient],
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    """Source and mirror on one registry share a client (and its limit of 2 requests):
+    4 blobs streamed concurrently from one repository into another all arrive."""
+    client = open_client(mirror_registry, max_concurrency=2)
+    blobs = [make_layer(5000, f"{repo_name}/{i}") for i in range(4)]
+    for blob in blobs:
+        push_blob(mirror_client, repo_name, blob)
+
+    async def copy(descriptor: Descriptor) -> None:
+        async with client.get_blob(repo_name, descriptor.digest) as chunks:
+            await client.upload_blob(f"{repo_name}/copy", descriptor, verified(chunks, descriptor))
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for blob in blobs:
+                tg.start_soon(copy, Descriptor(blob.media_type, blob.digest, blob.size))
+    for blob in blobs:
+        assert mirror_client.get_blob(f"{repo_name}/copy", blob.digest) == blob.data

@@ -201,7 +201,11 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
             "ubi9/ubi", "9.4", digest(2), f"{SRC}@{digest(2)}", source_digest=digest(9)
         )
         assert same.changed is False
-        assert same.status.items == tag.items
+        # no new event; items[0] now remembers the source digest it came from
+        assert same.status.items[0].source_digest == digest(9)
+        assert same.status.items[1:] == tag.items[1:]
+        tag = await store.get_tag("ubi9/ubi", "9.4")
+        assert tag is not None and tag.items == same.status.items
         assert await store.delete_tag_events("ubi9/ubi", "9.4", tag.items[1:]) == 1
     finally:
         store.close()

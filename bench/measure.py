@@ -1,0 +1,185 @@
+"""Measuring one run: wall time and peak RSS of a child process, requests at the source.
+
+Peak RSS comes from ``wait4()`` on that one child (``ru_maxrss``, KiB on Linux), so
+every run is measured in a fresh process and nothing else's memory is counted.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.registry import AccessEntry
+
+
+class BenchError(RuntimeError):
+    """A tool failed, or the mirror it produced is wrong: the numbers would mean nothing."""
+
+
+@dataclass(frozen=True)
+class Proc:
+    argv: tuple[str, ...]
+    returncode: int
+    wall_s: float
+    maxrss_kib: int
+
+
+def run_measured(
+    argv: Sequence[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Proc:
+    """Run ``argv`` to completion (stdout and stderr into ``log_path``)."""
+    with open(log_path, "wb") as log:
+        started = time.monotonic()
+        child = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.monotonic() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return Proc(tuple(argv), child.returncode, wall, int(usage.ru_maxrss))
+
+
+def run_checked(argv: Sequence[str], log_path: Path, what: str, **kw: Any) -> Proc:
+    proc = run_measured(argv, log_path, **kw)
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise BenchError(f"{what} exited {proc.returncode}; {log_path}:\n{tail}")
+    return proc
+
+
+@dataclass
+class SourceRequests:
+    """The requests a run sent to the source registry, by kind (from its access log)."""
+
+    total: int = 0
+    ping: int = 0  # GET /v2/
+    tag_list: int = 0
+    manifest_get: int = 0
+    manifest_head: int = 0
+    blob_get: int = 0
+    blob_head: int = 0
+    other: int = 0
+    bytes_sent: int = 0
+
+    @classmethod
+    def of(cls, entries: Iterable[AccessEntry]) -> SourceRequests:
+        out = cls()
+        for e in entries:
+            out.total += 1
+            out.bytes_sent += e.size
+            route = e.route
+            if route.rstrip("/") == "/v2":
+                out.ping += 1
+            elif route.endswith("/tags/list"):
+                out.tag_list += 1
+            elif "/manifests/" in route:
+                if e.method == "GET":
+                    out.manifest_get += 1
+                else:
+                    out.manifest_head += 1
+            elif "/blobs/" in route:
+                if e.method == "GET":
+                    out.blob_get += 1
+                else:
+                    out.blob_head += 1
+            else:
+                out.other += 1
+        return out
+
+    def per_tag(self, tags: int) -> float:
+        """Requests per tag, the tag listings and ``GET /v2/`` version checks left out."""
+        return (self.total - self.tag_list - self.ping) / tags if tags else 0.0
+
+
+@dataclass
+class RunRecord:
+    """One measured run of one tool in one phase."""
+
+    tool: str
+    phase: str
+    run: int
+    wall_s: float
+    maxrss_mib: float
+    tags: int
+    source: SourceRequests = field(default_factory=SourceRequests)
+    proxy_connections: int | None = None
+    summary: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def median(values: Iterable[float]) -> float | None:
+    items = list(values)
+    return statistics.median(items) if items else None
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        m = re.search(r"MemTotal:\s+(\d+) kB", meminfo.read_text())
+        if m:
+            info["memory_gib"] = round(int(m[1]) / 1024 / 1024, 1)
+    info["free_h"] = _output(["free", "-h"])
+    info["skopeo"] = _output(["skopeo", "--version"])
+    info["registry"] = _output([os.environ.get("MIRRORD_TEST_REGISTRY_BIN", "docker-registry"),
+                                "--version"])
+    root = Path(__file__).resolve().parent.parent
+    commit = _output(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
+    dirty = _output(["git", "-C", str(root), "status", "--porcelain", "--", "mirrord"])
+    info["mirrord_commit"] = commit + ("+dirty" if dirty else "")
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    return m[1].strip() if m else platform.processor()
+
+
+def _output(argv: list[str]) -> str:
+    if shutil.which(argv[0]) is None:
+        return ""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def warm_page_cache(directory: Path) -> int:
+    """Read every file under ``directory`` once, so the first run does not pay for the disk."""
+    total = 0
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    total += len(chunk)
+    return total
