@@ -35,19 +35,19 @@ class Proc:
 
 def run_measured(
     argv: Sequence[str],
-    log_path: Path,
+    log_base: Path,
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Proc:
-    """Run ``argv`` to completion (stdout and stderr into ``log_path``)."""
-    with open(log_path, "wb") as log:
+    """Run ``argv`` to completion; stdout into ``<log_base>.out``, stderr ``<log_base>.err``."""
+    with open(f"{log_base}.out", "wb") as out, open(f"{log_base}.err", "wb") as err:
         started = time.monotonic()
         child = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=err,
             env=dict(env) if env is not None else None,
             cwd=cwd,
         )
@@ -57,11 +57,12 @@ def run_measured(
     return Proc(tuple(argv), child.returncode, wall, int(usage.ru_maxrss))
 
 
-def run_checked(argv: Sequence[str], log_path: Path, what: str, **kw: Any) -> Proc:
-    proc = run_measured(argv, log_path, **kw)
+def run_checked(argv: Sequence[str], log_base: Path, what: str, **kw: Any) -> Proc:
+    """:func:`run_measured`; BenchError (with the end of stderr) when it fails."""
+    proc = run_measured(argv, log_base, **kw)
     if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise BenchError(f"{what} exited {proc.returncode}; {log_path}:\n{tail}")
+        tail = Path(f"{log_base}.err").read_text(errors="replace")[-3000:]
+        raise BenchError(f"{what} exited {proc.returncode}; see {log_base}.err:\n{tail}")
     return proc
 
 

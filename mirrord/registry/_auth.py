@@ -68,7 +68,7 @@ class RegistryAuth(httpx.Auth):
     ) -> None:
         self.credential = credential
         self._fetch_token = fetch_token
-        self._clock = clock
+        self.clock = clock  # the time base of Token.expires_at / refresh_at
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, ...], Token] = {}
         self._locks: dict[tuple[str, ...], anyio.Lock] = {}
@@ -114,7 +114,7 @@ class RegistryAuth(httpx.Auth):
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             cached = self._tokens.get(key)
-            now = self._clock()
+            now = self.clock()
             if cached and not refresh and now < cached.refresh_at:
                 return cached
             token = await self._fetch_token(self._challenge, tuple(sorted(scopes)), self.credential)

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 _PARAM = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
-_REPOSITORY_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
+# Greedy name, anchored on a whole API route: a repository may itself have path components
+# named "tags", "blobs" or "manifests" (team/tags/app).
+_REPOSITORY_PATH = re.compile(
+    r"^/v2/(?P<name>.+)/(?:manifests/[^/]+|tags/list|blobs/uploads/[^/]*|blobs/[^/]+"
+    r"|referrers/[^/]+)/?$"
+)
 
 
 @dataclass(frozen=True, slots=True)

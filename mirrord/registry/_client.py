@@ -129,7 +129,8 @@ class RegistryClient:
         body = response.json()
         value = body.get("token") or body.get("access_token") or ""
         lifetime = float(body.get("expires_in") or 60)
-        return Token.issued(value, lifetime, anyio.current_time())
+        # The auth flow's clock, not anyio's: trio's clock runs on a different base.
+        return Token.issued(value, lifetime, self.auth.clock())
 
     # -- tags -----------------------------------------------------------------------
 

@@ -1,0 +1,148 @@
+"""The two tools under test, configured to mirror exactly the same tags to the same place.
+
+``skopeo sync`` names a destination repository after the last component of the
+source repository (``<mirror>/<prefix>/<basename>:<tag>``), so mirrord's streams use
+``to: <basename>`` under the same prefix. skopeo 1.9.3 takes the repositories
+either one per invocation (``--src docker <host>/<repo>``, every tag) or all at once
+from a YAML source file (``images: {<repo>: []}``, every tag); both forms are
+supported, YAML (one process, so no per-repository start-up cost) by default.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.measure import BenchError, Proc, run_checked
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "m"  # mirror repositories are <mirror>/m/<basename>
+SKOPEO_FORMS = ("yaml", "per-repo")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to mirror: ``repos`` of ``source`` (host:port); every tag, unless ``tags``
+    names them per repository."""
+
+    source: str
+    repos: tuple[str, ...]
+    tags: dict[str, tuple[str, ...]] | None = None
+
+
+def basename(repo: str) -> str:
+    return repo.rsplit("/", 1)[-1]
+
+
+class Mirrord:
+    name = "mirrord"
+
+    def __init__(self, work: Path, mirror: str, *, concurrency: int | None = None) -> None:
+        self.work = work
+        self.mirror = mirror
+        self.concurrency = concurrency
+        self.state_dir = work / "mirrord-state"
+
+    def reset(self) -> None:
+        """Forget everything (a cold run starts from an empty state directory too)."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def config(self, job: Job) -> str:
+        registry = "{insecure: true}"
+        if self.concurrency:
+            registry = f"{{insecure: true, max_concurrency: {self.concurrency}}}"
+        lines = [
+            "version: 1",
+            f"state_dir: {self.state_dir}",
+            f"mirror: docker://{self.mirror}/{PREFIX}",
+            "registries:",
+            f"  {job.source}: {registry}",
+            f"  {self.mirror}: {{insecure: true}}",
+            "defaults: {max_tags: -1}",
+            "streams:",
+        ]
+        for repo in job.repos:
+            lines += [f"  - from: {job.source}/{repo}", f"    to: {basename(repo)}"]
+            if job.tags and repo in job.tags:
+                lines.append(f"    tags: {json.dumps(list(job.tags[repo]))}")
+        return "\n".join(lines) + "\n"
+
+    def argv(self, config_path: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-c",
+            "import sys; from mirrord.cli import main; sys.exit(main())",
+            "sync",
+            "--config",
+            str(config_path),
+            "-o",
+            "json",
+        ]
+
+    def sync(self, job: Job, log_base: Path) -> tuple[Proc, dict[str, Any]]:
+        config_path = Path(f"{log_base}.yaml")
+        config_path.write_text(self.config(job))
+        proc = run_checked(self.argv(config_path), log_base, "mirrord sync", cwd=ROOT)
+        text = Path(f"{log_base}.out").read_text()
+        try:
+            summary: dict[str, Any] = json.loads(text[text.index("{") :])
+        except ValueError as exc:
+            raise BenchError(f"mirrord printed no JSON summary ({log_base}.out)") from exc
+        if summary.get("failures"):
+            raise BenchError(f"mirrord reported failures: {summary['failures'][:3]}")
+        return proc, summary
+
+
+class Skopeo:
+    name = "skopeo"
+
+    def __init__(self, work: Path, mirror: str, *, form: str = "yaml") -> None:
+        if form not in SKOPEO_FORMS:
+            raise ValueError(f"skopeo form must be one of {SKOPEO_FORMS}")
+        self.work = work
+        self.mirror = mirror
+        self.form = form
+        self.binary = shutil.which("skopeo") or "skopeo"
+
+    def reset(self) -> None:
+        pass  # skopeo keeps no state
+
+    def _common(self) -> list[str]:
+        return [self.binary, "sync", "--all", "--preserve-digests", "--dest-tls-verify=false"]
+
+    def yaml_source(self, job: Job) -> str:
+        lines = [f"{job.source}:", "  tls-verify: false", "  images:"]
+        for repo in job.repos:
+            tags = list(job.tags[repo]) if job.tags and repo in job.tags else []
+            lines.append(f"    {repo}: {json.dumps(tags)}")
+        return "\n".join(lines) + "\n"
+
+    def invocations(self, job: Job, log_base: Path) -> list[list[str]]:
+        dest = f"{self.mirror}/{PREFIX}"
+        if self.form == "yaml":
+            source_file = Path(f"{log_base}.skopeo.yaml")
+            source_file.write_text(self.yaml_source(job))
+            return [[*self._common(), "--src", "yaml", "--dest", "docker", str(source_file), dest]]
+        if job.tags:
+            raise BenchError("the per-repo skopeo form mirrors every tag; use --skopeo-form yaml")
+        return [
+            [*self._common(), "--src-tls-verify=false", "--src", "docker", "--dest", "docker",
+             f"{job.source}/{repo}", dest]
+            for repo in job.repos
+        ]
+
+    def sync(self, job: Job, log_base: Path) -> tuple[Proc, dict[str, Any]]:
+        procs = [
+            run_checked(argv, Path(f"{log_base}.{i}"), "skopeo sync")
+            for i, argv in enumerate(self.invocations(job, log_base))
+        ]
+        wall = sum(p.wall_s for p in procs)
+        rss = max(p.maxrss_kib for p in procs)
+        return Proc(procs[0].argv, 0, wall, rss), {"invocations": len(procs)}
+
+
+Tool = Mirrord | Skopeo
