@@ -26,11 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-_TESTS = Path(__file__).resolve().parent.parent / "tests"
-if str(_TESTS) not in sys.path:
-    sys.path.insert(0, str(_TESTS))
-
-from harness.images import (  # noqa: E402
+from harness.images import (
     DOCKER_LIST,
     OCI_INDEX,
     Blob,
@@ -40,7 +36,7 @@ from harness.images import (  # noqa: E402
     make_layer,
     sha256,
 )
-from harness.registry import RegistryProcess  # noqa: E402
+from harness.registry import RegistryProcess
 
 # Bump when the generator changes what it produces (invalidates every cache).
 GENERATOR_VERSION = 1
@@ -235,7 +231,7 @@ def _generate(spec: CorpusSpec, registry: RegistryProcess) -> tuple[dict[str, An
             digests[repo.name] = {img.tag or "": pusher.image(img) for img in builder.images(repo)}
             print(f"  generated {repo.name}: {len(digests[repo.name])} tags", file=sys.stderr)
         tiny = build_image(TINY_REPO, "1", seed="tiny", layer_sizes=(4 * KIB,))
-        pusher.image(tiny)
+        digests[TINY_REPO] = {"1": pusher.image(tiny)}
     return digests, pusher.unique_bytes
 
 

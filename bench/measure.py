@@ -1,18 +1,20 @@
 """Measuring one run: wall time and peak RSS of a child process, requests at the source.
 
-Peak RSS comes from ``wait4()`` on that one child (``ru_maxrss``, KiB on Linux), so
-every run is measured in a fresh process and nothing else's memory is counted.
+Every run is a fresh process started by a small launcher (``_launch.py``), which
+reports the run's wall time and its peak RSS (``getrusage(RUSAGE_CHILDREN)``,
+KiB on Linux), so nothing else's memory is counted.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import shutil
 import statistics
 import subprocess
-import time
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +35,9 @@ class Proc:
     maxrss_kib: int
 
 
+LAUNCHER = Path(__file__).resolve().parent / "_launch.py"
+
+
 def run_measured(
     argv: Sequence[str],
     log_base: Path,
@@ -40,21 +45,25 @@ def run_measured(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Proc:
-    """Run ``argv`` to completion; stdout into ``<log_base>.out``, stderr ``<log_base>.err``."""
+    """Run ``argv`` to completion through the small launcher (see ``_launch.py``);
+    stdout into ``<log_base>.out``, stderr into ``<log_base>.err``."""
+    report = Path(f"{log_base}.rusage.json")
+    launcher = [sys.executable, "-S", str(LAUNCHER), str(report)]
     with open(f"{log_base}.out", "wb") as out, open(f"{log_base}.err", "wb") as err:
-        started = time.monotonic()
-        child = subprocess.Popen(
-            list(argv),
+        subprocess.run(
+            [*launcher, *argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             env=dict(env) if env is not None else None,
             cwd=cwd,
+            check=False,
         )
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.monotonic() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return Proc(tuple(argv), child.returncode, wall, int(usage.ru_maxrss))
+    try:
+        measured = json.loads(report.read_text())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"the launcher reported nothing for {argv[0]}: {exc}") from exc
+    return Proc(tuple(argv), measured["returncode"], measured["wall_s"], measured["maxrss_kib"])
 
 
 def run_checked(argv: Sequence[str], log_base: Path, what: str, **kw: Any) -> Proc:

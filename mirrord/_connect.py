@@ -71,6 +71,10 @@ class ClientPool:
                 )
             return self._clients[key]
 
+    def clients(self) -> list[RegistryClient]:
+        """The clients opened so far (for metrics: each has its ``throttle``)."""
+        return list(self._clients.values())
+
     def _hook_for(self, registry: str) -> Callable[[str, str], None] | None:
         hook = self._on_request
         if hook is None:

@@ -187,6 +187,3 @@ def _register_more_commands() -> None:
 
 _register_more_commands()
 
-
-if __name__ == "__main__":
-    main()

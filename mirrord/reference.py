@@ -30,7 +30,7 @@ _DOMAIN = re.compile(
     r"|\[[0-9a-fA-F:.]+\])"
     r"(?::[0-9]+)?"
 )
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)  # Go's \w: [A-Za-z0-9_] only
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 _SHA256_HEX = re.compile(r"[a-f0-9]{64}")
 _MAX_NAME_LENGTH = 255

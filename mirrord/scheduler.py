@@ -7,7 +7,7 @@ SIGTERM can wait for it, or cancel it, like any other task.
 
 Rules:
 
-- **Jitter.** Each fire time is delayed by a random 0–10 % of the schedule's
+- **Jitter.** Each fire time is delayed by a random 0-10 % of the schedule's
   period (at most five minutes), so a thousand streams on ``*/15 * * * *`` do
   not fire in the same second.
 - **One run per job at a time; missed runs coalesce.** A job's next fire time
@@ -94,9 +94,7 @@ def build_trigger(expr: str) -> BaseTrigger:
     fields = {"minute": minute, "hour": hour, "month": month, "second": "0"}
     if not day.startswith("*") and not day_of_week.startswith("*"):
         # crontab: a day matches when either field matches
-        return OrTrigger(
-            [CronTrigger(day=day, **fields), CronTrigger(day_of_week=dow, **fields)]
-        )
+        return OrTrigger([CronTrigger(day=day, **fields), CronTrigger(day_of_week=dow, **fields)])
     return CronTrigger(day=day, day_of_week=dow, **fields)
 
 
@@ -199,21 +197,22 @@ class Scheduler:
         (a dropped job's run in flight finishes)."""
         if self._tg is None or self._stopping:
             raise RuntimeError("the scheduler is not serving")
-        for name in list(self._jobs):
-            if name not in specs:
-                job = self._jobs.pop(name)
-                job.removed = True
-                job.interrupt_wait()
+        for name in [n for n in self._jobs if n not in specs]:
+            dropped = self._jobs.pop(name)
+            dropped.removed = True
+            dropped.interrupt_wait()
         for name, spec in specs.items():
             job = self._jobs.get(name)
             if job is None:
                 job = self._jobs[name] = _Job(name, spec)
                 self._tg.start_soon(self._loop, job, name=f"job {name}")
-            elif job.spec != spec:
+            elif job.spec.schedule != spec.schedule:
                 job.set_schedule(spec)
                 job.interrupt_wait()
+            else:
+                job.spec = spec
 
-    def trigger(self, name: str, reason: str = "trigger") -> bool:
+    def trigger(self, name: str, reason: str = "triggered") -> bool:
         """Run ``name`` now (or right after its run in flight); False for an unknown job."""
         job = self._jobs.get(name)
         if job is None or self._stopping:
@@ -246,15 +245,18 @@ class Scheduler:
 
     async def _loop(self, job: _Job) -> None:
         while await self._wait_until_due(job):
-            reason = job.reason if job.wake.is_set() else "schedule"
-            job.wake = anyio.Event()
+            acquired = False
             with anyio.CancelScope() as job.wait_scope:
                 await self._slots.acquire()
+                acquired = True
             job.wait_scope = None
-            if job.wait_scope is None and (self._stopping or job.removed):
-                if not _cancelled_before_acquire(self._slots):
-                    self._slots.release()
+            if not acquired:
+                continue  # interrupted while waiting: stopped, dropped or rescheduled
+            if self._stopping or job.removed:
+                self._slots.release()
                 return
+            reason = job.reason if job.wake.is_set() else "scheduled"
+            job.wake = anyio.Event()
             try:
                 await self._run(job, reason)
             finally:
@@ -267,7 +269,7 @@ class Scheduler:
         self.in_flight += 1
         try:
             await job.spec.run(job.name, reason)
-        except Exception:  # noqa: BLE001 - one job's bug must not stop the others
+        except Exception:  # one job's bug must not stop the others (logged with its traceback)
             log.exception("%s: the run failed unexpectedly", job.name)
         finally:
             job.running = False
@@ -290,5 +292,92 @@ class Scheduler:
         return False
 
 
-def _cancelled_before_acquire(slots: anyio.Semaphore) -> bool:
-    return False
+# --- the run lock ----------------------------------------------------------------------
+
+
+class RunGate:
+    """The daemon's side of the state's run lock.
+
+    The daemon's runs share one hold of the lock (the first takes it, the last
+    lets go), so streams run side by side while a one-shot ``mirrord sync`` is
+    kept out, and a run waits (logging who holds the lock) while one is in
+    progress. :meth:`exclusive` (the pruner) waits for the shared runs to end
+    and keeps new ones out. ``on_acquire`` runs each time the lock is taken.
+    """
+
+    def __init__(
+        self,
+        new_lock: Callable[[], RunLock],
+        *,
+        on_acquire: Callable[[], Awaitable[None]] | None = None,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self._new_lock = new_lock
+        self._on_acquire = on_acquire
+        self._poll = poll_interval
+        self._flock: RunLock | None = None
+        self._holders = 0
+        self._entry = anyio.Lock()
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @property
+    def held(self) -> bool:
+        return self._flock is not None
+
+    @asynccontextmanager
+    async def shared(self, what: str) -> AsyncIterator[None]:
+        async with self._entry:
+            await self._take(what)
+        try:
+            yield
+        finally:
+            self._leave()
+
+    @asynccontextmanager
+    async def exclusive(self, what: str) -> AsyncIterator[None]:
+        async with self._entry:
+            while self._holders:
+                await self._idle.wait()
+            await self._take(what)
+            try:
+                yield
+            finally:
+                self._leave()
+
+    async def _take(self, what: str) -> None:
+        if self._flock is None:
+            lock = self._new_lock()
+            waited = False
+            while not lock.try_acquire():
+                if not waited:
+                    pid = lock.holder_pid()
+                    holder = f"pid {pid}" if pid is not None else "another process"
+                    log.info(
+                        "%s waits: %s holds the state lock %s (a one-shot `mirrord sync`?)",
+                        what,
+                        holder,
+                        lock.path,
+                    )
+                    waited = True
+                await anyio.sleep(self._poll)
+            if waited:
+                log.info("%s: the state lock is free; starting", what)
+            try:
+                if self._on_acquire is not None:
+                    await self._on_acquire()
+            except BaseException:
+                lock.release()
+                raise
+            self._flock = lock
+        if self._holders == 0:
+            self._idle = anyio.Event()
+        self._holders += 1
+
+    def _leave(self) -> None:
+        self._holders -= 1
+        if self._holders == 0:
+            if self._flock is not None:
+                self._flock.release()
+                self._flock = None
+            self._idle.set()

@@ -49,7 +49,7 @@ class Setup:
     def sync_process(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
         """`mirrord sync` as a real child process (for kills and restarts)."""
         return subprocess.Popen(
-            [sys.executable, "-m", "mirrord.cli", "sync", "--config", str(self.path), *args],
+            [sys.executable, "-m", "mirrord", "sync", "--config", str(self.path), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **kw.pop("env", {})}, **kw,
         )

@@ -411,6 +411,54 @@ def test_keep_younger_than_duration_wins_over_deprecated() -> None:
     assert cfg.pruning.keep_younger_than == 120.0
 
 
+D1 = "sha256:" + "a" * 64
+D2 = "sha512:" + "b" * 128
+
+
+def test_pinned_digests_per_stream() -> None:
+    cfg = parse(f"""\
+        version: 1
+        streams:
+          - from: quay.io/a/b
+            pinned: [{D1}, {D2}]
+          - from: quay.io/c/d
+            pinned: {D1}
+          - from: quay.io/e/f
+        """)
+    assert [s.pinned for s in cfg.streams] == [(D1, D2), (D1,), ()]
+
+
+def test_shipped_example_pins_a_digest() -> None:
+    cfg = load_config(REPO / "config" / "mirrord.yaml")
+    assert cfg.stream("ubi9/ubi").pinned[0].startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("value", "line", "key", "fragment"),
+    [
+        ("[sha256:abc]", 4, "streams[0].pinned[0]", "invalid digest 'sha256:abc'"),
+        (f"[{D1.upper()}]", 4, "streams[0].pinned[0]", "lower-case hex"),
+        ("['quay.io/a/b@" + D1 + "']", 4, "streams[0].pinned[0]", "invalid digest"),
+        (f"\n      - {D1}\n      - {D1}", 6, "streams[0].pinned[1]", "pinned twice (also line 5)"),
+        ("{a: 1}", 4, "streams[0].pinned", "expected a list"),
+        ("[7]", 4, "streams[0].pinned[0]", "invalid digest '7'"),
+    ],
+)
+def test_pinned_errors_name_file_line_and_key(
+    value: str, line: int, key: str, fragment: str
+) -> None:
+    text = f"version: 1\nstreams:\n  - from: quay.io/a/b\n    pinned: {value}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, FILE)
+    assert str(info.value).startswith(f"{FILE}:{line}: {key}: "), str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_pinned_is_not_a_default_or_pruning_key() -> None:
+    with pytest.raises(ConfigError, match=r"defaults\.pinned: unknown key"):
+        parse_config(f"version: 1\ndefaults:\n  pinned: [{D1}]\n", FILE)
+
+
 @pytest.mark.parametrize(
     "expr",
     [

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 _PARAM = re.compile(r'([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+_QUOTED_PAIR = re.compile(r"\\(.)")
 # Greedy name, anchored on a whole API route: a repository may itself have path components
 # named "tags", "blobs" or "manifests" (team/tags/app).
 _REPOSITORY_PATH = re.compile(
@@ -43,9 +44,12 @@ def parse_challenges(header: str) -> list[Challenge]:
         start = match.end()
         following = re.search(r",\s*[A-Za-z][A-Za-z0-9_-]*\s+[^=,\s]+\s*=", header[start:])
         end = start + following.start() if following else len(header)
+        # finditer, not findall: findall reports an unmatched group as "", not None.
         params = {
-            key.lower(): (quoted.replace('\\"', '"') if quoted is not None else bare)
-            for key, quoted, bare in _PARAM.findall(header[start:end])
+            m.group(1).lower(): (
+                _QUOTED_PAIR.sub(r"\1", m.group(2)) if m.group(2) is not None else m.group(3)
+            )
+            for m in _PARAM.finditer(header[start:end])
         }
         challenges.append(Challenge(match.group(1).lower(), params))
     if not challenges and header.strip():

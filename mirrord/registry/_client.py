@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 import anyio
 import httpx
 
-from mirrord._errors import NotFoundError, RegistryError
+from mirrord._errors import ConnectError, NotFoundError, RegistryError
 from mirrord.oci import MANIFEST_ACCEPT, Descriptor, Manifest, parse_manifest
 from mirrord.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
 from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
@@ -370,6 +370,14 @@ class RegistryClient:
             )
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.registry, what) from exc
+        except httpx.StreamConsumed as exc:
+            # The registry refused the token of a streamed upload; the auth flow has
+            # fetched a new one but cannot send the consumed body twice. The caller can.
+            raise ConnectError(
+                f"{what}: the registry refused the token during a streamed upload; "
+                "a new token is ready, so the upload can be retried",
+                registry=self.registry,
+            ) from exc
         if response.status_code == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             self.throttle.pause(retry_after if retry_after is not None else 1.0)

@@ -14,7 +14,7 @@ from harness.images import RegistryHTTP, make_layer, push_blob, push_image
 from harness.registry import RegistryProcess
 from harness.tokenserver import REGISTRY_LEEWAY, TokenServer
 
-from mirrord._errors import UnauthorizedError
+from mirrord._errors import ConnectError, UnauthorizedError
 from mirrord.credentials import Credential
 from mirrord.oci import Descriptor
 from mirrord.registry import RegistryClient, RegistryOptions
@@ -178,7 +178,7 @@ async def test_token_the_registry_refuses_is_fetched_again(
     server.reset()
     client = open_client(reg, credential(ALICE))
     assert (await client.get_manifest(repo_name, "v1")).raw == image.raw
-    await anyio.sleep(2.5)
+    await anyio.sleep(2.1)
     mark = reg.mark()
     assert (await client.get_manifest(repo_name, "v1")).raw == image.raw
     assert [(e.method, e.status) for e in reg.access_log(since=mark)] == [
@@ -215,3 +215,27 @@ async def test_token_refresh_uses_one_clock(anyio_backend: str) -> None:
         await anyio.sleep(1.2)  # past the refresh point (lifetime 2 s, 1 s early)
         await client.list_tags("a/b")
         assert len(fetched) == 2
+
+
+async def test_streamed_upload_whose_token_is_refused_fails_temporarily(
+    registry_factory: Callable[..., RegistryProcess],
+    open_client: Callable[..., RegistryClient],
+    credential: Callable[..., Credential],
+    repo_name: str,
+) -> None:
+    """A streamed body cannot be sent twice: the 401 becomes a temporary error (inside
+    mirrord's tree), the new token is already cached, and the retried upload succeeds."""
+    server = registry_factory.token_server(leeway_compensation=300 + REGISTRY_LEEWAY - 1)
+    reg = registry_factory(token_server=server)
+    blob = make_layer(5000, repo_name)
+    client = open_client(reg, credential(ALICE))
+    location = await client.start_upload(repo_name)
+    await anyio.sleep(2.1)  # the registry no longer accepts the token
+    with pytest.raises(ConnectError) as caught:
+        await client.upload_blob(repo_name, descriptor_of(blob), chunks_of(blob.data), location)
+    assert caught.value.temporary
+    assert "refused the token" in str(caught.value)
+    assert len(server.requests) == 2  # the refused token, and its replacement
+    await client.upload_blob(repo_name, descriptor_of(blob), chunks_of(blob.data))
+    assert len(server.requests) == 2
+    assert await client.head_blob(repo_name, blob.digest) == blob.size

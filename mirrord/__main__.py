@@ -1,0 +1,8 @@
+"""``python -m mirrord``: the command line."""
+
+from __future__ import annotations
+
+from mirrord.cli import main
+
+if __name__ == "__main__":
+    main()

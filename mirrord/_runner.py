@@ -1,0 +1,206 @@
+"""The daemon's runs: a stream's sync or the pruner, each under the shared run lock.
+
+Runs share the state's run lock with ``mirrord sync`` through a
+:class:`~mirrord.scheduler.RunGate`. They share one :class:`ClientPool` per
+configuration, so each registry's rate limit and concurrency hold across
+streams; a reload brings a new pool and the old one closes after its last run.
+Each sync run is one job in the store (:func:`~mirrord._runs.sync_once`); a
+cancelled run records its job as Failed, "interrupted".
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from types import ModuleType
+
+import anyio
+
+from mirrord._connect import ClientPool
+from mirrord._errors import MirrordError
+from mirrord._metrics import CURRENT_STREAM, Metrics
+from mirrord._output import summary_line
+from mirrord._runs import sync_once
+from mirrord.config import Config, StreamConfig
+from mirrord.imagestream import ImageStream
+from mirrord.scheduler import RunGate
+from mirrord.state import Store
+from mirrord.sync import SyncResult
+
+log = logging.getLogger("mirrord.daemon")
+
+
+def stored_streams(config: Config, images: Sequence[ImageStream]) -> tuple[StreamConfig, ...]:
+    """Streams created by ``mirrord import-image`` and marked scheduled, not in the file.
+    Blocks (reads the stored specs): call it in a worker thread."""
+    configured = {s.name for s in config.streams}
+    wanted = [
+        s
+        for s in images
+        if s.created_by == "import-image" and s.scheduled and s.name not in configured
+    ]
+    if not wanted:
+        return ()
+    try:
+        from mirrord._import_image import stored_streams as from_store
+    except ModuleNotFoundError as error:
+        if error.name != "mirrord._import_image":
+            raise
+        return ()
+    return tuple(from_store(config, wanted))
+
+
+def ever_synced(image: ImageStream) -> bool:
+    return any(t.items or t.conditions for t in image.tags)
+
+
+def pruner() -> ModuleType | None:
+    """HOOK(prune): :mod:`mirrord.prune` (``run_prune``, ``update_schedule_condition``),
+    or None in a mirrord built without it (pruning is then skipped, logged at debug)."""
+    try:
+        import mirrord.prune
+    except ModuleNotFoundError as error:
+        if error.name != "mirrord.prune":
+            raise
+        return None
+    return mirrord.prune
+
+
+class Runner:
+    """Runs streams and the pruner with the configuration in effect (``config``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        metrics: Metrics,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config  # the file's streams and the stored scheduled ones
+        self.store = store
+        self.metrics = metrics
+        self._on_change = on_change
+        self._pool = self._new_pool(config)
+        self._leases: dict[ClientPool, int] = {}
+        self._retired_waits: dict[str, float] = {}
+        self.gate = RunGate(store.acquire_run_lock, on_acquire=self.abandon_stale)
+
+    def _new_pool(self, config: Config) -> ClientPool:
+        return ClientPool(config, on_request=self.metrics.on_request)
+
+    async def use(self, config: Config, *, new_pool: bool) -> None:
+        """Run with ``config`` from now on; ``new_pool`` after a reload (new registry
+        settings): the old pool closes when its last run ends."""
+        self.config = config
+        if new_pool:
+            old, self._pool = self._pool, self._new_pool(config)
+            if old not in self._leases:
+                await self._retire(old)
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[tuple[Config, ClientPool]]:
+        """The configuration and client pool a run uses, kept open until it ends."""
+        config, pool = self.config, self._pool
+        self._leases[pool] = self._leases.get(pool, 0) + 1
+        try:
+            yield config, pool
+        finally:
+            self._leases[pool] -= 1
+            if not self._leases[pool]:
+                del self._leases[pool]
+                if pool is not self._pool:
+                    await self._retire(pool)
+
+    async def _retire(self, pool: ClientPool) -> None:
+        for registry, seconds in _waits(pool).items():
+            self._retired_waits[registry] = self._retired_waits.get(registry, 0.0) + seconds
+        with anyio.CancelScope(shield=True):
+            await pool.aclose()
+
+    async def aclose(self) -> None:
+        for pool in [self._pool, *self._leases]:
+            with anyio.CancelScope(shield=True):
+                await pool.aclose()
+
+    def throttle_waits(self) -> dict[str, float]:
+        """Seconds each registry's throttle held requests back, since the start."""
+        totals = dict(self._retired_waits)
+        for pool in {self._pool, *self._leases}:
+            for registry, seconds in _waits(pool).items():
+                totals[registry] = totals.get(registry, 0.0) + seconds
+        return totals
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def run_stream(self, name: str, reason: str) -> None:
+        async with self.gate.shared(f"{reason} run of {name}"), self.lease() as (config, pool):
+            stream = next((s for s in config.streams if s.name == name), None)
+            if stream is None:
+                log.info("%s: no longer configured; run skipped", name)
+                return
+            await self._sync(config, pool, stream, reason)
+
+    async def _sync(self, config: Config, pool: ClientPool, stream: StreamConfig, why: str) -> None:
+        context = CURRENT_STREAM.set(stream.name)
+        result = SyncResult()
+        started = time.monotonic()
+        outcome = "failed"
+        self.metrics.in_progress.inc()
+        log.info("%s: %s run started", stream.name, why)
+        self._on_change()
+        try:
+            await sync_once(config, self.store, pool, [stream], result=result)
+            outcome = "succeeded" if result.ok else "failed"
+        except anyio.get_cancelled_exc_class():
+            outcome = "interrupted"
+            raise
+        except MirrordError as error:
+            log.error("%s: run failed: %s", stream.name, error)
+        finally:
+            CURRENT_STREAM.reset(context)
+            self.metrics.in_progress.dec()
+            seconds = result.seconds = result.seconds or time.monotonic() - started
+            self.metrics.run_finished(stream.name, result, seconds, outcome)
+            log.info("%s: run %s: %s", stream.name, outcome, summary_line(result))
+            self._on_change()
+
+    async def run_prune(self, name: str, reason: str) -> None:
+        module = pruner()
+        if module is None:
+            log.debug("pruning is due, but this mirrord has no pruner (mirrord.prune); skipped")
+            return
+        async with self.gate.exclusive(f"{reason} prune"), self.lease() as (config, pool):
+            log.info("prune started (%s)", reason)
+            result = await module.run_prune(config, self.store, pool, confirm=True)
+            if result.ok:
+                log.info("prune finished: %s", result.counts())
+            else:
+                log.error("prune failed: %s: %s", result.reason, result.message)
+
+    # -- jobs a dead process left Running ---------------------------------------------------
+
+    async def abandon_stale(self) -> None:
+        """Under the run lock: jobs still Running belong to a process that died."""
+        count = await self.store.abandon_running_jobs("interrupted: the process running it died")
+        if count:
+            log.warning("marked %d jobs left Running by a dead process as Failed", count)
+
+    async def cleanup_stale(self) -> None:
+        """:meth:`abandon_stale` if the run lock is free now (else a one-shot sync runs)."""
+        lock = self.store.acquire_run_lock()
+        if not lock.try_acquire():
+            return
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.abandon_stale()
+        finally:
+            lock.release()
+
+
+def _waits(pool: ClientPool) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for client in pool.clients():
+        out[client.registry] = out.get(client.registry, 0.0) + client.throttle.waited
+    return out

@@ -1,0 +1,84 @@
+"""TLS against the real https registry: verification on by default, CAs from ca_file/certs.d."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from harness.images import push_image
+from harness.registry import RegistryProcess
+
+from mirrord._errors import RegistryError, TLSError
+from mirrord.registry import RegistryClient, RegistryOptions
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def pushed(tls_registry: RegistryProcess, repo_name: str) -> str:
+    with tls_registry.client() as http:
+        push_image(http, repo_name, "v1", seed=repo_name)
+    return repo_name
+
+
+async def read_back(client: RegistryClient, repo: str) -> None:
+    assert await client.ping() == ""
+    assert await client.list_tags(repo) == ["v1"]
+    manifest = await client.get_manifest(repo, "v1")
+    async with client.get_blob(repo, manifest.layers[0].digest) as chunks:
+        assert sum([len(c) async for c in chunks]) == manifest.layers[0].size
+
+
+async def test_unknown_ca_is_a_final_tls_error(tls_registry: RegistryProcess, pushed: str) -> None:
+    options = RegistryOptions(certs_dirs=())
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        with pytest.raises(TLSError) as caught:
+            await client.ping()
+        with pytest.raises(TLSError):
+            await client.get_manifest(pushed, "v1")
+    error = caught.value
+    assert not error.temporary
+    message = str(error)
+    assert message.startswith(f"{tls_registry.host}: ping: TLS verification failed")
+    assert "CERTIFICATE_VERIFY_FAILED" in message
+    assert f"/etc/containers/certs.d/{tls_registry.host}/ca.crt" in message
+
+
+async def test_ca_file_trusts_the_registry(tls_registry: RegistryProcess, pushed: str) -> None:
+    options = RegistryOptions(ca_file=tls_registry.ca_file, certs_dirs=())
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        await read_back(client, pushed)
+
+
+async def test_certs_d_directory_trusts_the_registry(
+    tls_registry: RegistryProcess, pushed: str, tmp_path: Path
+) -> None:
+    assert tls_registry.ca_file is not None
+    (tmp_path / tls_registry.host).mkdir()
+    shutil.copy(tls_registry.ca_file, tmp_path / tls_registry.host / "ca.crt")
+    options = RegistryOptions(certs_dirs=(tmp_path,))
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        await read_back(client, pushed)
+    # The directory of another host does not apply.
+    (tmp_path / tls_registry.host).rename(tmp_path / "other.example:5000")
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        with pytest.raises(TLSError):
+            await client.ping()
+
+
+async def test_tls_verify_false_skips_verification(
+    tls_registry: RegistryProcess, pushed: str
+) -> None:
+    options = RegistryOptions(tls_verify=False, certs_dirs=())
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        await read_back(client, pushed)
+
+
+async def test_plain_http_to_a_tls_registry_is_refused(tls_registry: RegistryProcess) -> None:
+    options = RegistryOptions(insecure=True)
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        with pytest.raises(RegistryError) as caught:
+            await client.ping()
+    assert not caught.value.temporary
+    assert str(caught.value).startswith(f"{tls_registry.host}: ping: 400")
