@@ -149,6 +149,7 @@ def machine() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():

@@ -20,11 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness.registry import RegistryProcess
+
 from bench import corpus as corpus_mod
 from bench.corpus import FULL, SMOKE
 from bench.measure import BenchError, run_checked
 from bench.tools import ROOT, Job, Mirrord
-from harness.registry import RegistryProcess
 
 
 def profiled_argv(
@@ -46,7 +47,9 @@ def profiled_argv(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.profile", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--phase", choices=("cold", "noop"), default="cold")
     p.add_argument("--profiler", choices=("py-spy", "pyinstrument"), default="py-spy")
     p.add_argument("--smoke", action="store_true", help="the tiny corpus")

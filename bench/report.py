@@ -38,7 +38,9 @@ def _pick(runs: Sequence[RunRecord], tool: str, phase: str) -> list[RunRecord]:
     return [r for r in runs if r.tool == tool and r.phase == phase]
 
 
-def _med(runs: Sequence[RunRecord], phase: str, get: Callable[[RunRecord], float]) -> dict[str, float | None]:
+def _med(
+    runs: Sequence[RunRecord], phase: str, get: Callable[[RunRecord], float]
+) -> dict[str, float | None]:
     return {tool: median(get(r) for r in _pick(runs, tool, phase)) for tool in TOOLS}
 
 
@@ -47,11 +49,13 @@ def _ratio(values: dict[str, float | None]) -> float | None:
     return m / s if m is not None and s else None
 
 
-def _wall(runs: Sequence[RunRecord], key: str, phase: str, label: str, limit: float | None) -> Measure:
+def _wall(
+    runs: Sequence[RunRecord], key: str, phase: str, label: str, limit: float | None
+) -> Measure:
     values = _med(runs, phase, lambda r: r.wall_s)
     ratio = _ratio(values)
     passed = None if limit is None or ratio is None else ratio <= limit
-    target = f"≤ {limit:g}× skopeo" if limit is not None else "—"
+    target = f"≤ {limit:g}x skopeo" if limit is not None else "—"
     return Measure(key, label, values["mirrord"], values["skopeo"], "s", target, passed, ratio)
 
 
@@ -70,7 +74,8 @@ def _request_measures(runs: Sequence[RunRecord], repos: int) -> list[Measure]:
     gets_ok = all(r.source.manifest_get == 0 for r in noop["mirrord"])
     return [
         Measure("requests_per_unchanged_tag", "No-op: upstream requests per unchanged tag",
-                per_tag["mirrord"], per_tag["skopeo"], "", "exactly 1", exact and lists_ok and gets_ok,
+                per_tag["mirrord"], per_tag["skopeo"], "", "exactly 1",
+                exact and lists_ok and gets_ok,
                 note="tag listings and GET /v2/ counted apart (rows below)"),
         Measure("tag_lists_per_run", f"No-op: tag listings ({repos} repositories)",
                 lists["mirrord"], lists["skopeo"], "", f"{repos} (1 per repository)", lists_ok),
@@ -100,10 +105,10 @@ def _blob_measure(runs: Sequence[RunRecord], blob_mib: int, skipped: str) -> Mea
                        f"≤ +{BLOB_DELTA_MIB:g} MiB", skipped=skipped)
     big = _med(runs, "blob-big", lambda r: r.maxrss_mib)
     tiny = _med(runs, "blob-tiny", lambda r: r.maxrss_mib)
-    delta = {
-        t: (big[t] - tiny[t]) if big[t] is not None and tiny[t] is not None else None
-        for t in TOOLS
-    }
+    delta: dict[str, float | None] = {}
+    for t in TOOLS:
+        b, s = big[t], tiny[t]
+        delta[t] = b - s if b is not None and s is not None else None
     m = delta["mirrord"]
     passed = None if m is None else m <= BLOB_DELTA_MIB
     note = ", ".join(
@@ -177,7 +182,7 @@ def table(rows: Sequence[Measure]) -> str:
             result = f"skipped ({row.skipped})"
         else:
             result = {True: "PASS", False: "FAIL", None: "info"}[row.passed]
-        ratio = f"{row.ratio:.2f}×" if row.ratio is not None else ""
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
         out.append(
             f"| {row.label} | {_fmt(row.mirrord, row.unit)} | {_fmt(row.skopeo, row.unit)} "
             f"| {ratio} | {row.target} | {result} |"

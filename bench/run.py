@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -20,25 +21,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # `python bench/run.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # `python bench/run.py`: the checkout and its test harness
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("", "tests")]
 
-from bench import corpus as corpus_mod  # noqa: E402
-from bench.corpus import BIG_REPO, FULL, SMOKE, TINY_REPO, WAN_COLD_REPOS, Generated  # noqa: E402
-from bench.measure import (  # noqa: E402
+from harness.images import RegistryHTTP
+from harness.registry import RegistryProcess
+
+from bench import corpus as corpus_mod
+from bench.corpus import BIG_REPO, FULL, SMOKE, TINY_REPO, WAN_COLD_REPOS, Generated
+from bench.measure import (
     BenchError,
     RunRecord,
     SourceRequests,
     machine,
     warm_page_cache,
 )
-from bench.report import measures, table  # noqa: E402
-from bench.tools import PREFIX, SKOPEO_FORMS, Job, Mirrord, Skopeo, Tool, basename  # noqa: E402
-from bench.wanproxy import DelayProxy  # noqa: E402
-from harness.images import RegistryHTTP  # noqa: E402
-from harness.registry import RegistryProcess  # noqa: E402
+from bench.report import measures, table
+from bench.tools import PREFIX, SKOPEO_FORMS, Job, Mirrord, Skopeo, Tool, basename
+from bench.wanproxy import DelayProxy
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The registries log errors only (the access log, which counts requests, stays on):
+# their info logging costs CPU that both tools would pay on this shared machine.
+QUIET: dict[str, Any] = {"log": {"level": "error"}}
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class Options:
     smoke: bool
     runs: int
     wan_delay: float
+    wan_runs: int
     blob_mib: int
     wan: bool
     cache_dir: Path
@@ -63,6 +69,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     p.add_argument("--runs", type=int, default=None, help="runs per measure (default 3; smoke 1)")
     p.add_argument("--wan-delay", type=float, default=50.0, metavar="MS",
                    help="round trip the WAN proxy adds to every request (default 50)")
+    p.add_argument("--wan-runs", type=int, default=1,
+                   help="runs of the WAN profile (default 1: it is latency-bound, so steady, "
+                   "and skopeo's no-op through it takes minutes)")
     p.add_argument("--blob-mib", type=int, default=1024,
                    help="size of the big blob (default 1024; 0 skips it)")
     p.add_argument("--no-wan", action="store_true", help="skip the WAN profile")
@@ -81,7 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     if runs < 1:
         p.error("--runs must be at least 1")
     return Options(
-        smoke=a.smoke, runs=runs, wan_delay=a.wan_delay,
+        smoke=a.smoke, runs=runs, wan_delay=a.wan_delay, wan_runs=max(1, a.wan_runs),
         blob_mib=0 if a.smoke else a.blob_mib, wan=not (a.smoke or a.no_wan),
         cache_dir=a.cache_dir, results_dir=a.results_dir, work_dir=a.work_dir,
         keep_work=a.keep_work, skopeo_form=a.skopeo_form, concurrency=a.mirrord_concurrency,
@@ -92,14 +101,20 @@ class Bench:
     def __init__(self, opts: Options, work: Path) -> None:
         self.opts = opts
         self.work = work
+        self.load_start = [round(x, 2) for x in os.getloadavg()]
+        if self.load_start[0] > (os.cpu_count() or 1):
+            print(f"warning: load average {self.load_start[0]} before the benchmark: other "
+                  "work is running, so the absolute times will be noisy", file=sys.stderr)
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         spec = SMOKE if opts.smoke else FULL
         self.corpus: Generated = corpus_mod.prepare(spec, opts.cache_dir, opts.blob_mib)
         self.expected = self._expected_digests()
         storage = {"filesystem": {"rootdirectory": str(self.corpus.storage)}}
-        self.source = RegistryProcess(work / "source", extra_config={"storage": storage}).start()
-        self.mirror = RegistryProcess(work / "mirror").start()
+        self.source = RegistryProcess(
+            work / "source", extra_config={"storage": storage, **QUIET}
+        ).start()
+        self.mirror = RegistryProcess(work / "mirror", extra_config=QUIET).start()
         self.runs: list[RunRecord] = []
         self.tools: list[Tool] = [
             Mirrord(work, self.mirror.host, concurrency=opts.concurrency),
@@ -180,13 +195,13 @@ class Bench:
             for tool in self.order(run):
                 self.cold(tool, "cold", run, job)
                 self.measure(tool, "noop", run, job)
-                if wan_job is not None:
+                if wan_job is not None and run < self.opts.wan_runs:
                     self.measure(tool, "wan-noop", run, wan_job, proxy)
 
     def wan_cold(self, proxy: DelayProxy) -> None:
         repos = WAN_COLD_REPOS[self.corpus.spec.name]
         job = Job(proxy.host, repos)
-        for run in range(self.opts.runs):
+        for run in range(self.opts.wan_runs):
             for tool in self.order(run):
                 self.cold(tool, "wan-cold", run, job, proxy)
 
@@ -231,7 +246,7 @@ class Bench:
         return {
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "duration_s": round(time.monotonic() - started, 1),
-            "machine": machine(),
+            "machine": {**machine(), "loadavg_start": self.load_start},
             "options": {k: str(v) if isinstance(v, Path) else v
                         for k, v in vars(self.opts).items()},
             "corpus": {
@@ -262,7 +277,8 @@ def header(results: dict[str, Any]) -> str:
         f"{m.get('memory_gib', '?')} GiB RAM; {m['registry']}\n"
         f"corpus {c['name']}: {c['repositories']} repositories, {c['tags']} tags, "
         f"{c['unique_mib']} MiB unique blobs; medians of {o['runs']} run(s); "
-        f"skopeo form: {o['skopeo_form']}; took {results['duration_s']} s"
+        f"skopeo form: {o['skopeo_form']}; took {results['duration_s']} s; "
+        f"load average {m['loadavg_start'][0]} before, {m['loadavg'][0]} after"
     )
 
 

@@ -176,6 +176,7 @@ class Daemon:
         self.sd.notify("STOPPING=1", f"STATUS=stopping: {running} run(s) in flight")
         log.info("stopping: waiting up to %gs for %d run(s) in flight", self.stop_timeout, running)
         self.scheduler.stop()
+        self.runner.stop()
         async with anyio.create_task_group() as tg:
 
             async def give_up_on_second_signal() -> None:

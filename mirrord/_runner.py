@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import ModuleType
 
 import anyio
@@ -86,6 +86,8 @@ class Runner:
         self._leases: dict[ClientPool, int] = {}
         self._retired_waits: dict[str, float] = {}
         self.gate = RunGate(store.acquire_run_lock, on_acquire=self.abandon_stale)
+        self._stopping = False
+        self._waiting: set[anyio.CancelScope] = set()
 
     def _new_pool(self, config: Config) -> ClientPool:
         return ClientPool(config, on_request=self.metrics.on_request)
@@ -134,8 +136,34 @@ class Runner:
 
     # -- runs ----------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """Runs still waiting for the run lock give up; runs under way go on."""
+        self._stopping = True
+        for scope in self._waiting:
+            scope.cancel()
+
+    async def _admitted(
+        self, stack: AsyncExitStack, gate: AbstractAsyncContextManager[None], what: str
+    ) -> bool:
+        """Enter ``gate`` (wait for the run lock) on ``stack``; False if stopped meanwhile."""
+        if self._stopping:
+            return False
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                await stack.enter_async_context(gate)
+            finally:
+                self._waiting.discard(scope)
+        if scope.cancelled_caught:
+            log.info("%s: not started, the daemon is stopping", what)
+        return not scope.cancelled_caught
+
     async def run_stream(self, name: str, reason: str) -> None:
-        async with self.gate.shared(f"{reason} run of {name}"), self.lease() as (config, pool):
+        what = f"{reason} run of {name}"
+        async with AsyncExitStack() as stack:
+            if not await self._admitted(stack, self.gate.shared(what), what):
+                return
+            config, pool = await stack.enter_async_context(self.lease())
             stream = next((s for s in config.streams if s.name == name), None)
             if stream is None:
                 log.info("%s: no longer configured; run skipped", name)
@@ -171,13 +199,17 @@ class Runner:
         if module is None:
             log.debug("pruning is due, but this mirrord has no pruner (mirrord.prune); skipped")
             return
-        async with self.gate.exclusive(f"{reason} prune"), self.lease() as (config, pool):
+        what = f"{reason} prune"
+        async with AsyncExitStack() as stack:
+            if not await self._admitted(stack, self.gate.exclusive(what), what):
+                return
+            config, pool = await stack.enter_async_context(self.lease())
             log.info("prune started (%s)", reason)
             result = await module.run_prune(config, self.store, pool, confirm=True)
-            if result.ok:
-                log.info("prune finished: %s", result.counts())
-            else:
-                log.error("prune failed: %s: %s", result.reason, result.message)
+        if result.ok:
+            log.info("prune finished: %s", result.counts())
+        else:
+            log.error("prune failed: %s: %s", result.reason, result.message)
 
     # -- jobs a dead process left Running ---------------------------------------------------
 

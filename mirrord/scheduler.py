@@ -195,8 +195,10 @@ class Scheduler:
     def update(self, specs: Mapping[str, JobSpec]) -> None:
         """Make the jobs ``specs``: add new ones, reschedule changed ones, drop the rest
         (a dropped job's run in flight finishes)."""
-        if self._tg is None or self._stopping:
+        if self._tg is None:
             raise RuntimeError("the scheduler is not serving")
+        if self._stopping:
+            return
         for name in [n for n in self._jobs if n not in specs]:
             dropped = self._jobs.pop(name)
             dropped.removed = True
@@ -261,7 +263,9 @@ class Scheduler:
                 await self._run(job, reason)
             finally:
                 self._slots.release()
-            job.advance(_now())
+            now = _now()
+            if job.next_run is None or job.next_run <= now:  # a triggered run keeps the timer
+                job.advance(now)
             log.debug("%s: next run at %s", job.name, job.next_run)
 
     async def _run(self, job: _Job, reason: str) -> None:

@@ -292,11 +292,19 @@ def test_a_scheduled_run_waits_while_a_one_shot_sync_holds_the_lock(
     setup.state_dir.mkdir(parents=True)
     lock = RunLock(setup.state_dir / LOCK_FILE)
     lock.acquire()  # what `mirrord sync` holds while it runs
+    waiting = rf"catch-up run of app waits: pid {os.getpid()} holds the state lock"
     try:
+        # stopped while it waits: the run never starts, and the stop does not wait 30 s for it
+        with DaemonProcess(setup.path, stop_timeout=30) as daemon:
+            daemon.wait_for_log(waiting)
+            code, seconds = daemon.terminate()
+            assert code == 0 and seconds < 5
+            assert "catch-up run of app: not started, the daemon is stopping" in daemon.log()
+        assert _jobs(setup.state_dir) == []
+        setup.path.parent.joinpath("daemon.log").unlink()
+
         with DaemonProcess(setup.path) as daemon:
-            daemon.wait_for_log(
-                rf"catch-up run of app waits: pid {os.getpid()} holds the state lock"
-            )
+            daemon.wait_for_log(waiting)
             time.sleep(0.5)
             assert daemon.runs("app") == 0
             assert mirror_client.head_manifest("locked/app", "1") is None
@@ -383,3 +391,43 @@ def test_the_containerfile_runs_the_daemon_as_a_user_with_a_healthcheck() -> Non
     assert 'VOLUME ["/var/lib/mirrord"]' in text
     assert 'CMD ["daemon"]' in text
     assert "MIRRORD_LOG_FORMAT=json" in text
+
+
+def test_pruning_runs_on_its_own_schedule_until_suspended(
+    tmp_path: Path, mirror_registry: RegistryProcess
+) -> None:
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/pruned",
+        streams=[],
+        sources=[],
+        extra={"pruning": {"schedule": "1s"}},
+    )
+    with DaemonProcess(setup.path) as daemon:
+
+        def prune_jobs() -> list[dict[str, Any]]:
+            return list(daemon.get("/api/v1/jobs?kind=prune").json()["items"])
+
+        wait_until(lambda: len(prune_jobs()) >= 2, 10, "two scheduled prune runs")
+        assert {j["status"] for j in prune_jobs()} == {"Succeeded"}
+        document = yaml.safe_load(setup.path.read_text())
+        _rewrite(setup, pruning={**document["pruning"], "suspend": True})
+        mark = len(daemon.log())
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("configuration reloaded", since=mark)
+        time.sleep(0.3)  # a prune run in flight when the reload came may still finish
+        finished = [j["id"] for j in prune_jobs()]
+        time.sleep(1.5)
+        assert [j["id"] for j in prune_jobs()] == finished
+        code, _ = daemon.terminate()
+    assert code == 0
+
+    async def conditions() -> dict[str, tuple[str, str]]:
+        store = open_store(setup.state_dir)
+        try:
+            found = await store.pruner_conditions("pruner")
+            return {c.type: (c.status, c.reason) for c in found}
+        finally:
+            await store.aclose()
+
+    assert anyio.run(conditions)["Scheduled"] == ("False", "Suspended")

@@ -168,6 +168,15 @@ async def test_catch_up_runs_at_once_and_triggers_during_a_run_coalesce() -> Non
 
 
 @pytest.mark.anyio
+async def test_a_catch_up_run_does_not_displace_the_first_scheduled_run() -> None:
+    run = Recorder()
+    started = anyio.current_time()
+    await _run_for(Scheduler(), 0.5, {"a": JobSpec("300ms", run, catch_up=True)})
+    assert [r for _, r, _ in run.runs] == ["catch-up", "scheduled"]
+    assert run.runs[1][2] - started == pytest.approx(0.3, abs=0.1)
+
+
+@pytest.mark.anyio
 async def test_stop_lets_the_run_in_flight_finish_and_abandon_cancels_it() -> None:
     run = Recorder(seconds=0.3)
     scheduler = Scheduler()
