@@ -8,7 +8,7 @@ import click
 
 
 def register(main: click.Group) -> None:
-    # Imported here, not at the top: `python -m mirrord.cli` imports mirrord.cli twice.
+    # mirrord.cli imports this module while it is being imported itself: import it late.
     from mirrord import cli
 
     @main.command()

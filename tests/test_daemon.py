@@ -59,6 +59,7 @@ def test_streams_run_on_their_schedules_and_metrics_parse(
             {"from": f"{source.host}/{repo_name}/b", "to": "b", "schedule": "1h"},
         ],
         sources=[source],
+        settings={source.host: {"rate": 5}},  # 5 requests/s for both streams together
     )
     started = time.time()
     with DaemonProcess(setup.path) as daemon:
@@ -90,6 +91,8 @@ def test_streams_run_on_their_schedules_and_metrics_parse(
     assert value("mirrord_stream_upstream_requests_total", stream="a") >= runs_a
     assert value("mirrord_stream_rate_limit_wait_seconds_total", stream="a") == 0
     assert value("mirrord_registry_requests_total", registry=source.host, method="HEAD") > 0
+    # the two catch-up runs together sent more than the burst of 5: the throttle held some
+    assert value("mirrord_registry_throttle_wait_seconds_total", registry=source.host) > 0
     assert value("mirrord_config_last_reload_successful") == 1
 
 
