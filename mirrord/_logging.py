@@ -55,9 +55,9 @@ class PlainFormatter(logging.Formatter):
         return line
 
 
-def setup_logging(fmt: str = "text", level: str = "info") -> None:
-    """Configure the root logger on stderr (``fmt``: ``text`` or ``json``)."""
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(fmt: str = "text", level: str = "info", stream: str = "stderr") -> None:
+    """Configure the root logger (``fmt``: ``text`` or ``json``; ``stream``: stderr or stdout)."""
+    handler = logging.StreamHandler(sys.stdout if stream == "stdout" else sys.stderr)
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
     else:

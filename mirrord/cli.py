@@ -81,10 +81,12 @@ def run_async(func: Callable[[], Any]) -> Any:
     default="info",
     envvar="MIRRORD_LOG_LEVEL",
 )
+@click.option("--log-stream", type=click.Choice(["stderr", "stdout"]), default="stderr",
+              envvar="MIRRORD_LOG_STREAM", help="Where log lines go (containers: stdout).")
 @click.version_option(package_name="mirrord")
-def main(log_format: str, log_level: str) -> None:
+def main(log_format: str, log_level: str, log_stream: str) -> None:
     """Keep a mirror registry (or OCI layout) in step with upstream repositories."""
-    setup_logging(log_format, log_level)
+    setup_logging(log_format, log_level, log_stream)
 
 
 @main.command()
