@@ -64,6 +64,10 @@ class DigestMismatchError(MirrordError):
     reason = "DigestMismatch"
 
 
+class StorageError(MirrordError):
+    """The mirror's own storage (an OCI layout directory) could not be read or written."""
+
+
 class CredentialError(MirrordError):
     """A credential source that exists but cannot be read or used."""
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
-
-import anyio
 
 from mirrord.sync import SyncResult
 
@@ -108,40 +107,31 @@ def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> No
     print(summary_line(result), file=out)
 
 
-@asynccontextmanager
-async def live_progress(result: SyncResult, enabled: bool) -> AsyncIterator[None]:
-    """A live display of images done and bytes streamed, when on a terminal."""
+class _LiveStatus:
+    """One status line that rich re-renders from its refresh thread: images, bytes, rate."""
+
+    def __init__(self, result: SyncResult) -> None:
+        self.result = result
+        self.started = time.monotonic()
+
+    def __rich__(self) -> str:
+        s = self.result.stats
+        done = s.images_copied + s.images_unchanged + s.images_failed
+        streamed = s.bytes_streamed[0]
+        rate = streamed / max(time.monotonic() - self.started, 0.001)
+        return (
+            f"[bold]mirroring[/bold] {done} images ({s.images_copied} copied, "
+            f"{s.images_failed} failed), {human_bytes(streamed)} at {human_bytes(rate)}/s"
+        )
+
+
+@contextmanager
+def live_progress(result: SyncResult, enabled: bool) -> Iterator[None]:
+    """A live display of images done, bytes streamed and the rate, on a terminal."""
     if not enabled:
         yield
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.live import Live
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[images]}"),
-        TextColumn("{task.fields[streamed]}"),
-        TransferSpeedColumn(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("mirroring", total=None, images="", streamed="")
-        async with anyio.create_task_group() as tg:
-
-            async def refresh() -> None:
-                while True:
-                    s = result.stats
-                    done = s.images_copied + s.images_unchanged + s.images_failed
-                    streamed = s.bytes_streamed[0]
-                    progress.update(
-                        task,
-                        completed=streamed,
-                        images=f"{done} images ({s.images_failed} failed)",
-                        streamed=human_bytes(streamed),
-                    )
-                    await anyio.sleep(0.2)
-
-            tg.start_soon(refresh)
-            try:
-                yield
-            finally:
-                tg.cancel_scope.cancel()
+    with Live(_LiveStatus(result), refresh_per_second=4, transient=True):
+        yield

@@ -143,11 +143,15 @@ class Recorder:
         stream = self.config.stream(stream_plan.stream)
         known = await self.store.get_stream(stream.name)
         upstream = set(stream_plan.all_tags or ())
-        for status in known.tags if known else ():
+        statuses = known.tags if known else ()
+        # Deleting by digest removes every tag naming it: keep digests live tags still use.
+        live = {s.items[0].image for s in statuses if s.tag in upstream and s.items}
+        for status in statuses:
             if status.tag in upstream or status.removed or not status.items:
                 continue
-            if stream.delete_removed_tags:
-                await self._delete_from_mirror(stream, status.tag, status.items[0].image)
+            digest = status.items[0].image
+            if stream.delete_removed_tags and digest not in live:
+                await self._delete_from_mirror(stream, digest)
             await self.store.record_tag_removed(
                 stream.name, status.tag, delete_removed_tags=stream.delete_removed_tags
             )
@@ -158,7 +162,7 @@ class Recorder:
                 "; deleted from the mirror" if stream.delete_removed_tags else "; kept",
             )
 
-    async def _delete_from_mirror(self, stream: StreamConfig, tag: str, digest: str) -> None:
+    async def _delete_from_mirror(self, stream: StreamConfig, digest: str) -> None:
         repository = self.destination.repository(stream.to)
         try:
             await self.destination.delete_manifest(repository, digest)

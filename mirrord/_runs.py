@@ -36,7 +36,7 @@ async def run_sync_command(
     """``mirrord sync``: True when every selected tag is in the mirror."""
     os.makedirs(config.state_dir, exist_ok=True)
     async with AsyncExitStack() as stack:
-        store = open_store(config.state_dir)
+        store = await anyio.to_thread.run_sync(open_store, config.state_dir)
         stack.push_async_callback(store.aclose)
         if not dry_run:
             await stack.enter_async_context(store.acquire_run_lock(wait=wait))
@@ -81,14 +81,17 @@ async def sync_once(
     await recorder.prepare(streams)
     job = await store.start_job("sync", streams[0].name if len(streams) == 1 else None)
     try:
-        async with live_progress(result, progress):
+        with live_progress(result, progress):
             await syncer.run(streams, result=result)
         await recorder.finish(result)
-    except BaseException:
+    except BaseException as error:
         with anyio.CancelScope(shield=True):
-            await store.finish_job(job, "Failed", {}, "interrupted")
+            why = (
+                "interrupted" if isinstance(error, anyio.get_cancelled_exc_class()) else repr(error)
+            )
+            await store.finish_job(job, "Failed", _counts(result), why[:2000])
         raise
-    counts = {k: int(v) for k, v in result.stats.as_dict().items()}
+    counts = _counts(result)
     failures = summary(result)["failures"]
     message = "; ".join(f"{f['stream']}:{f['tag']}: {f['reason']}" for f in failures)[:2000]
     await store.finish_job(job, "Succeeded" if result.ok else "Failed", counts, message)
@@ -97,9 +100,12 @@ async def sync_once(
         "sync", pruning.successful_jobs_history_limit, pruning.failed_jobs_history_limit
     )
     if notifier is not None:
-        with anyio.move_on_after(NOTIFY_DEADLINE):
-            await notifier.deliver_due()
+        await notifier.deliver_due(deadline=anyio.current_time() + NOTIFY_DEADLINE)
     return result
+
+
+def _counts(result: SyncResult) -> dict[str, int]:
+    return {k: int(v) for k, v in result.stats.as_dict().items()}
 
 
 async def _imported_from(store: Store, stream: str, tag: str) -> str | None:

@@ -81,8 +81,13 @@ def run_async(func: Callable[[], Any]) -> Any:
     default="info",
     envvar="MIRRORD_LOG_LEVEL",
 )
-@click.option("--log-stream", type=click.Choice(["stderr", "stdout"]), default="stderr",
-              envvar="MIRRORD_LOG_STREAM", help="Where log lines go (containers: stdout).")
+@click.option(
+    "--log-stream",
+    type=click.Choice(["stderr", "stdout"]),
+    default="stderr",
+    envvar="MIRRORD_LOG_STREAM",
+    help="Where log lines go (containers: stdout).",
+)
 @click.version_option(package_name="mirrord")
 def main(log_format: str, log_level: str, log_stream: str) -> None:
     """Keep a mirror registry (or OCI layout) in step with upstream repositories."""
@@ -114,7 +119,10 @@ def sync(
     from mirrord._runs import run_sync_command
 
     config = load(config_path, embedded=True)
-    selected = [config.stream(name) for name in streams] if streams else list(config.streams)
+    try:
+        selected = [config.stream(name) for name in streams] if streams else list(config.streams)
+    except ConfigError as error:
+        fail(str(error), EXIT_USAGE)
     show_progress = sys.stdout.isatty() if progress is None else progress
     ok = run_async(
         lambda: run_sync_command(
@@ -188,4 +196,3 @@ def _register_more_commands() -> None:
 
 
 _register_more_commands()
-

@@ -89,6 +89,8 @@ class Syncer:
         self.pool = pool
         self._on_result = on_result
         self._legacy_sources = legacy_sources
+        # Each stream's source client, resolved once while planning (credentials included).
+        self._sources: dict[str, Source] = {}
 
     async def run(
         self,
@@ -125,6 +127,7 @@ class Syncer:
         """List (when needed), select, and ``HEAD`` each selected tag at both ends."""
         try:
             source = await self.pool.client(stream.source_registry, stream.source_repository)
+            self._sources[stream.name] = source
             all_tags: list[str] | None = None
             if stream.tags is None or stream.signatures or stream.delete_removed_tags:
                 all_tags = await retrying(
@@ -142,14 +145,10 @@ class Syncer:
         tags += [t for t in selection.missing if t not in tags]
         plans = await self._plan_tags(stream, source, destination, tags)
         if stream.signatures and all_tags:
-            signatures = [
-                sig
-                for p in plans
-                if p.source is not None
-                for sig in cosign_tags(p.source.digest, all_tags)
-            ]
-            sig_plans = await self._plan_tags(stream, source, destination, signatures)
-            plans += sig_plans
+            # Several tags may name one image: its signature tags are planned once.
+            digests = dict.fromkeys(p.source.digest for p in plans if p.source is not None)
+            signatures = [sig for d in digests for sig in cosign_tags(d, all_tags)]
+            plans += await self._plan_tags(stream, source, destination, signatures)
         return StreamPlan(
             stream.name, tuple(plans), selection.left_out, selection.missing, all_tags=all_tags
         )
@@ -223,7 +222,7 @@ class Syncer:
         elif plan.action is Action.UNCHANGED:
             outcome = TagResult(plan, "unchanged")
         else:
-            source = await self.pool.client(stream.source_registry, stream.source_repository)
+            source = self._sources[stream.name]
             async with images:
                 try:
                     image = await engine.copy_tag(source, plan)
@@ -257,13 +256,33 @@ class Syncer:
     async def _estimate(self, result: SyncResult) -> None:
         """Dry run: read the manifests of what would be copied, to count its bytes."""
         outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
-        for stream_plan in result.plans:
-            stream = self.config.stream(stream_plan.stream)
-            source = await self.pool.client(stream.source_registry, stream.source_repository)
-            for plan in stream_plan.tags:
-                if plan.action is Action.COPY:
-                    plan = replace(plan, bytes_to_copy=await _image_bytes(source, plan))
-                result.results.append(TagResult(plan, outcomes[plan.action], error=plan.error))
+        estimated: dict[tuple[str, str], TagResult] = {}
+        async with anyio.create_task_group() as tg:
+            for stream_plan in result.plans:
+                for plan in stream_plan.tags:
+                    if plan.action is Action.COPY:
+                        tg.start_soon(self._estimate_tag, estimated, plan)
+                    else:
+                        estimated[plan.stream, plan.tag] = TagResult(
+                            plan, outcomes[plan.action], error=plan.error
+                        )
+        result.results = [
+            estimated[plan.stream, plan.tag] for sp in result.plans for plan in sp.tags
+        ]
+
+    async def _estimate_tag(
+        self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan
+    ) -> None:
+        source = self._sources[plan.stream]
+        try:
+            size = await retrying(
+                lambda: _image_bytes(source, plan), f"read {plan.source_repository}:{plan.tag}"
+            )
+            estimated[plan.stream, plan.tag] = TagResult(
+                replace(plan, bytes_to_copy=size), "planned"
+            )
+        except MirrordError as error:
+            estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
 
 
 async def _image_bytes(source: Source, plan: TagPlan) -> int:

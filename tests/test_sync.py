@@ -371,3 +371,59 @@ def test_bad_configurations_exit_2_and_touch_nothing(tmp_path: Path) -> None:
         validate = CliRunner().invoke(main, ["validate", "--config", str(path)])
         assert validate.exit_code == 2
 
+
+
+def test_signature_of_an_image_with_two_tags_is_planned_once(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    image = push_image(basic_client, repo_name, "1.0", seed=repo_name)
+    push(basic_client, image.with_repo(repo_name, "latest"))
+    push(basic_client, build_image(repo_name, image.digest.replace(":", "-") + ".sig", seed="s"))
+    setup = make_config(
+        tmp_path, mirror=f"docker://{mirror_registry.host}/sig2",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}"}], sources=[basic_registry],
+    )
+    code, first = setup.sync_json()
+    assert code == 0 and first["images"]["copied"] == 3
+
+    mark = basic_registry.mark()
+    code, again = setup.sync_json()
+
+    heads = [p for m, p in basic_registry.requests(since=mark) if m == "HEAD"]
+    assert again["images"]["unchanged"] == 3 and len(heads) == 3, heads
+
+
+def test_deleting_a_removed_tag_keeps_a_digest_another_tag_still_names(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    shared = push_image(basic_client, repo_name, "a", seed=repo_name)
+    push(basic_client, shared.with_repo(repo_name, "c"))
+    alone = push_image(basic_client, repo_name, "b", seed="alone")
+    setup = make_config(
+        tmp_path, mirror=f"docker://{mirror_registry.host}/removed",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "delete_removed_tags": True}],
+        sources=[basic_registry],
+    )
+    assert setup.sync_json()[0] == 0
+    # Upstream, c moves away and is then deleted (its new digest goes with it); b is deleted.
+    moved = push_image(basic_client, repo_name, "c", seed="moved")
+    assert setup.sync_json()[0] == 0
+    basic_client.delete_manifest(repo_name, moved.digest)
+    basic_client.delete_manifest(repo_name, alone.digest)
+
+    code, _ = setup.sync_json()
+
+    assert code == 0
+    mirrored = f"removed/{repo_name}"
+    assert mirror_client.get_manifest(mirrored, "a").digest == shared.digest
+    assert mirror_client.head_manifest(mirrored, "b") is None
+    assert mirror_client.head_manifest(mirrored, "c") is None

@@ -190,27 +190,32 @@ class CopyEngine:
             self.stats.blobs_present += 1
             self._located.setdefault(digest, dst_repo)
             return
-        # The same blob streaming into another repository: wait, then mount it.
+        # One transfer of a digest at a time: a later one waits, then mounts it.
         while (streaming := self._streaming.get(digest)) is not None:
             await streaming.wait()
-        upload: str | None = None
-        mount_from = self._located.get(digest)
-        if mount_from and mount_from != dst_repo:
-            upload = await self.destination.mount_blob(dst_repo, digest, mount_from)
-            if upload is None:
-                self.stats.blobs_mounted += 1
-                return
         done = self._streaming[digest] = anyio.Event()
         try:
-            async with source.get_blob(src_repo, digest) as chunks:
-                stream = verified_chunks(chunks, desc, self.stats.bytes_streamed)
-                await self.destination.write_blob(dst_repo, desc, stream, upload or None)
+            await self._mount_or_stream(source, src_repo, dst_repo, desc)
         finally:
             del self._streaming[digest]
             done.set()
+        self._located.setdefault(digest, dst_repo)
+
+    async def _mount_or_stream(
+        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
+    ) -> None:
+        upload: str | None = None
+        mount_from = self._located.get(desc.digest)
+        if mount_from and mount_from != dst_repo:
+            upload = await self.destination.mount_blob(dst_repo, desc.digest, mount_from)
+            if upload is None:
+                self.stats.blobs_mounted += 1
+                return
+        async with source.get_blob(src_repo, desc.digest) as chunks:
+            stream = verified_chunks(chunks, desc, self.stats.bytes_streamed)
+            await self.destination.write_blob(dst_repo, desc, stream, upload or None)
         self.stats.blobs_copied += 1
         self.stats.bytes_copied += desc.size
-        self._located.setdefault(digest, dst_repo)
 
     async def _get_manifest(self, source: Source, repository: str, digest: str) -> Manifest:
         return await retrying(

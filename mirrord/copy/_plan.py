@@ -39,7 +39,6 @@ class TagPlan:
     import_mode: ImportMode = ImportMode.PRESERVE_ORIGINAL
     platform: str = "linux/amd64"
     error: MirrordError | None = field(default=None, compare=False)
-    signature_of: str = ""
     bytes_to_copy: int | None = None
 
     @property

@@ -92,13 +92,16 @@ class RegistryClient:
     async def ping(self) -> str:
         """``GET /v2/``: learn the auth scheme (``""``, ``basic`` or ``bearer``)."""
         async with self._limiter:
-            response = await self._send("GET", "/v2/", "ping", authenticate=False)
+            await self._ping()
+        return self.auth.scheme
+
+    async def _ping(self) -> None:
+        response = await self._send("GET", "/v2/", "ping", authenticate=False)
         if response.status_code == 401:
             self.auth.learn(response)
         elif response.status_code != 200:
             raise error_from_response(response, self.registry, "ping")
         self._pinged = True
-        return self.auth.scheme
 
     async def check_credentials(self) -> None:
         """Prove the credential is accepted (for ``mirrord login``); raise UnauthorizedError."""
@@ -126,9 +129,12 @@ class RegistryClient:
             raise error_from_exception(exc, self.registry, what) from exc
         if response.status_code != 200:
             raise error_from_response(response, self.registry, what, self.credential_source)
-        body = response.json()
-        value = body.get("token") or body.get("access_token") or ""
-        lifetime = float(body.get("expires_in") or 60)
+        body = _json_object(response, self.registry, what)
+        value = str(body.get("token") or body.get("access_token") or "")
+        try:
+            lifetime = float(body.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            lifetime = 60.0
         # The auth flow's clock, not anyio's: trio's clock runs on a different base.
         return Token.issued(value, lifetime, self.auth.clock())
 
@@ -138,9 +144,13 @@ class RegistryClient:
         """Every tag of ``repository``, following ``Link: <…>; rel="next"`` pages."""
         url: str | None = f"/v2/{repository}/tags/list?n={page_size}"
         tags: list[str] = []
+        what = f"list tags of {repository}"
         while url:
-            response = await self._request("GET", url, f"list tags of {repository}", ok=(200,))
-            tags.extend(response.json().get("tags") or [])
+            response = await self._request("GET", url, what, ok=(200,))
+            found = _json_object(response, self.registry, what).get("tags") or []
+            if not isinstance(found, list):
+                raise RegistryError(f"{what}: `tags` is not a list", registry=self.registry)
+            tags.extend(str(tag) for tag in found)
             url = _next_link(response)
         return tags
 
@@ -387,12 +397,8 @@ class RegistryClient:
         # Learn the challenge once, so every later request is authorised up front
         # and costs one round trip instead of a 401 and a retry.
         async with self._ping_lock:
-            if self._pinged:
-                return
-            response = await self._send("GET", "/v2/", "ping", authenticate=False)
-            if response.status_code == 401:
-                self.auth.learn(response)
-            self._pinged = True
+            if not self._pinged:
+                await self._ping()
 
 
 async def _raw_chunks(response: httpx.Response, registry: str, what: str) -> AsyncIterator[bytes]:
@@ -401,6 +407,17 @@ async def _raw_chunks(response: httpx.Response, registry: str, what: str) -> Asy
             yield chunk
     except httpx.HTTPError as exc:
         raise error_from_exception(exc, registry, what) from exc
+
+
+def _json_object(response: httpx.Response, registry: str, what: str) -> dict[str, Any]:
+    """The response's JSON object, or a RegistryError that says the answer was malformed."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise RegistryError(f"{what}: the answer is not JSON", registry=registry) from exc
+    if not isinstance(body, dict):
+        raise RegistryError(f"{what}: the answer is not a JSON object", registry=registry)
+    return body
 
 
 def _next_link(response: httpx.Response) -> str | None:

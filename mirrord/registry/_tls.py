@@ -8,6 +8,8 @@ from pathlib import Path
 
 import certifi
 
+from mirrord._errors import TLSError
+
 CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 
 
@@ -36,9 +38,14 @@ def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
     """The ``verify`` argument for httpx: a context with every CA that applies."""
     if not options.tls_verify:
         return False
-    context = ssl.create_default_context(cafile=certifi.where())
+    # The system's trust store (where an enterprise CA is usually installed), plus certifi.
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=certifi.where())
     if options.ca_file:
-        context.load_verify_locations(cafile=str(options.ca_file))
+        try:
+            context.load_verify_locations(cafile=str(options.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSError(f"cannot load ca_file {options.ca_file}: {exc}", registry=host) from exc
     for base in options.certs_dirs:
         directory = base / host
         if not directory.is_dir():

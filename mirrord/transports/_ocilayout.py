@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from mirrord._errors import NotFoundError
+from mirrord._errors import NotFoundError, StorageError
 from mirrord.oci import OCI_INDEX, Descriptor, Manifest, parse_manifest
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -74,6 +74,14 @@ class OCILayoutDestination:
         return None
 
     async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        try:
+            await self._put_manifest(repository, reference, manifest)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.description}: cannot store {manifest.digest}: {exc}"
+            ) from exc
+
+    async def _put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
         await anyio.to_thread.run_sync(self._write_file, manifest.digest, manifest.raw)
         if reference.startswith("sha") and ":" in reference:
             return
@@ -109,15 +117,20 @@ class OCILayoutDestination:
         chunks: AsyncIterable[bytes],
         upload: str | None = None,
     ) -> None:
-        await anyio.to_thread.run_sync(self._ensure_layout)
         ingest = self.root / "ingest" / f"{secrets.token_hex(8)}.partial"
         try:
+            await anyio.to_thread.run_sync(self._ensure_layout)
             async with await anyio.open_file(ingest, "wb") as out:
                 async for chunk in chunks:
                     await out.write(chunk)
                 await out.flush()
                 await anyio.to_thread.run_sync(os.fsync, out.wrapped.fileno())
-            await anyio.to_thread.run_sync(os.replace, ingest, self.blob_path(descriptor.digest))
+            target = self.blob_path(descriptor.digest)
+            await anyio.to_thread.run_sync(_commit, ingest, target)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.description}: cannot store blob {descriptor.digest}: {exc}"
+            ) from exc
         finally:
             ingest.unlink(missing_ok=True)
 
@@ -134,6 +147,9 @@ class OCILayoutDestination:
                 return
             for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
+            # Partial files of a killed run (the run lock keeps two runs apart).
+            for leftover in (self.root / "ingest").glob("*.partial"):
+                leftover.unlink(missing_ok=True)
             if not (self.root / "oci-layout").exists():
                 _atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
             if not (self.root / "index.json").exists():
@@ -185,4 +201,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
-    os.replace(tmp, path)
+    _commit(tmp, path)
+
+
+def _commit(written: Path, target: Path) -> None:
+    """Rename a fully written, fsynced file into place, durably (fsync the directory)."""
+    os.replace(written, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
