@@ -42,7 +42,7 @@ def profiled_argv(
         script = out.with_suffix(".entry.py")
         script.write_text("import sys\nfrom mirrord.cli import main\nsys.exit(main())\n")
         return [sys.executable, "-m", "pyinstrument", "-r", "html", "-o", f"{out}.html",
-                str(script), *argv[3:]]
+                str(script), *argv[argv.index("sync") :]]
     raise BenchError(f"unknown profiler {profiler}")
 
 

@@ -60,6 +60,7 @@ class Options:
     keep_work: bool
     skopeo_form: str
     concurrency: int | None
+    mirrord_entry: Path | None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -85,6 +86,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                    help="one skopeo run from a YAML source (default) or one per repository")
     p.add_argument("--mirrord-concurrency", type=int, default=None, metavar="N",
                    help="max_concurrency for the source registry (default: mirrord's default)")
+    p.add_argument("--mirrord-entry", type=Path, default=None, metavar="SCRIPT",
+                   help="run this Python script instead of mirrord's CLI (it must behave "
+                   "like `mirrord`; for measuring a patched or monkeypatched mirrord)")
     a = p.parse_args(argv)
     runs = a.runs if a.runs is not None else (1 if a.smoke else 3)
     if runs < 1:
@@ -94,6 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         blob_mib=0 if a.smoke else a.blob_mib, wan=not (a.smoke or a.no_wan),
         cache_dir=a.cache_dir, results_dir=a.results_dir, work_dir=a.work_dir,
         keep_work=a.keep_work, skopeo_form=a.skopeo_form, concurrency=a.mirrord_concurrency,
+        mirrord_entry=a.mirrord_entry,
     )
 
 
@@ -117,7 +122,8 @@ class Bench:
         self.mirror = RegistryProcess(work / "mirror", extra_config=QUIET).start()
         self.runs: list[RunRecord] = []
         self.tools: list[Tool] = [
-            Mirrord(work, self.mirror.host, concurrency=opts.concurrency),
+            Mirrord(work, self.mirror.host, concurrency=opts.concurrency,
+                    entry=opts.mirrord_entry),
             Skopeo(work, self.mirror.host, form=opts.skopeo_form),
         ]
 

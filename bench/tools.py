@@ -22,6 +22,7 @@ from bench.measure import BenchError, Proc, run_checked
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "m"  # mirror repositories are <mirror>/m/<basename>
 SKOPEO_FORMS = ("yaml", "per-repo")
+CLI = "import sys; from mirrord.cli import main; sys.exit(main())"
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,16 @@ def basename(repo: str) -> str:
 class Mirrord:
     name = "mirrord"
 
-    def __init__(self, work: Path, mirror: str, *, concurrency: int | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        mirror: str,
+        *,
+        concurrency: int | None = None,
+        entry: Path | None = None,
+    ) -> None:
         self.work = work
+        self.entry = entry
         self.mirror = mirror
         self.concurrency = concurrency
         self.state_dir = work / "mirrord-state"
@@ -72,10 +81,12 @@ class Mirrord:
         return "\n".join(lines) + "\n"
 
     def argv(self, config_path: Path) -> list[str]:
+        if self.entry is not None:
+            command = [sys.executable, str(self.entry.resolve())]
+        else:
+            command = [sys.executable, "-c", CLI]
         return [
-            sys.executable,
-            "-c",
-            "import sys; from mirrord.cli import main; sys.exit(main())",
+            *command,
             "sync",
             "--config",
             str(config_path),

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import click
 
 from mirrord.cli import EXIT_FAILED, config_option, load, run_async
@@ -116,7 +117,7 @@ async def _prune_command(
 
     os.makedirs(config.state_dir, exist_ok=True)
     async with AsyncExitStack() as stack:
-        store = open_store(config.state_dir)
+        store = await anyio.to_thread.run_sync(open_store, config.state_dir)
         stack.push_async_callback(store.aclose)
         if confirm:
             await stack.enter_async_context(store.acquire_run_lock(wait=False))
@@ -202,7 +203,7 @@ async def _status(config: Config) -> dict[str, Any]:
     from mirrord.state import open_store
 
     os.makedirs(config.state_dir, exist_ok=True)
-    async with open_store(config.state_dir) as store:
+    async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
         conditions = await store.pruner_conditions(PRUNER)
         pruning = config.pruning
         limit = pruning.successful_jobs_history_limit + pruning.failed_jobs_history_limit

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import click
 
 from mirrord.config import Config, ImportMode, ReferencePolicy
@@ -140,14 +141,14 @@ def _insecure_source(registry: str) -> Callable[[str, RegistryOptions], Registry
     return override
 
 
-def _open_for(config: Config, dry_run: bool) -> Store | None:
+async def _open_for(config: Config, dry_run: bool) -> Store | None:
     """The store; for a dry run only when it exists (a dry run creates nothing)."""
     from mirrord._describe import state_exists
     from mirrord.state import open_store
 
     if dry_run and not state_exists(config):
         return None
-    return open_store(config.state_dir)
+    return await anyio.to_thread.run_sync(open_store, config.state_dir)
 
 
 async def import_image(config: Config, request: ImportRequest) -> ImportOutcome | Refusal:
@@ -161,7 +162,7 @@ async def import_image(config: Config, request: ImportRequest) -> ImportOutcome 
     if isinstance(target, Refusal):
         return target
     async with AsyncExitStack() as stack:
-        store = _open_for(config, request.dry_run)
+        store = await _open_for(config, request.dry_run)
         if store is not None:
             stack.push_async_callback(store.aclose)
             if not request.dry_run:

@@ -30,7 +30,17 @@ def _repo_path(at: _At) -> str:
     return value
 
 
+_CREDENTIALS_IN_HOST = "credentials never go in the configuration file: remove user:password@"
+
+
+def _refuse_userinfo(at: _At, value: str) -> None:
+    """A host written as ``user:password@host``: refuse it without echoing the secret."""
+    if "@" in value.split("/", 1)[0]:
+        raise at.error(_CREDENTIALS_IN_HOST)
+
+
 def _host(at: _At, value: str) -> str:
+    _refuse_userinfo(at, value)
     if "://" in value or "/" in value:
         raise at.error(f"expected host[:port] (no scheme, no path), got {value!r}")
     if not _HOST_RE.fullmatch(value):
@@ -40,6 +50,7 @@ def _host(at: _At, value: str) -> str:
 
 def _source(at: _At) -> str:
     value = at.text()
+    _refuse_userinfo(at, value)
     try:
         return parse_repository(value).name
     except InvalidReferenceError as exc:
@@ -49,6 +60,7 @@ def _source(at: _At) -> str:
 def _mirror(at: _At) -> MirrorTarget:
     value = at.text()
     if value.startswith("docker://"):
+        _refuse_userinfo(at, value[len("docker://") :])
         host, _, prefix = value[len("docker://") :].strip("/").partition("/")
         if prefix and not _PATH_RE.fullmatch(prefix):
             raise at.error(f"invalid mirror prefix {prefix!r}: {_PATH_HELP}")
@@ -111,11 +123,14 @@ def _max_tags(at: _At) -> int:
 
 def _url(at: _At) -> str:
     value = at.text()
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise at.error("expected an http:// or https:// URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise at.error("expected an http:// or https:// URL")  # the URL may hold a token
     if parts.username or parts.password:
-        raise at.error("credentials never go in the configuration file: remove user:password@")
+        raise at.error(_CREDENTIALS_IN_HOST)
     return value
 
 

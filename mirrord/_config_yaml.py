@@ -74,7 +74,9 @@ class _At:
 
     def sub(self, name: str, *, quoted: bool = False) -> str:
         if quoted:
-            return f'{self.key}["{name}"]'
+            # A key like user:password@host must not carry its secret into messages.
+            shown = "…@" + name.rsplit("@", 1)[1] if "@" in name else name
+            return f'{self.key}["{shown}"]'
         return f"{self.key}.{name}" if self.key else name
 
     def missing(self, name: str, what: str) -> ConfigError:

@@ -124,7 +124,7 @@ class Daemon:
 
     async def run(self) -> None:
         config = self._config
-        store = open_store(config.state_dir)
+        store = await anyio.to_thread.run_sync(open_store, config.state_dir)
         self._runner = Runner(config, store, self.metrics, self._notify_status)
         try:
             http = HTTPServer(self, config.server.listen)

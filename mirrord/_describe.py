@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import yaml
 
 from mirrord.config import Config
@@ -32,7 +33,7 @@ async def read_streams(config: Config, name: str | None = None) -> list[ImageStr
     """Every stored stream (or the one called ``name``); [] without a database."""
     if not state_exists(config):
         return []
-    async with open_store(config.state_dir) as store:
+    async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
         if name is None:
             return await store.list_streams()
         found = await store.get_stream(name)

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 
 import anyio
 
@@ -22,6 +23,7 @@ from mirrord.sync import Syncer, SyncResult
 log = logging.getLogger("mirrord")
 
 NOTIFY_DEADLINE = 30.0  # seconds a one-shot sync spends delivering notifications
+OUTBOX_RETENTION = timedelta(days=7)  # delivered notifications are kept this long
 
 
 async def run_sync_command(
@@ -101,6 +103,7 @@ async def sync_once(
     )
     if notifier is not None:
         await notifier.deliver_due(deadline=anyio.current_time() + NOTIFY_DEADLINE)
+        await store.purge_delivered(datetime.now(UTC) - OUTBOX_RETENTION)
     return result
 
 

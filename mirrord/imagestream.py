@@ -231,10 +231,17 @@ def record_import(
         reference,
     )
     items = status.items
-    if current is not None and not changed and source_digest not in ("", current.source_digest):
-        # Same image from a moved source (a Legacy index gained a platform): not a
-        # new event, but remember what it now comes from so the next run skips it.
-        items = (replace(current, source_digest=source_digest), *items[1:])
+    if current is not None and not changed:
+        # Same image: no new event, but items[0] follows the stream's generation (as
+        # OpenShift's AddTagEventToImageStream does) and remembers a moved source (a
+        # Legacy index that gained a platform) so the next run can skip the copy.
+        updated = replace(
+            current,
+            generation=max(generation, current.generation),
+            source_digest=source_digest or current.source_digest,
+        )
+        if updated != current:
+            items = (updated, *items[1:])
     if changed:
         event = TagEvent(
             created=now,

@@ -70,8 +70,9 @@ def test_same_digest_adds_no_event() -> None:
     after, changed, previous = record_import(before, A, ref(A), 2, T0 + timedelta(days=1))
     assert changed is False
     assert previous == A
-    assert after == before  # not even the generation or time moves
-    assert after.items[0].created == T0
+    assert len(after.items) == 1 and after.items[0].created == T0  # the time does not move
+    # ...but items[0] follows the stream's generation, as OpenShift's does
+    assert after.items[0].generation == 2 and before.items[0].generation == 1
 
 
 def test_moved_tag_prepends_event_newest_first() -> None:
@@ -106,12 +107,13 @@ def test_legacy_import_records_the_source_digest_it_was_taken_from() -> None:
     # but items[0] remembers its new source so the next run can skip the copy
     again, changed, previous = record_import(status, B, ref(B), 2, later, source_digest=C)
     assert (changed, previous) == (False, B)
-    assert again.items == (TagEvent(T0, ref(B), B, 1, source_digest=C),)
+    assert again.items == (TagEvent(T0, ref(B), B, 2, source_digest=C),)
     unknown, _, _ = record_import(again, B, ref(B), 2, later)
     assert unknown.items == again.items  # an unknown ("") source never erases a known one
     moved, changed, _ = record_import(again, C, ref(C), 2, later, source_digest=C)
     assert changed is True
     assert [(e.image, e.source_digest) for e in moved.items] == [(C, C), (B, C)]
+    assert [e.generation for e in moved.items] == [2, 2]
 
 
 def test_source_digest_defaults_to_unknown() -> None:

@@ -214,11 +214,11 @@ def _save_tag(
     else:
         conn.execute("UPDATE tags SET removed_at = ? WHERE id = ?", (removed, tag_id))
     if not added and new.items:
-        # items[0] may carry a new source_digest (see imagestream.record_import).
+        # items[0] may have a new generation or source_digest (imagestream.record_import).
         conn.execute(
-            "UPDATE tag_events SET source_digest = ? WHERE id = "
+            "UPDATE tag_events SET generation = ?, source_digest = ? WHERE id = "
             "(SELECT max(id) FROM tag_events WHERE tag_id = ?)",
-            (new.items[0].source_digest, tag_id),
+            (new.items[0].generation, new.items[0].source_digest, tag_id),
         )
     for event in reversed(new.items[:added]):  # oldest first: ids follow history
         conn.execute(
