@@ -30,7 +30,9 @@ def main() -> int:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     code = os.waitstatus_to_exitcode(status)
     with open(report, "w") as f:
-        json.dump({"wall_s": wall, "maxrss_kib": usage.ru_maxrss, "returncode": code}, f)
+        cpu = usage.ru_utime + usage.ru_stime
+        json.dump({"wall_s": wall, "cpu_s": cpu, "maxrss_kib": usage.ru_maxrss,
+                   "returncode": code}, f)
     return code if code >= 0 else 128 - code
 
 

@@ -33,6 +33,7 @@ class Proc:
     returncode: int
     wall_s: float
     maxrss_kib: int
+    cpu_s: float = 0.0
 
 
 LAUNCHER = Path(__file__).resolve().parent / "_launch.py"
@@ -63,7 +64,8 @@ def run_measured(
         measured = json.loads(report.read_text())
     except (OSError, ValueError) as exc:
         raise BenchError(f"the launcher reported nothing for {argv[0]}: {exc}") from exc
-    return Proc(tuple(argv), measured["returncode"], measured["wall_s"], measured["maxrss_kib"])
+    return Proc(tuple(argv), measured["returncode"], measured["wall_s"], measured["maxrss_kib"],
+                measured["cpu_s"])
 
 
 def run_checked(argv: Sequence[str], log_base: Path, what: str, **kw: Any) -> Proc:
@@ -129,12 +131,25 @@ class RunRecord:
     wall_s: float
     maxrss_mib: float
     tags: int
+    cpu_s: float = 0.0  # the tool's user + system CPU time
+    registry_cpu_s: float = 0.0  # the source's and the mirror's, during the run
     source: SourceRequests = field(default_factory=SourceRequests)
     proxy_connections: int | None = None
     summary: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a running process (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def median(values: Iterable[float]) -> float | None:

@@ -129,6 +129,21 @@ def _blob_measure(runs: Sequence[RunRecord], blob_mib: int, skipped: str) -> Mea
                    f"≤ +{BLOB_DELTA_MIB:g} MiB", passed, note=note)
 
 
+def _cpu_measures(runs: Sequence[RunRecord]) -> list[Measure]:
+    rows = []
+    for phase, name in (("cold", "Cold sync"), ("noop", "No-op re-sync")):
+        tool = _med(runs, phase, lambda r: r.cpu_s)
+        registries = _med(runs, phase, lambda r: r.registry_cpu_s)
+        rows += [
+            Measure(f"cpu_{phase}_s", f"{name}: the tool's CPU time", tool["mirrord"],
+                    tool["skopeo"], "s", ratio=_paired_ratio(runs, phase, lambda r: r.cpu_s)),
+            Measure(f"registry_cpu_{phase}_s", f"{name}: both registries' CPU time",
+                    registries["mirrord"], registries["skopeo"], "s",
+                    ratio=_paired_ratio(runs, phase, lambda r: r.registry_cpu_s)),
+        ]
+    return rows
+
+
 def _cold_requests(runs: Sequence[RunRecord]) -> list[Measure]:
     total = _med(runs, "cold", lambda r: r.source.total)
     gets = _med(runs, "cold", lambda r: r.source.manifest_get)
@@ -168,6 +183,7 @@ def measures(
         _blob_measure(runs, blob_mib, blob_skipped),
         *_wan_measures(runs, delay_ms, wan_skipped),
         *_cold_requests(runs),
+        *_cpu_measures(runs),
     ]
 
 

@@ -34,6 +34,7 @@ from bench.measure import (
     RunRecord,
     SourceRequests,
     machine,
+    process_cpu,
     warm_page_cache,
 )
 from bench.report import measures, table
@@ -145,19 +146,28 @@ class Bench:
         tags = sum(len(self._tags(job, repo)) for repo in job.repos)
         mark = self.source.mark()
         connections = proxy.connections if proxy else 0
+        registry_cpu = self._registry_cpu()
         proc, summary = tool.sync(job, self.logs / f"{run}-{phase}-{tool.name}")
+        registry_cpu = self._registry_cpu() - registry_cpu
         record = RunRecord(
             tool=tool.name, phase=phase, run=run, wall_s=proc.wall_s,
-            maxrss_mib=proc.maxrss_kib / 1024, tags=tags,
+            maxrss_mib=proc.maxrss_kib / 1024, tags=tags, cpu_s=proc.cpu_s,
+            registry_cpu_s=registry_cpu,
             source=SourceRequests.of(self.source.access_log(since=mark)),
             proxy_connections=(proxy.connections - connections) if proxy else None,
             summary=summary,
         )
         self.runs.append(record)
         print(f"  run {run} {phase:<9} {tool.name:<8} {proc.wall_s:7.2f} s "
-              f"{record.maxrss_mib:6.1f} MiB  {record.source.total} upstream requests",
-              file=sys.stderr)
+              f"{record.maxrss_mib:6.1f} MiB  {record.source.total:5} upstream requests  "
+              f"cpu {proc.cpu_s:5.2f} s (registries {registry_cpu:5.2f} s)", file=sys.stderr)
         return record
+
+    def _registry_cpu(self) -> float:
+        return sum(
+            process_cpu(r._proc.pid if r._proc is not None else None)
+            for r in (self.source, self.mirror)
+        )
 
     def _tags(self, job: Job, repo: str) -> list[str]:
         if job.tags and repo in job.tags:

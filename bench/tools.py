@@ -153,7 +153,8 @@ class Skopeo:
         ]
         wall = sum(p.wall_s for p in procs)
         rss = max(p.maxrss_kib for p in procs)
-        return Proc(procs[0].argv, 0, wall, rss), {"invocations": len(procs)}
+        cpu = sum(p.cpu_s for p in procs)
+        return Proc(procs[0].argv, 0, wall, rss, cpu), {"invocations": len(procs)}
 
 
 Tool = Mirrord | Skopeo

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
+from mirrord._exitcodes import EXIT_FAILED
 from mirrord.config import Config, ImportMode, ReferencePolicy
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 _POLICIES: dict[str, ReferencePolicy] = {"source": "Source", "local": "Local"}
 _MODES: dict[str, ImportMode] = {"legacy": "Legacy", "preserveoriginal": "PreserveOriginal"}
-EXIT_FAILED = 1
 
 
 @dataclass

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mirrord._errors import InvalidReferenceError, StateError
+from mirrord._exitcodes import EXIT_FAILED, EXIT_USAGE
 from mirrord._recorder import ImportedStream
 from mirrord.config import Config, ImportMode, ReferencePolicy, StreamConfig
 from mirrord.imagestream import ImageStream
@@ -39,8 +40,6 @@ from mirrord.selection import Criteria, select_tags
 
 SPEC_FILE = "import-image.json"
 DEFAULT_TAG = "latest"
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 @dataclass(frozen=True)

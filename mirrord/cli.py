@@ -18,14 +18,12 @@ import anyio
 import click
 
 from mirrord._errors import ConfigError, LockedError, MirrordError
+from mirrord._exitcodes import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
 from mirrord._logging import setup_logging
 from mirrord.config import Config, load_config, load_config_or_embedded
 
 log = logging.getLogger("mirrord")
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_LOCKED = 3
 
 config_option = click.option(
     "--config",

@@ -30,6 +30,10 @@ MEASURED = (  # the measures a smoke run takes, each for both tools
     "peak_rss_noop_mib",
     "requests_cold",
     "manifest_gets_cold",
+    "cpu_cold_s",
+    "registry_cpu_cold_s",
+    "cpu_noop_s",
+    "registry_cpu_noop_s",
 )
 SKIPPED = ("blob_rss_delta_mib", "wan_noop_wall_s", "wan_cold_wall_s")  # by --smoke
 

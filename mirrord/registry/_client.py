@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlencode, urljoin
 
 import anyio
 import httpx
@@ -31,10 +31,10 @@ from mirrord.registry._errors import (
     error_from_response,
     parse_retry_after,
 )
+from mirrord.registry._http import json_object, next_link, raw_chunks, with_query
 from mirrord.registry._throttle import Throttle
 from mirrord.registry._tls import RegistryOptions, ssl_context
 
-BLOB_CHUNK = 1 << 20  # hash and forward blobs a MiB at a time
 TAG_PAGE_SIZE = 1000
 
 
@@ -129,7 +129,7 @@ class RegistryClient:
             raise error_from_exception(exc, self.registry, what) from exc
         if response.status_code != 200:
             raise error_from_response(response, self.registry, what, self.credential_source)
-        body = _json_object(response, self.registry, what)
+        body = json_object(response, self.registry, what)
         value = str(body.get("token") or body.get("access_token") or "")
         try:
             lifetime = float(body.get("expires_in") or 60)
@@ -147,11 +147,11 @@ class RegistryClient:
         what = f"list tags of {repository}"
         while url:
             response = await self._request("GET", url, what, ok=(200,))
-            found = _json_object(response, self.registry, what).get("tags") or []
+            found = json_object(response, self.registry, what).get("tags") or []
             if not isinstance(found, list):
                 raise RegistryError(f"{what}: `tags` is not a list", registry=self.registry)
             tags.extend(str(tag) for tag in found)
-            url = _next_link(response)
+            url = next_link(response)
         return tags
 
     # -- manifests --------------------------------------------------------------------
@@ -241,7 +241,7 @@ class RegistryClient:
                 if response.status_code != 200:
                     await response.aread()
                     raise error_from_response(response, self.registry, what, self.credential_source)
-                yield _raw_chunks(response, self.registry, what)
+                yield raw_chunks(response, self.registry, what)
             finally:
                 await response.aclose()
         finally:
@@ -293,7 +293,7 @@ class RegistryClient:
         headers["Content-Type"] = "application/octet-stream"
         await self._request(
             "PUT",
-            _with_query(location, digest=descriptor.digest),
+            with_query(location, digest=descriptor.digest),
             what,
             ok=(201,),
             content=body,
@@ -399,38 +399,3 @@ class RegistryClient:
         async with self._ping_lock:
             if not self._pinged:
                 await self._ping()
-
-
-async def _raw_chunks(response: httpx.Response, registry: str, what: str) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in response.aiter_raw(BLOB_CHUNK):
-            yield chunk
-    except httpx.HTTPError as exc:
-        raise error_from_exception(exc, registry, what) from exc
-
-
-def _json_object(response: httpx.Response, registry: str, what: str) -> dict[str, Any]:
-    """The response's JSON object, or a RegistryError that says the answer was malformed."""
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise RegistryError(f"{what}: the answer is not JSON", registry=registry) from exc
-    if not isinstance(body, dict):
-        raise RegistryError(f"{what}: the answer is not a JSON object", registry=registry)
-    return body
-
-
-def _next_link(response: httpx.Response) -> str | None:
-    link = response.headers.get("link", "")
-    for part in link.split(","):
-        if 'rel="next"' in part or "rel=next" in part:
-            start, end = part.find("<"), part.find(">")
-            if 0 <= start < end:
-                return urljoin(str(response.url), part[start + 1 : end])
-    return None
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
-    return urlunsplit(parts._replace(query=query))

@@ -1,0 +1,7 @@
+"""The command line's exit codes (shared by every command module)."""
+
+from __future__ import annotations
+
+EXIT_FAILED = 1  # some image, stream or receiver failed; the rest completed
+EXIT_USAGE = 2  # bad usage or configuration: nothing was touched
+EXIT_LOCKED = 3  # another run holds the state lock
