@@ -13,7 +13,7 @@ import anyio
 
 from mirrord.config import Config, RegistryConfig
 from mirrord.credentials import Credential, resolve_credential
-from mirrord.registry import RegistryClient, RegistryOptions
+from mirrord.registry import RegistryClient, RegistryOptions, RegistryPacing
 from mirrord.transports import Destination, OCILayoutDestination, RegistryDestination
 
 RequestHook = Callable[[str, str, str], None]
@@ -49,6 +49,7 @@ class ClientPool:
         self._on_request = on_request
         self._override = options_override
         self._clients: dict[tuple[str, str, str], RegistryClient] = {}
+        self._pacing: dict[str, RegistryPacing] = {}
         self._lock = anyio.Lock()
 
     async def client(self, registry: str, repository: str = "") -> RegistryClient:
@@ -63,11 +64,14 @@ class ClientPool:
                 options = registry_options(self.config.registry_config(registry))
                 if self._override is not None:
                     options = self._override(registry, options)
+                if registry not in self._pacing:
+                    self._pacing[registry] = RegistryPacing.for_options(options)
                 self._clients[key] = RegistryClient(
                     registry,
                     credential=credential,
                     options=options,
                     on_request=self._hook_for(registry),
+                    pacing=self._pacing[registry],
                 )
             return self._clients[key]
 

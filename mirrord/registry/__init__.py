@@ -6,6 +6,7 @@ from mirrord.registry._auth import RegistryAuth, Token
 from mirrord.registry._challenge import Challenge, parse_challenges, request_scopes
 from mirrord.registry._client import RegistryClient
 from mirrord.registry._errors import parse_retry_after
+from mirrord.registry._throttle import RegistryPacing
 from mirrord.registry._tls import RegistryOptions
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "RegistryAuth",
     "RegistryClient",
     "RegistryOptions",
+    "RegistryPacing",
     "Token",
     "parse_challenges",
     "parse_retry_after",

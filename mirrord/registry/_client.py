@@ -32,7 +32,7 @@ from mirrord.registry._errors import (
     parse_retry_after,
 )
 from mirrord.registry._http import json_object, next_link, raw_chunks, with_query
-from mirrord.registry._throttle import Throttle
+from mirrord.registry._throttle import RegistryPacing
 from mirrord.registry._tls import RegistryOptions, ssl_context
 
 TAG_PAGE_SIZE = 1000
@@ -49,6 +49,7 @@ class RegistryClient:
         options: RegistryOptions | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: Callable[[str, str], None] | None = None,
+        pacing: RegistryPacing | None = None,
     ) -> None:
         self.registry = registry
         self.options = options or RegistryOptions()
@@ -57,9 +58,10 @@ class RegistryClient:
         self.credential = credential
         self.requests: Counter[str] = Counter()
         self._on_request = on_request
-        self._limiter = anyio.CapacityLimiter(max(1, self.options.max_concurrency))
-        self._streams = anyio.CapacityLimiter(max(1, self.options.max_concurrency))
-        self.throttle = Throttle(self.options.rate)
+        pacing = pacing or RegistryPacing.for_options(self.options)
+        self._limiter = pacing.requests
+        self._streams = pacing.streams
+        self.throttle = pacing.throttle
         self.auth = RegistryAuth(credential, self._fetch_token)
         verify = ssl_context(host, self.options) if not self.options.insecure else True
         self._http = httpx.AsyncClient(

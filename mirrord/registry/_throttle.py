@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import anyio
+
+from mirrord.registry._tls import RegistryOptions
 
 
 class Throttle:
@@ -43,3 +47,24 @@ class Throttle:
                 self._updated = anyio.current_time()
                 self._tokens = 1
             self._tokens -= 1
+
+
+@dataclass(frozen=True)
+class RegistryPacing:
+    """A registry's request and stream limits and its throttle, shared by its clients.
+
+    Clients of one registry with different credentials (per-repository auth
+    entries) share one pacing, so ``max_concurrency``, ``rate`` and a 429's pause
+    bound the registry as a whole.
+    """
+
+    requests: anyio.CapacityLimiter
+    streams: anyio.CapacityLimiter
+    throttle: Throttle
+
+    @classmethod
+    def for_options(cls, options: RegistryOptions) -> RegistryPacing:
+        slots = max(1, options.max_concurrency)
+        return cls(
+            anyio.CapacityLimiter(slots), anyio.CapacityLimiter(slots), Throttle(options.rate)
+        )
