@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from mirrord._errors import MirrordError, NotFoundError
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import StreamPlan
-from mirrord.imagestream import StreamSpec, docker_image_reference
+from mirrord.imagestream import StreamSpec, TagStatus, docker_image_reference
 from mirrord.state import Store
 from mirrord.sync import SyncResult, TagResult
 from mirrord.transports import Destination
@@ -73,10 +73,31 @@ class Recorder:
         self.destination = destination
         self.notifier = notifier
         self.changed = 0
+        # What the store held when the run started: (generation, tag -> status) per stream.
+        self._known: dict[str, tuple[int, dict[str, TagStatus]]] = {}
 
     async def prepare(self, streams: list[StreamConfig]) -> None:
         for stream in streams:
-            await self.store.upsert_stream(stream_spec(self.config, stream, self.destination))
+            spec = stream_spec(self.config, stream, self.destination)
+            recorded = await self.store.upsert_stream(spec)
+            self._known[stream.name] = (recorded.generation, {t.tag: t for t in recorded.tags})
+
+    def _unchanged_in_store(
+        self, stream: str, tag: str, digest: str, reference: str, source_digest: str
+    ) -> bool:
+        """True when recording this import would change nothing (skip the write)."""
+        generation, statuses = self._known.get(stream, (0, {}))
+        status = statuses.get(tag)
+        current = status.current if status else None
+        return (
+            status is not None
+            and current is not None
+            and not status.conditions
+            and not status.removed
+            and (current.image, current.docker_image_reference) == (digest, reference)
+            and current.generation >= generation
+            and source_digest in ("", current.source_digest)
+        )
 
     async def __call__(self, outcome: TagResult) -> None:
         plan = outcome.plan
@@ -93,6 +114,8 @@ class Recorder:
             stream.reference_policy, stream.source, mirror_repo, digest
         )
         source_digest = outcome.image.source_digest if outcome.image else plan.source_digest
+        if self._unchanged_in_store(plan.stream, plan.tag, digest, reference, source_digest):
+            return
         recorded = await self.store.record_tag_import(
             plan.stream, plan.tag, digest, reference, source_digest=source_digest
         )
