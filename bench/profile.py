@@ -25,7 +25,7 @@ from harness.registry import RegistryProcess
 from bench import corpus as corpus_mod
 from bench.corpus import FULL, SMOKE
 from bench.measure import BenchError, run_checked
-from bench.tools import ROOT, Job, Mirrord
+from bench.tools import ROOT, Job, Mirrord, checkout_env
 
 
 def profiled_argv(
@@ -72,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             base = tool.argv(config)
             out = a.out / f"mirrord-{a.phase}-{a.profiler}"
             if a.phase == "noop":
-                run_checked(base, work / "cold", "mirrord sync (cold)", cwd=ROOT)
+                run_checked(base, work / "cold", "mirrord sync (cold)", cwd=ROOT,
+                            env=checkout_env())
             command = profiled_argv(a.profiler, base, out, a.rate, a.idle)
-            subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(command, cwd=ROOT, env=checkout_env(), check=True,
+                           stdout=subprocess.DEVNULL)
             print(f"profile written next to {out}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,6 @@
 """The benchmark: mirrord sync against skopeo sync, on the same corpus, alternating.
 
-    python -m bench                 # full: 3 runs, 1 GiB blob, WAN profile (~10 min)
+    python -m bench                 # full: 3 runs, 1 GiB blob, WAN profile (~5 min)
     python -m bench --smoke         # tiny corpus, 1 run, no big blob, no WAN (~15 s)
     python -m bench --runs 5 --wan-delay 80
 
