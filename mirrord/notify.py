@@ -266,7 +266,9 @@ class Notifier:
             await self._store.mark_failed(event.id, attempts, None, outcome.error)
             log.error(
                 "notification %d: giving up after %d attempt(s): %s",
-                event.id, attempts, outcome.error,
+                event.id,
+                attempts,
+                outcome.error,
             )
             return "dead"
         delay = self.retry_delay(attempts)
@@ -276,7 +278,11 @@ class Notifier:
         )
         log.warning(
             "notification %d: %s; attempt %d/%d, next in %.0fs",
-            event.id, outcome.error, attempts, self._max_attempts, delay,
+            event.id,
+            outcome.error,
+            attempts,
+            self._max_attempts,
+            delay,
         )
         return "failed"
 

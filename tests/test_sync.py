@@ -47,10 +47,17 @@ def test_full_mirror_from_basic_and_token_sources_is_byte_identical(
         sources=[basic_registry, token_registry],
     )
 
+    mark = basic_registry.mark()
     code, summary = setup.sync_json()
 
     assert code == 0, summary
     assert summary["images"] == {"copied": 17, "unchanged": 0, "failed": 0, "planned": 0}
+    # Tags sharing a digest (latest and 2.0) cost one manifest GET: each digest once.
+    gets = [p for m, p in basic_registry.requests(since=mark) if m == "GET" and "/manifests/" in p]
+    assert len(gets) == len(set(gets)), "a manifest was fetched twice"
+    wanted = {i.digest for i in corpus.images}
+    wanted |= {c.digest for i in corpus.images for c in i.children}
+    assert len(gets) == len(wanted) + 1  # + the artifact
     for kind, client in (("basic", basic_client), ("token", token_client)):
         for repo in corpus.repos:
             for tag in corpus.tags(repo):

@@ -107,6 +107,9 @@ class CopyEngine:
         self._located: dict[str, str] = {}
         # digest -> set when its one in-flight stream ends (others then mount it)
         self._streaming: dict[str, anyio.Event] = {}
+        # Manifests fetched this run: tags sharing a digest cost one GET (a "pull").
+        self._fetched: dict[tuple[int, str, str], Manifest] = {}
+        self._fetching = _Once()
 
     async def copy_tag(self, source: Source, plan: TagPlan) -> CopiedImage:
         """Copy what ``plan``'s source tag names and point the mirror tag at it last."""
@@ -218,12 +221,18 @@ class CopyEngine:
         self.stats.bytes_copied += desc.size
 
     async def _get_manifest(self, source: Source, repository: str, digest: str) -> Manifest:
-        return await retrying(
-            lambda: source.get_manifest(repository, digest, digest),
-            f"GET manifest {repository}@{digest}",
-            self.retry,
-            self._count_retry,
-        )
+        key = (id(source), repository, digest)
+
+        async def fetch() -> None:
+            self._fetched[key] = await retrying(
+                lambda: source.get_manifest(repository, digest, digest),
+                f"GET manifest {repository}@{digest}",
+                self.retry,
+                self._count_retry,
+            )
+
+        await self._fetching.run((f"{id(source)}/{repository}", digest), fetch)
+        return self._fetched[key]
 
     def _count_retry(self, error: MirrordError, delay: float) -> None:
         self.stats.retries += 1

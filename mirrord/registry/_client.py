@@ -63,7 +63,8 @@ class RegistryClient:
         self._streams = pacing.streams
         self.throttle = pacing.throttle
         self.auth = RegistryAuth(credential, self._fetch_token)
-        verify = ssl_context(host, self.options) if not self.options.insecure else True
+        # Plain HTTP needs no TLS context (building one costs tens of milliseconds).
+        verify = ssl_context(host, self.options) if not self.options.insecure else False
         self._http = httpx.AsyncClient(
             auth=self.auth,
             verify=verify,
