@@ -1,0 +1,161 @@
+"""Syncs and their records: notifications per changed tag, and a killed run's state."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from harness.images import RegistryHTTP, push_image
+from harness.registry import RegistryProcess
+from synctools import assert_same_tree, make_config
+
+SECRET = b"webhook-key-for-tests"
+
+
+class Receiver(ThreadingHTTPServer):
+    """A real webhook receiver on loopback that records each POST (or fails on demand)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.posts: list[tuple[bytes, dict[str, str]]] = []
+        self.status = 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook?token=t0ken"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.posts.append((body, dict(self.headers)))
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_one_signed_event_per_changed_tag_and_none_for_unchanged(
+    tmp_path: Path,
+    receiver: Receiver,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    first = push_image(basic_client, repo_name, "1.0", seed="one")
+    push_image(basic_client, repo_name, "2.0", seed="two")
+    key_file = tmp_path / "webhook.key"
+    key_file.write_bytes(SECRET + b"\n")
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/events",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "tags": ["1.0", "2.0"]}],
+        sources=[basic_registry],
+        extra={"notifications": [{"url": receiver.url, "secret_file": str(key_file)}]},
+    )
+
+    assert setup.sync_json()[0] == 0
+    assert setup.sync_json()[0] == 0  # nothing changed: no event
+    moved = push_image(basic_client, repo_name, "1.0", seed="moved")
+    assert setup.sync_json()[0] == 0
+
+    events = []
+    for body, headers in receiver.posts:
+        expected = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
+        assert headers["X-Mirrord-Signature"] == expected
+        events.extend(json.loads(body)["events"])
+    assert sorted((e["target"]["tag"], e["target"]["digest"]) for e in events) == sorted(
+        [("1.0", first.digest), ("2.0", events[1]["target"]["digest"]), ("1.0", moved.digest)]
+    )
+    last = next(e for e in events if e["target"]["digest"] == moved.digest)
+    assert last["previousDigest"] == first.digest
+    assert last["target"]["repository"] == f"events/{repo_name}"
+
+
+def test_a_failing_receiver_never_fails_the_sync(
+    tmp_path: Path,
+    receiver: Receiver,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    receiver.status = 500
+    push_image(basic_client, repo_name, "1.0", seed=repo_name)
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/events-fail",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "tags": ["1.0"]}],
+        sources=[basic_registry],
+        extra={"notifications": [{"url": receiver.url}]},
+    )
+
+    code, summary = setup.sync_json()
+
+    assert code == 0 and summary["images"]["copied"] == 1
+    assert len(receiver.posts) == 1
+    with sqlite3.connect(setup.state_dir / "state.db") as db:
+        (attempts, error) = db.execute("SELECT attempts, last_error FROM outbox").fetchone()
+    assert attempts == 1 and "500" in error and "t0ken" not in error
+
+
+def test_a_killed_sync_leaves_state_the_next_run_continues_from(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    registry_factory: object,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    mirror: RegistryProcess = registry_factory()  # type: ignore[operator]
+    tags = [f"v{i}" for i in range(8)]
+    for tag in tags:
+        push_image(basic_client, repo_name, tag, seed=f"{repo_name}/{tag}",
+                   layer_sizes=(3_000_000,))
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror.host}/killed",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "max_tags": -1}],
+        sources=[basic_registry],
+        settings={mirror.host: {"max_concurrency": 1}},
+    )
+    mark = mirror.mark()
+    process = setup.sync_process()
+    while sum("/manifests/" in p for m, p in mirror.requests(since=mark) if m == "PUT") < 2:
+        assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+
+    code, summary = setup.sync_json()
+
+    assert code == 0, summary
+    assert summary["images"]["unchanged"] >= 1 and summary["images"]["copied"] >= 1
+    with sqlite3.connect(setup.state_dir / "state.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        statuses = [row[0] for row in db.execute("SELECT status FROM job_runs ORDER BY id")]
+    assert statuses == ["Failed", "Succeeded"], "the killed run is closed, the next one ran"
+    client = mirror.client()
+    for tag in tags:
+        assert_same_tree(basic_client, repo_name, client, f"killed/{repo_name}", tag)
