@@ -38,6 +38,10 @@ class OCILayoutDestination:
         self._index_lock = anyio.Lock()
         self._layout_lock = threading.Lock()
         self._layout_ready = False
+        # index.json as last read or written: ref name -> entry. This object is the
+        # layout's only writer while it lives (a run holds the state lock).
+        self._entries: list[dict[str, Any]] | None = None
+        self._refs: dict[str, dict[str, Any]] = {}
 
     def repository(self, path: str) -> str:
         return path.strip("/")
@@ -68,10 +72,10 @@ class OCILayoutDestination:
                 return None
             raw = await anyio.Path(path).read_bytes()
             return parse_manifest(raw, expected_digest=reference).descriptor()
-        for entry in await anyio.to_thread.run_sync(self._read_index):
-            if entry.get("annotations", {}).get(REF_NAME) == f"{repository}:{reference}":
-                return Descriptor.from_json(entry, "index.json")
-        return None
+        if self._entries is None:
+            await anyio.to_thread.run_sync(self._read_index)
+        entry = self._refs.get(f"{repository}:{reference}")
+        return Descriptor.from_json(entry, "index.json") if entry else None
 
     async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
         try:
@@ -163,15 +167,24 @@ class OCILayoutDestination:
             _atomic_write(path, data)
 
     def _read_index(self) -> list[dict[str, Any]]:
+        if self._entries is not None:
+            return list(self._entries)
         try:
             data = json.loads((self.root / "index.json").read_bytes())
         except FileNotFoundError:
-            return []
-        return list(data.get("manifests") or [])
+            data = {}
+        self._remember(list(data.get("manifests") or []))
+        return list(self._entries or [])
+
+    def _remember(self, entries: list[dict[str, Any]]) -> None:
+        # Entries without a ref name (written by other tools) are kept, just not looked up.
+        self._entries = entries
+        self._refs = {name: e for e in entries if (name := _ref_name(e))}
 
     def _write_index(self, entries: list[dict[str, Any]]) -> None:
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
         _atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode())
+        self._remember(entries)
 
     def _set_ref(self, ref_name: str, entry: dict[str, Any]) -> None:
         entries = [
@@ -193,6 +206,10 @@ class OCILayoutDestination:
         if len(kept) != len(entries):
             self._write_index(kept)
         return len(entries) - len(kept)
+
+
+def _ref_name(entry: dict[str, Any]) -> str:
+    return str(entry.get("annotations", {}).get(REF_NAME, ""))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -150,3 +150,21 @@ async def test_skopeo_reads_what_was_written(layout: OCILayoutDestination) -> No
         assert out == expected.raw
         manifest: Manifest = parse_manifest(out)
         assert manifest.digest == expected.digest
+
+
+async def test_entries_without_a_ref_name_survive_tag_writes(tmp_path: Path) -> None:
+    first = OCILayoutDestination(tmp_path / "oci")
+    await first.ping()
+    foreign = {"mediaType": OCI_INDEX, "digest": "sha256:" + "f" * 64, "size": 10}
+    index = json.loads((tmp_path / "oci" / "index.json").read_bytes())
+    index["manifests"].append(foreign)
+    (tmp_path / "oci" / "index.json").write_text(json.dumps(index))
+    layout = OCILayoutDestination(tmp_path / "oci")
+    image = build_image("app/a", "1.0", seed="named")
+    await store_image(layout, "app/a", image, "1.0")
+    await store_image(layout, "app/a", build_image("app/a", "2.0", seed="two"), "2.0")
+
+    assert foreign in index_entries(layout)
+    found = await layout.head_manifest("app/a", "1.0")
+    assert found is not None and found.digest == image.digest
+    assert await OCILayoutDestination(tmp_path / "oci").head_manifest("app/a", "1.0") == found
