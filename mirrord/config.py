@@ -14,6 +14,7 @@ scalar values in :mod:`mirrord._config_values`, durations and cron in
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -352,4 +353,13 @@ def load_config_or_embedded(path: str | Path | None = None) -> Config:
     if path is not None or os.environ.get("MIRRORD_CONFIG"):
         return load_config(path)
     candidate = default_config_path()
-    return load_config(candidate) if candidate.exists() else embedded_default_config()
+    if candidate.exists():
+        return load_config(candidate)
+    config = embedded_default_config()
+    logging.getLogger("mirrord").info(
+        "no configuration at %s: using the embedded default (%s into %s)",
+        candidate,
+        ", ".join(s.source for s in config.streams),
+        config.mirror,
+    )
+    return config
