@@ -58,6 +58,7 @@ class Daemon:
         max_runs: int = DEFAULT_MAX_RUNS,
     ) -> None:
         self._config = config
+        self._reschedule_lock = anyio.Lock()
         self.stop_timeout = stop_timeout
         self.metrics = Metrics()
         self.scheduler = Scheduler(max_runs=max_runs)
@@ -274,6 +275,12 @@ class Daemon:
     async def _reschedule(self, *, new_pool: bool = False) -> None:
         """Jobs for the configured streams, the stored scheduled ones, and the pruner;
         ``new_pool`` after a reload (the registry settings may have changed)."""
+        # One at a time, reading the configuration inside the lock: a periodic refresh
+        # must never re-apply the configuration a reload has just replaced.
+        async with self._reschedule_lock:
+            await self._reschedule_locked(new_pool)
+
+    async def _reschedule_locked(self, new_pool: bool) -> None:
         config = self._config
         try:
             images = await self.store.list_streams()

@@ -232,7 +232,5 @@ class Runner:
 
 
 def _waits(pool: ClientPool) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for client in pool.clients():
-        out[client.registry] = out.get(client.registry, 0.0) + client.throttle.waited
-    return out
+    # Clients of one registry share its throttle: count each registry's once.
+    return {client.registry: client.throttle.waited for client in pool.clients()}

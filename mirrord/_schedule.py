@@ -61,8 +61,15 @@ def validate_cron(expr: str) -> None:
             ]
             if (start == "*" and end) or (len(values) == 2 and values[0] > values[1]):
                 raise ValueError(f"invalid {what} range {item!r} in {expr!r}")
-            if step is not None and int(step) < 1:
-                raise ValueError(f"invalid {what} step {item!r} in {expr!r}")
+            if step is not None:
+                # APScheduler refuses a step wider than the range it steps through.
+                first = values[0] if values else low
+                last = values[1] if len(values) == 2 else (6 if index == 4 else high)
+                if not 1 <= int(step) <= max(1, last - first):
+                    raise ValueError(
+                        f"invalid {what} step {item!r} in {expr!r} "
+                        f"(at most {max(1, last - first)} here)"
+                    )
 
 
 def _cron_value(text: str, index: int, low: int, high: int, what: str) -> int:

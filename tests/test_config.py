@@ -492,6 +492,12 @@ def test_cron_valid(expr: str) -> None:
         "a * * * *",
         "1,,2 * * * *",
         "* * * foo *",
+        # steps wider than their range: APScheduler refuses them, so must the config
+        "0 */30 * * *",
+        "*/100 * * * *",
+        "0 0 */40 * *",
+        "5-10/7 * * * *",
+        "0 0 * * */7",
     ],
 )
 def test_cron_invalid(expr: str) -> None:

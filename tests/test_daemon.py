@@ -377,11 +377,12 @@ def test_the_example_pod_runs_mirrord_next_to_a_registry_with_a_valid_config() -
     assert containers["registry"]["image"].startswith("docker.io/library/registry:2")
     mirrord = containers["mirrord"]
     assert mirrord["args"] == ["daemon"]
-    assert mirrord["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "127.0.0.1:9464/healthz" in mirrord["livenessProbe"]["exec"]["command"][-1]
     assert mirrord["readinessProbe"]["httpGet"]["path"] == "/readyz"
     config = parse_config(documents["ConfigMap"]["data"]["mirrord.yaml"], "/etc/mirrord/m.yaml")
     assert config.mirror.registry == "127.0.0.1:5000"  # the registry, over the pod's network
-    assert config.server.port == mirrord["livenessProbe"]["httpGet"]["port"]
+    assert config.server.port == mirrord["readinessProbe"]["httpGet"]["port"] == 9464
+    assert all("hostPort" not in p for p in mirrord.get("ports", []))
     assert config.server.token_file is not None
     assert any(m["mountPath"] == str(config.server.token_file) for m in mirrord["volumeMounts"])
 
