@@ -14,7 +14,6 @@ import anyio
 from mirrord.config import Config, RegistryConfig
 from mirrord.credentials import Credential, resolve_credential
 from mirrord.registry import RegistryClient, RegistryOptions, RegistryPacing
-from mirrord.registry._tls import ssl_context
 from mirrord.transports import Destination, OCILayoutDestination, RegistryDestination
 
 RequestHook = Callable[[str, str, str], None]
@@ -51,7 +50,6 @@ class ClientPool:
         self._override = options_override
         self._clients: dict[tuple[str, str, str], RegistryClient] = {}
         self._pacing: dict[str, RegistryPacing] = {}
-        ssl_context.cache_clear()  # CA files are read again for each configuration
         self._lock = anyio.Lock()
 
     async def client(self, registry: str, repository: str = "") -> RegistryClient:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +34,8 @@ class RegistryOptions:
     certs_dirs: tuple[Path, ...] = CERTS_DIRS
 
 
-@functools.lru_cache(maxsize=64)
 def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
-    """The ``verify`` argument for httpx: a context with every CA that applies.
-
-    Cached (a context costs tens of milliseconds); ``ClientPool`` clears the cache so a
-    new configuration (a reload) reads CA files afresh.
-    """
+    """The ``verify`` argument for httpx: a context with every CA that applies."""
     if not options.tls_verify:
         return False
     # The system's trust store (where an enterprise CA is usually installed), plus certifi.
