@@ -72,7 +72,6 @@ class Recorder:
         self.store = store
         self.destination = destination
         self.notifier = notifier
-        self.changed = 0
         # What the store held when the run started: (generation, tag -> status) per stream.
         self._known: dict[str, tuple[int, dict[str, TagStatus]]] = {}
 
@@ -120,7 +119,6 @@ class Recorder:
             plan.stream, plan.tag, digest, reference, source_digest=source_digest
         )
         if recorded.changed:
-            self.changed += 1
             await self._notify(stream, outcome, digest, recorded.previous_digest)
 
     async def _notify(

@@ -86,14 +86,6 @@ def is_cosign_tag(tag: str) -> bool:
     return _COSIGN_RE.fullmatch(tag) is not None
 
 
-def cosign_subject(tag: str) -> str | None:
-    """The digest a cosign tag belongs to (``sha256-ab.sig`` -> ``sha256:ab``)."""
-    match = _COSIGN_RE.fullmatch(tag)
-    if match is None:
-        return None
-    return match.group(1).replace("-", ":", 1)
-
-
 def cosign_tags(digest: str, all_tags: Iterable[str]) -> tuple[str, ...]:
     """The cosign tags of ``digest`` present in ``all_tags`` (.sig, .att, .sbom order)."""
     algorithm, _, hex_part = digest.partition(":")

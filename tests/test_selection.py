@@ -8,7 +8,6 @@ from mirrord.config import parse_config
 from mirrord.selection import (
     Criteria,
     Selection,
-    cosign_subject,
     cosign_tags,
     is_cosign_tag,
     newest_tags,
@@ -229,8 +228,6 @@ def test_cosign_helpers() -> None:
     assert not is_cosign_tag("sha256-abc.sig")
     assert not is_cosign_tag(SIG + "x")
     assert not is_cosign_tag("latest")
-    assert cosign_subject(SIG) == DIGEST
-    assert cosign_subject("latest") is None
     assert cosign_tags(DIGEST, ["latest", SBOM, SIG]) == (SIG, SBOM)
     assert cosign_tags("sha256:" + "cd" * 32, [SIG]) == ()
 

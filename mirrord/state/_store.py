@@ -28,7 +28,6 @@ from mirrord._errors import LockedError, StateError
 from mirrord.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
 
 JOB_KINDS = ("sync", "prune")
-JOB_STATUSES = ("Running", "Succeeded", "Failed")
 LOCK_FILE = "mirrord.lock"
 
 
