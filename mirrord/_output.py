@@ -30,6 +30,7 @@ def summary(result: SyncResult) -> dict[str, Any]:
             "unchanged": stats.images_unchanged,
             "failed": stats.images_failed,
             "planned": sum(1 for r in result.results if r.outcome == "planned"),
+            "skipped": result.skipped,
         },
         "blobs": {
             "copied": stats.blobs_copied,

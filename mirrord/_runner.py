@@ -137,7 +137,8 @@ class Runner:
     # -- runs ----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Runs still waiting for the run lock give up; runs under way go on."""
+        """Runs still waiting for the run lock give up; runs under way finish the copies
+        they have started and start no more."""
         self._stopping = True
         for scope in self._waiting:
             scope.cancel()
@@ -179,7 +180,14 @@ class Runner:
         log.info("%s: %s run started", stream.name, why)
         self._on_change()
         try:
-            await sync_once(config, self.store, pool, [stream], result=result)
+            await sync_once(
+                config,
+                self.store,
+                pool,
+                [stream],
+                result=result,
+                should_stop=lambda: self._stopping,
+            )
             outcome = "succeeded" if result.ok else "failed"
         except anyio.get_cancelled_exc_class():
             outcome = "interrupted"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
@@ -62,8 +62,12 @@ async def sync_once(
     dry_run: bool = False,
     progress: bool = False,
     result: SyncResult | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> SyncResult:
-    """One recorded sync run (a job in the store), as the CLI and the daemon run it."""
+    """One recorded sync run (a job in the store), as the CLI and the daemon run it.
+
+    ``should_stop`` is asked before each copy starts (the daemon's SIGTERM).
+    """
     destination = await open_destination(config, pool)
     notifier = None
     if config.notifications:
@@ -76,6 +80,7 @@ async def sync_once(
         pool,
         on_result=None if dry_run else recorder,
         legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
+        should_stop=should_stop,
     )
     result = result or SyncResult()
     if dry_run:
@@ -96,6 +101,8 @@ async def sync_once(
     counts = _counts(result)
     failures = summary(result)["failures"]
     message = "; ".join(f"{f['stream']}:{f['tag']}: {f['reason']}" for f in failures)[:2000]
+    if result.skipped:
+        message = f"stopped: {result.skipped} copies not started; {message}".rstrip("; ")
     await store.finish_job(job, "Succeeded" if result.ok else "Failed", counts, message)
     pruning = config.pruning
     await store.trim_jobs(

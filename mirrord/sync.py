@@ -57,6 +57,8 @@ class SyncResult:
     stats: CopyStats = field(default_factory=CopyStats)
     seconds: float = 0.0
     dry_run: bool = False
+    # Copies not started because a stop was requested (the next run does them).
+    skipped: int = 0
 
     @property
     def failed(self) -> list[TagResult]:
@@ -68,7 +70,7 @@ class SyncResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.stream_errors
+        return not self.failed and not self.stream_errors and not self.skipped
 
 
 ResultHook = Callable[[TagResult], Awaitable[None]]
@@ -84,11 +86,13 @@ class Syncer:
         *,
         on_result: ResultHook | None = None,
         legacy_sources: Callable[[str, str], Awaitable[str | None]] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = config
         self.pool = pool
         self._on_result = on_result
         self._legacy_sources = legacy_sources
+        self._should_stop = should_stop
         # Each stream's source client, resolved once while planning (credentials included).
         self._sources: dict[str, Source] = {}
 
@@ -224,6 +228,9 @@ class Syncer:
         else:
             source = self._sources[stream.name]
             async with images:
+                if self._should_stop():  # SIGTERM: copies under way finish, no new ones
+                    result.skipped += 1
+                    return
                 try:
                     image = await engine.copy_tag(source, plan)
                     outcome = TagResult(plan, "copied", image=image)

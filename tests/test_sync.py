@@ -51,7 +51,9 @@ def test_full_mirror_from_basic_and_token_sources_is_byte_identical(
     code, summary = setup.sync_json()
 
     assert code == 0, summary
-    assert summary["images"] == {"copied": 17, "unchanged": 0, "failed": 0, "planned": 0}
+    assert summary["images"] == {
+        "copied": 17, "unchanged": 0, "failed": 0, "planned": 0, "skipped": 0
+    }
     # Tags sharing a digest (latest and 2.0) cost one manifest GET: each digest once.
     gets = [p for m, p in basic_registry.requests(since=mark) if m == "GET" and "/manifests/" in p]
     assert len(gets) == len(set(gets)), "a manifest was fetched twice"
@@ -434,3 +436,41 @@ def test_deleting_a_removed_tag_keeps_a_digest_another_tag_still_names(
     assert mirror_client.get_manifest(mirrored, "a").digest == shared.digest
     assert mirror_client.head_manifest(mirrored, "b") is None
     assert mirror_client.head_manifest(mirrored, "c") is None
+
+
+def test_a_requested_stop_starts_no_new_copies(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    import anyio
+
+    from mirrord._connect import ClientPool
+    from mirrord.config import load_config
+    from mirrord.sync import Syncer, SyncResult
+
+    for tag in ("1", "2", "3"):
+        push_image(basic_client, repo_name, tag, seed=f"{repo_name}/{tag}")
+    setup = make_config(
+        tmp_path, mirror=f"docker://{mirror_registry.host}/stop",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}"}], sources=[basic_registry],
+    )
+    config = load_config(setup.path)
+    asked: list[int] = []
+
+    def stop_after_first() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    async def run() -> SyncResult:
+        async with ClientPool(config) as pool:
+            return await Syncer(config, pool, should_stop=stop_after_first).run()
+
+    result = anyio.run(run)
+
+    assert result.stats.images_copied == 1 and result.skipped == 2
+    assert not result.ok
+    assert len(mirror_client.tags(f"stop/{repo_name}")) == 1
