@@ -92,11 +92,11 @@ class RegistryAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         scopes = request_scopes(request.method, str(request.url))
-        await self._authorise(request, scopes, refresh=False)
+        await self._authorise(request, scopes)
         response = yield request
         if response.status_code != 401:
             return
-        sent_authorization = "authorization" in request.headers
+        sent_authorization = request.headers.get("authorization", "")
         challenge = self.learn(response)
         if challenge is None or (challenge.scheme == "basic" and sent_authorization):
             return
@@ -104,26 +104,40 @@ class RegistryAuth(httpx.Auth):
             return
         if challenge.scheme == "bearer" and challenge.scopes:
             scopes = tuple(sorted(set(scopes) | set(challenge.scopes)))
-        await self._authorise(request, scopes, refresh=True)
+        # The token just refused is stale; one a concurrent request fetched since is not.
+        await self._authorise(request, scopes, stale=sent_authorization.removeprefix("Bearer "))
         yield request
 
-    async def token(self, scopes: tuple[str, ...], *, refresh: bool = False) -> Token:
-        """A valid token for ``scopes`` from the cache, or a new one."""
+    async def token(
+        self, scopes: tuple[str, ...], *, refresh: bool = False, stale: str = ""
+    ) -> Token:
+        """A valid token for ``scopes`` from the cache, or a new one.
+
+        ``refresh`` always fetches; ``stale`` names a token the registry refused, which
+        is fetched again only if nobody has replaced it yet (one fetch for a burst of 401s).
+        """
         assert self._challenge is not None and self._challenge.scheme == "bearer"
         key = (self._challenge.realm, self._challenge.service, *sorted(scopes))
+        cached = self._tokens.get(key)
+        if not refresh and self._usable(cached, stale):
+            assert cached is not None
+            return cached  # the common case: no lock, no checkpoint
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             cached = self._tokens.get(key)
-            now = self.clock()
-            if cached and not refresh and now < cached.refresh_at:
+            if not refresh and self._usable(cached, stale):
+                assert cached is not None
                 return cached
             token = await self._fetch_token(self._challenge, tuple(sorted(scopes)), self.credential)
             self.tokens_fetched += 1
             self._tokens[key] = token
             return token
 
+    def _usable(self, token: Token | None, stale: str) -> bool:
+        return token is not None and token.value != stale and self.clock() < token.refresh_at
+
     async def _authorise(
-        self, request: httpx.Request, scopes: tuple[str, ...], refresh: bool
+        self, request: httpx.Request, scopes: tuple[str, ...], stale: str = ""
     ) -> None:
         if self._challenge is None:
             return
@@ -131,7 +145,7 @@ class RegistryAuth(httpx.Auth):
             if self.credential is not None:
                 request.headers["Authorization"] = basic_authorization(self.credential)
             return
-        token = await self.token(scopes, refresh=refresh)
+        token = await self.token(scopes, stale=stale)
         if token.value:
             request.headers["Authorization"] = f"Bearer {token.value}"
 
