@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+import yaml
+
 from mirrord.sync import SyncResult
 
 
@@ -97,6 +99,9 @@ def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> No
     out = out or sys.stdout
     if fmt == "json":
         print(json.dumps(summary(result), indent=2), file=out)
+        return
+    if fmt == "yaml":
+        print(yaml.safe_dump(summary(result), sort_keys=False), end="", file=out)
         return
     for failure in summary(result)["failures"]:
         where = f"{failure['stream']}:{failure['tag']}" if failure["tag"] else failure["stream"]

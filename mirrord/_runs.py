@@ -49,7 +49,7 @@ async def run_sync_command(
         )
     if dry_run:
         print_plan(result)
-    print_summary(result, output if output != "yaml" else "json")
+    print_summary(result, output)
     return result.ok
 
 
