@@ -66,7 +66,7 @@ def test_one_signed_event_per_changed_tag_and_none_for_unchanged(
     repo_name: str,
 ) -> None:
     first = push_image(basic_client, repo_name, "1.0", seed="one")
-    push_image(basic_client, repo_name, "2.0", seed="two")
+    second = push_image(basic_client, repo_name, "2.0", seed="two")
     key_file = tmp_path / "webhook.key"
     key_file.write_bytes(SECRET + b"\n")
     setup = make_config(
@@ -88,7 +88,7 @@ def test_one_signed_event_per_changed_tag_and_none_for_unchanged(
         assert headers["X-Mirrord-Signature"] == expected
         events.extend(json.loads(body)["events"])
     assert sorted((e["target"]["tag"], e["target"]["digest"]) for e in events) == sorted(
-        [("1.0", first.digest), ("2.0", events[1]["target"]["digest"]), ("1.0", moved.digest)]
+        [("1.0", first.digest), ("2.0", second.digest), ("1.0", moved.digest)]
     )
     last = next(e for e in events if e["target"]["digest"] == moved.digest)
     assert last["previousDigest"] == first.digest
