@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from click.testing import CliRunner, Result
-from harness.images import RegistryHTTP
+from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
 
 from mirrord.cli import main
@@ -89,6 +89,32 @@ def make_config(
     path = tmp_path / "mirrord.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return Setup(path, state_dir, auth_file)
+
+
+def big_tags_behind_a_slow_mirror(
+    tmp_path: Path,
+    mirror: RegistryProcess,
+    source: RegistryProcess,
+    client: RegistryHTTP,
+    repo: str,
+    *,
+    prefix: str,
+    count: int,
+    size: int,
+) -> tuple[list[str], Setup]:
+    """`count` tags of `size`-byte layers, mirrored one request at a time: a run long
+    enough to interrupt. Returns the tags and the config."""
+    tags = [f"v{i}" for i in range(count)]
+    for tag in tags:
+        push_image(client, repo, tag, seed=f"{repo}/{tag}", layer_sizes=(size,))
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror.host}/{prefix}",
+        streams=[{"from": f"{source.host}/{repo}", "max_tags": -1}],
+        sources=[source],
+        settings={mirror.host: {"max_concurrency": 1}},
+    )
+    return tags, setup
 
 
 def manifest_bytes(client: RegistryHTTP, repo: str, reference: str) -> bytes:

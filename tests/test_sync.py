@@ -17,7 +17,7 @@ from harness.images import (
     push_index,
 )
 from harness.registry import RegistryProcess
-from synctools import assert_same_tree, make_config
+from synctools import assert_same_tree, big_tags_behind_a_slow_mirror, make_config
 
 
 def test_full_mirror_from_basic_and_token_sources_is_byte_identical(
@@ -278,16 +278,9 @@ def test_mirror_restart_mid_run_then_rerun_completes(
     repo_name: str,
 ) -> None:
     mirror: RegistryProcess = registry_factory()  # type: ignore[operator]
-    tags = [f"v{i}" for i in range(12)]
-    for tag in tags:
-        push_image(basic_client, repo_name, tag, seed=f"{repo_name}/{tag}",
-                   layer_sizes=(2_000_000,))
-    setup = make_config(
-        tmp_path,
-        mirror=f"docker://{mirror.host}/restart",
-        streams=[{"from": f"{basic_registry.host}/{repo_name}", "max_tags": -1}],
-        sources=[basic_registry],
-        settings={mirror.host: {"max_concurrency": 1}},
+    tags, setup = big_tags_behind_a_slow_mirror(
+        tmp_path, mirror, basic_registry, basic_client, repo_name,
+        prefix="restart", count=12, size=2_000_000,
     )
     process = setup.sync_process("-o", "json")
     mark = mirror.mark()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
-from synctools import assert_same_tree, make_config
+from synctools import assert_same_tree, big_tags_behind_a_slow_mirror, make_config
 
 SECRET = b"webhook-key-for-tests"
 
@@ -130,16 +130,9 @@ def test_a_killed_sync_leaves_state_the_next_run_continues_from(
     repo_name: str,
 ) -> None:
     mirror: RegistryProcess = registry_factory()  # type: ignore[operator]
-    tags = [f"v{i}" for i in range(8)]
-    for tag in tags:
-        push_image(basic_client, repo_name, tag, seed=f"{repo_name}/{tag}",
-                   layer_sizes=(3_000_000,))
-    setup = make_config(
-        tmp_path,
-        mirror=f"docker://{mirror.host}/killed",
-        streams=[{"from": f"{basic_registry.host}/{repo_name}", "max_tags": -1}],
-        sources=[basic_registry],
-        settings={mirror.host: {"max_concurrency": 1}},
+    tags, setup = big_tags_behind_a_slow_mirror(
+        tmp_path, mirror, basic_registry, basic_client, repo_name,
+        prefix="killed", count=8, size=3_000_000,
     )
     mark = mirror.mark()
     process = setup.sync_process()
