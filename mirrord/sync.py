@@ -30,7 +30,7 @@ from mirrord.copy import (
     decide,
     retrying,
 )
-from mirrord.selection import cosign_tags, is_cosign_tag, select_tags
+from mirrord.selection import Selection, cosign_tags, is_cosign_tag, select_tags
 from mirrord.transports import Destination, Source
 
 log = logging.getLogger("mirrord.sync")
@@ -140,18 +140,22 @@ class Syncer:
                 )
             selection = select_tags(all_tags if all_tags is not None else [], stream)
             if stream.tags is not None and all_tags is None:
-                selection = type(selection)(selected=stream.tags)
+                selection = Selection(selected=stream.tags)
         except MirrordError as error:
             log.error("stream %s: %s", stream.name, error)
             return StreamPlan(stream.name, error=error)
-        tags = [t for t in selection.selected if not is_cosign_tag(t)]
+        # Signature tags travel with their image; only an explicit list names them itself.
+        tags = [t for t in selection.selected if stream.tags is not None or not is_cosign_tag(t)]
         # An explicit tag the source lacks is planned too: its HEAD fails as NotFound.
         tags += [t for t in selection.missing if t not in tags]
         plans = await self._plan_tags(stream, source, destination, tags)
         if stream.signatures and all_tags:
             # Several tags may name one image: its signature tags are planned once.
             digests = dict.fromkeys(p.source.digest for p in plans if p.source is not None)
-            signatures = [sig for d in digests for sig in cosign_tags(d, all_tags)]
+            planned = set(tags)
+            signatures = [
+                sig for d in digests for sig in cosign_tags(d, all_tags) if sig not in planned
+            ]
             plans += await self._plan_tags(stream, source, destination, signatures)
         return StreamPlan(
             stream.name, tuple(plans), selection.left_out, selection.missing, all_tags=all_tags
