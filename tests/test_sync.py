@@ -339,16 +339,21 @@ def test_cosign_signature_tags_travel_with_their_image(
         {"from": f"{basic_registry.host}/{repo_name}", "to": "with", "tags": ["1.0"]},
         {"from": f"{basic_registry.host}/{repo_name}", "to": "without", "tags": ["1.0"],
          "signatures": False},
+        {"from": f"{basic_registry.host}/{repo_name}", "to": "explicit",
+         "tags": ["1.0", signature_tag]},
     ]
     setup = make_config(
         tmp_path, mirror=f"docker://{mirror_registry.host}/sig", streams=streams,
         sources=[basic_registry],
     )
 
-    assert setup.sync_json()[0] == 0
+    code, summary = setup.sync_json()
+    assert code == 0
 
     assert sorted(mirror_client.tags("sig/with")) == sorted(["1.0", signature_tag])
     assert mirror_client.tags("sig/without") == ["1.0"]
+    assert sorted(mirror_client.tags("sig/explicit")) == sorted(["1.0", signature_tag])
+    assert summary["images"]["copied"] == 5, "a listed signature tag is copied once"
 
 
 def test_bad_configurations_exit_2_and_touch_nothing(tmp_path: Path) -> None:
