@@ -412,8 +412,12 @@ def test_pruning_runs_on_its_own_schedule_until_suspended(
         def prune_jobs() -> list[dict[str, Any]]:
             return list(daemon.get("/api/v1/jobs?kind=prune").json()["items"])
 
-        wait_until(lambda: len(prune_jobs()) >= 2, 10, "two scheduled prune runs")
-        assert {j["status"] for j in prune_jobs()} == {"Succeeded"}
+        def succeeded() -> int:
+            return sum(j["status"] == "Succeeded" for j in prune_jobs())
+
+        wait_until(lambda: succeeded() >= 2, 10, "two scheduled prune runs")
+        # A third run may be under way at this moment (the schedule is 1s); none failed.
+        assert {j["status"] for j in prune_jobs()} <= {"Succeeded", "Running"}
         document = yaml.safe_load(setup.path.read_text())
         _rewrite(setup, pruning={**document["pruning"], "suspend": True})
         mark = len(daemon.log())
