@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -49,6 +50,25 @@ DB_FILE = "state.db"
 BUSY_TIMEOUT_MS = 10_000
 
 
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL and return the journal mode now in force.
+
+    Changing the journal mode takes an exclusive lock without calling the busy
+    handler, so two processes opening a new database at once can get SQLITE_BUSY
+    here even with a busy timeout; retry that for as long as the timeout allows.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 class SQLiteStore(Store):
     """:class:`Store` on SQLite. Opening creates ``state_dir`` and migrates the schema."""
 
@@ -75,8 +95,8 @@ class SQLiteStore(Store):
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = _enable_wal(conn)
+            if mode.lower() != "wal":
                 raise StateError(f"{self.path}: cannot enable WAL (journal_mode is {mode})")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
