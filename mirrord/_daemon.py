@@ -299,7 +299,9 @@ class Daemon:
         if not config.pruning.suspend:
             specs[PRUNE_JOB] = JobSpec(config.pruning.schedule, self.runner.run_prune)
         self.scheduler.update(specs)
-        self.metrics.streams(s.name for s in effective.streams)
+        self.metrics.streams(
+            (s.name for s in effective.streams), {i.name: i.last_synced for i in images}
+        )
 
     async def _pruner_scheduled(self) -> None:
         """The pruner's Scheduled condition: Scheduled, or Suspended by the file."""

@@ -111,6 +111,7 @@ def describe_text(stream: ImageStream, now: datetime | None = None) -> str:
         ("Image Repository", stream.docker_image_repository),
         ("Source", stream.source),
         ("Generation", str(stream.generation)),
+        ("Last Synced", ago(stream.last_synced, now) if stream.last_synced else "never"),
         ("Scheduled", "true" if stream.scheduled else "false"),
         ("Import Mode", stream.import_mode),
         ("Reference Policy", stream.reference_policy),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -166,8 +166,14 @@ class Metrics:
         if ok:
             self.reload_time.set(time.time())
 
-    def streams(self, names: Iterable[str]) -> None:
-        """Export zeros for new streams; forget streams that are gone."""
+    def streams(
+        self, names: Iterable[str], last_synced: Mapping[str, datetime | None] | None = None
+    ) -> None:
+        """Export zeros for new streams; forget streams that are gone.
+
+        A new stream's last success starts at its stored ``last_synced`` (the store
+        outlives the process), so a restart does not look like a stream gone stale.
+        """
         wanted = set(names)
         for name in self._known - wanted:
             for metric in (
@@ -187,6 +193,9 @@ class Metrics:
             for outcome in BLOB_OUTCOMES:
                 _forget(self.blobs, name, outcome)
         for name in wanted - self._known:
+            synced = (last_synced or {}).get(name)
+            if synced is not None:
+                self.last_success.labels(name).set(synced.timestamp())
             for counter in (self.bytes, self.upstream, self.rate_limit, self.retries):
                 counter.labels(name)
             self.duration.labels(name)

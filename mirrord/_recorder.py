@@ -146,12 +146,17 @@ class Recorder:
         await self.notifier.publish(event)
 
     async def finish(self, result: SyncResult) -> None:
-        """Stream-level failures and tags removed upstream, after every tag is recorded."""
+        """Stream-level failures and tags removed upstream, after every tag is recorded;
+        then each stream whose every selected tag reached the mirror is marked synced."""
+        failed = {r.plan.stream for r in result.failed}
         for stream_plan in result.plans:
             if stream_plan.error is not None:
                 await self._record_stream_failure(stream_plan, stream_plan.error)
-            elif stream_plan.all_tags is not None:
+                continue
+            if stream_plan.all_tags is not None:
                 await self._record_removed(stream_plan)
+            if stream_plan.stream not in failed and not result.skipped:
+                await self.store.mark_synced(stream_plan.stream)
 
     async def _record_stream_failure(self, stream_plan: StreamPlan, error: MirrordError) -> None:
         stream = self.config.stream(stream_plan.stream)

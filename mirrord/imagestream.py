@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from mirrord._errors import ConfigError
 
 IMPORT_SUCCESS = "ImportSuccess"
+REPOSITORY_CHECK = "openshift.io/image.dockerRepositoryCheck"  # annotation: last full sync
 IMPORT_MODES = ("Legacy", "PreserveOriginal")
 REFERENCE_POLICIES = ("Source", "Local")
 CREATED_BY = ("config", "import-image")
@@ -164,9 +165,12 @@ class ImageStream:
     reference_policy: str
     created: datetime
     created_by: str = "config"
+    last_synced: datetime | None = None  # the last run that brought every selected tag
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "created", utc(self.created))
+        if self.last_synced is not None:
+            object.__setattr__(self, "last_synced", utc(self.last_synced))
 
     @property
     def spec(self) -> StreamSpec:
@@ -348,14 +352,18 @@ def to_openshift(stream: ImageStream, *, include_removed: bool = False) -> dict[
         }
         for t in tags
     ]
+    metadata: dict[str, Any] = {
+        "name": stream.name,
+        "generation": stream.generation,
+        "creationTimestamp": rfc3339(stream.created),
+    }
+    if stream.last_synced is not None:
+        # OpenShift stamps the same annotation when an import of the repository succeeds.
+        metadata["annotations"] = {REPOSITORY_CHECK: rfc3339(stream.last_synced)}
     return {
         "apiVersion": "image.openshift.io/v1",
         "kind": "ImageStream",
-        "metadata": {
-            "name": stream.name,
-            "generation": stream.generation,
-            "creationTimestamp": rfc3339(stream.created),
-        },
+        "metadata": metadata,
         "spec": {"lookupPolicy": {"local": False}, "tags": spec_tags},
         "status": {
             "dockerImageRepository": stream.docker_image_repository,

@@ -115,7 +115,7 @@ def create_app(daemon: DaemonView) -> Starlette:
         out = to_openshift(stream)
         extra = daemon.annotations(stream.name)
         if extra:
-            out["metadata"]["annotations"] = extra
+            out["metadata"]["annotations"] = {**out["metadata"].get("annotations", {}), **extra}
         return out
 
     async def healthz(request: Request) -> Response:

@@ -96,6 +96,34 @@ def test_streams_run_on_their_schedules_and_metrics_parse(
     assert value("mirrord_config_last_reload_successful") == 1
 
 
+def test_a_restart_keeps_each_streams_last_success_from_the_store(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_registry: RegistryProcess,
+    repo_name: str,
+) -> None:
+    """An alert on `time() - last_success` must not fire because the daemon restarted."""
+    push_image(basic_client, repo_name, "1.0", seed=repo_name)
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/{repo_name}",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "app", "schedule": "1h"}],
+        sources=[basic_registry],
+    )
+    assert setup.sync().exit_code == 0
+    with open_store(setup.state_dir) as store:
+        stream = anyio.run(store.get_stream, "app")
+    assert stream is not None and stream.last_synced is not None
+
+    last_success = "mirrord_stream_last_success_timestamp_seconds"
+    with DaemonProcess(setup.path) as daemon:
+        seeded = wait_until(lambda: daemon.metric(last_success, stream="app"), what="the metric")
+        runs = daemon.metric("mirrord_stream_runs_total", stream="app", result="succeeded")
+    assert seeded == pytest.approx(stream.last_synced.timestamp(), abs=1e-3)
+    assert runs == 0  # the value came from the store: the stream had synced, so no catch-up
+
+
 def test_sighup_reloads_a_good_config_and_keeps_the_old_one_when_bad(
     tmp_path: Path,
     basic_registry: RegistryProcess,

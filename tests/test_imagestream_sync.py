@@ -7,6 +7,8 @@ read back the way a user reads it: `mirrord describe -o json` (OpenShift's field
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -201,3 +203,49 @@ def test_reference_policy_source_records_upstream_local_records_the_mirror(
         f"{mirror_repository}@{image.digest}"
     )
     assert local["spec"]["tags"][0]["referencePolicy"] == {"type": "Local"}
+
+
+def last_synced(setup: Setup, name: str) -> str | None:
+    """The `openshift.io/image.dockerRepositoryCheck` annotation of `describe -o json`."""
+    result = run(setup, "describe", name, "-o", "json")
+    assert result.exit_code == 0, result.output
+    annotations = json.loads(result.stdout)["metadata"].get("annotations", {})
+    return annotations.get("openshift.io/image.dockerRepositoryCheck")
+
+
+def test_last_synced_moves_only_when_every_tag_reached_the_mirror(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    source = f"{basic_registry.host}/{repo_name}"
+    push_image(basic_client, repo_name, "1.0", seed=repo_name)
+    setup = config(
+        tmp_path,
+        basic_registry,
+        mirror_registry,
+        [{"from": source, "to": "app", "tags": ["1.0", "2.0"]}],  # 2.0 does not exist yet
+    )
+    assert run(setup, "sync").exit_code == 1
+    assert last_synced(setup, "app") is None
+    assert re.search(r"^Last Synced: +never$", run(setup, "describe", "app").stdout, re.M)
+
+    push_image(basic_client, repo_name, "2.0", seed=f"{repo_name}-2")
+    assert run(setup, "sync").exit_code == 0
+    first = last_synced(setup, "app")
+    assert first is not None
+    assert re.search(r"^Last Synced: +\S.* ago$", run(setup, "describe", "app").stdout, re.M)
+
+    time.sleep(1.1)  # the annotation is to the second
+    assert run(setup, "sync").exit_code == 0  # a no-op run is a successful sync too
+    second = last_synced(setup, "app")
+    assert second is not None and second > first
+
+    assert basic_registry.username is not None
+    wrong = "not-the-Pa55word-" + uuid.uuid4().hex
+    write_auth_file(setup.auth_file, {basic_registry.host: (basic_registry.username, wrong)})
+    time.sleep(1.1)
+    assert run(setup, "sync").exit_code == 1
+    assert last_synced(setup, "app") == second

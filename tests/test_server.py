@@ -76,6 +76,7 @@ def test_trigger_needs_the_token_and_the_api_describes_streams_and_jobs(
         assert item["metadata"]["name"] == "app"
         assert item["metadata"]["annotations"]["mirrord.io/schedule"] == "1h"
         assert "mirrord.io/next-run" in item["metadata"]["annotations"]
+        assert item["metadata"]["annotations"]["openshift.io/image.dockerRepositoryCheck"]
         tags = {t["tag"]: t["items"][0]["image"] for t in item["status"]["tags"]}
         assert tags["2.0"] == new.digest and set(tags) == {"1.0", "2.0"}
         assert daemon.get("/api/v1/streams/app").json() == item

@@ -112,7 +112,10 @@ _V1 = (
 # events recorded before it was kept get ''.
 _V2 = ("ALTER TABLE tag_events ADD COLUMN source_digest TEXT NOT NULL DEFAULT ''",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# When every selected tag of the stream last reached the mirror in one run (NULL: never).
+_V3 = ("ALTER TABLE image_streams ADD COLUMN last_synced TEXT",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -158,6 +158,9 @@ class SQLiteStore(Store):
     async def bump_generation(self, name: str) -> int:
         return await self._run(streams.bump_generation, name)
 
+    async def mark_synced(self, name: str, *, now: datetime | None = None) -> None:
+        await self._run(streams.mark_synced, name, now_or(now))
+
     async def delete_stream(self, name: str) -> bool:
         return await self._run(streams.delete_stream, name)
 

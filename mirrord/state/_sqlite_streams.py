@@ -24,7 +24,7 @@ from mirrord.state._migrations import dt, ts, tx
 
 STREAM_COLUMNS = (
     "id, name, source, mirror_repository, scheduled, import_mode, reference_policy, "
-    "created_by, generation, created"
+    "created_by, generation, created, last_synced"
 )
 
 
@@ -114,6 +114,7 @@ def read_streams(conn: sqlite3.Connection, name: str | None) -> list[ImageStream
             reference_policy=row["reference_policy"],
             created=dt(row["created"]),
             created_by=row["created_by"],
+            last_synced=dt(row["last_synced"]) if row["last_synced"] else None,
         )
         for row in streams
     ]
@@ -159,6 +160,11 @@ def bump_generation(conn: sqlite3.Connection, name: str) -> int:
     if row is None:
         raise StateError(f"unknown image stream {name!r}")
     return int(row[0])
+
+
+def mark_synced(conn: sqlite3.Connection, name: str, now: datetime) -> None:
+    with tx(conn):
+        conn.execute("UPDATE image_streams SET last_synced = ? WHERE name = ?", (ts(now), name))
 
 
 def delete_stream(conn: sqlite3.Connection, name: str) -> bool:

@@ -236,6 +236,10 @@ class Store(abc.ABC):
         """Increment a stream's generation (an ``import-image`` request); the new value."""
 
     @abc.abstractmethod
+    async def mark_synced(self, name: str, *, now: datetime | None = None) -> None:
+        """Record that a run brought every selected tag of the stream to the mirror."""
+
+    @abc.abstractmethod
     async def delete_stream(self, name: str) -> bool:
         """Forget a stream and its history; False when it did not exist."""
 

@@ -180,11 +180,12 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
     store = open_store(tmp_path)
     try:
         with raw(tmp_path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None
         assert (stream.generation, stream.import_mode, stream.created) == (3, "Legacy", T0)
+        assert stream.last_synced is None  # not known for a stream synced before version 3
         tag = stream.tag("9.4")
         assert tag is not None
         assert [(e.image, e.generation, e.source_digest) for e in tag.items] == [
@@ -262,6 +263,20 @@ async def test_upsert_bumps_generation_only_on_spec_change(store: SQLiteStore) -
     assert await store.bump_generation("ubi9/ubi") == 3
     with pytest.raises(StateError, match="unknown image stream"):
         await store.bump_generation("nope")
+
+
+@pytest.mark.anyio
+async def test_mark_synced_is_kept_per_stream_and_survives_a_spec_change(
+    store: SQLiteStore,
+) -> None:
+    await store.upsert_stream(SPEC, now=T0)
+    await store.upsert_stream(StreamSpec("other", SRC, MIRROR), now=T0)
+    assert (await store.get_stream("ubi9/ubi")).last_synced is None  # type: ignore[union-attr]
+    later = T0 + timedelta(hours=1)
+    await store.mark_synced("ubi9/ubi", now=later)
+    await store.upsert_stream(StreamSpec("ubi9/ubi", SRC, MIRROR, import_mode="Legacy"))
+    synced = {s.name: s.last_synced for s in await store.list_streams()}
+    assert synced == {"ubi9/ubi": later, "other": None}
 
 
 @pytest.mark.anyio
