@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from mirrord.config import Config, parse_duration
 
 if TYPE_CHECKING:
     from mirrord.prune import PruneOverrides, PruneResult
+    from mirrord.state import JobRun, PrunerCondition
 
 DRY_RUN_LINE = "Dry run enabled - no modifications will be made. Add --confirm to remove images"
 GC_LINE = (
@@ -113,11 +115,15 @@ async def _prune_command(
 ) -> bool:
     from mirrord._connect import ClientPool
     from mirrord.prune import run_prune
-    from mirrord.state import open_store
+    from mirrord.state import open_store, store_exists
 
-    os.makedirs(config.state_dir, exist_ok=True)
     async with AsyncExitStack() as stack:
-        store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+        if confirm or store_exists(config.state_dir):
+            os.makedirs(config.state_dir, exist_ok=True)
+            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+        else:  # nothing recorded yet; a dry run must not create the state to find that out
+            empty = stack.enter_context(tempfile.TemporaryDirectory(prefix="mirrord-prune-"))
+            store = await anyio.to_thread.run_sync(open_store, empty)
         stack.push_async_callback(store.aclose)
         if confirm:
             await stack.enter_async_context(store.acquire_run_lock(wait=False))
@@ -200,14 +206,16 @@ def _human(count: float) -> str:
 async def _status(config: Config) -> dict[str, Any]:
     from mirrord.imagestream import rfc3339
     from mirrord.prune import PRUNER
-    from mirrord.state import open_store
+    from mirrord.state import open_store, store_exists
 
-    os.makedirs(config.state_dir, exist_ok=True)
-    async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
-        conditions = await store.pruner_conditions(PRUNER)
-        pruning = config.pruning
-        limit = pruning.successful_jobs_history_limit + pruning.failed_jobs_history_limit
-        jobs = await store.list_jobs(limit=limit, kind="prune")
+    conditions: list[PrunerCondition] = []
+    jobs: list[JobRun] = []
+    if store_exists(config.state_dir):  # a reader never creates the state
+        async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
+            conditions = await store.pruner_conditions(PRUNER)
+            pruning = config.pruning
+            limit = pruning.successful_jobs_history_limit + pruning.failed_jobs_history_limit
+            jobs = await store.list_jobs(limit=limit, kind="prune")
     return {
         "conditions": [
             {

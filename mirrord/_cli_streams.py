@@ -143,10 +143,9 @@ def _insecure_source(registry: str) -> Callable[[str, RegistryOptions], Registry
 
 async def _open_for(config: Config, dry_run: bool) -> Store | None:
     """The store; for a dry run only when it exists (a dry run creates nothing)."""
-    from mirrord._describe import state_exists
-    from mirrord.state import open_store
+    from mirrord.state import open_store, store_exists
 
-    if dry_run and not state_exists(config):
+    if dry_run and not store_exists(config.state_dir):
         return None
     return await anyio.to_thread.run_sync(open_store, config.state_dir)
 

@@ -21,17 +21,12 @@ import yaml
 from mirrord.config import Config
 from mirrord.imagestream import IMPORT_SUCCESS, ImageStream, TagStatus, to_openshift
 from mirrord.selection import prioritize_tags
-from mirrord.state import open_store
-from mirrord.state._sqlite import DB_FILE
-
-
-def state_exists(config: Config) -> bool:
-    return (config.state_dir / DB_FILE).exists()
+from mirrord.state import open_store, store_exists
 
 
 async def read_streams(config: Config, name: str | None = None) -> list[ImageStream]:
     """Every stored stream (or the one called ``name``); [] without a database."""
-    if not state_exists(config):
+    if not store_exists(config.state_dir):
         return []
     async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
         if name is None:

@@ -175,6 +175,27 @@ def test_a_dry_run_changes_nothing(
     assert [m["digest"] for m in planned["manifests"]] == digests[1:]
 
 
+def test_before_any_sync_a_dry_run_and_status_create_nothing(
+    tmp_path: Path, basic_registry: RegistryProcess, repo_name: str
+) -> None:
+    """The embedded default: an OCI layout mirror inside a state directory not made yet."""
+    layout = tmp_path / "state" / "mirror"
+    setup = make_config(
+        tmp_path,
+        mirror=f"oci:{layout}",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "app"}],
+        sources=[basic_registry],
+    )
+    result = prune(setup)
+    status = CliRunner().invoke(main, ["prune", "status", "--config", str(setup.path)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == DRY_RUN
+    assert "0 tag revisions would be deleted, 0 manifests would be deleted" in result.stdout
+    assert status.exit_code == 0, status.output
+    assert not setup.state_dir.exists()
+
+
 def test_flags_override_the_configuration(
     tmp_path: Path,
     basic_registry: RegistryProcess,

@@ -6,7 +6,7 @@ the :class:`Store` interface.
 
 from __future__ import annotations
 
-from mirrord.state._sqlite import SQLiteStore, open_store
+from mirrord.state._sqlite import SQLiteStore, open_store, store_exists
 from mirrord.state._store import (
     JOB_KINDS,
     LOCK_FILE,
@@ -27,4 +27,5 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "open_store",
+    "store_exists",
 ]

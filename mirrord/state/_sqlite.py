@@ -313,6 +313,12 @@ class SQLiteStore(Store):
         return await self._run(jobs.pruner_conditions, name)
 
 
+def store_exists(state_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``state_dir`` holds a database: readers and dry runs check before opening,
+    since opening creates one."""
+    return (Path(state_dir) / DB_FILE).exists()
+
+
 def open_store(state_dir: str | os.PathLike[str]) -> SQLiteStore:
     """Open (creating and migrating) the SQLite store in ``state_dir``; synchronous."""
     return SQLiteStore(state_dir)
