@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,19 @@ class NotificationConfig:
     secret_file: Path | None = None
     command: tuple[str, ...] | None = None
     timeout: float = 10.0
+    name: str | None = None
+
+    @property
+    def receiver_id(self) -> str:
+        """``webhook:NAME`` / ``command:NAME``; without a ``name``, a digest of the URL or
+        the command line stands in for it. Queued events are addressed by this id, so it
+        must not change when receivers are added or reordered (the digest also keeps a
+        token in the URL out of the state database)."""
+        kind = "webhook" if self.url is not None else "command"
+        if self.name:
+            return f"{kind}:{self.name}"
+        identity = self.url if self.url is not None else "\0".join(self.command or ())
+        return f"{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)

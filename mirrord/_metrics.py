@@ -31,6 +31,7 @@ DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float
 IMAGE_OUTCOMES = ("copied", "unchanged", "failed")
 BLOB_OUTCOMES = ("copied", "mounted", "present")
 RUN_RESULTS = ("succeeded", "failed", "interrupted")
+NOTIFY_RESULTS = ("delivered", "failed", "given_up")
 
 
 class _Dynamic(Collector):
@@ -131,6 +132,14 @@ class Metrics:
             ["registry", "method"],
             registry=r,
         )
+        self.notifications = Counter(
+            "mirrord_notifications",
+            "Notification deliveries by result: delivered, failed (retried later), given_up.",
+            ["result"],
+            registry=r,
+        )
+        for result in NOTIFY_RESULTS:
+            self.notifications.labels(result)
         self.in_progress = Gauge("mirrord_runs_in_progress", "Runs in flight.", registry=r)
         self.reload_ok = Gauge(
             "mirrord_config_last_reload_successful",
@@ -234,6 +243,9 @@ class Metrics:
         self.bytes.labels(stream).inc(s.bytes_copied)
         self.rate_limit.labels(stream).inc(s.rate_limit_waits)
         self.retries.labels(stream).inc(s.retries)
+        counts = result.notifications or {}
+        for name, key in zip(NOTIFY_RESULTS, ("delivered", "failed", "givenUp"), strict=True):
+            self.notifications.labels(name).inc(counts.get(key, 0))
 
 
 def _forget(metric: Gauge | Counter | Histogram, *labels: str) -> None:

@@ -57,6 +57,7 @@ def summary(result: SyncResult) -> dict[str, Any]:
             if p.error is not None
         ],
         "leftOut": {p.stream: list(p.left_out) for p in result.plans if p.left_out},
+        **({"notifications": result.notifications} if result.notifications is not None else {}),
     }
 
 
@@ -110,7 +111,19 @@ def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> No
         print(
             f"info: {stream}: {len(left)} tags not imported (max_tags): {', '.join(left)}", file=out
         )
+    if result.notifications is not None:
+        print(notifications_line(result.notifications), file=out)
     print(summary_line(result), file=out)
+
+
+def notifications_line(counts: dict[str, int]) -> str:
+    line = (
+        f"notifications: {counts['delivered']} delivered, {counts['failed']} failed "
+        f"(retried later), {counts['givenUp']} given up; {counts['waiting']} waiting"
+    )
+    if counts["failed"] or counts["givenUp"]:
+        line += " (`mirrord notifications` shows why)"
+    return line
 
 
 class _LiveStatus:

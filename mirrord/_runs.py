@@ -109,8 +109,14 @@ async def sync_once(
         "sync", pruning.successful_jobs_history_limit, pruning.failed_jobs_history_limit
     )
     if notifier is not None:
-        await notifier.deliver_due(deadline=anyio.current_time() + NOTIFY_DEADLINE)
+        report = await notifier.deliver_due(deadline=anyio.current_time() + NOTIFY_DEADLINE)
         await store.purge_delivered(datetime.now(UTC) - OUTBOX_RETENTION)
+        result.notifications = {
+            "delivered": report.delivered,
+            "failed": report.failed,
+            "givenUp": report.dead,
+            "waiting": sum(s.pending for s in await store.receiver_statuses()),
+        }
     return result
 
 

@@ -183,7 +183,12 @@ def logout(registry: str) -> None:
 
 def _register_more_commands() -> None:
     """Commands that live in their own modules (kept small)."""
-    for module_name in ("mirrord._cli_streams", "mirrord._cli_daemon", "mirrord._cli_prune"):
+    for module_name in (
+        "mirrord._cli_streams",
+        "mirrord._cli_daemon",
+        "mirrord._cli_prune",
+        "mirrord._cli_notify",
+    ):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as error:

@@ -38,6 +38,7 @@ from mirrord._config_types import (
 )
 from mirrord._config_values import (
     _LISTEN_RE,
+    _RECEIVER_NAME_RE,
     _choice,
     _duration,
     _host,
@@ -174,7 +175,7 @@ def _streams(at: _At, defaults: Defaults) -> tuple[StreamConfig, ...]:
 
 
 def _notification(at: _At) -> NotificationConfig:
-    keys = at.mapping(("url", "secret_file", "command", "timeout"))
+    keys = at.mapping(("name", "url", "secret_file", "command", "timeout"))
     if ("url" in keys) == ("command" in keys):
         raise at.error("a notification needs exactly one of `url:` or `command:`")
     if "secret_file" in keys and "url" not in keys:
@@ -187,7 +188,29 @@ def _notification(at: _At) -> NotificationConfig:
         secret_file=keys["secret_file"].path() if "secret_file" in keys else None,
         command=command,
         timeout=_timeout(keys["timeout"]) if "timeout" in keys else 10.0,
+        name=_receiver_name(keys["name"]) if "name" in keys else None,
     )
+
+
+def _receiver_name(at: _At) -> str:
+    name = at.text()
+    if not _RECEIVER_NAME_RE.fullmatch(name):
+        raise at.error(f"expected a name of letters, digits, '.', '_' or '-', got {name!r}")
+    return name
+
+
+def _notifications(at: _At) -> tuple[NotificationConfig, ...]:
+    """The receivers; two with the same id would share (and steal) each other's events."""
+    receivers: dict[str, NotificationConfig] = {}
+    for item in at.sequence():
+        receiver = _notification(item)
+        if receiver.receiver_id in receivers:
+            raise item.error(
+                f"the same receiver as an earlier one ({receiver.receiver_id}); "
+                "give one of them a distinct `name:`"
+            )
+        receivers[receiver.receiver_id] = receiver
+    return tuple(receivers.values())
 
 
 def _server(at: _At) -> ServerConfig:
@@ -287,7 +310,7 @@ def _config(root: _At) -> Config:
         registries=_registries(keys["registries"]) if "registries" in keys else {},
         defaults=defaults,
         streams=_streams(keys.get("streams", empty), defaults),
-        notifications=tuple(_notification(n) for n in keys.get("notifications", empty).sequence()),
+        notifications=_notifications(keys.get("notifications", empty)),
         server=_server(keys["server"]) if "server" in keys else ServerConfig(),
         pruning=_pruning(keys["pruning"]) if "pruning" in keys else PruningConfig(),
     )

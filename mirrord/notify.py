@@ -15,8 +15,9 @@ envelope ``{"events": [event]}`` as
 has a ``secret_file``. A command receives the same envelope on stdin; exit
 status 0 is success.
 
-Receivers are named ``webhook:N`` / ``command:N`` (N: their index in the
-configuration). Neither the URL (it may hold a token) nor the secret ever
+Receivers are ``webhook:NAME`` / ``command:NAME``, NAME being the configured
+``name`` or else a digest of the URL or command line: stable when receivers are
+added or reordered. Neither the URL (it may hold a token) nor the secret ever
 reaches the store, a log line or an error message. Sending one event (the POST
 or the command) is :mod:`mirrord._notify_send`'s job.
 """
@@ -48,8 +49,8 @@ from mirrord._notify_send import (
     sign,
 )
 from mirrord.config import NotificationConfig
-from mirrord.imagestream import utc
-from mirrord.state import OutboxEvent, Store
+from mirrord.imagestream import rfc3339, utc
+from mirrord.state import OutboxEvent, ReceiverStatus, Store
 
 log = logging.getLogger("mirrord.notify")
 
@@ -62,6 +63,7 @@ __all__ = [
     "envelope_bytes",
     "receiver_ids",
     "sign",
+    "status_document",
     "tag_event",
 ]
 
@@ -120,12 +122,14 @@ def envelope_bytes(event: Mapping[str, Any]) -> bytes:
 
 
 def receiver_ids(receivers: Sequence[NotificationConfig]) -> list[str]:
-    """``webhook:N`` / ``command:N`` for each receiver, in configuration order."""
+    """Each receiver's :attr:`~mirrord.config.NotificationConfig.receiver_id`, in order."""
     ids = []
     for index, receiver in enumerate(receivers):
         if (receiver.url is None) == (receiver.command is None):
             raise ValueError(f"notification {index} needs exactly one of url or command")
-        ids.append(f"{'webhook' if receiver.url is not None else 'command'}:{index}")
+        ids.append(receiver.receiver_id)
+    if len(set(ids)) != len(ids):
+        raise ValueError("two notifications have the same receiver id; give them names")
     return ids
 
 
@@ -302,3 +306,49 @@ class Notifier:
             await post_event(client, rid, receiver.url, secret_file, body, timeout)
         elif receiver.command is not None:
             await run_command(rid, receiver.command, body, receiver.timeout)
+
+
+# -- status --------------------------------------------------------------------------
+
+
+async def status_document(
+    store: Store | None, receivers: Sequence[NotificationConfig], *, failures: int = 20
+) -> dict[str, Any]:
+    """What ``mirrord notifications -o json`` and ``/api/v1/notifications`` show.
+
+    ``receivers``: one entry per configured receiver and per receiver no longer
+    configured that still has events, with the outbox counts; ``failures``: the
+    newest undelivered events that failed (retrying or given up), with why. Without
+    a ``store`` (none created yet) every configured receiver shows zeros.
+    """
+    configured = {r.receiver_id: describe_receiver(r) for r in receivers}
+    statuses = {s.receiver: s for s in await store.receiver_statuses()} if store is not None else {}
+    rows = []
+    for rid in [*configured, *sorted(set(statuses) - set(configured))]:
+        status = statuses.get(rid, ReceiverStatus(rid))
+        rows.append({
+            "receiver": rid,
+            "target": configured.get(rid, "(no longer configured)"),
+            "pending": status.pending,
+            "retrying": status.retrying,
+            "givenUp": status.given_up,
+            "delivered": status.delivered,
+            "lastDelivered": rfc3339(status.last_delivered) if status.last_delivered else None,
+            "lastError": status.last_error,
+        })
+    failed = [
+        {
+            "id": event.id,
+            "receiver": event.receiver,
+            "stream": event.payload.get("source", {}).get("stream"),
+            "tag": event.payload.get("target", {}).get("tag"),
+            "digest": event.payload.get("target", {}).get("digest"),
+            "attempts": event.attempts,
+            "givenUp": event.dead,
+            "nextAttempt": rfc3339(event.next_attempt) if event.next_attempt else None,
+            "error": event.last_error,
+        }
+        for event in (await store.failed_events(limit=failures) if store is not None else [])
+    ]
+    return {"receivers": rows, "failures": failed}
+

@@ -6,6 +6,7 @@
 ``/metrics``  Prometheus text format.
 ``/api/v1/streams``, ``/api/v1/streams/{name}``  the image streams (``describe`` data).
 ``/api/v1/jobs``  recent runs (``?limit=N&kind=sync|prune``).
+``/api/v1/notifications``  each receiver's outbox and the failed deliveries.
 ``POST /api/v1/streams/{name}/sync``  run a stream now; needs ``Authorization: Bearer
               <token>``, the token read from ``server.token_file`` (or the systemd
               credential ``api-token``). Without a configured token it is refused.
@@ -151,6 +152,12 @@ def create_app(daemon: DaemonView) -> Starlette:
         found = await daemon.store.list_jobs(limit=max(limit, 1), kind=kind)
         return JSONResponse({"items": [job_dict(j) for j in found]})
 
+    async def notifications(request: Request) -> Response:
+        from mirrord.notify import status_document
+
+        config = daemon.config
+        return JSONResponse(await status_document(daemon.store, config.notifications))
+
     async def trigger(request: Request) -> Response:
         name = request.path_params["name"]
         client = request.client.host if request.client else "?"
@@ -176,6 +183,7 @@ def create_app(daemon: DaemonView) -> Starlette:
             Route("/api/v1/streams/{name:path}/sync", trigger, methods=["POST"]),
             Route("/api/v1/streams/{name:path}", stream),
             Route("/api/v1/jobs", jobs),
+            Route("/api/v1/notifications", notifications),
         ]
     )
 

@@ -59,6 +59,9 @@ class SyncResult:
     dry_run: bool = False
     # Copies not started because a stop was requested (the next run does them).
     skipped: int = 0
+    # Notification deliveries at the end of the run (None: no receiver configured):
+    # delivered, failed (to be retried), givenUp, and waiting (still queued after it).
+    notifications: dict[str, int] | None = None
 
     @property
     def failed(self) -> list[TagResult]:

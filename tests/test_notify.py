@@ -230,7 +230,7 @@ async def test_failing_receiver_is_retried_with_backoff_then_dead(
 ) -> None:
     receiver.statuses = [500, 500, 500, 500]
     notifier = Notifier(
-        store, [NotificationConfig(url=receiver.url())],
+        store, [NotificationConfig(url=receiver.url(), name="ci")],
         max_attempts=3, base_delay=10.0, max_delay=15.0,
     )
     await notifier.publish(event(), now=T0)
@@ -238,8 +238,8 @@ async def test_failing_receiver_is_retried_with_backoff_then_dead(
     assert await notifier.deliver_due(now=T0) == DeliveryReport(failed=1)
     [pending] = await store.failed_events()
     assert pending.attempts == 1 and not pending.dead
-    assert pending.receiver == "webhook:0"
-    assert "webhook:0" in (pending.last_error or "") and "500" in (pending.last_error or "")
+    assert pending.receiver == "webhook:ci"
+    assert "webhook:ci" in (pending.last_error or "") and "500" in (pending.last_error or "")
     assert pending.next_attempt is not None
     assert T0 + timedelta(seconds=5) <= pending.next_attempt <= T0 + timedelta(seconds=10)
     # not due yet: no request
@@ -284,17 +284,21 @@ async def test_secret_and_url_token_never_reach_the_store(
 ) -> None:
     receiver.statuses = [500]
     refused = f"http://127.0.0.1:{free_port()}/hooks/{TOKEN}-path?token={TOKEN}"
-    notifier = Notifier(store, [
+    answering, down = (
         NotificationConfig(url=receiver.url(f"/hook?token={TOKEN}"), secret_file=key_file),
         NotificationConfig(url=refused, secret_file=key_file),
-    ])
+    )
+    notifier = Notifier(store, [answering, down])
     await notifier.publish(event(), now=T0)
     assert await notifier.deliver_due(now=T0) == DeliveryReport(failed=2)
 
     errors = {e.receiver: e.last_error or "" for e in await store.failed_events()}
-    assert set(errors) == {"webhook:0", "webhook:1"}
-    assert "HTTP 500" in errors["webhook:0"]
-    assert "webhook:1" in errors["webhook:1"] and "127.0.0.1" in errors["webhook:1"]
+    assert set(errors) == {answering.receiver_id, down.receiver_id}
+    assert "HTTP 500" in errors[answering.receiver_id]
+    assert down.receiver_id in errors[down.receiver_id]
+    assert "127.0.0.1" in errors[down.receiver_id]
+    for receiver_id in errors:  # the id is a digest, not the URL
+        assert TOKEN not in receiver_id and "/hook" not in receiver_id
     for message in errors.values():
         assert TOKEN not in message and KEY not in message
     store.close()
@@ -324,9 +328,9 @@ async def test_command_exit_1_is_a_failure_with_its_stderr(store: SQLiteStore) -
 
     assert await notifier.deliver_due(now=T0) == DeliveryReport(failed=1)
     [failed] = await store.failed_events()
-    assert failed.receiver == "command:0" and failed.attempts == 1
+    assert failed.receiver == script(code).receiver_id and failed.attempts == 1
     message = failed.last_error or ""
-    assert "command:0" in message and "status 1" in message and "disk on fire" in message
+    assert failed.receiver in message and "status 1" in message and "disk on fire" in message
 
 
 @pytest.mark.anyio
@@ -354,16 +358,21 @@ async def test_one_failing_receiver_does_not_affect_the_others(
     store: SQLiteStore, receiver: Receiver, tmp_path: Path
 ) -> None:
     out = tmp_path / "event.json"
-    notifier = Notifier(store, [
+    down, exits_3 = (
         NotificationConfig(url=f"http://127.0.0.1:{free_port()}/down"),
         script("import sys; sys.exit(3)"),
+    )
+    notifier = Notifier(store, [
+        down,
+        exits_3,
         NotificationConfig(url=receiver.url()),
         script("import sys; open(sys.argv[1], 'wb').write(sys.stdin.buffer.read())", str(out)),
     ])
     await notifier.publish(event(), now=T0)
     assert await notifier.deliver_due(now=T0) == DeliveryReport(delivered=2, failed=2)
     assert len(receiver.posts()) == 1 and out.exists()
-    assert {e.receiver for e in await store.failed_events()} == {"webhook:0", "command:1"}
+    failed = {e.receiver for e in await store.failed_events()}
+    assert failed == {down.receiver_id, exits_3.receiver_id}
 
 
 @pytest.mark.anyio
@@ -372,11 +381,12 @@ async def test_event_for_a_receiver_no_longer_configured_is_dead(
 ) -> None:
     both = [NotificationConfig(url=receiver.url("/a")), NotificationConfig(url=receiver.url("/b"))]
     await Notifier(store, both).publish(event(), now=T0)
-    report = await Notifier(store, both[:1]).deliver_due(now=T0)
+    # /a is removed from the configuration and /b moves up: /b still gets only its own event
+    report = await Notifier(store, both[1:]).deliver_due(now=T0)
     assert report == DeliveryReport(delivered=1, dead=1)
     [dead] = await store.failed_events()
-    assert dead.receiver == "webhook:1" and dead.dead
-    assert [p.path for p in receiver.posts()] == ["/a"]
+    assert dead.receiver == both[0].receiver_id and dead.dead
+    assert [p.path for p in receiver.posts()] == ["/b"]
 
 
 @pytest.mark.anyio
@@ -406,12 +416,26 @@ def test_receivers_are_described_without_the_url_path_or_query(
     store: SQLiteStore, receiver: Receiver
 ) -> None:
     notifier = Notifier(store, [
-        NotificationConfig(url=receiver.url(f"/hook?token={TOKEN}")),
-        NotificationConfig(command=("/usr/local/bin/on-new-image", "--flag")),
+        NotificationConfig(url=receiver.url(f"/hook?token={TOKEN}"), name="ci"),
+        NotificationConfig(command=("/usr/local/bin/on-new-image", "--flag"), name="scan"),
     ])
     assert notifier.receivers == {
-        "webhook:0": f"POST http://127.0.0.1:{receiver.port}",
-        "command:1": "on-new-image",
+        "webhook:ci": f"POST http://127.0.0.1:{receiver.port}",
+        "command:scan": "on-new-image",
     }
     with pytest.raises(ValueError, match="exactly one"):
         Notifier(store, [NotificationConfig()])
+    with pytest.raises(ValueError, match="same receiver id"):
+        twice = NotificationConfig(url=receiver.url())
+        Notifier(store, [twice, twice])
+
+
+def test_a_receiver_id_is_stable_and_tells_receivers_apart() -> None:
+    url = f"http://127.0.0.1:9/hook?token={TOKEN}"
+    webhook = NotificationConfig(url=url)
+    assert webhook.receiver_id == NotificationConfig(url=url, timeout=3.0).receiver_id
+    assert webhook.receiver_id.startswith("webhook:") and TOKEN not in webhook.receiver_id
+    assert webhook.receiver_id != NotificationConfig(url=url + "x").receiver_id
+    assert NotificationConfig(command=("a b", "c")).receiver_id != (
+        NotificationConfig(command=("a", "b c")).receiver_id
+    )

@@ -37,7 +37,10 @@ def test_trigger_needs_the_token_and_the_api_describes_streams_and_jobs(
         mirror=f"docker://{mirror_registry.host}/api",
         streams=[{"from": f"{source.host}/{repo_name}", "to": "app", "schedule": "1h"}],
         sources=[source],
-        extra={"server": {**ANY_PORT, "token_file": str(token_file)}},
+        extra={
+            "server": {**ANY_PORT, "token_file": str(token_file)},
+            "notifications": [{"command": ["true"], "name": "noop"}],
+        },
     )
     start = source.mark()
     with DaemonProcess(setup.path) as daemon:
@@ -86,6 +89,13 @@ def test_trigger_needs_the_token_and_the_api_describes_streams_and_jobs(
         assert [(j["status"], j["stream"]) for j in jobs] == [("Succeeded", "app")] * 2
         assert jobs[0]["counts"]["images_copied"] == 1 and jobs[0]["finished"]
         assert daemon.get("/api/v1/jobs?limit=many").status_code == 400
+
+        # one event per new tag (1.0 in the catch-up run, 2.0 in the triggered one)
+        outbox = daemon.get("/api/v1/notifications").json()
+        assert outbox["failures"] == []
+        assert [(r["receiver"], r["target"], r["delivered"]) for r in outbox["receivers"]] == [
+            ("command:noop", "true", 2)]
+        assert daemon.metric("mirrord_notifications_total", result="delivered") == 2
 
         assert daemon.get("/healthz").json() == {"status": "ok"}
         ready = daemon.get("/readyz")

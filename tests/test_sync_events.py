@@ -8,14 +8,18 @@ import json
 import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
-from synctools import assert_same_tree, big_tags_behind_a_slow_mirror, make_config
+from synctools import Setup, assert_same_tree, big_tags_behind_a_slow_mirror, make_config
+
+from mirrord.cli import main
 
 SECRET = b"webhook-key-for-tests"
 
@@ -77,7 +81,9 @@ def test_one_signed_event_per_changed_tag_and_none_for_unchanged(
         extra={"notifications": [{"url": receiver.url, "secret_file": str(key_file)}]},
     )
 
-    assert setup.sync_json()[0] == 0
+    code, summary = setup.sync_json()
+    assert code == 0
+    assert summary["notifications"] == {"delivered": 2, "failed": 0, "givenUp": 0, "waiting": 0}
     assert setup.sync_json()[0] == 0  # nothing changed: no event
     moved = push_image(basic_client, repo_name, "1.0", seed="moved")
     assert setup.sync_json()[0] == 0
@@ -116,10 +122,39 @@ def test_a_failing_receiver_never_fails_the_sync(
     code, summary = setup.sync_json()
 
     assert code == 0 and summary["images"]["copied"] == 1
+    assert summary["notifications"] == {"delivered": 0, "failed": 1, "givenUp": 0, "waiting": 1}
     assert len(receiver.posts) == 1
     with sqlite3.connect(setup.state_dir / "state.db") as db:
         (attempts, error) = db.execute("SELECT attempts, last_error FROM outbox").fetchone()
     assert attempts == 1 and "500" in error and "t0ken" not in error
+
+    # the failure shows in status: `mirrord notifications`, text and json
+    text = notifications(setup)
+    [row] = [line for line in text.splitlines() if line.startswith("webhook:")]
+    assert row.split()[3:8] == ["1", "1", "0", "0", "-"]  # pending, retrying, given up, ...
+    assert f"{repo_name}:1.0: 1 attempt, next at" in text and "HTTP 500" in text
+    status = json.loads(notifications(setup, "-o", "json"))
+    [entry] = status["receivers"]
+    assert entry["target"] == f"POST http://127.0.0.1:{receiver.server_address[1]}"
+    assert (entry["pending"], entry["retrying"], entry["delivered"]) == (1, 1, 0)
+    assert [(f["stream"], f["tag"], f["givenUp"]) for f in status["failures"]] == [
+        (repo_name, "1.0", False)]
+    assert "t0ken" not in text + json.dumps(status)
+
+    # the receiver recovers: the next run (nothing to copy) delivers the retry when due
+    receiver.status = 200
+    time.sleep(2.1)  # the first retry waits 1-2 s
+    code, summary = setup.sync_json()
+    assert summary["notifications"] == {"delivered": 1, "failed": 0, "givenUp": 0, "waiting": 0}
+    assert len(receiver.posts) == 2 and receiver.posts[0][0] == receiver.posts[1][0]
+    [entry] = json.loads(notifications(setup, "-o", "json"))["receivers"]
+    assert (entry["pending"], entry["delivered"], entry["lastError"]) == (0, 1, None)
+
+
+def notifications(setup: Setup, *args: str) -> str:
+    result = CliRunner().invoke(main, ["notifications", "--config", str(setup.path), *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def test_a_killed_sync_leaves_state_the_next_run_continues_from(

@@ -6,14 +6,14 @@ the :class:`Store` interface.
 
 from __future__ import annotations
 
+from mirrord.state._lock import LOCK_FILE, RunLock
 from mirrord.state._sqlite import SQLiteStore, open_store, store_exists
 from mirrord.state._store import (
     JOB_KINDS,
-    LOCK_FILE,
     JobRun,
     OutboxEvent,
     PrunerCondition,
-    RunLock,
+    ReceiverStatus,
     Store,
 )
 
@@ -23,6 +23,7 @@ __all__ = [
     "JobRun",
     "OutboxEvent",
     "PrunerCondition",
+    "ReceiverStatus",
     "RunLock",
     "SQLiteStore",
     "Store",

@@ -42,7 +42,7 @@ from mirrord.imagestream import (
 from mirrord.state import _sqlite_jobs as jobs
 from mirrord.state import _sqlite_streams as streams
 from mirrord.state._migrations import migrate, now_or
-from mirrord.state._store import JobRun, OutboxEvent, PrunerCondition, Store
+from mirrord.state._store import JobRun, OutboxEvent, PrunerCondition, ReceiverStatus, Store
 
 T = TypeVar("T")
 
@@ -289,6 +289,9 @@ class SQLiteStore(Store):
 
     async def failed_events(self, limit: int = 50) -> list[OutboxEvent]:
         return await self._run(jobs.failed_events, limit)
+
+    async def receiver_statuses(self) -> list[ReceiverStatus]:
+        return await self._run(jobs.receiver_statuses)
 
     async def purge_delivered(self, older_than: datetime) -> int:
         return await self._run(jobs.purge_delivered, utc(older_than))

@@ -14,7 +14,7 @@ from typing import Any
 
 from mirrord._errors import StateError
 from mirrord.state._migrations import dt, ts, tx
-from mirrord.state._store import JOB_KINDS, JobRun, OutboxEvent, PrunerCondition
+from mirrord.state._store import JOB_KINDS, JobRun, OutboxEvent, PrunerCondition, ReceiverStatus
 
 # -- job runs ------------------------------------------------------------------------
 
@@ -168,6 +168,34 @@ def failed_events(conn: sqlite3.Connection, limit: int) -> list[OutboxEvent]:
         (limit,),
     ).fetchall()
     return [_outbox(r) for r in rows]
+
+
+def receiver_statuses(conn: sqlite3.Connection) -> list[ReceiverStatus]:
+    with tx(conn, write=False):
+        rows = conn.execute(
+            "SELECT receiver,"
+            " SUM(delivered IS NULL AND next_attempt IS NOT NULL) AS pending,"
+            " SUM(delivered IS NULL AND next_attempt IS NOT NULL AND attempts > 0) AS retrying,"
+            " SUM(delivered IS NULL AND next_attempt IS NULL) AS given_up,"
+            " SUM(delivered IS NOT NULL) AS delivered,"
+            " MAX(delivered) AS last_delivered,"
+            " (SELECT last_error FROM outbox f WHERE f.receiver = o.receiver"
+            "  AND f.delivered IS NULL AND f.last_error IS NOT NULL"
+            "  ORDER BY f.id DESC LIMIT 1) AS last_error "
+            "FROM outbox o GROUP BY receiver ORDER BY receiver"
+        ).fetchall()
+    return [
+        ReceiverStatus(
+            receiver=row["receiver"],
+            pending=row["pending"],
+            retrying=row["retrying"],
+            given_up=row["given_up"],
+            delivered=row["delivered"],
+            last_error=row["last_error"],
+            last_delivered=dt(row["last_delivered"]) if row["last_delivered"] else None,
+        )
+        for row in rows
+    ]
 
 
 def purge_delivered(conn: sqlite3.Connection, older_than: datetime) -> int:

@@ -11,10 +11,6 @@ in it goes into a record (an outbox ``receiver`` is an identifier, not a URL).
 from __future__ import annotations
 
 import abc
-import errno
-import fcntl
-import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,13 +18,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import anyio
-
-from mirrord._errors import LockedError, StateError
 from mirrord.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
+from mirrord.state._lock import LOCK_FILE, RunLock
 
 JOB_KINDS = ("sync", "prune")
-LOCK_FILE = "mirrord.lock"
 
 
 @dataclass(frozen=True)
@@ -69,6 +62,24 @@ class OutboxEvent:
 
 
 @dataclass(frozen=True)
+class ReceiverStatus:
+    """One notification receiver's outbox: what waits, what failed, what was delivered.
+
+    ``pending`` events wait for an attempt (``retrying`` of them failed at least
+    once); ``given_up`` are dead letters; ``delivered`` counts the deliveries still
+    kept. ``last_error`` is the newest failure of an undelivered event.
+    """
+
+    receiver: str
+    pending: int = 0
+    retrying: int = 0
+    given_up: int = 0
+    delivered: int = 0
+    last_error: str | None = None
+    last_delivered: datetime | None = None
+
+
+@dataclass(frozen=True)
 class PrunerCondition:
     """A pruner status condition (Available, Scheduled, Failed)."""
 
@@ -77,135 +88,6 @@ class PrunerCondition:
     reason: str
     message: str
     last_transition_time: datetime
-
-
-class RunLock:
-    """An exclusive ``flock`` on ``state_dir/mirrord.lock``: one mirrord run at a time.
-
-    The kernel drops the lock when the holder exits, even on SIGKILL. The file
-    holds the holder's pid so a refused run can name it. The descriptor is not
-    inherited by child processes (notification commands cannot keep it held).
-    Use as ``with`` (blocking thread) or ``async with`` (polls, cancellable).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        wait: bool = False,
-        timeout: float | None = None,
-        poll_interval: float = 0.1,
-    ) -> None:
-        self.path = path
-        self.wait = wait
-        self.timeout = timeout
-        self.poll_interval = poll_interval
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def holder_pid(self) -> int | None:
-        """The pid written by the current holder (None when unknown)."""
-        try:
-            text = self.path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        return int(text) if text.isdigit() else None
-
-    def try_acquire(self) -> bool:
-        """Take the lock if free; False when another open file description holds it."""
-        if self._fd is not None:
-            raise StateError(f"run lock {self.path} is already held by this object")
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise StateError(f"cannot open run lock {self.path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                return False
-            raise StateError(f"cannot lock {self.path}: {exc.strerror}") from exc
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        except OSError as exc:
-            os.close(fd)
-            raise StateError(f"cannot record the holder in {self.path}: {exc.strerror}") from exc
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        try:
-            os.ftruncate(fd, 0)
-        finally:
-            os.close(fd)  # closing the last descriptor drops the flock
-
-    def _refuse(self, waited: float | None) -> LockedError:
-        pid = self.holder_pid()
-        holder = f"pid {pid}" if pid is not None else "another process"
-        if waited is None:
-            return LockedError(
-                f"another mirrord run is in progress ({holder} holds {self.path}); "
-                "refusing to start a second one"
-            )
-        return LockedError(
-            f"gave up after {waited:.0f}s waiting for the mirrord run of {holder} "
-            f"(lock {self.path})"
-        )
-
-    def _expired(self, started: float) -> bool:
-        return self.timeout is not None and time.monotonic() - started >= self.timeout
-
-    def acquire(self) -> None:
-        """Blocking acquire honouring ``wait`` and ``timeout``; LockedError when refused."""
-        started = time.monotonic()
-        while not self.try_acquire():
-            if not self.wait:
-                raise self._refuse(None)
-            if self._expired(started):
-                raise self._refuse(time.monotonic() - started)
-            time.sleep(self.poll_interval)
-
-    async def acquire_async(self) -> None:
-        """Like :meth:`acquire`, sleeping with anyio between attempts (cancellable)."""
-        started = time.monotonic()
-        while not self.try_acquire():
-            if not self.wait:
-                raise self._refuse(None)
-            if self._expired(started):
-                raise self._refuse(time.monotonic() - started)
-            await anyio.sleep(self.poll_interval)
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    async def __aenter__(self) -> RunLock:
-        await self.acquire_async()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 class Store(abc.ABC):
@@ -357,6 +239,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def failed_events(self, limit: int = 50) -> list[OutboxEvent]:
         """Undelivered events that failed at least once (retrying or given up), newest first."""
+
+    @abc.abstractmethod
+    async def receiver_statuses(self) -> list[ReceiverStatus]:
+        """Every receiver that has events in the outbox, by id."""
 
     @abc.abstractmethod
     async def purge_delivered(self, older_than: datetime) -> int:

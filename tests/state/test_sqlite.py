@@ -19,7 +19,7 @@ import pytest
 
 from mirrord._errors import LockedError, StateError
 from mirrord.imagestream import IMPORT_SUCCESS, StreamSpec, to_openshift
-from mirrord.state import RunLock, SQLiteStore, _migrations, open_store
+from mirrord.state import ReceiverStatus, RunLock, SQLiteStore, _migrations, open_store
 from mirrord.state._migrations import SCHEMA_VERSION
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -637,6 +637,12 @@ async def test_outbox_retry_bookkeeping(store: SQLiteStore) -> None:
     assert (event.attempts, event.next_attempt) == (1, retry_at)
     assert event.last_error == "HTTP 503 from hooks.example.internal"
     assert [e.id for e in await store.failed_events()] == [first]
+    assert await store.receiver_statuses() == [
+        ReceiverStatus("command[0]", pending=1),
+        ReceiverStatus(
+            "webhook[0]", pending=1, retrying=1, last_error="HTTP 503 from hooks.example.internal"
+        ),
+    ]
 
     await store.mark_delivered(second, now=T0 + timedelta(seconds=6))
     await store.mark_failed(first, 5, None, "gave up after 5 attempts")  # dead letter
@@ -644,6 +650,10 @@ async def test_outbox_retry_bookkeeping(store: SQLiteStore) -> None:
     [dead] = await store.failed_events()
     assert dead.dead
     assert (dead.id, dead.attempts, dead.last_error) == (first, 5, "gave up after 5 attempts")
+    assert await store.receiver_statuses() == [
+        ReceiverStatus("command[0]", delivered=1, last_delivered=T0 + timedelta(seconds=6)),
+        ReceiverStatus("webhook[0]", given_up=1, last_error="gave up after 5 attempts"),
+    ]
     with pytest.raises(StateError, match="not pending"):
         await store.mark_delivered(second)
     assert await store.purge_delivered(T0 + timedelta(seconds=5)) == 0
