@@ -19,7 +19,12 @@ from typing import Protocol
 import anyio
 import httpx
 
-from mirrord.registry._challenge import Challenge, parse_challenges, request_scopes
+from mirrord.registry._challenge import (
+    Challenge,
+    merge_scopes,
+    parse_challenges,
+    request_scopes,
+)
 
 # Per token.md, a token without expires_in lives 60 seconds.
 DEFAULT_TOKEN_LIFETIME = 60.0
@@ -103,10 +108,19 @@ class RegistryAuth(httpx.Auth):
         if challenge.scheme == "basic" and self.credential is None:
             return
         if challenge.scheme == "bearer" and challenge.scopes:
-            scopes = tuple(sorted(set(scopes) | set(challenge.scopes)))
-        # The token just refused is stale; one a concurrent request fetched since is not.
-        await self._authorise(request, scopes, stale=sent_authorization.removeprefix("Bearer "))
+            scopes = (*scopes, *challenge.scopes)
+        # The token just refused is stale wherever it is cached; one a concurrent request
+        # fetched since is not.
+        refused = sent_authorization.removeprefix("Bearer ")
+        self._forget(refused)
+        await self._authorise(request, scopes, stale=refused)
         yield request
+
+    def _forget(self, refused: str) -> None:
+        """Drop a token the registry refused from every scope set it was cached for."""
+        if refused:
+            for key in [k for k, t in self._tokens.items() if t.value == refused]:
+                del self._tokens[key]
 
     async def token(
         self, scopes: tuple[str, ...], *, refresh: bool = False, stale: str = ""
@@ -117,7 +131,8 @@ class RegistryAuth(httpx.Auth):
         is fetched again only if nobody has replaced it yet (one fetch for a burst of 401s).
         """
         assert self._challenge is not None and self._challenge.scheme == "bearer"
-        key = (self._challenge.realm, self._challenge.service, *sorted(scopes))
+        scopes = merge_scopes(scopes)
+        key = (self._challenge.realm, self._challenge.service, *scopes)
         cached = self._tokens.get(key)
         if not refresh and self._usable(cached, stale):
             assert cached is not None
@@ -128,7 +143,7 @@ class RegistryAuth(httpx.Auth):
             if not refresh and self._usable(cached, stale):
                 assert cached is not None
                 return cached
-            token = await self._fetch_token(self._challenge, tuple(sorted(scopes)), self.credential)
+            token = await self._fetch_token(self._challenge, scopes, self.credential)
             self.tokens_fetched += 1
             self._tokens[key] = token
             return token

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,6 +56,26 @@ def parse_challenges(header: str) -> list[Challenge]:
     if not challenges and header.strip():
         challenges.append(Challenge(header.strip().split()[0].lower()))
     return challenges
+
+
+def merge_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """One scope per resource with the union of its actions, actions and scopes sorted.
+
+    ``repository:a:pull,push`` and a challenge's ``repository:a:push,pull`` are the
+    same grant (``token-scope.md``: actions are a set); cached tokens are keyed by
+    this form, so a replacement token lands where the refused one was.
+    """
+    actions: dict[str, set[str]] = {}
+    for scope in scopes:
+        resource, _, granted = scope.rpartition(":")
+        if not resource:  # not type:name:actions; keep it as it is
+            actions.setdefault(scope, set())
+            continue
+        actions.setdefault(resource, set()).update(a for a in granted.split(",") if a)
+    return tuple(
+        sorted(f"{resource}:{','.join(sorted(acts))}" if acts else resource
+               for resource, acts in actions.items())
+    )
 
 
 def request_scopes(method: str, url: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from mirrord.registry import Challenge, Token, parse_challenges, parse_retry_after, request_scopes
+from mirrord.registry._challenge import merge_scopes
 
 
 def test_docker_hub_bearer_challenge() -> None:
@@ -76,6 +77,21 @@ def test_scheme_without_parameters() -> None:
 ])
 def test_request_scopes(method: str, url: str, scopes: tuple[str, ...]) -> None:
     assert request_scopes(method, url) == scopes
+
+
+def test_merge_scopes_unions_actions_per_resource() -> None:
+    assert merge_scopes(["repository:a/b:push,pull", "repository:a/b:pull"]) == (
+        "repository:a/b:pull,push",
+    )
+    assert merge_scopes(["repository:z:pull", "repository:a:pull,push", "registry:catalog:*"]) == (
+        "registry:catalog:*",
+        "repository:a:pull,push",
+        "repository:z:pull",
+    )
+    assert merge_scopes(["repository:a:delete", "repository:a:pull,push"]) == (
+        "repository:a:delete,pull,push",
+    )
+    assert merge_scopes([]) == ()
 
 
 def test_retry_after() -> None:

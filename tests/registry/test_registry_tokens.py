@@ -242,3 +242,31 @@ async def test_streamed_upload_whose_token_is_refused_fails_temporarily(
     await client.upload_blob(repo_name, descriptor_of(blob), chunks_of(blob.data))
     assert len(server.requests) == 2
     assert await client.head_blob(repo_name, blob.digest) == blob.size
+
+
+async def test_a_refused_token_is_replaced_where_it_was_cached() -> None:
+    """The 401 for a refused token names the scope with its actions in another order:
+    the replacement serves the next requests of that scope, with no 401 and no fetch."""
+    issued: list[str] = []
+    refusals: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            issued.append(request.url.params.get("scope", ""))
+            return httpx.Response(200, json={"token": f"t{len(issued)}", "expires_in": 300})
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if sent and sent != "t1":
+            return httpx.Response(202, headers={"Location": "/v2/a/b/blobs/uploads/u"})
+        challenge = 'Bearer realm="https://auth.example/token",service="fake"'
+        if sent:  # t1 is refused from the start: an expired or revoked token
+            refusals.append(sent)
+            challenge += ',scope="repository:a/b:push,pull",error="invalid_token"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    async with RegistryClient(
+        "registry.example", transport=httpx.MockTransport(handle), options=RegistryOptions()
+    ) as client:
+        for _ in range(3):
+            await client.start_upload("a/b")
+    assert issued == ["repository:a/b:pull,push"] * 2
+    assert refusals == ["t1"]
