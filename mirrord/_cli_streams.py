@@ -153,7 +153,7 @@ async def _open_for(config: Config, dry_run: bool) -> Store | None:
 async def import_image(config: Config, request: ImportRequest) -> ImportOutcome | Refusal:
     """Resolve ``request``, record it, and run it as one recorded sync."""
     from mirrord._connect import ClientPool
-    from mirrord._import_image import Refusal, parse_target, read_specs, resolve
+    from mirrord._import_image import Refusal, parse_target, resolve
     from mirrord._runs import sync_once
     from mirrord.sync import Syncer
 
@@ -168,8 +168,7 @@ async def import_image(config: Config, request: ImportRequest) -> ImportOutcome 
                 await stack.enter_async_context(store.acquire_run_lock(wait=request.wait))
                 await store.abandon_running_jobs("interrupted: the process running it died")
         stored = await store.get_stream(target.name) if store is not None else None
-        specs = read_specs(config.state_dir)
-        plan = resolve(config, request, target, stored, specs)
+        plan = resolve(config, request, target, stored)
         if isinstance(plan, Refusal):
             return plan
         others = tuple(s for s in config.streams if s.name != plan.stream.name)
@@ -193,12 +192,8 @@ async def _record_request(
 ) -> None:
     """Store the stream's spec; an import of an existing stream is a new generation."""
     from mirrord._connect import open_destination
-    from mirrord._import_image import write_spec
     from mirrord._recorder import stream_spec
 
-    if plan.import_all is not None:
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        write_spec(config.state_dir, plan.stream.name, plan.import_all)
     destination = await open_destination(config, pool)
     updated = await store.upsert_stream(stream_spec(config, plan.stream, destination))
     if stored is not None and updated.generation == stored.generation:

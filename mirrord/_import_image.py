@@ -15,22 +15,17 @@ Then the request runs (``mirrord._cli_streams``) as one recorded sync of the
 :class:`StreamConfig` built for it: the images are copied, not only their
 metadata. Streams created here are stored with ``created_by="import-image"``;
 :func:`stored_streams` turns them back into StreamConfigs for the daemon.
-Whether a stream imports the whole repository (``--all``) is kept beside the
-database in ``import-image.json``; otherwise its tags are the tags the store knows.
+Whether a stream imports the whole repository (``--all``) is part of its stored
+spec; otherwise its tags are the tags the store knows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from mirrord._errors import InvalidReferenceError, StateError
+from mirrord._errors import InvalidReferenceError
 from mirrord._exitcodes import EXIT_FAILED, EXIT_USAGE
 from mirrord._recorder import ImportedStream
 from mirrord.config import Config, ImportMode, ReferencePolicy, StreamConfig
@@ -38,7 +33,6 @@ from mirrord.imagestream import ImageStream
 from mirrord.reference import parse
 from mirrord.selection import Criteria, select_tags
 
-SPEC_FILE = "import-image.json"
 DEFAULT_TAG = "latest"
 
 
@@ -81,11 +75,10 @@ class Target:
 
 @dataclass(frozen=True)
 class ImportPlan:
-    """What to run: ``stream`` has its tags narrowed to the request."""
+    """What to run: ``stream`` has its tags narrowed to the request (an import-image
+    stream also carries what to store: whether it imports its whole repository)."""
 
     stream: StreamConfig
-    import_all: bool | None
-    """The stored stream's spec (whole repository or its tags); None: configured."""
 
 
 # -- reading the request ---------------------------------------------------------
@@ -149,6 +142,7 @@ def imported_stream(
     scheduled: bool,
     reference_policy: ReferencePolicy,
     import_mode: ImportMode,
+    import_all: bool,
 ) -> ImportedStream:
     """An import-image stream with the configuration's defaults for everything else."""
     defaults = config.defaults
@@ -165,6 +159,7 @@ def imported_stream(
         signatures=defaults.signatures,
         delete_removed_tags=defaults.delete_removed_tags,
         scheduled=scheduled,
+        import_all=import_all,
     )
 
 
@@ -173,15 +168,13 @@ def resolve(
     request: ImportRequest,
     target: Target,
     stored: ImageStream | None,
-    specs: dict[str, dict[str, Any]],
 ) -> ImportPlan | Refusal:
     """The plan for ``request``, or why ``oc`` would refuse it."""
     configured = next((s for s in config.streams if s.name == target.name), None)
     if configured is not None:
         return _resolve_configured(config, request, target, configured)
     if stored is not None:
-        spec_all = bool(specs.get(target.name, {}).get("all", False))
-        return _resolve_stored(config, request, target, stored, spec_all)
+        return _resolve_stored(config, request, target, stored)
     if not request.confirm:
         return Refusal(
             f'the image stream "{target.name}" does not exist, pass --confirm to create and import'
@@ -194,8 +187,9 @@ def resolve(
         scheduled=bool(request.scheduled),
         reference_policy=request.reference_policy or config.defaults.reference_policy,
         import_mode=request.import_mode or config.defaults.import_mode,
+        import_all=request.all,
     )
-    return ImportPlan(stream, import_all=request.all)
+    return ImportPlan(stream)
 
 
 def _resolve_configured(
@@ -220,13 +214,13 @@ def _resolve_configured(
     if request.scheduled is False:
         return Refusal(f'the image stream "{name}" is defined in {where}: it is always scheduled')
     if target.tag is None:
-        return ImportPlan(stream, import_all=None)
+        return ImportPlan(stream)
     if not _selects(stream, target.tag):
         return Refusal(
             f'the tag "{target.tag}" is not part of the image stream "{name}" defined in '
             f"{where}; add it there to import it"
         )
-    return ImportPlan(dataclasses.replace(stream, tags=(target.tag,)), import_all=None)
+    return ImportPlan(dataclasses.replace(stream, tags=(target.tag,)))
 
 
 def _selects(stream: StreamConfig, tag: str) -> bool:
@@ -240,7 +234,7 @@ def _selects(stream: StreamConfig, tag: str) -> bool:
 
 
 def _resolve_stored(
-    config: Config, request: ImportRequest, target: Target, stored: ImageStream, spec_all: bool
+    config: Config, request: ImportRequest, target: Target, stored: ImageStream
 ) -> ImportPlan | Refusal:
     name = stored.name
     if target.source is not None and target.source != stored.source and not request.confirm:
@@ -250,7 +244,7 @@ def _resolve_stored(
         )
     known = tuple(t.tag for t in stored.tags if not t.removed)
     tags: tuple[str, ...] | None
-    import_all = spec_all
+    import_all = spec_all = stored.import_all
     if target.tag is not None:
         if not (spec_all or target.tag in known or target.source is not None):
             return Refusal(
@@ -279,8 +273,9 @@ def _resolve_stored(
         scheduled=stored.scheduled if request.scheduled is None else request.scheduled,
         reference_policy=request.reference_policy or _policy(stored.reference_policy),
         import_mode=request.import_mode or _mode(stored.import_mode),
+        import_all=import_all,
     )
-    return ImportPlan(stream, import_all=import_all)
+    return ImportPlan(stream)
 
 
 def _policy(value: str) -> ReferencePolicy:
@@ -291,41 +286,7 @@ def _mode(value: str) -> ImportMode:
     return "Legacy" if value == "Legacy" else "PreserveOriginal"
 
 
-# -- the stored spec of import-image streams ---------------------------------------
-
-
-def read_specs(state_dir: Path) -> dict[str, dict[str, Any]]:
-    """``{stream: {"all": bool}}`` from ``state_dir/import-image.json`` ({} when absent)."""
-    path = Path(state_dir) / SPEC_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as error:
-        raise StateError(f"cannot read {path}: {error}") from error
-    streams = document.get("streams") if isinstance(document, dict) else None
-    if not isinstance(streams, dict):
-        raise StateError(f"{path}: expected {{'streams': {{...}}}}")
-    return {str(k): v for k, v in streams.items() if isinstance(v, dict)}
-
-
-def write_spec(state_dir: Path, name: str, import_all: bool) -> None:
-    """Record whether ``name`` imports its whole repository (atomic replace)."""
-    specs = read_specs(state_dir)
-    if specs.get(name, {}).get("all") == import_all:
-        return
-    specs[name] = {**specs.get(name, {}), "all": import_all}
-    path = Path(state_dir) / SPEC_FILE
-    fd, temp = tempfile.mkstemp(dir=state_dir, prefix=f".{SPEC_FILE}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"version": 1, "streams": specs}, out, indent=2, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+# -- import-image streams as the daemon runs them ---------------------------------
 
 
 def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[StreamConfig, ...]:
@@ -337,13 +298,12 @@ def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[Stre
     :class:`~mirrord._recorder.ImportedStream`, so a run keeps them ``import-image``.
     """
     configured = {s.name for s in config.streams}
-    specs = read_specs(config.state_dir)
     out: list[StreamConfig] = []
     for stream in streams:
         if stream.created_by != "import-image" or stream.name in configured:
             continue
         tags: tuple[str, ...] | None = None
-        if not specs.get(stream.name, {}).get("all", False):
+        if not stream.import_all:
             tags = tuple(t.tag for t in stream.tags if not t.removed)
             if not tags:
                 continue
@@ -356,6 +316,7 @@ def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[Stre
                 scheduled=stream.scheduled,
                 reference_policy=_policy(stream.reference_policy),
                 import_mode=_mode(stream.import_mode),
+                import_all=stream.import_all,
             )
         )
     return tuple(out)

@@ -31,16 +31,18 @@ class ImportedStream(StreamConfig):
     """A stream created by ``mirrord import-image``: stored in the state, not in the
     configuration file. It syncs like any stream; the recorder keeps it marked
     ``created_by="import-image"`` with its own ``scheduled`` flag (a configured stream
-    is always ``config`` and scheduled)."""
+    is always ``config`` and scheduled). ``import_all``: created with ``--all``, it
+    imports every tag of its repository (capped by ``max_tags``) when run as a whole."""
 
     scheduled: bool = False
+    import_all: bool = False
 
 
 def stream_spec(config: Config, stream: StreamConfig, destination: Destination) -> StreamSpec:
     if isinstance(stream, ImportedStream):
-        created_by, scheduled = "import-image", stream.scheduled
+        created_by, scheduled, import_all = "import-image", stream.scheduled, stream.import_all
     else:
-        created_by, scheduled = "config", True
+        created_by, scheduled, import_all = "config", True, False
     return StreamSpec(
         name=stream.name,
         source=stream.source,
@@ -49,6 +51,7 @@ def stream_spec(config: Config, stream: StreamConfig, destination: Destination) 
         import_mode=stream.import_mode,
         reference_policy=stream.reference_policy,
         created_by=created_by,
+        import_all=import_all,
     )
 
 

@@ -137,6 +137,7 @@ class StreamSpec:
     import_mode: str = "PreserveOriginal"
     reference_policy: str = "Source"
     created_by: str = "config"
+    import_all: bool = False  # an import-image --all stream: every tag of the repository
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "import_mode", normalize_import_mode(self.import_mode))
@@ -165,6 +166,7 @@ class ImageStream:
     reference_policy: str
     created: datetime
     created_by: str = "config"
+    import_all: bool = False
     last_synced: datetime | None = None  # the last run that brought every selected tag
 
     def __post_init__(self) -> None:
@@ -182,6 +184,7 @@ class ImageStream:
             import_mode=self.import_mode,
             reference_policy=self.reference_policy,
             created_by=self.created_by,
+            import_all=self.import_all,
         )
 
     def tag(self, name: str) -> TagStatus | None:

@@ -15,7 +15,7 @@ from harness.images import RegistryHTTP, push, push_image
 from harness.registry import RegistryProcess
 from synctools import Setup, make_config
 
-from mirrord._import_image import read_specs, stored_streams
+from mirrord._import_image import stored_streams
 from mirrord._recorder import ImportedStream
 from mirrord.cli import main
 from mirrord.config import load_config
@@ -185,7 +185,14 @@ def test_all_imports_50_tags_in_oc_order_and_names_the_rest(
         in result.stdout
     )
     assert "Tags:              50" in result.stdout
-    assert read_specs(setup.state_dir) == {"everything": {"all": True}}
+    everything = stored(setup, "everything")
+    assert everything is not None and everything.import_all
+    assert not (setup.state_dir / "import-image.json").exists()  # the spec is in the store
+    # one tag the cap left out, imported by name: the stream still imports everything
+    assert run(setup, "import-image", "everything:zeta").exit_code == 0
+    everything = stored(setup, "everything")
+    assert everything is not None and everything.import_all
+    assert "zeta" in mirror_client.tags(mirror_repo(setup, "everything"))
 
 
 def test_a_failed_tag_makes_the_exit_status_non_zero(
@@ -380,6 +387,7 @@ def test_stored_streams_feed_the_daemon_and_keep_their_flags(
     assert (records["one"].created_by, records["one"].scheduled) == ("import-image", True)
     assert (records["every"].created_by, records["every"].scheduled) == ("import-image", False)
     assert records["one"].generation == 1 and records["every"].generation == 1
+    assert (records["one"].import_all, records["every"].import_all) == (False, True)
     # The --all stream picked up the new upstream tag; the tag stream did not.
     assert mirror_client.head_manifest(mirror_repo(setup, "every"), "2.0") == pushed.digest
     assert mirror_client.head_manifest(mirror_repo(setup, "one"), "2.0") is None

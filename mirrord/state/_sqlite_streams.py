@@ -24,7 +24,7 @@ from mirrord.state._migrations import dt, ts, tx
 
 STREAM_COLUMNS = (
     "id, name, source, mirror_repository, scheduled, import_mode, reference_policy, "
-    "created_by, generation, created, last_synced"
+    "created_by, generation, created, last_synced, import_all"
 )
 
 
@@ -58,6 +58,7 @@ def _spec(row: sqlite3.Row) -> StreamSpec:
         import_mode=row["import_mode"],
         reference_policy=row["reference_policy"],
         created_by=row["created_by"],
+        import_all=bool(row["import_all"]),
     )
 
 
@@ -114,6 +115,7 @@ def read_streams(conn: sqlite3.Connection, name: str | None) -> list[ImageStream
             reference_policy=row["reference_policy"],
             created=dt(row["created"]),
             created_by=row["created_by"],
+            import_all=bool(row["import_all"]),
             last_synced=dt(row["last_synced"]) if row["last_synced"] else None,
         )
         for row in streams
@@ -132,19 +134,20 @@ def upsert_stream(conn: sqlite3.Connection, spec: StreamSpec, now: datetime) -> 
             spec.import_mode,
             spec.reference_policy,
             spec.created_by,
+            int(spec.import_all),
         )
         if row is None:
             conn.execute(
                 "INSERT INTO image_streams (source, mirror_repository, scheduled, "
-                "import_mode, reference_policy, created_by, name, generation, created, "
-                "updated) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                "import_mode, reference_policy, created_by, import_all, name, generation, "
+                "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
                 (*values, spec.name, ts(now), ts(now)),
             )
             return
         bump = 0 if _spec(row).same_spec(spec) else 1
         conn.execute(
             "UPDATE image_streams SET source = ?, mirror_repository = ?, scheduled = ?, "
-            "import_mode = ?, reference_policy = ?, created_by = ?, "
+            "import_mode = ?, reference_policy = ?, created_by = ?, import_all = ?, "
             "generation = generation + ?, updated = ? WHERE id = ?",
             (*values, bump, ts(now), row["id"]),
         )
