@@ -183,7 +183,9 @@ async def import_image(config: Config, request: ImportRequest) -> ImportOutcome 
             return ImportOutcome(plan, result, stored)
         assert store is not None
         await _record_request(run_config, store, pool, plan, stored)
-        result = await sync_once(run_config, store, pool, [plan.stream])
+        result = await sync_once(
+            run_config, store, pool, [plan.stream], complete=plan.complete
+        )
         return ImportOutcome(plan, result, await store.get_stream(plan.stream.name))
 
 

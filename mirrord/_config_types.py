@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Literal
+from urllib.parse import urlsplit
 
 from mirrord._errors import ConfigError
 from mirrord.reference import normalise_registry
@@ -110,15 +110,22 @@ class NotificationConfig:
 
     @property
     def receiver_id(self) -> str:
-        """``webhook:NAME`` / ``command:NAME``; without a ``name``, a digest of the URL or
-        the command line stands in for it. Queued events are addressed by this id, so it
-        must not change when receivers are added or reordered (the digest also keeps a
-        token in the URL out of the state database)."""
+        """``webhook:NAME`` / ``command:NAME``; without a ``name``, the URL's host[:port]
+        or the program's file name stands in for it.
+
+        Queued events are addressed by this id, so it does not change when receivers
+        are added or reordered, nor when a token in the URL or an argument is rotated;
+        and nothing that may hold a secret (path, query, userinfo, arguments) is in it.
+        """
         kind = "webhook" if self.url is not None else "command"
         if self.name:
             return f"{kind}:{self.name}"
-        identity = self.url if self.url is not None else "\0".join(self.command or ())
-        return f"{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            host = parts.hostname or ""
+            host = f"[{host}]" if ":" in host else host
+            return f"{kind}:{host}" + (f":{parts.port}" if parts.port is not None else "")
+        return f"{kind}:{PurePath((self.command or ('',))[0]).name}"
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,9 @@ class ImportPlan:
     stream also carries what to store: whether it imports its whole repository)."""
 
     stream: StreamConfig
+    complete: bool = True
+    """The run covers the stream's whole selection (what a scheduled run imports), so
+    its success counts as the stream's last sync; False for one tag out of several."""
 
 
 # -- reading the request ---------------------------------------------------------
@@ -220,7 +223,8 @@ def _resolve_configured(
             f'the tag "{target.tag}" is not part of the image stream "{name}" defined in '
             f"{where}; add it there to import it"
         )
-    return ImportPlan(dataclasses.replace(stream, tags=(target.tag,)))
+    narrowed = dataclasses.replace(stream, tags=(target.tag,))
+    return ImportPlan(narrowed, complete=stream.tags == (target.tag,))
 
 
 def _selects(stream: StreamConfig, tag: str) -> bool:
@@ -275,7 +279,8 @@ def _resolve_stored(
         import_mode=request.import_mode or _mode(stored.import_mode),
         import_all=import_all,
     )
-    return ImportPlan(stream)
+    complete = tags is None or set(known) <= set(tags)
+    return ImportPlan(stream, complete=complete and not (spec_all and tags is not None))
 
 
 def _policy(value: str) -> ReferencePolicy:

@@ -70,11 +70,15 @@ class Recorder:
         store: Store,
         destination: Destination,
         notifier: Notifier | None = None,
+        *,
+        complete: bool = True,
     ) -> None:
         self.config = config
         self.store = store
         self.destination = destination
         self.notifier = notifier
+        # The run covers each stream's whole selection (not an import-image of one tag).
+        self.complete = complete
         # What the store held when the run started: (generation, tag -> status) per stream.
         self._known: dict[str, tuple[int, dict[str, TagStatus]]] = {}
 
@@ -158,7 +162,7 @@ class Recorder:
                 continue
             if stream_plan.all_tags is not None:
                 await self._record_removed(stream_plan)
-            if stream_plan.stream not in failed and not result.skipped:
+            if self.complete and stream_plan.stream not in failed and not result.skipped:
                 await self.store.mark_synced(stream_plan.stream)
 
     async def _record_stream_failure(self, stream_plan: StreamPlan, error: MirrordError) -> None:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -19,6 +20,9 @@ from mirrord.credentials import login as keyring_login
 from mirrord.registry import RegistryClient
 from mirrord.state import Store, open_store
 from mirrord.sync import Syncer, SyncResult
+
+if TYPE_CHECKING:
+    from mirrord.notify import Notifier
 
 log = logging.getLogger("mirrord")
 
@@ -63,10 +67,13 @@ async def sync_once(
     progress: bool = False,
     result: SyncResult | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    complete: bool = True,
 ) -> SyncResult:
     """One recorded sync run (a job in the store), as the CLI and the daemon run it.
 
     ``should_stop`` is asked before each copy starts (the daemon's SIGTERM).
+    ``complete``: the streams carry their whole selection, so a stream with no
+    failure is marked synced (False for ``import-image`` of one tag among several).
     """
     destination = await open_destination(config, pool)
     notifier = None
@@ -74,7 +81,7 @@ async def sync_once(
         from mirrord.notify import Notifier
 
         notifier = Notifier(store, config.notifications)
-    recorder = Recorder(config, store, destination, notifier)
+    recorder = Recorder(config, store, destination, notifier, complete=complete)
     syncer = Syncer(
         config,
         pool,
@@ -98,26 +105,36 @@ async def sync_once(
             )
             await store.finish_job(job, "Failed", _counts(result), why[:2000])
         raise
-    counts = _counts(result)
+    await _finish_job(config, store, job, result)
+    if notifier is not None:
+        await _deliver(notifier, store, result)
+    return result
+
+
+async def _finish_job(config: Config, store: Store, job: int, result: SyncResult) -> None:
+    """Close the run's job with its counts and failures; trim the job history."""
     failures = summary(result)["failures"]
     message = "; ".join(f"{f['stream']}:{f['tag']}: {f['reason']}" for f in failures)[:2000]
     if result.skipped:
         message = f"stopped: {result.skipped} copies not started; {message}".rstrip("; ")
-    await store.finish_job(job, "Succeeded" if result.ok else "Failed", counts, message)
+    status = "Succeeded" if result.ok else "Failed"
+    await store.finish_job(job, status, _counts(result), message)
     pruning = config.pruning
     await store.trim_jobs(
         "sync", pruning.successful_jobs_history_limit, pruning.failed_jobs_history_limit
     )
-    if notifier is not None:
-        report = await notifier.deliver_due(deadline=anyio.current_time() + NOTIFY_DEADLINE)
-        await store.purge_delivered(datetime.now(UTC) - OUTBOX_RETENTION)
-        result.notifications = {
-            "delivered": report.delivered,
-            "failed": report.failed,
-            "givenUp": report.dead,
-            "waiting": sum(s.pending for s in await store.receiver_statuses()),
-        }
-    return result
+
+
+async def _deliver(notifier: Notifier, store: Store, result: SyncResult) -> None:
+    """Deliver the notifications due (this run's and earlier retries), within a bound."""
+    report = await notifier.deliver_due(deadline=anyio.current_time() + NOTIFY_DEADLINE)
+    await store.purge_delivered(datetime.now(UTC) - OUTBOX_RETENTION)
+    result.notifications = {
+        "delivered": report.delivered,
+        "failed": report.failed,
+        "givenUp": report.dead,
+        "waiting": sum(s.pending for s in await store.receiver_statuses()),
+    }
 
 
 def _counts(result: SyncResult) -> dict[str, int]:

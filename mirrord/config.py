@@ -206,8 +206,8 @@ def _notifications(at: _At) -> tuple[NotificationConfig, ...]:
         receiver = _notification(item)
         if receiver.receiver_id in receivers:
             raise item.error(
-                f"the same receiver as an earlier one ({receiver.receiver_id}); "
-                "give one of them a distinct `name:`"
+                f"{receiver.receiver_id} names an earlier receiver too (the host, or the "
+                "program); give each of them a distinct `name:`"
             )
         receivers[receiver.receiver_id] = receiver
     return tuple(receivers.values())

@@ -16,8 +16,8 @@ has a ``secret_file``. A command receives the same envelope on stdin; exit
 status 0 is success.
 
 Receivers are ``webhook:NAME`` / ``command:NAME``, NAME being the configured
-``name`` or else a digest of the URL or command line: stable when receivers are
-added or reordered. Neither the URL (it may hold a token) nor the secret ever
+``name`` or else the URL's host or the program's name: stable when receivers are
+added, reordered or get a new token. Neither the URL (it may hold a token) nor the secret ever
 reaches the store, a log line or an error message. Sending one event (the POST
 or the command) is :mod:`mirrord._notify_send`'s job.
 """
@@ -129,7 +129,7 @@ def receiver_ids(receivers: Sequence[NotificationConfig]) -> list[str]:
             raise ValueError(f"notification {index} needs exactly one of url or command")
         ids.append(receiver.receiver_id)
     if len(set(ids)) != len(ids):
-        raise ValueError("two notifications have the same receiver id; give them names")
+        raise ValueError("two receivers have the same id; give each of them a distinct name")
     return ids
 
 

@@ -813,16 +813,16 @@ ERRORS = [
         "invalid duration",
     ),
     (
-        "version: 1\nnotifications:\n  - url: https://h/x\n  - {url: 'https://h/x'}\n",
+        "version: 1\nnotifications:\n  - url: https://h/x\n  - {url: 'https://h/y?t=1'}\n",
         4,
         "notifications[1]",
-        "the same receiver as an earlier one",
+        "webhook:h names an earlier receiver too",
     ),
     (
         "version: 1\nnotifications:\n  - {command: [a], name: n}\n  - {command: [b], name: n}\n",
         4,
         "notifications[1]",
-        "give one of them a distinct `name:`",
+        "give each of them a distinct `name:`",
     ),
     (
         "version: 1\nnotifications:\n  - command: [x]\n    name: 'on new'\n",

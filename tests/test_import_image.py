@@ -161,6 +161,28 @@ def test_confirm_creates_copies_records_and_describes(
     ]
 
 
+def test_only_an_import_of_the_whole_selection_counts_as_the_last_sync(
+    setup: Setup, basic_registry: RegistryProcess, basic_client: RegistryHTTP, repo_name: str
+) -> None:
+    source = f"{basic_registry.host}/{repo_name}"
+    push_image(basic_client, repo_name, "1.0", seed=repo_name)
+    push_image(basic_client, repo_name, "2.0", seed=f"{repo_name}-2")
+
+    assert run(setup, "import-image", "app:1.0", "--from", source, "--confirm").exit_code == 0
+    record = stored(setup, "app")
+    assert record is not None and record.last_synced is not None  # its one tag: all of it
+    first = record.last_synced
+
+    assert run(setup, "import-image", "app:2.0", "--from", f"{source}:2.0").exit_code == 0
+    record = stored(setup, "app")  # now two tags; this run imported one of them
+    assert record is not None and record.last_synced == first
+
+    both = run(setup, "import-image", "app", "--all")  # oc: re-import the stream's tags
+    assert both.exit_code == 0, both.output
+    record = stored(setup, "app")
+    assert record is not None and record.last_synced is not None and record.last_synced > first
+
+
 def test_all_imports_50_tags_in_oc_order_and_names_the_rest(
     setup: Setup,
     basic_registry: RegistryProcess,
@@ -187,7 +209,6 @@ def test_all_imports_50_tags_in_oc_order_and_names_the_rest(
     assert "Tags:              50" in result.stdout
     everything = stored(setup, "everything")
     assert everything is not None and everything.import_all
-    assert not (setup.state_dir / "import-image.json").exists()  # the spec is in the store
     # one tag the cap left out, imported by name: the stream still imports everything
     assert run(setup, "import-image", "everything:zeta").exit_code == 0
     everything = stored(setup, "everything")

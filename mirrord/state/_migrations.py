@@ -112,15 +112,16 @@ _V1 = (
 # events recorded before it was kept get ''.
 _V2 = ("ALTER TABLE tag_events ADD COLUMN source_digest TEXT NOT NULL DEFAULT ''",)
 
-# When every selected tag of the stream last reached the mirror in one run (NULL: never),
-# and whether an import-image stream imports its whole repository (--all).
-_V3 = (
-    "ALTER TABLE image_streams ADD COLUMN last_synced TEXT",
+# When every selected tag of the stream last reached the mirror in one run (NULL: never).
+_V3 = ("ALTER TABLE image_streams ADD COLUMN last_synced TEXT",)
+
+# Whether an import-image stream imports its whole repository (--all).
+_V4 = (
     "ALTER TABLE image_streams ADD COLUMN import_all INTEGER NOT NULL DEFAULT 0 "
     "CHECK (import_all IN (0, 1))",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

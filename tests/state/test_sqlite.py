@@ -180,12 +180,13 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
     store = open_store(tmp_path)
     try:
         with raw(tmp_path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None
         assert (stream.generation, stream.import_mode, stream.created) == (3, "Legacy", T0)
         assert stream.last_synced is None  # not known for a stream synced before version 3
+        assert stream.import_all is False
         tag = stream.tag("9.4")
         assert tag is not None
         assert [(e.image, e.generation, e.source_digest) for e in tag.items] == [
@@ -218,6 +219,32 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
         assert again.conditions == ()
     finally:
         reopened.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("version", range(1, len(_migrations.MIGRATIONS)))
+async def test_every_older_schema_migrates_to_the_current_one(tmp_path: Path, version: int) -> None:
+    conn = raw(tmp_path)
+    try:
+        for statements in _migrations.MIGRATIONS[:version]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+        with conn:
+            conn.execute(
+                "INSERT INTO image_streams (name, source, mirror_repository, scheduled, "
+                "import_mode, reference_policy, created_by, generation, created, updated) "
+                "VALUES ('s', ?, ?, 1, 'PreserveOriginal', 'Source', 'import-image', 2, ?, ?)",
+                (SRC, MIRROR, "2024-05-01T12:00:00.000000Z", "2024-05-01T12:00:00.000000Z"),
+            )
+    finally:
+        conn.close()
+    async with open_store(tmp_path) as store:
+        [stream] = await store.list_streams()
+    assert (stream.name, stream.generation, stream.created_by) == ("s", 2, "import-image")
+    assert (stream.last_synced, stream.import_all) == (None, False)
+    with raw(tmp_path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_unwritable_state_dir_is_a_state_error(tmp_path: Path) -> None:
