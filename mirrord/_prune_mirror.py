@@ -1,7 +1,9 @@
-"""What the pruner reads from and removes in the mirror, beyond deleting manifests.
+"""What the pruner (and a sync deleting removed tags) reads from and removes in the
+mirror, beyond deleting manifests.
 
 - :func:`read_children`: the child manifests of every index among the digests
-  the pruner considers, read from the mirror (the state does not record them).
+  considered, read from the mirror (the state does not record them). A manifest
+  that cannot be parsed raises: what it references is unknown, so nothing may go.
 - :func:`collect_garbage`: for an ``oci:`` mirror, remove the files under
   ``blobs/`` that nothing needs. The roots are every ``index.json`` entry plus
   every digest still recorded in a tag's history or pinned; from each root the
@@ -114,8 +116,10 @@ async def _read_into(
             try:
                 manifest = await read_manifest(destination, repository, digest)
             except ManifestError as error:
-                log.warning("%s@%s: %s; its references are unknown", repository, digest, error)
-                return
+                raise ManifestError(
+                    f"{repository}@{digest} in the mirror: {error}; what it references is "
+                    "unknown, so nothing it might reference is deleted"
+                ) from error
             if manifest is not None:
                 if manifest.is_index:
                     found[digest] = manifest.manifests

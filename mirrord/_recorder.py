@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mirrord._errors import MirrordError, NotFoundError
+from mirrord._prune_mirror import read_children
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import StreamPlan
 from mirrord.imagestream import StreamSpec, TagStatus, docker_image_reference
@@ -177,23 +178,36 @@ class Recorder:
         known = await self.store.get_stream(stream.name)
         upstream = set(stream_plan.all_tags or ())
         statuses = known.tags if known else ()
-        # Deleting by digest removes every tag naming it: keep digests live tags still use.
+        gone = [s for s in statuses if s.tag not in upstream and not s.removed and s.items]
+        if not gone:
+            return
+        # Deleting by digest removes every tag naming it: keep the digests live tags still
+        # use, and the manifests their indexes list (a platform tag of a live index).
         live = {s.items[0].image for s in statuses if s.tag in upstream and s.items}
-        for status in statuses:
-            if status.tag in upstream or status.removed or not status.items:
-                continue
+        if stream.delete_removed_tags:
+            try:
+                live |= await self._children(stream, live)
+            except MirrordError as error:  # the next run tries again
+                log.warning("%s: tags gone upstream stay in the mirror: %s", stream.name, error)
+                return
+        for status in gone:
             digest = status.items[0].image
-            if stream.delete_removed_tags and digest not in live:
-                await self._delete_from_mirror(stream, digest)
+            outcome = "kept"
+            if stream.delete_removed_tags:
+                outcome = "its image stays: a live tag uses it"
+                if digest not in live:
+                    await self._delete_from_mirror(stream, digest)
+                    outcome = "deleted from the mirror"
             await self.store.record_tag_removed(
                 stream.name, status.tag, delete_removed_tags=stream.delete_removed_tags
             )
-            log.info(
-                "%s:%s is gone upstream%s",
-                stream.name,
-                status.tag,
-                "; deleted from the mirror" if stream.delete_removed_tags else "; kept",
-            )
+            log.info("%s:%s is gone upstream; %s", stream.name, status.tag, outcome)
+
+    async def _children(self, stream: StreamConfig, indexes: set[str]) -> set[str]:
+        """Every manifest the mirror's copies of ``indexes`` list (nested ones too)."""
+        repository = self.destination.repository(stream.to)
+        found = await read_children(self.destination, {d: [repository] for d in indexes})
+        return {child for children in found.values() for child in children}
 
     async def _delete_from_mirror(self, stream: StreamConfig, digest: str) -> None:
         repository = self.destination.repository(stream.to)

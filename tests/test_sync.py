@@ -436,6 +436,42 @@ def test_deleting_a_removed_tag_keeps_a_digest_another_tag_still_names(
     assert mirror_client.head_manifest(mirrored, "c") is None
 
 
+def test_deleting_a_removed_tag_keeps_a_manifest_a_live_index_lists(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    """A platform manifest tagged on its own, and listed by a live index: when its tag
+    goes upstream, the mirror's index must stay whole."""
+    index = push_index(basic_client, repo_name, "all", seed=repo_name)
+    platform = index.children[0]
+    push(basic_client, platform.with_repo(repo_name, "amd64"))
+    alone = push_image(basic_client, repo_name, "alone", seed=f"{repo_name}-alone")
+    setup = make_config(
+        tmp_path, mirror=f"docker://{mirror_registry.host}/removed",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "delete_removed_tags": True}],
+        sources=[basic_registry],
+    )
+    assert setup.sync_json()[0] == 0
+    mirrored = f"removed/{repo_name}"
+    assert mirror_client.head_manifest(mirrored, "amd64") == platform.digest
+    # Upstream loses the amd64 tag (by its digest) and the alone tag.
+    basic_client.delete_manifest(repo_name, platform.digest)
+    basic_client.delete_manifest(repo_name, alone.digest)
+
+    code, _ = setup.sync_json()
+
+    assert code == 0
+    assert mirror_client.head_manifest(mirrored, "alone") is None  # deleted: nothing needs it
+    assert mirror_client.head_manifest(mirrored, platform.digest) == platform.digest
+    assert mirror_client.get_manifest(mirrored, "all").raw == index.raw
+    for child in index.children:  # the index is still whole
+        assert mirror_client.head_manifest(mirrored, child.digest) == child.digest
+
+
 def test_a_requested_stop_starts_no_new_copies(
     tmp_path: Path,
     basic_registry: RegistryProcess,
