@@ -154,8 +154,7 @@ async def import_image(config: Config, request: ImportRequest) -> ImportOutcome 
     """Resolve ``request``, record it, and run it as one recorded sync."""
     from mirrord._connect import ClientPool
     from mirrord._import_image import Refusal, parse_target, resolve
-    from mirrord._runs import sync_once
-    from mirrord.sync import Syncer
+    from mirrord._runs import plan_once, sync_once
 
     target = parse_target(request)
     if isinstance(target, Refusal):
@@ -176,10 +175,7 @@ async def import_image(config: Config, request: ImportRequest) -> ImportOutcome 
         override = _insecure_source(plan.stream.source_registry) if request.insecure else None
         pool = await stack.enter_async_context(ClientPool(run_config, options_override=override))
         if request.dry_run:
-            if store is None:
-                result = await Syncer(run_config, pool).run([plan.stream], dry_run=True)
-            else:
-                result = await sync_once(run_config, store, pool, [plan.stream], dry_run=True)
+            result = await plan_once(run_config, store, pool, [plan.stream])
             return ImportOutcome(plan, result, stored)
         assert store is not None
         await _record_request(run_config, store, pool, plan, stored)

@@ -30,7 +30,7 @@ def summary(result: SyncResult) -> dict[str, Any]:
         "images": {
             "copied": stats.images_copied,
             "unchanged": stats.images_unchanged,
-            "failed": stats.images_failed,
+            "failed": failed_count(result),
             "planned": sum(1 for r in result.results if r.outcome == "planned"),
             "skipped": result.skipped,
         },
@@ -57,13 +57,32 @@ def summary(result: SyncResult) -> dict[str, Any]:
             if p.error is not None
         ],
         "leftOut": {p.stream: list(p.left_out) for p in result.plans if p.left_out},
+        **({"goneUpstream": _gone_upstream(result)} if result.dry_run else {}),
         **({"notifications": result.notifications} if result.notifications is not None else {}),
     }
 
 
+def _gone_upstream(result: SyncResult) -> dict[str, Any]:
+    return {
+        stream: {"tags": list(tags), "delete": delete}
+        for stream, (tags, delete) in result.gone_upstream.items()
+    }
+
+
+def failed_count(result: SyncResult) -> int:
+    """Images that failed, a stream that failed as a whole counting as one."""
+    return result.stats.images_failed + len(result.stream_errors)
+
+
 def summary_line(result: SyncResult) -> str:
     s = result.stats
-    failed = s.images_failed + len(result.stream_errors)
+    failed = failed_count(result)
+    if result.dry_run:
+        planned = sum(1 for r in result.results if r.outcome == "planned")
+        return (
+            f"dry run: images: {planned} to copy, {s.images_unchanged} unchanged, "
+            f"{failed} failed; nothing was changed ({result.seconds:.1f}s)"
+        )
     return (
         f"images: {s.images_copied} copied, {s.images_unchanged} unchanged, {failed} failed; "
         f"blobs: {s.blobs_copied} copied, {s.blobs_mounted} mounted, {s.blobs_present} present; "
@@ -93,16 +112,27 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             print(f"  left out (over max_tags): {', '.join(stream_plan.left_out)}", file=out)
         if stream_plan.missing:
             print(f"  missing upstream: {', '.join(stream_plan.missing)}", file=out)
+        gone, delete = result.gone_upstream.get(stream_plan.stream, ((), False))
+        for tag in gone:
+            what = "delete" if delete else "gone"
+            why = "(delete_removed_tags)" if delete else "(kept in the mirror)"
+            print(f"  {what:<9} {tag:<30} gone upstream {why}", file=out)
     print(f"would copy {human_bytes(total)} (blobs already in the mirror are skipped)", file=out)
+
+
+def print_document(document: dict[str, Any], fmt: str, out: TextIO | None = None) -> None:
+    """``document`` as indented JSON or as YAML."""
+    out = out or sys.stdout
+    if fmt == "yaml":
+        print(yaml.safe_dump(document, sort_keys=False), end="", file=out)
+    else:
+        print(json.dumps(document, indent=2), file=out)
 
 
 def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> None:
     out = out or sys.stdout
-    if fmt == "json":
-        print(json.dumps(summary(result), indent=2), file=out)
-        return
-    if fmt == "yaml":
-        print(yaml.safe_dump(summary(result), sort_keys=False), end="", file=out)
+    if fmt in ("json", "yaml"):
+        print_document(summary(result), fmt, out)
         return
     for failure in summary(result)["failures"]:
         where = f"{failure['stream']}:{failure['tag']}" if failure["tag"] else failure["stream"]

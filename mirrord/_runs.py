@@ -7,18 +7,21 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
 
 from mirrord._connect import ClientPool, open_destination
-from mirrord._output import live_progress, print_plan, print_summary, summary
+from mirrord._errors import LockedError, MirrordError
+from mirrord._output import live_progress, print_document, print_plan, print_summary, summary
 from mirrord._recorder import Recorder
 from mirrord.config import Config, StreamConfig
+from mirrord.copy import StreamPlan
 from mirrord.credentials import Credential
 from mirrord.credentials import login as keyring_login
 from mirrord.registry import RegistryClient
-from mirrord.state import Store, open_store
+from mirrord.state import Store, open_store, store_exists
 from mirrord.sync import Syncer, SyncResult
 
 if TYPE_CHECKING:
@@ -39,22 +42,72 @@ async def run_sync_command(
     wait: bool,
     progress: bool,
 ) -> bool:
-    """``mirrord sync``: True when every selected tag is in the mirror."""
-    os.makedirs(config.state_dir, exist_ok=True)
-    async with AsyncExitStack() as stack:
-        store = await anyio.to_thread.run_sync(open_store, config.state_dir)
-        stack.push_async_callback(store.aclose)
-        if not dry_run:
-            await stack.enter_async_context(store.acquire_run_lock(wait=wait))
-            await store.abandon_running_jobs("interrupted: the process running it died")
-        pool = await stack.enter_async_context(ClientPool(config))
-        result = await sync_once(
-            config, store, pool, list(streams), dry_run=dry_run, progress=progress
-        )
+    """``mirrord sync``: True when every selected tag is in the mirror.
+
+    A run that cannot start (the mirror unreachable, the state unusable) raises; with
+    ``-o json|yaml`` it first prints a document naming the error, so a script reading
+    stdout always gets one.
+    """
+    try:
+        result = await _sync_or_plan(config, streams, dry_run, wait, progress)
+    except LockedError:
+        raise
+    except MirrordError as error:
+        if output != "text":
+            failure = {"dryRun": dry_run, "error": {"reason": error.reason, "message": str(error)}}
+            print_document(failure, output)
+        raise
     if dry_run:
         print_plan(result)
     print_summary(result, output)
     return result.ok
+
+
+async def _sync_or_plan(
+    config: Config, streams: Sequence[StreamConfig], dry_run: bool, wait: bool, progress: bool
+) -> SyncResult:
+    async with AsyncExitStack() as stack:
+        store: Store | None = None
+        if not dry_run or store_exists(config.state_dir):  # a dry run creates no state
+            os.makedirs(config.state_dir, exist_ok=True)
+            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+            stack.push_async_callback(store.aclose)
+        pool = await stack.enter_async_context(ClientPool(config))
+        if dry_run:
+            return await plan_once(config, store, pool, list(streams))
+        assert store is not None
+        await stack.enter_async_context(store.acquire_run_lock(wait=wait))
+        await store.abandon_running_jobs("interrupted: the process running it died")
+        return await sync_once(config, store, pool, list(streams), progress=progress)
+
+
+async def plan_once(
+    config: Config, store: Store | None, pool: ClientPool, streams: list[StreamConfig]
+) -> SyncResult:
+    """A dry run: what a sync would copy (and its bytes), leave alone, fail on, and the
+    recorded tags gone upstream. Changes nothing; ``store`` may be None (no state yet)."""
+    legacy = partial(_imported_from, store) if store is not None else None
+    result = await Syncer(config, pool, legacy_sources=legacy).run(streams, dry_run=True)
+    if store is None:
+        return result
+    for plan in result.plans:
+        if gone := await _gone_upstream(store, plan):
+            delete = config.stream(plan.stream).delete_removed_tags
+            result.gone_upstream[plan.stream] = (gone, delete)
+    return result
+
+
+async def _gone_upstream(store: Store, plan: StreamPlan) -> tuple[str, ...]:
+    """Tags the store has for the stream (not yet marked removed) that the source lacks."""
+    if plan.all_tags is None:  # the stream did not list the source's tags
+        return ()
+    known = await store.get_stream(plan.stream)
+    upstream = set(plan.all_tags)
+    return tuple(
+        t.tag
+        for t in (known.tags if known else ())
+        if t.tag not in upstream and not t.removed and t.items
+    )
 
 
 async def sync_once(
@@ -63,7 +116,6 @@ async def sync_once(
     pool: ClientPool,
     streams: list[StreamConfig],
     *,
-    dry_run: bool = False,
     progress: bool = False,
     result: SyncResult | None = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -85,13 +137,11 @@ async def sync_once(
     syncer = Syncer(
         config,
         pool,
-        on_result=None if dry_run else recorder,
+        on_result=recorder,
         legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
         should_stop=should_stop,
     )
     result = result or SyncResult()
-    if dry_run:
-        return await syncer.run(streams, dry_run=True, result=result)
     await recorder.prepare(streams)
     job = await store.start_job("sync", streams[0].name if len(streams) == 1 else None)
     try:

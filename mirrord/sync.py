@@ -62,6 +62,9 @@ class SyncResult:
     # Notification deliveries at the end of the run (None: no receiver configured):
     # delivered, failed (to be retried), givenUp, and waiting (still queued after it).
     notifications: dict[str, int] | None = None
+    # A dry run's tags recorded in the state but gone upstream, per stream, and whether
+    # the stream deletes them from the mirror (delete_removed_tags).
+    gone_upstream: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[TagResult]:
@@ -98,6 +101,8 @@ class Syncer:
         self._should_stop = should_stop
         # Each stream's source client, resolved once while planning (credentials included).
         self._sources: dict[str, Source] = {}
+        # The run's counters (planning retries count too); replaced by each run().
+        self._stats = CopyStats()
 
     async def run(
         self,
@@ -110,8 +115,10 @@ class Syncer:
         started = time.monotonic()
         result = result or SyncResult()
         result.dry_run = dry_run
+        self._stats = result.stats
         destination = await open_destination(self.config, self.pool)
-        await retrying(destination.ping, f"reach the mirror {destination.description}")
+        reach = f"reach the mirror {destination.description}"
+        await retrying(destination.ping, reach, on_wait=result.stats.count_retry)
         selected = list(streams if streams is not None else self.config.streams)
         plans: dict[str, StreamPlan] = {}
         async with anyio.create_task_group() as tg:
@@ -140,6 +147,7 @@ class Syncer:
                 all_tags = await retrying(
                     lambda: source.list_tags(stream.source_repository),
                     f"list tags of {stream.source}",
+                    on_wait=self._stats.count_retry,
                 )
             selection = select_tags(all_tags if all_tags is not None else [], stream)
             if stream.tags is not None and all_tags is None:
@@ -195,12 +203,14 @@ class Syncer:
             found = await retrying(
                 lambda: source.head_manifest(stream.source_repository, tag),
                 f"HEAD {stream.source}:{tag}",
+                on_wait=self._stats.count_retry,
             )
             if found is None:
                 raise NotFoundError(f"{stream.source}:{tag}: manifest unknown", status=404)
             mirrored = await retrying(
                 lambda: destination.head_manifest(base.mirror_repository, tag),
                 f"HEAD mirror {base.mirror_repository}:{tag}",
+                on_wait=self._stats.count_retry,
             )
             imported_from = None
             if mode is ImportMode.LEGACY and mirrored and self._legacy_sources:
@@ -283,6 +293,9 @@ class Syncer:
         result.results = [
             estimated[plan.stream, plan.tag] for sp in result.plans for plan in sp.tags
         ]
+        for outcome in result.results:  # what a run would count (planned ones are copies)
+            result.stats.images_unchanged += outcome.outcome == "unchanged"
+            result.stats.images_failed += outcome.outcome == "failed"
 
     async def _estimate_tag(
         self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan
@@ -290,7 +303,9 @@ class Syncer:
         source = self._sources[plan.stream]
         try:
             size = await retrying(
-                lambda: _image_bytes(source, plan), f"read {plan.source_repository}:{plan.tag}"
+                lambda: _image_bytes(source, plan),
+                f"read {plan.source_repository}:{plan.tag}",
+                on_wait=self._stats.count_retry,
             )
             estimated[plan.stream, plan.tag] = TagResult(
                 replace(plan, bytes_to_copy=size), "planned"

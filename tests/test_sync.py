@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from harness.images import (
     RegistryHTTP,
     build_corpus,
@@ -16,7 +19,7 @@ from harness.images import (
     push_image,
     push_index,
 )
-from harness.registry import RegistryProcess
+from harness.registry import RegistryProcess, free_port
 from synctools import assert_same_tree, big_tags_behind_a_slow_mirror, make_config
 
 
@@ -321,6 +324,87 @@ def test_dry_run_changes_nothing(
     writes = [(m, p) for m, p in mirror_registry.requests(since=mark) if m not in ("GET", "HEAD")]
     assert writes == []
     assert mirror_client.head_manifest(f"dry/{repo_name}", "1.0") is None
+    assert not setup.state_dir.exists()  # no state created either
+    assert result.output.splitlines()[-1].startswith(
+        "dry run: images: 1 to copy, 0 unchanged, 0 failed; nothing was changed"
+    )
+
+
+def test_a_dry_run_counts_like_a_run_and_lists_tags_gone_upstream(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    push_image(basic_client, repo_name, "keep", seed=repo_name)
+    gone = push_image(basic_client, repo_name, "gone", seed=f"{repo_name}-gone")
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/dry-gone",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "app",
+                  "delete_removed_tags": True}],
+        sources=[basic_registry],
+    )
+    assert setup.sync_json()[0] == 0
+    basic_client.delete_manifest(repo_name, gone.digest)
+
+    text = setup.sync("--dry-run")
+    code, planned = setup.sync_json("--dry-run")
+
+    assert text.exit_code == 0 and code == 0
+    assert re.search(r"^  delete +gone +gone upstream \(delete_removed_tags\)$", text.output, re.M)
+    assert "dry run: images: 0 to copy, 1 unchanged, 0 failed" in text.output
+    assert planned["images"]["unchanged"] == 1
+    assert planned["goneUpstream"] == {"app": {"tags": ["gone"], "delete": True}}
+    assert mirror_client.head_manifest("dry-gone/app", "gone") == gone.digest  # still there
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries as many, but 10 ms apart (the backoff has its own tests)."""
+    from mirrord.copy._retry import RetryPolicy
+
+    monkeypatch.setattr(RetryPolicy, "delay", lambda self, attempt, error: 0.01)
+
+
+def test_json_counts_a_failed_stream_and_its_retries_like_the_text(
+    tmp_path: Path, mirror_registry: RegistryProcess, repo_name: str, fast_retries: None
+) -> None:
+    down = f"127.0.0.1:{free_port()}"  # nothing listens: connection refused, retried
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/down",
+        streams=[{"from": f"{down}/{repo_name}", "to": "app"}],
+        sources=[],
+        settings={down: {"insecure": True}},
+    )
+    text = setup.sync()
+    code, summary = setup.sync_json()
+
+    assert text.exit_code == 1 and code == 1
+    assert "0 unchanged, 1 failed" in text.output
+    assert summary["images"]["failed"] == 1 and len(summary["failures"]) == 1
+    assert summary["retries"] >= 1  # the tag listing was retried before giving up
+
+
+def test_an_unreachable_mirror_still_gets_a_json_document(
+    tmp_path: Path, basic_registry: RegistryProcess, repo_name: str, fast_retries: None
+) -> None:
+    down = f"127.0.0.1:{free_port()}"
+    setup = make_config(
+        tmp_path,
+        mirror=f"docker://{down}/m",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}"}],
+        sources=[basic_registry],
+    )
+    result = setup.sync("-o", "json")
+
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["error"]["message"].startswith(f"{down}")
+    assert "error:" in result.stderr
 
 
 def test_cosign_signature_tags_travel_with_their_image(

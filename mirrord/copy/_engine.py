@@ -46,6 +46,12 @@ class CopyStats:
     def as_dict(self) -> dict[str, int | float]:
         return {k: v for k, v in vars(self).items() if k != "bytes_streamed"}
 
+    def count_retry(self, error: MirrordError, delay: float) -> None:
+        """The ``on_wait`` hook of :func:`retrying`: one retry, and a 429's wait."""
+        self.retries += 1
+        if error.reason == "RateLimited":
+            self.rate_limit_waits += delay
+
 
 @dataclass(frozen=True, slots=True)
 class CopiedImage:
@@ -128,7 +134,7 @@ class CopyEngine:
             lambda: self.destination.put_manifest(plan.mirror_repository, plan.tag, manifest),
             f"push tag {plan.mirror_repository}:{plan.tag}",
             self.retry,
-            self._count_retry,
+            self.stats.count_retry,
         )
         self.stats.manifests_pushed += 1
         return CopiedImage(manifest.digest, manifest.media_type, manifest.size, source_digest)
@@ -157,7 +163,7 @@ class CopyEngine:
                 lambda: self.destination.head_manifest(dst_repo, desc.digest),
                 f"HEAD {dst_repo}@{desc.digest}",
                 self.retry,
-                self._count_retry,
+                self.stats.count_retry,
             ):
                 return
             child = await self._get_manifest(source, src_repo, desc.digest)
@@ -166,7 +172,7 @@ class CopyEngine:
                 lambda: self.destination.put_manifest(dst_repo, child.digest, child),
                 f"push {dst_repo}@{child.digest}",
                 self.retry,
-                self._count_retry,
+                self.stats.count_retry,
             )
             self.stats.manifests_pushed += 1
 
@@ -181,7 +187,7 @@ class CopyEngine:
                 lambda: self._transfer_blob(source, src_repo, dst_repo, desc),
                 f"blob {desc.digest} into {dst_repo}",
                 self.retry,
-                self._count_retry,
+                self.stats.count_retry,
             ),
         )
 
@@ -228,16 +234,11 @@ class CopyEngine:
                 lambda: source.get_manifest(repository, digest, digest),
                 f"GET manifest {repository}@{digest}",
                 self.retry,
-                self._count_retry,
+                self.stats.count_retry,
             )
 
         await self._fetching.run((f"{id(source)}/{repository}", digest), fetch)
         return self._fetched[key]
-
-    def _count_retry(self, error: MirrordError, delay: float) -> None:
-        self.stats.retries += 1
-        if error.reason == "RateLimited":
-            self.stats.rate_limit_waits += delay
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
