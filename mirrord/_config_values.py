@@ -1,13 +1,16 @@
-"""Scalar values of the configuration, each read from an :class:`_At` (errors name the line)."""
+"""Scalar values of the configuration, each read from an :class:`_At` (errors name the line),
+and :func:`missing_file_warnings`, the paths ``mirrord validate`` finds absent on this machine."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit
 
-from mirrord._config_types import MirrorTarget
-from mirrord._config_yaml import _FLOAT, _INT, _At
-from mirrord._errors import InvalidReferenceError, ManifestError
+import yaml
+
+from mirrord._config_types import Config, MirrorTarget
+from mirrord._config_yaml import _FLOAT, _INT, _At, _Doc
+from mirrord._errors import ConfigError, InvalidReferenceError, ManifestError
 from mirrord._schedule import parse_duration, schedule_interval, validate_cron
 from mirrord.oci import parse_digest
 from mirrord.reference import normalise_registry, parse_repository
@@ -180,6 +183,39 @@ def _regexes(at: _At | None) -> tuple[re.Pattern[str], ...]:
         except re.error as exc:
             raise item.error(f"invalid regular expression {item.text()!r}: {exc}") from None
     return tuple(out)
+
+
+def missing_file_warnings(config: Config) -> tuple[str, ...]:
+    """``file:line: key: PATH does not exist on this machine`` for each registry's
+    ``auth_file`` and ``ca_file`` absent here. ``mirrord validate`` prints them as
+    warnings: the file may exist on the machine that runs mirrord. ``config`` was
+    parsed from ``config.path``; a file that no longer reads or parses gives none."""
+    if config.path is None:
+        return ()
+    try:
+        loader = yaml.SafeLoader(config.path.read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError):
+        return ()
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return ()
+        root = _At(_Doc(str(config.path), config.path.absolute().parent, loader), node, "")
+        return _missing_files(root.mapping(None).get("registries"))
+    except (yaml.YAMLError, ConfigError):
+        return ()
+    finally:
+        loader.dispose()
+
+
+def _missing_files(registries: _At | None) -> tuple[str, ...]:
+    warnings: list[str] = []
+    for _, entry in registries.entries(None, quoted=True) if registries is not None else ():
+        values = entry.mapping(None)
+        for name in ("auth_file", "ca_file"):
+            if name in values and not (path := values[name].path()).exists():
+                warnings.append(str(values[name].error(f"{path} does not exist on this machine")))
+    return tuple(warnings)
 
 
 def _semver(at: _At) -> str:

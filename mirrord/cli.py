@@ -20,7 +20,7 @@ import click
 from mirrord._errors import ConfigError, LockedError, MirrordError
 from mirrord._exitcodes import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
 from mirrord._logging import setup_logging
-from mirrord.config import Config, load_config, load_config_or_embedded
+from mirrord.config import Config, load_config, load_config_or_embedded, missing_file_warnings
 
 log = logging.getLogger("mirrord")
 
@@ -138,8 +138,14 @@ def sync(
 @main.command()
 @config_option
 def validate(config_path: Path | None) -> None:
-    """Check the configuration file and exit (2 when it is invalid)."""
+    """Check the configuration file and exit (2 when it is invalid).
+
+    A registry's auth_file or ca_file absent on this machine is a warning (the
+    file may exist where mirrord runs); the exit status stays 0.
+    """
     config = load(config_path)
+    for warning in missing_file_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{config.path}: valid: {len(config.streams)} streams, mirror {config.mirror}")
 
 

@@ -54,6 +54,7 @@ from mirrord._config_values import (
     _tags,
     _timeout,
     _url,
+    missing_file_warnings,
 )
 from mirrord._config_yaml import _At, _Doc
 from mirrord._errors import ConfigError
@@ -78,6 +79,7 @@ __all__ = [
     "embedded_default_config",
     "load_config",
     "load_config_or_embedded",
+    "missing_file_warnings",
     "parse_config",
     "parse_duration",
     "schedule_interval",

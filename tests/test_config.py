@@ -4,9 +4,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from mirrord import config as config_module
 from mirrord._errors import ConfigError
+from mirrord.cli import main
 from mirrord.config import (
     Config,
     Defaults,
@@ -20,6 +22,7 @@ from mirrord.config import (
     embedded_default_config,
     load_config,
     load_config_or_embedded,
+    missing_file_warnings,
     parse_config,
     parse_duration,
     schedule_interval,
@@ -944,3 +947,45 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "bom.yaml"
     path.write_bytes(b"\xef\xbb\xbfversion: 1\n")
     assert load_config(path).streams == ()
+
+
+def test_missing_auth_and_ca_files_are_warnings_naming_line_and_key(tmp_path: Path) -> None:
+    (tmp_path / "present.json").write_text("{}")
+    path = tmp_path / "mirrord.yaml"
+    path.write_text(
+        "version: 1\n"
+        "registries:\n"
+        "  quay.io:\n"
+        "    auth_file: /nonexistent/auth.json\n"
+        "  127.0.0.1:5000:\n"
+        "    insecure: true\n"
+        "    auth_file: present.json\n"
+        "    ca_file: certs/ca.pem\n"
+    )
+    config = load_config(path)
+    assert missing_file_warnings(config) == (
+        f'{path}:4: registries["quay.io"].auth_file: /nonexistent/auth.json does not exist '
+        "on this machine",
+        f'{path}:8: registries["127.0.0.1:5000"].ca_file: {tmp_path / "certs" / "ca.pem"} '
+        "does not exist on this machine",
+    )
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("")
+    assert len(missing_file_warnings(config)) == 1
+    assert missing_file_warnings(parse_config("version: 1\n", FILE)) == ()  # no such file
+    assert missing_file_warnings(embedded_default_config()) == ()
+
+
+def test_validate_prints_the_warnings_and_still_succeeds(tmp_path: Path) -> None:
+    path = tmp_path / "mirrord.yaml"
+    path.write_text("version: 1\nregistries:\n  quay.io: {auth_file: /nonexistent/auth.json}\n")
+    result = CliRunner().invoke(main, ["validate", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f'warning: {path}:3: registries["quay.io"].auth_file: /nonexistent/auth.json does not '
+        "exist on this machine\n"
+    )
+    assert result.stdout.startswith(f"{path}: valid: 0 streams")
+    path.write_text("version: 1\n")
+    result = CliRunner().invoke(main, ["validate", "--config", str(path)])
+    assert (result.exit_code, result.stderr) == (0, "")

@@ -23,7 +23,6 @@ from mirrord.credentials._credential import (
 )
 from mirrord.credentials._keyring import (
     delete_credential,
-    ensure_keyring_available,
     keyring_credential,
     keyring_service,
     store_credential,
@@ -39,7 +38,6 @@ __all__ = [
     "candidate_keys",
     "delete_credential",
     "describe_lookup",
-    "ensure_keyring_available",
     "keyring_credential",
     "keyring_service",
     "login",

@@ -11,9 +11,13 @@ In order, first hit wins:
 7. the keyring entry written by ``mirrord login``;
 8. nothing: anonymous.
 
-Missing files are skipped; a malformed one stops the lookup with a
-CredentialError naming it. Every call may block (file and D-Bus I/O): async
-callers use ``anyio.to_thread.run_sync``.
+The configured ``auth_file`` must exist: a missing one stops the lookup with a
+CredentialError naming it, rather than going on anonymously. The other files
+may be absent and are skipped; ``$REGISTRY_AUTH_FILE`` too, as containers/image
+reads it (the container image sets it to a pull secret that a mirror of public
+images does not need). A malformed file stops the lookup with a CredentialError
+naming it. Every call may block (file and D-Bus I/O): async callers use
+``anyio.to_thread.run_sync``.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def auth_file_sources(
     environ: Mapping[str, str] = os.environ if env is None else env
     sources: list[tuple[str, Path]] = []
     if auth_file is not None:
-        sources.append((f"auth file {auth_file}", Path(auth_file)))
+        sources.append((_configured(auth_file), Path(auth_file)))
     if value := environ.get("REGISTRY_AUTH_FILE"):
         sources.append((f"$REGISTRY_AUTH_FILE ({value})", Path(value)))
     if value := environ.get("XDG_RUNTIME_DIR"):
@@ -115,6 +119,10 @@ def auth_file_sources(
     return sources
 
 
+def _configured(auth_file: Path) -> str:
+    return f"auth file {auth_file}"
+
+
 def _walk(
     registry: str,
     repository: str,
@@ -124,7 +132,9 @@ def _walk(
 ) -> Iterator[_Probe]:
     host = registry_host(registry)
     environ: Mapping[str, str] = os.environ if env is None else env
-    for source, path in auth_file_sources(auth_file, env):
+    if auth_file is not None:  # named on purpose: it must exist
+        yield _probe_file(Path(auth_file), _configured(auth_file), host, repository, True)
+    for source, path in auth_file_sources(None, env):
         yield _probe_file(path, source, host, repository)
     if directory := environ.get("CREDENTIALS_DIRECTORY"):
         yield from _probe_systemd(Path(directory), host, repository)
@@ -133,15 +143,26 @@ def _walk(
         yield _Probe(LookupStep(KEYRING_SOURCE, outcome), credential)
 
 
-def _probe_file(path: Path, source: str, host: str, repository: str) -> _Probe:
+def _probe_file(
+    path: Path, source: str, host: str, repository: str, required: bool = False
+) -> _Probe:
     try:
         document = read_auth_file(path, source)
+        if document is None and required:
+            return _Probe(LookupStep(source, "not found"), error=_missing(path, host))
         if document is None:
             return _Probe(LookupStep(source, "not found"))
         credential, outcome = document.find(host, repository)
     except CredentialError as exc:
         return _Probe(LookupStep(source, "malformed"), error=exc)
     return _Probe(LookupStep(source, outcome), credential)
+
+
+def _missing(path: Path, host: str) -> CredentialError:
+    return CredentialError(
+        f"auth_file {path} for {host} (from the configuration) does not exist; "
+        "create it, or remove auth_file from the registry's entry"
+    )
 
 
 def _probe_systemd(directory: Path, host: str, repository: str) -> Iterator[_Probe]:

@@ -69,14 +69,6 @@ def keyring_lookup(registry: str) -> tuple[Credential | None, str]:
     return Credential(username, password, KEYRING_SOURCE), f"used entry {service}"
 
 
-def ensure_keyring_available() -> None:
-    """Raise CredentialError when no keyring backend is configured at all."""
-    try:
-        _backend()
-    except _NoBackendError:
-        raise CredentialError(_no_service_message(_NO_BACKEND)) from None
-
-
 def store_credential(registry: str, username: str, password: str) -> None:
     """Store (or replace) the credential for ``registry``."""
     host = registry_host(registry)

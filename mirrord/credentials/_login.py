@@ -8,11 +8,7 @@ import anyio.to_thread
 
 from mirrord._errors import CredentialError
 from mirrord.credentials._credential import Credential, registry_host
-from mirrord.credentials._keyring import (
-    delete_credential,
-    ensure_keyring_available,
-    store_credential,
-)
+from mirrord.credentials._keyring import delete_credential, store_credential
 
 LOGIN_SOURCE = "mirrord login"
 
@@ -26,18 +22,24 @@ async def login(
 ) -> None:
     """Verify ``username``/``password`` against ``registry`` with ``check``, then store them.
 
-    ``check`` raises (UnauthorizedError…) to refuse the credential; then
-    nothing is stored and its exception propagates. A missing keyring is
-    reported before ``check`` runs, so no registry is contacted in vain.
+    ``check`` raises (UnauthorizedError, ConnectError…) to refuse the credential;
+    then nothing is stored and its exception propagates, whether or not a keyring
+    is available. A credential that passes but cannot be stored (no Secret Service,
+    a locked keyring) is a CredentialError that says it is valid and why it was
+    not stored.
     """
     host = registry_host(registry)
     if not username:
         raise CredentialError(f"login to {host}: empty user name")
     if not password:
         raise CredentialError(f"login to {host}: empty password")
-    await anyio.to_thread.run_sync(ensure_keyring_available)
     await check(Credential(username, password, LOGIN_SOURCE))
-    await anyio.to_thread.run_sync(store_credential, host, username, password)
+    try:
+        await anyio.to_thread.run_sync(store_credential, host, username, password)
+    except CredentialError as error:
+        raise CredentialError(
+            f"login to {host}: the credentials are valid, but they were not stored: {error}"
+        ) from error
 
 
 async def logout(registry: str) -> bool:

@@ -58,15 +58,26 @@ def error_from_response(
     return cls(message, registry=registry, status=status, code=code)
 
 
+# OpenSSL's reasons when the server answers a TLS hello in plain HTTP (1.1, 3.x, 3.2+).
+_PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE")
+
+
 def error_from_exception(exc: httpx.HTTPError, registry: str, what: str) -> RegistryError:
     """Typed error for a transport failure: TLS failures are final, the rest temporary."""
-    if _is_tls_failure(exc):
+    if not _is_tls_failure(exc):
+        return ConnectError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
+    if _speaks_plain_http(exc):
         return TLSError(
-            f"{what}: TLS verification failed: {exc} (add the CA with ca_file or "
-            f"/etc/containers/certs.d/{registry}/ca.crt; tls_verify: false only for testing)",
+            f"{what}: TLS handshake failed because the registry answered in plain HTTP ({exc}); "
+            f"if {registry} serves only HTTP, set 'insecure: true' for it under 'registries:' "
+            f"in the configuration (or pass --insecure to import-image)",
             registry=registry,
         )
-    return ConnectError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
+    return TLSError(
+        f"{what}: TLS verification failed: {exc} (add the CA with ca_file or "
+        f"/etc/containers/certs.d/{registry}/ca.crt; tls_verify: false only for testing)",
+        registry=registry,
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -91,6 +102,17 @@ def _first_error(response: httpx.Response) -> tuple[str, str]:
         return str(first.get("code", "")), str(detail)[:300]
     except (ValueError, AttributeError, IndexError, TypeError):
         return "", ""
+
+
+def _speaks_plain_http(exc: BaseException) -> bool:
+    """True when a TLS handshake failed because the other side answered in plain HTTP."""
+    texts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        texts.append(f"{getattr(seen, 'reason', '')} {seen}")
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(texts).upper().replace(" ", "_")
+    return any(reason in text for reason in _PLAIN_HTTP_REASONS)
 
 
 def _is_tls_failure(exc: BaseException) -> bool:

@@ -186,7 +186,11 @@ def test_credential_helpers_are_never_run(
 
 def test_missing_file_is_none(tmp_path: Path) -> None:
     assert read_auth_file(tmp_path / "absent.json", "auth file") is None
-    assert _resolve(tmp_path / "absent.json", "quay.io") is None
+
+
+def test_missing_configured_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(CredentialError, match=r"absent\.json for quay\.io .* does not exist"):
+        _resolve(tmp_path / "absent.json", "quay.io")
 
 
 def _assert_names_file_not_secret(error: CredentialError, path: Path) -> None:

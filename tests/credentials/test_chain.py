@@ -73,14 +73,16 @@ def test_precedence_through_the_whole_chain(
     }
 
     def resolve() -> Credential | None:
-        return resolve_credential(registry, "ns/repo", auth_file=sources.auth_file, env=sources.env)
+        # The configured auth_file must exist: once removed, the configuration drops it.
+        auth_file = sources.auth_file if sources.auth_file.exists() else None
+        return resolve_credential(registry, "ns/repo", auth_file=auth_file, env=sources.env)
 
     for user, path in sources.files:
         credential = resolve()
         assert credential is not None
         assert (credential.username, credential.password) == (user, f"pw-{user}")
         assert credential.source == expected_source[user]
-        path.unlink()  # a missing file is skipped silently
+        path.unlink()  # any other missing file is skipped silently
     credential = resolve()
     assert credential is not None
     assert (credential.username, credential.source) == ("keyring-user", "keyring")
@@ -125,13 +127,16 @@ def test_describe_lookup_lists_every_source_in_order(
 
 
 def test_describe_lookup_stops_at_the_hit_and_holds_no_secret(
-    sources: Sources, registry: str
+    sources: Sources,
+    registry: str,
+    write_auth: Callable[..., Path],
+    auth_entry: Callable[[str, str], dict],
 ) -> None:
     files = dict(sources.files)
-    files["configured"].unlink()
+    write_auth(files["configured"], {"other.example": auth_entry("other", "pw-other")})
     steps = describe_lookup(registry, auth_file=sources.auth_file, env=sources.env)
     assert [str(step) for step in steps] == [
-        f"auth file {files['configured']}: not found",
+        f"auth file {files['configured']}: no entry for {registry}",
         f"$REGISTRY_AUTH_FILE ({files['registry-auth-file']}): used entry {registry}",
     ]
     assert "pw-" not in repr(steps)
@@ -150,6 +155,33 @@ def test_malformed_early_source_stops_the_chain(sources: Sources, registry: str)
     assert steps[0].source == f"$REGISTRY_AUTH_FILE ({bad})"
     assert steps[0].outcome.startswith("error: ")
     assert "pw-secret" not in steps[0].outcome
+
+
+def test_missing_configured_auth_file_is_an_error_naming_it(
+    sources: Sources, registry: str
+) -> None:
+    sources.auth_file.unlink()
+    with pytest.raises(CredentialError) as caught:
+        resolve_credential(registry, auth_file=sources.auth_file, env=sources.env)
+    assert str(caught.value) == (
+        f"auth_file {sources.auth_file} for {registry} (from the configuration) does not "
+        "exist; create it, or remove auth_file from the registry's entry"
+    )
+    # The lookup stops there: the later sources (which do hold a credential) are not used.
+    steps = describe_lookup(registry, auth_file=sources.auth_file, env=sources.env)
+    assert [step.source for step in steps] == [f"auth file {sources.auth_file}"]
+    assert steps[0].outcome == f"error: {caught.value}"
+
+
+def test_missing_environment_and_default_files_are_skipped(
+    tmp_path: Path, home: Path, registry: str
+) -> None:
+    # $REGISTRY_AUTH_FILE as the container image sets it, with no pull secret mounted.
+    env = {"HOME": str(home), "REGISTRY_AUTH_FILE": str(tmp_path / "pull-secret.json"),
+           "XDG_RUNTIME_DIR": str(tmp_path / "run"), "DOCKER_CONFIG": str(tmp_path / "docker")}
+    assert resolve_credential(registry, env=env, use_keyring=False) is None
+    steps = describe_lookup(registry, env=env, use_keyring=False)
+    assert [step.outcome for step in steps] == ["not found"] * 4
 
 
 def test_default_env_is_os_environ(

@@ -69,18 +69,38 @@ def test_logout_removes(registry: str) -> None:
     assert anyio.run(logout, registry) is False
 
 
-def test_login_without_keyring_fails_before_checking(
-    registry: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No keyring backend at all (as without a Secret Service and keyring's fail backend)."""
     monkeypatch.setattr(keyring.core, "_keyring_backend", keyring.backends.fail.Keyring())
+
+
+@pytest.mark.usefixtures("no_keyring")
+def test_login_without_keyring_checks_first_then_says_valid_but_not_stored(
+    registry: str,
+) -> None:
     checked: list[Credential] = []
 
     async def check(credential: Credential) -> None:
         checked.append(credential)
 
-    with pytest.raises(CredentialError, match="no Secret Service is available"):
-        anyio.run(lambda: login(registry, "alice", "pw", check=check))
-    assert checked == []
+    with pytest.raises(CredentialError) as caught:
+        anyio.run(lambda: login(registry, "alice", "s3cret-pw", check=check))
+    assert [c.username for c in checked] == ["alice"]
+    message = str(caught.value)
+    assert message.startswith(f"login to {registry}: the credentials are valid, but they were "
+                              "not stored")
+    assert "no Secret Service is available" in message
+    assert "s3cret-pw" not in message
+
+
+@pytest.mark.usefixtures("no_keyring")
+def test_login_without_keyring_reports_a_refused_credential_as_such(registry: str) -> None:
+    async def refuse(credential: Credential) -> None:
+        raise UnauthorizedError("authentication required", registry=registry, status=401)
+
+    with pytest.raises(UnauthorizedError):
+        anyio.run(lambda: login(registry, "alice", "wrong", check=refuse))
 
 
 @pytest.mark.parametrize(("username", "password"), [("", "pw"), ("alice", "")])

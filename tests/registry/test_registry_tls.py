@@ -82,3 +82,21 @@ async def test_plain_http_to_a_tls_registry_is_refused(tls_registry: RegistryPro
             await client.ping()
     assert not caught.value.temporary
     assert str(caught.value).startswith(f"{tls_registry.host}: ping: 400")
+
+
+async def test_tls_to_a_plain_http_registry_says_set_insecure(
+    basic_registry: RegistryProcess,
+) -> None:
+    assert basic_registry.ca_file is None  # the harness's basic registry speaks plain HTTP
+    options = RegistryOptions(insecure=False, certs_dirs=())
+    async with RegistryClient(basic_registry.host, options=options) as client:
+        with pytest.raises(TLSError) as caught:
+            await client.ping()
+    error = caught.value
+    assert not error.temporary
+    message = str(error)
+    assert message.startswith(f"{basic_registry.host}: ping: TLS handshake failed because "
+                              "the registry answered in plain HTTP")
+    assert "set 'insecure: true'" in message
+    assert "--insecure" in message
+    assert "ca_file" not in message and "tls_verify" not in message
