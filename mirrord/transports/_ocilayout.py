@@ -8,29 +8,48 @@ as ``oci:/path:<repository>:<tag>``.
 Writes are crash-safe: a blob is written to ``ingest/``, fsynced, checked and
 renamed into place; ``index.json`` is replaced atomically. A tag therefore never
 names a manifest or blob that is not completely on disk.
+
+Many writers share one layout (the streams of a daemon, each with its own
+destination object, and other ``mirrord`` processes): every update of
+``index.json`` re-reads it under an exclusive lock unless the cached copy is
+provably current, and a partial file is removed only when its writer is gone
+(see :mod:`mirrord.transports._layoutfiles`). :meth:`OCILayoutDestination.ping`
+only checks; the first write creates the layout.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 
 from mirrord._errors import NotFoundError, StorageError
 from mirrord.oci import OCI_INDEX, Descriptor, Manifest, parse_manifest
+from mirrord.transports._layoutfiles import (
+    IndexLock,
+    Stamp,
+    atomic_write,
+    check_writable,
+    commit,
+    create_locked,
+    partial_path,
+    remove_dead_leftovers,
+    stamp,
+)
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _LAYOUT = {"imageLayoutVersion": "1.0.0"}
 
+Entries = list[dict[str, Any]]
+
 
 class OCILayoutDestination:
-    """A mirror in the OCI layout at ``root`` (created on first use)."""
+    """A mirror in the OCI layout at ``root`` (created on first write)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -38,10 +57,13 @@ class OCILayoutDestination:
         self._index_lock = anyio.Lock()
         self._layout_lock = threading.Lock()
         self._layout_ready = False
-        # index.json as last read or written: ref name -> entry. This object is the
-        # layout's only writer while it lives (a run holds the state lock).
-        self._entries: list[dict[str, Any]] | None = None
+        # index.json as last read or written: its entries, ref name -> entry, the
+        # file's stamp and (when known) the lock generation it belongs to.
+        self._cache_lock = threading.Lock()
+        self._entries: Entries | None = None
         self._refs: dict[str, dict[str, Any]] = {}
+        self._stamp: Stamp | None = None
+        self._generation: int | None = None
 
     def repository(self, path: str) -> str:
         return path.strip("/")
@@ -54,7 +76,11 @@ class OCILayoutDestination:
         return self.root / "blobs" / algorithm / hex_digest
 
     async def ping(self) -> None:
-        await anyio.to_thread.run_sync(self._ensure_layout)
+        """Check that the layout can be written (or created); create or remove nothing."""
+        try:
+            await anyio.to_thread.run_sync(check_writable, self.root)
+        except OSError as exc:
+            raise StorageError(f"{self.description}: {exc}") from exc
 
     async def list_tags(self, repository: str) -> list[str]:
         entries = await anyio.to_thread.run_sync(self._read_index)
@@ -72,9 +98,7 @@ class OCILayoutDestination:
                 return None
             raw = await anyio.Path(path).read_bytes()
             return parse_manifest(raw, expected_digest=reference).descriptor()
-        if self._entries is None:
-            await anyio.to_thread.run_sync(self._read_index)
-        entry = self._refs.get(f"{repository}:{reference}")
+        entry = await anyio.to_thread.run_sync(self._lookup, f"{repository}:{reference}")
         return Descriptor.from_json(entry, "index.json") if entry else None
 
     async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
@@ -102,8 +126,13 @@ class OCILayoutDestination:
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
         """Drop every tag of ``repository`` that names ``digest``; blobs stay for GC."""
-        async with self._index_lock:
-            removed = await anyio.to_thread.run_sync(self._drop_refs, repository, digest)
+        try:
+            async with self._index_lock:
+                removed = await anyio.to_thread.run_sync(self._drop_refs, repository, digest)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.description}: cannot untag {repository}@{digest}: {exc}"
+            ) from exc
         if not removed:
             raise NotFoundError(f"{self.description}: {repository}@{digest} is not tagged")
 
@@ -121,22 +150,23 @@ class OCILayoutDestination:
         chunks: AsyncIterable[bytes],
         upload: str | None = None,
     ) -> None:
-        ingest = self.root / "ingest" / f"{secrets.token_hex(8)}.partial"
+        ingest = partial_path(self.root, descriptor.digest)
+        target = self.blob_path(descriptor.digest)
         try:
             await anyio.to_thread.run_sync(self._ensure_layout)
-            async with await anyio.open_file(ingest, "wb") as out:
+            raw = await anyio.to_thread.run_sync(create_locked, ingest)
+            try:
+                out = anyio.wrap_file(raw)
                 async for chunk in chunks:
                     await out.write(chunk)
-                await out.flush()
-                await anyio.to_thread.run_sync(os.fsync, out.wrapped.fileno())
-            target = self.blob_path(descriptor.digest)
-            await anyio.to_thread.run_sync(_commit, ingest, target)
+                await anyio.to_thread.run_sync(_finish, raw, ingest, target)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(_discard, raw, ingest)
         except OSError as exc:
             raise StorageError(
                 f"{self.description}: cannot store blob {descriptor.digest}: {exc}"
             ) from exc
-        finally:
-            ingest.unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         return None
@@ -144,88 +174,123 @@ class OCILayoutDestination:
     # -- blocking helpers (run in a worker thread) ----------------------------------------
 
     def _ensure_layout(self) -> None:
-        # Once per process, under a thread lock: two workers must never both find
-        # index.json missing and the later one overwrite the first's tag.
+        # Once per object: create what is missing, remove what dead writers left.
         with self._layout_lock:
             if self._layout_ready:
                 return
             for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
-            # Partial files of a killed run (the run lock keeps two runs apart).
-            for leftover in (self.root / "ingest").glob("*.partial"):
-                leftover.unlink(missing_ok=True)
+            remove_dead_leftovers(self.root)
             if not (self.root / "oci-layout").exists():
-                _atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
-            if not (self.root / "index.json").exists():
-                self._write_index([])
+                atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
+            # Under the index lock: two writers must never both find index.json
+            # missing and the later one overwrite the first's tag.
+            self._update_index(self._create_if_missing)
             self._layout_ready = True
 
     def _write_file(self, digest: str, data: bytes) -> None:
         self._ensure_layout()
         path = self.blob_path(digest)
         if not path.exists():
-            _atomic_write(path, data)
+            atomic_write(path, data, partial_path(self.root, digest))
 
-    def _read_index(self) -> list[dict[str, Any]]:
-        if self._entries is not None:
-            return list(self._entries)
+    def _read_index(self) -> Entries:
+        """``index.json``'s entries as they are now (re-read only when it changed)."""
+        with self._cache_lock:
+            self._refresh()
+            return list(self._entries or [])
+
+    def _lookup(self, ref_name: str) -> dict[str, Any] | None:
+        with self._cache_lock:
+            self._refresh()
+            return self._refs.get(ref_name)
+
+    def _refresh(self) -> None:
+        """Bring the cache up to date with the file; the caller holds ``_cache_lock``."""
+        path = self.root / "index.json"
         try:
-            data = json.loads((self.root / "index.json").read_bytes())
+            current = stamp(os.stat(path))
+            if self._entries is not None and current == self._stamp:
+                return
+            with open(path, "rb") as index:
+                current = stamp(os.fstat(index.fileno()))
+                raw = index.read()
         except FileNotFoundError:
-            data = {}
-        self._remember(list(data.get("manifests") or []))
-        return list(self._entries or [])
+            self._remember([], None)
+            return
+        try:
+            data = json.loads(raw)
+            entries = list(data.get("manifests") or [])
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise StorageError(f"{self.description}: {path} is not an image index: {exc}") from exc
+        self._remember(entries, current)
+        self._generation = None  # which update wrote it is unknown
 
-    def _remember(self, entries: list[dict[str, Any]]) -> None:
+    def _remember(self, entries: Entries, current: Stamp | None) -> None:
         # Entries without a ref name (written by other tools) are kept, just not looked up.
         self._entries = entries
         self._refs = {name: e for e in entries if (name := _ref_name(e))}
+        self._stamp = current
 
-    def _write_index(self, entries: list[dict[str, Any]]) -> None:
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-        _atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode())
-        self._remember(entries)
+    def _update_index(self, change: Callable[[Entries], Entries | None]) -> None:
+        """Read-modify-write ``index.json`` under the layout's lock (None: no write)."""
+        with IndexLock(self.root) as lock, self._cache_lock:
+            generation = lock.generation()
+            if generation != self._generation:
+                self._entries = None  # another writer may have been here: read it again
+            self._refresh()
+            self._generation = generation
+            entries = change(list(self._entries or []))
+            if entries is None:
+                return
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+            written = atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode())
+            self._remember(entries, stamp(written))
+            self._generation = lock.advance()
+
+    def _create_if_missing(self, entries: Entries) -> Entries | None:
+        # Called by _update_index after its _refresh: no stamp means no index.json.
+        return [] if self._stamp is None else None
 
     def _set_ref(self, ref_name: str, entry: dict[str, Any]) -> None:
-        entries = [
-            e for e in self._read_index() if e.get("annotations", {}).get(REF_NAME) != ref_name
-        ]
-        entries.append(entry)
-        self._write_index(entries)
+        self._ensure_layout()
+
+        def change(entries: Entries) -> Entries:
+            kept = [e for e in entries if _ref_name(e) != ref_name]
+            return [*kept, entry]
+
+        self._update_index(change)
 
     def _drop_refs(self, repository: str, digest: str) -> int:
-        entries = self._read_index()
-        kept = [
-            e
-            for e in entries
-            if not (
-                e.get("digest") == digest
-                and e.get("annotations", {}).get(REF_NAME, "").startswith(f"{repository}:")
-            )
-        ]
-        if len(kept) != len(entries):
-            self._write_index(kept)
-        return len(entries) - len(kept)
+        if not (self.root / "index.json").exists():
+            return 0  # nothing is tagged, and an untag creates no layout
+        self._ensure_layout()
+        removed = 0
+
+        def change(entries: Entries) -> Entries | None:
+            nonlocal removed
+            kept = [
+                e
+                for e in entries
+                if not (e.get("digest") == digest and _ref_name(e).startswith(f"{repository}:"))
+            ]
+            removed = len(entries) - len(kept)
+            return kept if removed else None
+
+        self._update_index(change)
+        return removed
 
 
 def _ref_name(entry: dict[str, Any]) -> str:
     return str(entry.get("annotations", {}).get(REF_NAME, ""))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    _commit(tmp, path)
+def _finish(raw: BinaryIO, ingest: Path, target: Path) -> None:
+    raw.flush()
+    os.fsync(raw.fileno())
+    commit(ingest, target)  # still open: its lock tells cleaners the writer lives
 
 
-def _commit(written: Path, target: Path) -> None:
-    """Rename a fully written, fsynced file into place, durably (fsync the directory)."""
-    os.replace(written, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def _discard(raw: BinaryIO, ingest: Path) -> None:
+    raw.close()
+    ingest.unlink(missing_ok=True)  # only still there when the write failed

@@ -59,8 +59,25 @@ def index_entries(layout: OCILayoutDestination) -> list[dict[str, object]]:
     return list(index["manifests"])
 
 
-async def test_layout_is_created_on_ping(layout: OCILayoutDestination) -> None:
+async def test_ping_only_checks_and_the_first_write_creates_the_layout(
+    layout: OCILayoutDestination,
+) -> None:
     await layout.ping()
+    assert not layout.root.exists()  # a dry run or a readiness probe changes nothing
+    assert await layout.list_tags("a") == []
+    assert await layout.head_manifest("a", "v1") is None
+    assert not layout.root.exists()
+    await store_image(layout, "a", build_image("a", "v1", seed="first"), "v1")
+    assert json.loads((layout.root / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    assert [e["annotations"] for e in index_entries(layout)] == [{REF_NAME: "a:v1"}]
+    await layout.ping()
+
+
+async def test_an_empty_layout_is_created_on_the_first_write(
+    layout: OCILayoutDestination,
+) -> None:
+    blob = build_image("x", None, seed="empty").layers[0]
+    await layout.write_blob("a", descriptor(blob), verified(blob))
     assert json.loads((layout.root / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
     assert index_entries(layout) == []
     assert layout.description == f"oci:{layout.root}"
@@ -154,7 +171,7 @@ async def test_skopeo_reads_what_was_written(layout: OCILayoutDestination) -> No
 
 async def test_entries_without_a_ref_name_survive_tag_writes(tmp_path: Path) -> None:
     first = OCILayoutDestination(tmp_path / "oci")
-    await first.ping()
+    await store_image(first, "app/a", build_image("app/a", "0.9", seed="first"), "0.9")
     foreign = {"mediaType": OCI_INDEX, "digest": "sha256:" + "f" * 64, "size": 10}
     index = json.loads((tmp_path / "oci" / "index.json").read_bytes())
     index["manifests"].append(foreign)

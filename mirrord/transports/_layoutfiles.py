@@ -1,0 +1,228 @@
+"""The files of an OCI layout that many writers share (blocking; run in worker threads).
+
+Streams of one daemon, and separate ``mirrord`` processes, may write one layout
+at once. So:
+
+- a file being written is named after its writer (``<hex>.<pid>.<random>.partial``
+  in ``ingest/``, ``.index.json.<pid>.<random>.tmp`` beside its target) and held
+  under an exclusive ``flock`` until it is renamed into place or removed;
+- a leftover is removed only when its writer is gone: its pid is not alive here
+  *and* nobody holds its lock (the lock covers a writer in another pid namespace
+  that shares the directory; a lock dies with its process, even on SIGKILL);
+- every read-modify-write of ``index.json`` holds :class:`IndexLock`, an exclusive
+  ``flock`` on ``.mirrord-index.lock`` in the layout (not part of the OCI spec; other
+  tools ignore it). The lock file also counts the writes made under it, so a writer
+  knows whether its cached copy of ``index.json`` is still the current one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+LOCK_NAME = ".mirrord-index.lock"
+INGEST = "ingest"
+# Leftovers of older versions carry no pid: removed once untouched for this long.
+UNNAMED_STALE_SECONDS = 3600.0
+_HEX = re.compile(r"[0-9a-f]{1,128}")
+_TEMP = re.compile(r"\.(?:index\.json|oci-layout)\.(?:[0-9]+\.)?[0-9a-f]+\.tmp")
+
+Stamp = tuple[int, int, int, int, int]
+
+
+def stamp(st: os.stat_result) -> Stamp:
+    """What tells one version of a file from another (``os.replace`` makes a new inode)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _writer() -> str:
+    return f"{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def partial_path(root: Path, digest: str) -> Path:
+    """A new, unique name in ``root/ingest`` for ``digest`` being written by this process."""
+    hex_digest = digest.partition(":")[2]
+    label = hex_digest if _HEX.fullmatch(hex_digest) else "blob"
+    return root / INGEST / f"{label}.{_writer()}.partial"
+
+
+def temp_path(target: Path) -> Path:
+    """A new, unique name beside ``target`` for its next version."""
+    return target.with_name(f".{target.name}.{_writer()}.tmp")
+
+
+def create_locked(path: Path) -> BinaryIO:
+    """Create ``path`` (never an existing file) and hold its lock while it is open."""
+    out = open(path, "xb")  # noqa: SIM115 - the caller closes it after the rename
+    try:
+        fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        out.close()
+        path.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def commit(written: Path, target: Path) -> None:
+    """Rename a fully written, fsynced file into place, durably (fsync the directory)."""
+    os.replace(written, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def atomic_write(target: Path, data: bytes, temp: Path | None = None) -> os.stat_result:
+    """Replace ``target`` with ``data`` (written at ``temp``); the new file's stat."""
+    temp = temp or temp_path(target)
+    out = create_locked(temp)
+    try:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+        commit(temp, target)
+        return os.fstat(out.fileno())
+    finally:
+        out.close()
+        temp.unlink(missing_ok=True)  # only still there when something failed
+
+
+def writer_pid(name: str) -> int | None:
+    """The pid in a partial or temporary file's name (None: an older version's name)."""
+    parts = name.split(".")
+    if len(parts) >= 4 and parts[-3].isdigit():
+        return int(parts[-3])
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def leftovers(root: Path) -> list[Path]:
+    """The partial and temporary files in the layout, of live writers or not."""
+    found: list[Path] = []
+    for directory, matches in (
+        (root / INGEST, lambda name: name.endswith(".partial")),
+        (root, _TEMP.fullmatch),
+    ):
+        try:
+            with os.scandir(directory) as entries:
+                found.extend(Path(e.path) for e in entries if matches(e.name))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def remove_dead_leftovers(root: Path) -> list[Path]:
+    """Remove the leftovers whose writer is gone; the paths removed."""
+    now = time.time()
+    removed: list[Path] = []
+    for path in leftovers(root):
+        pid = writer_pid(path.name)
+        if pid is not None and pid_alive(pid):
+            continue
+        if pid is None and not _untouched_since(path, now - UNNAMED_STALE_SECONDS):
+            continue
+        if _remove_unless_locked(path):
+            removed.append(path)
+    return removed
+
+
+def _untouched_since(path: Path, when: float) -> bool:
+    try:
+        return path.stat().st_mtime < when
+    except FileNotFoundError:
+        return False
+
+
+def _remove_unless_locked(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its writer lives (in another pid namespace)
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+def check_writable(root: Path) -> None:
+    """Raise OSError unless the layout at ``root`` could be written (or created) there.
+
+    Creates and changes nothing.
+    """
+    existing = next((p for p in (root, *root.parents) if os.path.lexists(p)), Path("."))
+    if existing != root:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
+        _require_access(existing)
+        return
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a directory")
+    for directory in (root, root / "blobs" / "sha256", root / INGEST):
+        if directory.exists():
+            _require_access(directory)
+
+
+def _require_access(directory: Path) -> None:
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"{directory} is not writable")
+
+
+class IndexLock:
+    """An exclusive ``flock`` on the layout's lock file, for one ``index.json`` update."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / LOCK_NAME
+        self._fd = -1
+
+    def __enter__(self) -> IndexLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        fd, self._fd = self._fd, -1
+        os.close(fd)  # releases the lock
+
+    def generation(self) -> int:
+        """How many updates were made under this lock (0 for a new lock file)."""
+        raw = os.pread(self._fd, 32, 0).strip()
+        return int(raw) if raw.isdigit() else 0
+
+    def advance(self) -> int:
+        """Count one more update; the new generation."""
+        generation = self.generation() + 1
+        os.pwrite(self._fd, f"{generation:020d}\n".encode(), 0)
+        return generation
