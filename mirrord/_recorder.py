@@ -90,7 +90,7 @@ class Recorder:
             self._known[stream.name] = (recorded.generation, {t.tag: t for t in recorded.tags})
 
     def _unchanged_in_store(
-        self, stream: str, tag: str, digest: str, reference: str, source_digest: str
+        self, stream: str, tag: str, digest: str, reference: str, source: tuple[str, str]
     ) -> bool:
         """True when recording this import would change nothing (skip the write)."""
         generation, statuses = self._known.get(stream, (0, {}))
@@ -103,7 +103,8 @@ class Recorder:
             and not status.removed
             and (current.image, current.docker_image_reference) == (digest, reference)
             and current.generation >= generation
-            and source_digest in ("", current.source_digest)
+            and source[0] in ("", current.source_digest)
+            and (not source[0] or source[1] == current.platform)
         )
 
     async def __call__(self, outcome: TagResult) -> None:
@@ -120,11 +121,14 @@ class Recorder:
         reference = docker_image_reference(
             stream.reference_policy, stream.source, mirror_repo, digest
         )
-        source_digest = outcome.image.source_digest if outcome.image else plan.source_digest
-        if self._unchanged_in_store(plan.stream, plan.tag, digest, reference, source_digest):
+        image = outcome.image
+        source_digest = image.source_digest if image else plan.source_digest
+        platform = image.platform if image else plan.picked_platform
+        source = (source_digest, platform)
+        if self._unchanged_in_store(plan.stream, plan.tag, digest, reference, source):
             return
         recorded = await self.store.record_tag_import(
-            plan.stream, plan.tag, digest, reference, source_digest=source_digest
+            plan.stream, plan.tag, digest, reference, source_digest=source_digest, platform=platform
         )
         if recorded.changed:
             await self._notify(stream, outcome, digest, recorded.previous_digest)

@@ -13,11 +13,10 @@ from typing import TYPE_CHECKING
 import anyio
 
 from mirrord._connect import ClientPool, open_destination
-from mirrord._errors import LockedError, MirrordError
-from mirrord._output import live_progress, print_document, print_plan, print_summary, summary
+from mirrord._output import live_progress, print_plan, print_summary, summary
 from mirrord._recorder import Recorder
 from mirrord.config import Config, StreamConfig
-from mirrord.copy import StreamPlan
+from mirrord.copy import Imported, StreamPlan
 from mirrord.credentials import Credential
 from mirrord.credentials import login as keyring_login
 from mirrord.registry import RegistryClient
@@ -44,19 +43,11 @@ async def run_sync_command(
 ) -> bool:
     """``mirrord sync``: True when every selected tag is in the mirror.
 
-    A run that cannot start (the mirror unreachable, the state unusable) raises; with
-    ``-o json|yaml`` it first prints a document naming the error, so a script reading
-    stdout always gets one.
+    A run that cannot start (the mirror unreachable, the state unusable, the lock
+    held) raises; the CLI prints the error (and, with ``-o json|yaml``, a document
+    naming it on stdout, as for a configuration that does not load).
     """
-    try:
-        result = await _sync_or_plan(config, streams, dry_run, wait, progress)
-    except LockedError:
-        raise
-    except MirrordError as error:
-        if output != "text":
-            failure = {"dryRun": dry_run, "error": {"reason": error.reason, "message": str(error)}}
-            print_document(failure, output)
-        raise
+    result = await _sync_or_plan(config, streams, dry_run, wait, progress)
     if dry_run:
         print_plan(result)
     print_summary(result, output)
@@ -191,11 +182,13 @@ def _counts(result: SyncResult) -> dict[str, int]:
     return {k: int(v) for k, v in result.stats.as_dict().items()}
 
 
-async def _imported_from(store: Store, stream: str, tag: str) -> str | None:
-    """The upstream digest the mirror's current image of ``stream:tag`` came from."""
+async def _imported_from(store: Store, stream: str, tag: str) -> Imported | None:
+    """What the mirror's current image of ``stream:tag`` was imported from (if known)."""
     status = await store.get_tag(stream, tag)
     current = status.current if status else None
-    return current.source_digest if current and current.source_digest else None
+    if current is None or not current.source_digest:
+        return None
+    return Imported(current.image, current.source_digest, current.platform)
 
 
 async def login_command(config: Config, registry: str, username: str, password: str) -> None:

@@ -72,7 +72,8 @@ class TagEvent:
     ``source_digest`` is the upstream digest the import was taken from: equal to
     ``image`` when the whole manifest was copied, the index's digest when
     ``Legacy`` mode copied one platform of it, ``""`` when not known (events
-    recorded before mirrord kept it). OpenShift has no such field.
+    recorded before mirrord kept it). ``platform`` is the platform Legacy picked
+    (``""`` when the whole source manifest was copied). OpenShift has neither field.
     """
 
     created: datetime
@@ -80,6 +81,7 @@ class TagEvent:
     image: str
     generation: int
     source_digest: str = ""
+    platform: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "created", utc(self.created))
@@ -219,12 +221,14 @@ def record_import(
     *,
     tag: str = "",
     source_digest: str = "",
+    platform: str = "",
 ) -> ImportResult:
     """Apply a successful import of ``digest`` to a tag (``tag`` names it when ``status`` is None).
 
-    A new event, recording ``source_digest`` (see :class:`TagEvent`), is prepended
-    only when the digest or the reference differs from ``items[0]``; a different
-    ``source_digest`` alone adds no event; it updates ``items[0]``'s source_digest.
+    A new event, recording ``source_digest`` and ``platform`` (see :class:`TagEvent`),
+    is prepended only when the digest or the reference differs from ``items[0]``; a
+    different source alone adds no event; it updates ``items[0]``'s source_digest and
+    platform.
     Success always clears the ``ImportSuccess`` condition and a removal mark.
     """
     if status is None:
@@ -246,6 +250,7 @@ def record_import(
             current,
             generation=max(generation, current.generation),
             source_digest=source_digest or current.source_digest,
+            platform=platform if source_digest else current.platform,
         )
         if updated != current:
             items = (updated, *items[1:])
@@ -256,6 +261,7 @@ def record_import(
             image=digest,
             generation=generation,
             source_digest=source_digest,
+            platform=platform,
         )
         items = (event, *items)
     conditions = tuple(c for c in status.conditions if c.type != IMPORT_SUCCESS)

@@ -24,6 +24,7 @@ from mirrord.copy import (
     CopiedImage,
     CopyEngine,
     CopyStats,
+    Imported,
     ImportMode,
     StreamPlan,
     TagPlan,
@@ -91,7 +92,7 @@ class Syncer:
         pool: ClientPool,
         *,
         on_result: ResultHook | None = None,
-        legacy_sources: Callable[[str, str], Awaitable[str | None]] | None = None,
+        legacy_sources: Callable[[str, str], Awaitable[Imported | None]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = config
@@ -161,16 +162,34 @@ class Syncer:
         tags += [t for t in selection.missing if t not in tags]
         plans = await self._plan_tags(stream, source, destination, tags)
         if stream.signatures and all_tags:
-            # Several tags may name one image: its signature tags are planned once.
-            digests = dict.fromkeys(p.source.digest for p in plans if p.source is not None)
-            planned = set(tags)
-            signatures = [
-                sig for d in digests for sig in cosign_tags(d, all_tags) if sig not in planned
-            ]
-            plans += await self._plan_tags(stream, source, destination, signatures)
+            plans += await self._plan_signatures(stream, source, destination, plans, all_tags)
         return StreamPlan(
             stream.name, tuple(plans), selection.left_out, selection.missing, all_tags=all_tags
         )
+
+    async def _plan_signatures(
+        self,
+        stream: StreamConfig,
+        source: Source,
+        destination: Destination,
+        plans: list[TagPlan],
+        all_tags: list[str],
+    ) -> list[TagPlan]:
+        """The cosign tags of the images the mirror holds for ``plans``, each once.
+
+        They name the image by the digest the mirror holds: a Legacy image's are those
+        of its platform image, found once it is in the mirror (the next run).
+        """
+        planned = {p.tag for p in plans}
+        subjects = dict.fromkeys(d for p in plans if (d := p.mirrored_digest) is not None)
+        signatures = {
+            sig: digest
+            for digest in subjects
+            for sig in cosign_tags(digest, all_tags)
+            if sig not in planned
+        }
+        found = await self._plan_tags(stream, source, destination, list(signatures))
+        return [replace(p, subject=signatures[p.tag]) for p in found]
 
     async def _plan_tags(
         self, stream: StreamConfig, source: Source, destination: Destination, tags: list[str]
@@ -212,22 +231,30 @@ class Syncer:
                 f"HEAD mirror {base.mirror_repository}:{tag}",
                 on_wait=self._stats.count_retry,
             )
-            imported_from = None
+            imported = None
             if mode is ImportMode.LEGACY and mirrored and self._legacy_sources:
-                imported_from = await self._legacy_sources(stream.name, tag)
-            action = decide(found, mirrored, mode, imported_from)
+                imported = await self._legacy_sources(stream.name, tag)
+            action = decide(found, mirrored, mode, stream.platform, imported)
             planned[tag] = base.with_heads(action, found, mirrored)
         except MirrordError as error:
             planned[tag] = base.failed(error)
 
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
+        """Copy every image, then the signatures of those that are in the mirror."""
         engine = CopyEngine(destination, result.stats)
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
-        async with anyio.create_task_group() as tg:
-            for stream_plan in result.plans:
-                stream = self.config.stream(stream_plan.stream)
-                for plan in stream_plan.tags:
-                    tg.start_soon(self._execute_tag, result, engine, images, stream, plan)
+        for signatures in (False, True):
+            failed = {r.plan.mirrored_digest or r.plan.source_digest for r in result.failed}
+            async with anyio.create_task_group() as tg:
+                for stream_plan in result.plans:
+                    stream = self.config.stream(stream_plan.stream)
+                    for plan in stream_plan.tags:
+                        if (plan.subject is not None) != signatures:
+                            continue
+                        if plan.subject in failed:
+                            why = f"{plan.tag}: not copied, its image {plan.subject} failed"
+                            plan = plan.failed(MirrordError(why))
+                        tg.start_soon(self._execute_tag, result, engine, images, stream, plan)
 
     async def _execute_tag(
         self,

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness.images import (
@@ -198,6 +199,44 @@ def test_legacy_copies_one_platform_beside_preserve_original(
     # Legacy's mirror digest differs from the source's; the state knows it came from it.
     code, again = setup.sync_json()
     assert code == 0 and again["images"]["copied"] == 0 and again["images"]["unchanged"] == 2
+
+
+def test_legacy_follows_a_changed_platform_or_mode(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    index = push_index(basic_client, repo_name, "multi", seed=repo_name)
+    by_arch = {c.platform[1]: c for c in index.children if c.platform}
+
+    def sync_with(**stream: str) -> dict[str, Any]:
+        setup = make_config(
+            tmp_path,
+            mirror=f"docker://{mirror_registry.host}/switch",
+            streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "app",
+                      "tags": ["multi"], **stream}],
+            sources=[basic_registry],
+        )
+        code, summary = setup.sync_json()
+        assert code == 0, summary
+        return summary
+
+    assert sync_with()["images"]["copied"] == 1  # PreserveOriginal: the whole index
+    assert mirror_client.head_manifest("switch/app", "multi") == index.digest
+    # to Legacy: one platform replaces the index, though the source did not move
+    assert sync_with(import_mode="Legacy", platform="linux/arm64")["images"]["copied"] == 1
+    assert mirror_client.head_manifest("switch/app", "multi") == by_arch["arm64"].digest
+    assert sync_with(import_mode="Legacy", platform="linux/arm64")["images"]["unchanged"] == 1
+    # another platform
+    assert sync_with(import_mode="Legacy", platform="linux/amd64")["images"]["copied"] == 1
+    assert mirror_client.head_manifest("switch/app", "multi") == by_arch["amd64"].digest
+    assert sync_with(import_mode="Legacy", platform="linux/amd64")["images"]["unchanged"] == 1
+    # and back to the whole index
+    assert sync_with()["images"]["copied"] == 1
+    assert mirror_client.head_manifest("switch/app", "multi") == index.digest
 
 
 def test_oci_layout_is_readable_by_skopeo(
@@ -438,6 +477,68 @@ def test_cosign_signature_tags_travel_with_their_image(
     assert mirror_client.tags("sig/without") == ["1.0"]
     assert sorted(mirror_client.tags("sig/explicit")) == sorted(["1.0", signature_tag])
     assert summary["images"]["copied"] == 5, "a listed signature tag is copied once"
+
+
+def signature_of(client: RegistryHTTP, repo: str, digest: str, seed: str) -> str:
+    """Push a cosign-style signature tag for ``digest``; its tag name."""
+    tag = digest.replace(":", "-") + ".sig"
+    push(client, build_image(repo, tag, seed=seed))
+    return tag
+
+
+def test_a_legacy_image_takes_its_platform_images_signature(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    index = push_index(basic_client, repo_name, "multi", seed=repo_name)
+    arm64 = next(c for c in index.children if c.platform == ("linux", "arm64"))
+    of_index = signature_of(basic_client, repo_name, index.digest, "index-sig")
+    of_arm64 = signature_of(basic_client, repo_name, arm64.digest, "arm64-sig")
+    setup = make_config(
+        tmp_path, mirror=f"docker://{mirror_registry.host}/legacy-sig",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "app", "tags": ["multi"],
+                  "import_mode": "Legacy", "platform": "linux/arm64"}],
+        sources=[basic_registry],
+    )
+
+    assert setup.sync_json()[0] == 0  # the platform image; its digest is known once copied
+    assert setup.sync_json()[0] == 0  # now its signature
+
+    assert sorted(mirror_client.tags("legacy-sig/app")) == sorted(["multi", of_arm64])
+    assert of_index not in mirror_client.tags("legacy-sig/app")  # names an image not mirrored
+
+
+def test_a_signature_waits_for_its_image(
+    tmp_path: Path,
+    registry_factory: object,
+    mirror_registry: RegistryProcess,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    source: RegistryProcess = registry_factory()  # type: ignore[operator]
+    client = source.client()
+    bad = push_image(client, repo_name, "bad", seed="bad", layer_sizes=(50_000,))
+    signed = signature_of(client, repo_name, bad.digest, "bad-sig")
+    layer = bad.layers[0].digest.split(":")[1]
+    data = next(source.storage_path.rglob(f"blobs/sha256/{layer[:2]}/{layer}/data"))
+    data.write_bytes(data.read_bytes()[::-1])  # the image cannot be copied
+    setup = make_config(
+        tmp_path, mirror=f"docker://{mirror_registry.host}/sig-waits",
+        streams=[{"from": f"{source.host}/{repo_name}", "to": "app", "tags": ["bad"]}],
+        sources=[source],
+    )
+
+    code, summary = setup.sync_json()
+
+    assert code == 1
+    failures = {f["tag"]: f["message"] for f in summary["failures"]}
+    assert set(failures) == {"bad", signed}
+    assert "its image" in failures[signed] and "failed" in failures[signed]
+    assert mirror_client.tags("sig-waits/app") == []
 
 
 def test_bad_configurations_exit_2_and_touch_nothing(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mirrord.copy._engine import CopiedImage, CopyEngine, CopyStats, select_platform
-from mirrord.copy._plan import Action, ImportMode, StreamPlan, TagPlan, decide
+from mirrord.copy._plan import Action, Imported, ImportMode, StreamPlan, TagPlan, decide
 from mirrord.copy._retry import RetryPolicy, retrying
 from mirrord.copy._verify import verified_chunks
 
@@ -13,6 +13,7 @@ __all__ = [
     "CopyEngine",
     "CopyStats",
     "ImportMode",
+    "Imported",
     "RetryPolicy",
     "StreamPlan",
     "TagPlan",

@@ -61,6 +61,7 @@ class CopiedImage:
     media_type: str
     size: int
     source_digest: str
+    platform: str = ""  # the platform a Legacy import took out of the source index
 
 
 class _Once:
@@ -121,8 +122,9 @@ class CopyEngine:
         """Copy what ``plan``'s source tag names and point the mirror tag at it last."""
         assert plan.source is not None
         manifest = await self._get_manifest(source, plan.source_repository, plan.source.digest)
-        source_digest = manifest.digest
+        source_digest, platform = manifest.digest, ""
         if manifest.is_index and plan.import_mode is ImportMode.LEGACY:
+            platform = plan.platform
             child = select_platform(manifest, Platform.parse(plan.platform))
             manifest = await self._get_manifest(source, plan.source_repository, child.digest)
             if manifest.is_index:
@@ -137,7 +139,9 @@ class CopyEngine:
             self.stats.count_retry,
         )
         self.stats.manifests_pushed += 1
-        return CopiedImage(manifest.digest, manifest.media_type, manifest.size, source_digest)
+        return CopiedImage(
+            manifest.digest, manifest.media_type, manifest.size, source_digest, platform
+        )
 
     async def _ensure_contents(
         self, source: Source, src_repo: str, dst_repo: str, manifest: Manifest

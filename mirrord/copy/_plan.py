@@ -1,7 +1,7 @@
 """The copy plan: what each selected tag needs, decided before anything is written.
 
 Planning is pure: it takes what the source and mirror ``HEAD``s said (and, for
-``Legacy`` imports, which source digest the mirror's image was taken from) and
+``Legacy`` imports of an index, what the mirror's image was imported from) and
 decides per tag. ``--dry-run`` prints a plan and stops.
 """
 
@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from mirrord._errors import MirrordError
-from mirrord.oci import Descriptor
+from mirrord.oci import Descriptor, is_index
 
 
 class Action(enum.Enum):
@@ -23,6 +23,15 @@ class Action(enum.Enum):
 class ImportMode(enum.Enum):
     PRESERVE_ORIGINAL = "PreserveOriginal"
     LEGACY = "Legacy"
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What the state says the mirror's current image of a tag was imported from."""
+
+    image: str  # the digest the mirror tag points at
+    source_digest: str  # the upstream digest it was taken from
+    platform: str  # the platform a Legacy import picked out of that index ("" for none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +49,29 @@ class TagPlan:
     platform: str = "linux/amd64"
     error: MirrordError | None = field(default=None, compare=False)
     bytes_to_copy: int | None = None
+    # A signature tag travelling with its image: the digest of that image in the mirror.
+    subject: str | None = None
+
+    @property
+    def mirrored_digest(self) -> str | None:
+        """The digest the mirror holds (or will hold) for this tag, when planning knows it:
+        not for a Legacy copy of an index, whose platform image is picked while copying."""
+        if self.action is Action.FAILED or self.source is None:
+            return None
+        if self.picked_platform:
+            return self.mirror_digest if self.action is Action.UNCHANGED else None
+        return self.source.digest
 
     @property
     def source_digest(self) -> str:
         return self.source.digest if self.source else ""
+
+    @property
+    def picked_platform(self) -> str:
+        """The platform a Legacy import takes out of an index source; "" when the
+        source manifest is copied whole."""
+        legacy = self.import_mode is ImportMode.LEGACY
+        return self.platform if legacy and self.source and is_index(self.source.media_type) else ""
 
     def with_heads(self, action: Action, source: Descriptor, mirror: Descriptor | None) -> TagPlan:
         return replace(
@@ -71,19 +99,20 @@ def decide(
     source: Descriptor,
     mirror: Descriptor | None,
     import_mode: ImportMode,
-    imported_from: str | None = None,
+    platform: str = "",
+    imported: Imported | None = None,
 ) -> Action:
     """Copy unless the mirror already holds what the source tag names.
 
     PreserveOriginal copies the source manifest as is, so equal digests mean
-    unchanged. Legacy may store one platform of an index under the tag; then
-    the mirror's digest differs from the source's and ``imported_from`` (the
-    source digest the mirror's current image was taken from) decides.
+    unchanged (so does Legacy for a source that is not an index). Legacy stores one
+    platform of an index under the tag: unchanged only when the state says the
+    mirror's image is ``platform`` taken from this very index (a new index upstream,
+    another ``platform`` setting, or a switch from PreserveOriginal copies again).
     """
     if mirror is None:
         return Action.COPY
-    if mirror.digest == source.digest:
-        return Action.UNCHANGED
-    if import_mode is ImportMode.LEGACY and imported_from == source.digest:
-        return Action.UNCHANGED
-    return Action.COPY
+    if import_mode is ImportMode.LEGACY and is_index(source.media_type):
+        wanted = Imported(mirror.digest, source.digest, platform)
+        return Action.UNCHANGED if imported == wanted else Action.COPY
+    return Action.UNCHANGED if mirror.digest == source.digest else Action.COPY

@@ -121,7 +121,11 @@ _V4 = (
     "CHECK (import_all IN (0, 1))",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# The platform a Legacy import picked out of the index named by source_digest ('' when
+# the whole source manifest was copied): a changed ``platform`` setting re-imports.
+_V5 = ("ALTER TABLE tag_events ADD COLUMN platform TEXT NOT NULL DEFAULT ''",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -182,6 +182,7 @@ class SQLiteStore(Store):
         reference: str,
         *,
         source_digest: str = "",
+        platform: str = "",
         generation: int | None = None,
         now: datetime | None = None,
     ) -> ImportResult:
@@ -189,7 +190,9 @@ class SQLiteStore(Store):
 
         def rule(status: TagStatus, stream_generation: int) -> ImportResult:
             gen = stream_generation if generation is None else generation
-            return record_import(status, digest, reference, gen, at, source_digest=source_digest)
+            return record_import(
+                status, digest, reference, gen, at, source_digest=source_digest, platform=platform
+            )
 
         return await self._tag_rule(stream, tag, rule)
 

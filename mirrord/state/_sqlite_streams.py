@@ -35,6 +35,7 @@ def _event(row: sqlite3.Row) -> TagEvent:
         image=row["image"],
         generation=row["generation"],
         source_digest=row["source_digest"],
+        platform=row["platform"],
     )
 
 
@@ -223,16 +224,17 @@ def _save_tag(
     else:
         conn.execute("UPDATE tags SET removed_at = ? WHERE id = ?", (removed, tag_id))
     if not added and new.items:
-        # items[0] may have a new generation or source_digest (imagestream.record_import).
+        # items[0] may have a new generation or source (imagestream.record_import).
+        current = new.items[0]
         conn.execute(
-            "UPDATE tag_events SET generation = ?, source_digest = ? WHERE id = "
+            "UPDATE tag_events SET generation = ?, source_digest = ?, platform = ? WHERE id = "
             "(SELECT max(id) FROM tag_events WHERE tag_id = ?)",
-            (new.items[0].generation, new.items[0].source_digest, tag_id),
+            (current.generation, current.source_digest, current.platform, tag_id),
         )
     for event in reversed(new.items[:added]):  # oldest first: ids follow history
         conn.execute(
             "INSERT INTO tag_events (tag_id, created, docker_image_reference, image, "
-            "generation, source_digest) VALUES (?, ?, ?, ?, ?, ?)",
+            "generation, source_digest, platform) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 tag_id,
                 ts(event.created),
@@ -240,6 +242,7 @@ def _save_tag(
                 event.image,
                 event.generation,
                 event.source_digest,
+                event.platform,
             ),
         )
     conn.execute("DELETE FROM tag_conditions WHERE tag_id = ?", (tag_id,))

@@ -136,12 +136,13 @@ class Store(abc.ABC):
         reference: str,
         *,
         source_digest: str = "",
+        platform: str = "",
         generation: int | None = None,
         now: datetime | None = None,
     ) -> ImportResult:
         """:func:`~mirrord.imagestream.record_import` in one transaction.
 
-        ``source_digest``: the upstream digest imported (see ``TagEvent``), kept on a new event.
+        ``source_digest`` and ``platform``: where the import came from (see ``TagEvent``).
         """
 
     @abc.abstractmethod

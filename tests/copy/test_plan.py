@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mirrord.copy import Action, ImportMode, decide
+from mirrord.copy import Action, Imported, ImportMode, decide
 from mirrord.oci import Descriptor
 
 A = Descriptor("application/vnd.oci.image.index.v1+json", "sha256:" + "a" * 64, 10)
@@ -24,6 +24,18 @@ def test_different_digest_is_copied() -> None:
 
 
 def test_legacy_platform_image_taken_from_the_same_index_is_unchanged() -> None:
-    assert decide(A, B, LEGACY, imported_from=A.digest) is Action.UNCHANGED
-    assert decide(A, B, LEGACY, imported_from="sha256:" + "c" * 64) is Action.COPY
-    assert decide(A, B, PRESERVE, imported_from=A.digest) is Action.COPY
+    arm = Imported(B.digest, A.digest, "linux/arm64")
+    assert decide(A, B, LEGACY, "linux/arm64", arm) is Action.UNCHANGED
+    assert decide(A, B, LEGACY, "linux/arm64", None) is Action.COPY  # nothing recorded
+    other_index = Imported(B.digest, "sha256:" + "c" * 64, "linux/arm64")
+    assert decide(A, B, LEGACY, "linux/arm64", other_index) is Action.COPY
+    assert decide(A, B, PRESERVE, "linux/arm64", arm) is Action.COPY
+
+
+def test_legacy_copies_again_for_another_platform_or_after_preserve_original() -> None:
+    arm = Imported(B.digest, A.digest, "linux/arm64")
+    assert decide(A, B, LEGACY, "linux/amd64", arm) is Action.COPY  # platform setting changed
+    # The mirror holds the whole index (PreserveOriginal before): Legacy wants one platform.
+    assert decide(A, A, LEGACY, "linux/amd64", Imported(A.digest, A.digest, "")) is Action.COPY
+    # The state says arm64 of A, but the mirror tag points elsewhere (changed by hand).
+    assert decide(A, A, LEGACY, "linux/arm64", arm) is Action.COPY

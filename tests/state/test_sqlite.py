@@ -180,7 +180,7 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
     store = open_store(tmp_path)
     try:
         with raw(tmp_path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None
@@ -341,7 +341,8 @@ async def test_source_digest_round_trips(tmp_path: Path) -> None:
     try:
         await store.upsert_stream(StreamSpec("ubi9/ubi", SRC, MIRROR, import_mode="Legacy"))
         legacy = await store.record_tag_import(
-            "ubi9/ubi", "9.4", platform, f"{SRC}@{platform}", source_digest=index, now=T0
+            "ubi9/ubi", "9.4", platform, f"{SRC}@{platform}", source_digest=index,
+            platform="linux/arm64", now=T0,
         )
         assert legacy.status.items[0].source_digest == index
         later = T0 + timedelta(hours=1)
@@ -355,11 +356,13 @@ async def test_source_digest_round_trips(tmp_path: Path) -> None:
     try:
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None
-        sources = {t.tag: [(e.image, e.source_digest) for e in t.items] for t in stream.tags}
+        sources = {
+            t.tag: [(e.image, e.source_digest, e.platform) for e in t.items] for t in stream.tags
+        }
         assert sources == {
-            "9.4": [(platform, index)],
-            "latest": [(index, index)],
-            "old": [(index, "")],
+            "9.4": [(platform, index, "linux/arm64")],
+            "latest": [(index, index, "")],
+            "old": [(index, "", "")],
         }
         tag = await store.get_tag("ubi9/ubi", "9.4")
         assert tag == legacy.status == stream.tag("9.4")
