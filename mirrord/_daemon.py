@@ -2,8 +2,9 @@
 
 Lifecycle:
 
-- start: open the state, bind the listening socket, schedule every stream
-  (never-synced streams run at once), tell systemd READY=1;
+- start: take the state_dir's daemon lock (a second daemon on the same state
+  refuses, exit 3, naming the first's pid), open the state, bind the listening
+  socket, schedule every stream (never-synced streams run at once), tell systemd READY=1;
 - SIGHUP: reload the configuration; a file that does not load keeps the
   running configuration (the log names file, line and key);
 - SIGTERM/SIGINT: start no new run, let runs in flight finish for up to
@@ -36,7 +37,7 @@ from mirrord.config import Config, load_config
 from mirrord.imagestream import rfc3339
 from mirrord.scheduler import DEFAULT_MAX_RUNS, JobSpec, Scheduler
 from mirrord.server import HTTPServer
-from mirrord.state import Store, open_store
+from mirrord.state import Store, hold_daemon_lock, open_store
 
 log = logging.getLogger("mirrord.daemon")
 
@@ -125,17 +126,21 @@ class Daemon:
 
     async def run(self) -> None:
         config = self._config
-        store = await anyio.to_thread.run_sync(open_store, config.state_dir)
-        self._runner = Runner(config, store, self.metrics, self._notify_status)
+        daemon_lock = hold_daemon_lock(config.state_dir)  # before anything else starts
         try:
-            http = HTTPServer(self, config.server.listen)
-            log.info("listening on http://%s", http.address)
-            await self._main(http)
-        except BaseExceptionGroup as group:
-            raise _sole(group) from None
+            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+            self._runner = Runner(config, store, self.metrics, self._notify_status)
+            try:
+                http = HTTPServer(self, config.server.listen)
+                log.info("listening on http://%s", http.address)
+                await self._main(http)
+            except BaseExceptionGroup as group:
+                raise _sole(group) from None
+            finally:
+                await self.runner.aclose()
+                await store.aclose()
         finally:
-            await self.runner.aclose()
-            await store.aclose()
+            daemon_lock.release()
 
     async def _main(self, http: HTTPServer) -> None:
         async with anyio.create_task_group() as tg:

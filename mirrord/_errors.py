@@ -36,6 +36,8 @@ class InvalidReferenceError(MirrordError, ValueError):
 class ConfigError(MirrordError):
     """A configuration file that is invalid: names the file, line and key path."""
 
+    reason = "InvalidConfiguration"  # never a tag condition: nothing ran
+
     def __init__(
         self, message: str, *, file: str | None = None, line: int | None = None, key: str = ""
     ) -> None:
@@ -78,6 +80,8 @@ class StateError(MirrordError):
 
 class LockedError(StateError):
     """Another mirrord run holds the state lock."""
+
+    reason = "Locked"  # never a tag condition: nothing ran
 
 
 class NotifyError(MirrordError):

@@ -20,7 +20,13 @@ import click
 from mirrord._errors import ConfigError, LockedError, MirrordError
 from mirrord._exitcodes import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
 from mirrord._logging import setup_logging
-from mirrord.config import Config, load_config, load_config_or_embedded, missing_file_warnings
+from mirrord.config import (
+    Config,
+    StreamConfig,
+    load_config,
+    load_config_or_embedded,
+    missing_file_warnings,
+)
 
 log = logging.getLogger("mirrord")
 
@@ -43,24 +49,39 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def load(config_path: Path | None, *, embedded: bool = False) -> Config:
-    """Load the config or exit 2 with the file/line/key message."""
+OnError = Callable[[MirrordError], None]
+
+
+def exit_code(error: MirrordError) -> int:
+    """The exit code for an error that stops a command."""
+    if isinstance(error, LockedError):
+        return EXIT_LOCKED
+    if isinstance(error, ConfigError):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def load(
+    config_path: Path | None, *, embedded: bool = False, on_error: OnError | None = None
+) -> Config:
+    """Load the config or exit 2 with the file/line/key message (``on_error`` first)."""
     try:
         return load_config_or_embedded(config_path) if embedded else load_config(config_path)
     except ConfigError as error:
+        if on_error is not None:
+            on_error(error)
         fail(str(error), EXIT_USAGE)
 
 
-def run_async(func: Callable[[], Any]) -> Any:
-    """Run an async entry point; MirrordErrors become a clear message and exit code."""
+def run_async(func: Callable[[], Any], *, on_error: OnError | None = None) -> Any:
+    """Run an async entry point; MirrordErrors become a clear message and exit code
+    (after ``on_error``, which may print a document naming the error on stdout)."""
     try:
         return anyio.run(func)
-    except LockedError as error:
-        fail(str(error), EXIT_LOCKED)
-    except ConfigError as error:
-        fail(str(error), EXIT_USAGE)
     except MirrordError as error:
-        fail(str(error), EXIT_FAILED)
+        if on_error is not None:
+            on_error(error)
+        fail(str(error), exit_code(error))
     except KeyboardInterrupt:
         fail("interrupted; the mirror and state are consistent, re-run to continue", 130)
 
@@ -116,11 +137,11 @@ def sync(
     """Mirror every configured stream once, then exit (non-zero if any image failed)."""
     from mirrord._runs import run_sync_command
 
-    config = load(config_path, embedded=True)
-    try:
-        selected = [config.stream(name) for name in streams] if streams else list(config.streams)
-    except ConfigError as error:
-        fail(str(error), EXIT_USAGE)
+    def document(error: MirrordError) -> None:
+        _print_failure(error, output, dry_run=dry_run)
+
+    config = load(config_path, embedded=True, on_error=document)
+    selected = _select_streams(config, streams, on_error=document)
     show_progress = sys.stdout.isatty() if progress is None else progress
     ok = run_async(
         lambda: run_sync_command(
@@ -130,9 +151,31 @@ def sync(
             output=output,
             wait=wait,
             progress=show_progress and not dry_run,
-        )
+        ),
+        on_error=document,
     )
     sys.exit(0 if ok else EXIT_FAILED)
+
+
+def _select_streams(
+    config: Config, names: tuple[str, ...], on_error: OnError
+) -> list[StreamConfig]:
+    """The streams named by ``--stream`` (all without one); exit 2 on an unknown name."""
+    try:
+        return [config.stream(name) for name in names] if names else list(config.streams)
+    except ConfigError as error:
+        on_error(error)
+        fail(str(error), EXIT_USAGE)
+
+
+def _print_failure(error: MirrordError, output: str, *, dry_run: bool) -> None:
+    """With ``-o json|yaml``, a run that cannot start still prints one document on stdout."""
+    if output == "text":
+        return
+    from mirrord._output import print_document
+
+    failure = {"dryRun": dry_run, "error": {"reason": error.reason, "message": str(error)}}
+    print_document(failure, output)
 
 
 @main.command()

@@ -145,11 +145,13 @@ def create_app(daemon: DaemonView) -> Starlette:
 
     async def jobs(request: Request) -> Response:
         try:
-            limit = min(int(request.query_params.get("limit", "20")), MAX_JOBS)
+            limit = int(request.query_params.get("limit", "20"))
         except ValueError:
             return _error(400, "limit must be a number")
+        if limit < 1:
+            return _error(400, "limit must be a positive number")
         kind = request.query_params.get("kind") or None
-        found = await daemon.store.list_jobs(limit=max(limit, 1), kind=kind)
+        found = await daemon.store.list_jobs(limit=min(limit, MAX_JOBS), kind=kind)
         return JSONResponse({"items": [job_dict(j) for j in found]})
 
     async def notifications(request: Request) -> Response:

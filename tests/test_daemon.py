@@ -467,3 +467,32 @@ def test_pruning_runs_on_its_own_schedule_until_suspended(
             await store.aclose()
 
     assert anyio.run(conditions)["Scheduled"] == ("False", "Suspended")
+
+
+def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    config = tmp_path / "mirrord.yaml"
+    config.write_text(f"version: 1\nstate_dir: {state_dir}\nserver:\n  listen: 127.0.0.1:0\n")
+    notify = NotifySocket()
+    try:
+        with DaemonProcess(config) as first:
+            second = subprocess.run(
+                [sys.executable, "-m", "mirrord", "daemon", "--config", str(config)],
+                capture_output=True, text=True, timeout=15, env={**os.environ, **notify.env},
+            )
+            assert second.returncode == 3, second.stderr
+            assert (
+                f"error: another mirrord daemon (pid {first.pid}) uses state_dir {state_dir}"
+                in second.stderr
+            )
+            assert "listening on" not in second.stderr and "ready" not in second.stderr
+            assert notify.receive() == []  # no READY=1 (nor anything else) from the second
+            assert first.get("/healthz").json() == {"status": "ok"}
+            # the daemon lock is not the run lock: a one-shot run may still take that one
+            one_shot = RunLock(state_dir / LOCK_FILE)
+            assert one_shot.try_acquire()
+            one_shot.release()
+            code, _ = first.terminate()
+        assert code == 0
+    finally:
+        notify.close()

@@ -89,6 +89,11 @@ def test_trigger_needs_the_token_and_the_api_describes_streams_and_jobs(
         assert [(j["status"], j["stream"]) for j in jobs] == [("Succeeded", "app")] * 2
         assert jobs[0]["counts"]["images_copied"] == 1 and jobs[0]["finished"]
         assert daemon.get("/api/v1/jobs?limit=many").status_code == 400
+        for bad in ("-1", "0"):
+            refused = daemon.get(f"/api/v1/jobs?limit={bad}")
+            assert refused.status_code == 400
+            assert refused.json() == {"error": "limit must be a positive number"}
+        assert len(daemon.get("/api/v1/jobs?limit=1").json()["items"]) == 1
 
         # one event per new tag (1.0 in the catch-up run, 2.0 in the triggered one)
         outbox = daemon.get("/api/v1/notifications").json()

@@ -6,7 +6,7 @@ the :class:`Store` interface.
 
 from __future__ import annotations
 
-from mirrord.state._lock import LOCK_FILE, RunLock
+from mirrord.state._lock import LOCK_FILE, RunLock, hold_daemon_lock
 from mirrord.state._sqlite import SQLiteStore, open_store, store_exists
 from mirrord.state._store import (
     JOB_KINDS,
@@ -27,6 +27,7 @@ __all__ = [
     "RunLock",
     "SQLiteStore",
     "Store",
+    "hold_daemon_lock",
     "open_store",
     "store_exists",
 ]

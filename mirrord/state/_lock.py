@@ -1,4 +1,5 @@
-"""The run lock: one mirrord run (sync, import-image, a confirmed prune) at a time."""
+"""The run lock: one mirrord run (sync, import-image, a confirmed prune) at a time;
+and the daemon lock: one ``mirrord daemon`` per state directory."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import anyio
 from mirrord._errors import LockedError, StateError
 
 LOCK_FILE = "mirrord.lock"
+DAEMON_LOCK_FILE = "mirrord-daemon.lock"  # held for a daemon's life (runs take LOCK_FILE)
 
 
 class RunLock:
@@ -143,3 +145,24 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def hold_daemon_lock(state_dir: Path) -> RunLock:
+    """Take ``state_dir``'s daemon lock (creating the directory), for the caller to
+    release when the daemon stops; LockedError naming the pid of a daemon holding it.
+
+    Only daemons take it: a one-shot run next to a daemon takes the run lock as usual.
+    """
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise StateError(f"cannot create state_dir {state_dir}: {exc.strerror}") from exc
+    lock = RunLock(state_dir / DAEMON_LOCK_FILE)
+    if lock.try_acquire():
+        return lock
+    pid = lock.holder_pid()  # None in the instant between the holder's flock and its write
+    holder = f"pid {pid}" if pid is not None else "pid unknown"
+    raise LockedError(
+        f"another mirrord daemon ({holder}) uses state_dir {state_dir} "
+        f"(it holds {lock.path}); refusing to start a second one"
+    )
