@@ -175,3 +175,15 @@ class TLSError(RegistryError):
     @property
     def temporary(self) -> bool:
         return False
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first MirrordError in ``group`` (however nested), else the group itself."""
+    for leaf in group.exceptions:
+        if isinstance(leaf, BaseExceptionGroup):
+            found = first_error(leaf)
+            if found is not leaf:
+                return found
+        elif isinstance(leaf, MirrordError):
+            return leaf
+    return group

@@ -26,9 +26,14 @@ from pathlib import Path
 
 import anyio
 
-from mirrord._errors import DigestMismatchError, ManifestError, MirrordError, NotFoundError
+from mirrord._errors import (
+    DigestMismatchError,
+    ManifestError,
+    MirrordError,
+    NotFoundError,
+    first_error,
+)
 from mirrord.copy import retrying
-from mirrord.copy._engine import first_error
 from mirrord.imagestream import ImageStream
 from mirrord.oci import Descriptor, Manifest, is_index, parse_manifest
 from mirrord.transports import Destination, OCILayoutDestination, RegistryDestination

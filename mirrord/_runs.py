@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -60,7 +59,6 @@ async def _sync_or_plan(
     async with AsyncExitStack() as stack:
         store: Store | None = None
         if not dry_run or store_exists(config.state_dir):  # a dry run creates no state
-            os.makedirs(config.state_dir, exist_ok=True)
             store = await anyio.to_thread.run_sync(open_store, config.state_dir)
             stack.push_async_callback(store.aclose)
         pool = await stack.enter_async_context(ClientPool(config))

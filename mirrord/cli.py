@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import anyio
 import click
 
-from mirrord._errors import ConfigError, LockedError, MirrordError
+from mirrord._errors import ConfigError, LockedError, MirrordError, first_error
 from mirrord._exitcodes import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
 from mirrord._logging import setup_logging
 from mirrord.config import (
@@ -77,7 +77,10 @@ def run_async(func: Callable[[], Any], *, on_error: OnError | None = None) -> An
     """Run an async entry point; MirrordErrors become a clear message and exit code
     (after ``on_error``, which may print a document naming the error on stdout)."""
     try:
-        return anyio.run(func)
+        try:
+            return anyio.run(func)
+        except BaseExceptionGroup as group:  # a task group's: report its MirrordError
+            raise first_error(group) from None
     except MirrordError as error:
         if on_error is not None:
             on_error(error)

@@ -92,3 +92,16 @@ def test_an_invalid_configuration_exits_2_with_a_document(tmp_path: Path) -> Non
     missing = _sync(tmp_path / "absent.yaml", "-o", "json")
     assert missing.exit_code == 2
     assert "configuration file not found" in _error_document(missing)["error"]["message"]
+
+
+def test_a_state_dir_that_cannot_be_created_exits_1_with_a_document(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    config = _config(tmp_path)
+    unusable = str(tmp_path / "file" / "state")  # under a regular file
+    config.write_text(config.read_text().replace(str(tmp_path / "state"), unusable))
+
+    result = _sync(config, "-o", "json")
+
+    assert result.exit_code == 1
+    document = _error_document(result)
+    assert document["error"]["message"].startswith(f"cannot create state directory {tmp_path}")

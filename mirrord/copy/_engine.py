@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from mirrord._errors import ManifestError, MirrordError
+from mirrord._errors import ManifestError, MirrordError, first_error
 from mirrord.copy._plan import ImportMode, TagPlan
 from mirrord.copy._retry import DEFAULT_RETRY, RetryPolicy, retrying
 from mirrord.copy._verify import verified_chunks
@@ -243,18 +243,6 @@ class CopyEngine:
 
         await self._fetching.run((f"{id(source)}/{repository}", digest), fetch)
         return self._fetched[key]
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first MirrordError in ``group`` (however nested), else the group itself."""
-    for leaf in group.exceptions:
-        if isinstance(leaf, BaseExceptionGroup):
-            found = first_error(leaf)
-            if found is not leaf:
-                return found
-        elif isinstance(leaf, MirrordError):
-            return leaf
-    return group
 
 
 def select_platform(index: Manifest, wanted: Platform) -> Descriptor:

@@ -112,7 +112,10 @@ def decide(
     """
     if mirror is None:
         return Action.COPY
-    if import_mode is ImportMode.LEGACY and is_index(source.media_type):
-        wanted = Imported(mirror.digest, source.digest, platform)
-        return Action.UNCHANGED if imported == wanted else Action.COPY
+    if import_mode is ImportMode.LEGACY:
+        # What the state recorded decides, whatever media type the HEAD reported.
+        if imported == Imported(mirror.digest, source.digest, platform):
+            return Action.UNCHANGED
+        if is_index(source.media_type):
+            return Action.COPY
     return Action.UNCHANGED if mirror.digest == source.digest else Action.COPY

@@ -93,14 +93,11 @@ def describe_lookup(
     return tuple(steps)
 
 
-def auth_file_sources(
-    auth_file: Path | None = None, env: Mapping[str, str] | None = None
-) -> list[tuple[str, Path]]:
-    """Sources 1 to 5 as ``(description, path)``, in lookup order; unset ones left out."""
+def auth_file_sources(env: Mapping[str, str] | None = None) -> list[tuple[str, Path]]:
+    """Sources 2 to 5 (the files besides a configured ``auth_file``) as
+    ``(description, path)``, in lookup order; unset ones left out."""
     environ: Mapping[str, str] = os.environ if env is None else env
     sources: list[tuple[str, Path]] = []
-    if auth_file is not None:
-        sources.append((_configured(auth_file), Path(auth_file)))
     if value := environ.get("REGISTRY_AUTH_FILE"):
         sources.append((f"$REGISTRY_AUTH_FILE ({value})", Path(value)))
     if value := environ.get("XDG_RUNTIME_DIR"):
@@ -119,10 +116,6 @@ def auth_file_sources(
     return sources
 
 
-def _configured(auth_file: Path) -> str:
-    return f"auth file {auth_file}"
-
-
 def _walk(
     registry: str,
     repository: str,
@@ -133,8 +126,8 @@ def _walk(
     host = registry_host(registry)
     environ: Mapping[str, str] = os.environ if env is None else env
     if auth_file is not None:  # named on purpose: it must exist
-        yield _probe_file(Path(auth_file), _configured(auth_file), host, repository, True)
-    for source, path in auth_file_sources(None, env):
+        yield _probe_file(Path(auth_file), f"auth file {auth_file}", host, repository, True)
+    for source, path in auth_file_sources(env):
         yield _probe_file(path, source, host, repository)
     if directory := environ.get("CREDENTIALS_DIRECTORY"):
         yield from _probe_systemd(Path(directory), host, repository)

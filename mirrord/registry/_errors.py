@@ -68,7 +68,7 @@ def error_from_exception(exc: httpx.HTTPError, registry: str, what: str) -> Regi
         return ConnectError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
     if _speaks_plain_http(exc):
         return TLSError(
-            f"{what}: TLS handshake failed because the registry answered in plain HTTP ({exc}); "
+            f"{what}: TLS handshake failed, the answer looks like plain HTTP ({exc}); "
             f"if {registry} serves only HTTP, set 'insecure: true' for it under 'registries:' "
             f"in the configuration (or pass --insecure to import-image)",
             registry=registry,

@@ -6,9 +6,11 @@ at once. So:
 - a file being written is named after its writer (``<hex>.<pid>.<random>.partial``
   in ``ingest/``, ``.index.json.<pid>.<random>.tmp`` beside its target) and held
   under an exclusive ``flock`` until it is renamed into place or removed;
-- a leftover is removed only when its writer is gone: its pid is not alive here
-  *and* nobody holds its lock (the lock covers a writer in another pid namespace
-  that shares the directory; a lock dies with its process, even on SIGKILL);
+- a leftover is removed only when nobody holds its lock (a lock dies with its
+  process, even on SIGKILL; it also covers a writer in another pid namespace) and
+  either its pid is not alive here or it has not been touched for a minute (the pid
+  may be reused: a restarted container's mirrord is pid 1 again). The minute covers
+  the instant between creating a file and locking it;
 - every read-modify-write of ``index.json`` holds :class:`IndexLock`, an exclusive
   ``flock`` on ``.mirrord-index.lock`` in the layout (not part of the OCI spec; other
   tools ignore it). The lock file also counts the writes made under it, so a writer
@@ -18,6 +20,7 @@ at once. So:
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import secrets
@@ -26,9 +29,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+log = logging.getLogger("mirrord.oci")
+
 LOCK_NAME = ".mirrord-index.lock"
 INGEST = "ingest"
-# Leftovers of older versions carry no pid: removed once untouched for this long.
+# An unlocked file this fresh may be one its writer has just created, not yet locked.
+FRESH_SECONDS = 60.0
+# Leftovers of older versions carry no pid (nor lock): removed once untouched this long.
 UNNAMED_STALE_SECONDS = 3600.0
 _HEX = re.compile(r"[0-9a-f]{1,128}")
 _TEMP = re.compile(r"\.(?:index\.json|oci-layout)\.(?:[0-9]+\.)?[0-9a-f]+\.tmp")
@@ -135,11 +142,11 @@ def remove_dead_leftovers(root: Path) -> list[Path]:
     removed: list[Path] = []
     for path in leftovers(root):
         pid = writer_pid(path.name)
-        if pid is not None and pid_alive(pid):
-            continue
-        if pid is None and not _untouched_since(path, now - UNNAMED_STALE_SECONDS):
-            continue
-        if _remove_unless_locked(path):
+        if pid is None:
+            stale = _untouched_since(path, now - UNNAMED_STALE_SECONDS)
+        else:
+            stale = not pid_alive(pid) or _untouched_since(path, now - FRESH_SECONDS)
+        if stale and _remove_unless_locked(path):
             removed.append(path)
     return removed
 
@@ -153,14 +160,21 @@ def _untouched_since(path: Path, when: float) -> bool:
 
 def _remove_unless_locked(path: Path) -> bool:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # Opened for writing: an exclusive flock needs it on NFS.
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.warning("%s: left in place, cannot check its writer: %s", path, exc)
         return False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False  # its writer lives (in another pid namespace)
+            return False  # its writer lives
+        except OSError as exc:  # a filesystem without flock: never guess
+            log.warning("%s: left in place, cannot lock it: %s", path, exc)
+            return False
         path.unlink(missing_ok=True)
         return True
     finally:
@@ -186,8 +200,37 @@ def check_writable(root: Path) -> None:
 
 
 def _require_access(directory: Path) -> None:
+    """Writable, and on a filesystem where ``flock`` works (writers depend on it)."""
     if not os.access(directory, os.W_OK | os.X_OK):
         raise PermissionError(f"{directory} is not writable")
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass  # someone holds an exclusive lock on it: locks work
+    except OSError as exc:
+        raise OSError(exc.errno, f"{directory}: file locks (flock) do not work there") from exc
+    finally:
+        os.close(fd)  # releases the shared lock
+
+
+def _parse_generation(raw: bytes) -> int:
+    raw = raw.strip()
+    return int(raw) if raw.isdigit() else 0
+
+
+def read_generation(root: Path) -> int | None:
+    """How many index updates the layout's lock file counts (None: no lock file yet).
+
+    Read without taking the lock: a reader compares it with its cache's."""
+    try:
+        fd = os.open(root / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        return _parse_generation(os.pread(fd, 32, 0))
+    finally:
+        os.close(fd)
 
 
 class IndexLock:
@@ -218,8 +261,7 @@ class IndexLock:
 
     def generation(self) -> int:
         """How many updates were made under this lock (0 for a new lock file)."""
-        raw = os.pread(self._fd, 32, 0).strip()
-        return int(raw) if raw.isdigit() else 0
+        return _parse_generation(os.pread(self._fd, 32, 0))
 
     def advance(self) -> int:
         """Count one more update; the new generation."""

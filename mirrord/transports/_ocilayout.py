@@ -38,6 +38,7 @@ from mirrord.transports._layoutfiles import (
     commit,
     create_locked,
     partial_path,
+    read_generation,
     remove_dead_leftovers,
     stamp,
 )
@@ -206,17 +207,28 @@ class OCILayoutDestination:
             return self._refs.get(ref_name)
 
     def _refresh(self) -> None:
-        """Bring the cache up to date with the file; the caller holds ``_cache_lock``."""
+        """Bring the cache up to date with the file; the caller holds ``_cache_lock``.
+
+        Both the file's stat and the lock file's update count must match: a replaced
+        file may reuse an inode, size and (coarse) mtime. The count is read before the
+        file, so a cache is never taken for newer than it is.
+        """
         path = self.root / "index.json"
+        generation = read_generation(self.root)
         try:
             current = stamp(os.stat(path))
-            if self._entries is not None and current == self._stamp:
+            if (
+                self._entries is not None
+                and current == self._stamp
+                and generation == self._generation
+            ):
                 return
             with open(path, "rb") as index:
                 current = stamp(os.fstat(index.fileno()))
                 raw = index.read()
         except FileNotFoundError:
             self._remember([], None)
+            self._generation = generation
             return
         try:
             data = json.loads(raw)
@@ -224,7 +236,7 @@ class OCILayoutDestination:
         except (ValueError, AttributeError, TypeError) as exc:
             raise StorageError(f"{self.description}: {path} is not an image index: {exc}") from exc
         self._remember(entries, current)
-        self._generation = None  # which update wrote it is unknown
+        self._generation = generation
 
     def _remember(self, entries: Entries, current: Stamp | None) -> None:
         # Entries without a ref name (written by other tools) are kept, just not looked up.

@@ -39,3 +39,11 @@ def test_legacy_copies_again_for_another_platform_or_after_preserve_original() -
     assert decide(A, A, LEGACY, "linux/amd64", Imported(A.digest, A.digest, "")) is Action.COPY
     # The state says arm64 of A, but the mirror tag points elsewhere (changed by hand).
     assert decide(A, A, LEGACY, "linux/arm64", arm) is Action.COPY
+
+
+def test_legacy_trusts_the_record_when_the_head_names_no_media_type() -> None:
+    """A registry that answers HEAD without the index's Content-Type: no copy loop."""
+    untyped = Descriptor("", A.digest, 10)
+    arm = Imported(B.digest, A.digest, "linux/arm64")
+    assert decide(untyped, B, LEGACY, "linux/arm64", arm) is Action.UNCHANGED
+

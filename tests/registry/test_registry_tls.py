@@ -95,8 +95,8 @@ async def test_tls_to_a_plain_http_registry_says_set_insecure(
     error = caught.value
     assert not error.temporary
     message = str(error)
-    assert message.startswith(f"{basic_registry.host}: ping: TLS handshake failed because "
-                              "the registry answered in plain HTTP")
+    assert message.startswith(f"{basic_registry.host}: ping: TLS handshake failed, "
+                              "the answer looks like plain HTTP")
     assert "set 'insecure: true'" in message
     assert "--insecure" in message
     assert "ca_file" not in message and "tls_verify" not in message

@@ -24,7 +24,7 @@ from harness.images import build_image
 from mirrord._errors import StorageError
 from mirrord.oci import Descriptor, Manifest, parse_manifest
 from mirrord.transports import OCILayoutDestination, _ocilayout
-from mirrord.transports._layoutfiles import LOCK_NAME, UNNAMED_STALE_SECONDS
+from mirrord.transports._layoutfiles import FRESH_SECONDS, LOCK_NAME, UNNAMED_STALE_SECONDS
 
 pytestmark = pytest.mark.anyio
 
@@ -244,18 +244,23 @@ async def test_only_the_leftovers_of_dead_writers_are_removed(
     dead_temp = root / f".index.json.{gone}.0a1b2c3d.tmp"
     old_unnamed = root / ".index.json.0a1b2c3d.tmp"  # an older version's name: no pid
     new_unnamed = root / "ingest" / "0a1b2c3d4e5f6a7b.partial"
-    for path in (mine, dead, dead_temp, old_unnamed, new_unnamed):
+    # a live pid but no lock for minutes: a crashed writer whose pid was reused (pid 1 in
+    # a restarted container)
+    reused = root / "ingest" / f"12.{os.getpid()}.0a1b2c3d.partial"
+    for path in (mine, dead, dead_temp, old_unnamed, new_unnamed, reused):
         path.write_bytes(b"half")
     long_ago = time.time() - UNNAMED_STALE_SECONDS - 60
     os.utime(old_unnamed, (long_ago, long_ago))
+    minutes_ago = time.time() - FRESH_SECONDS - 5
+    os.utime(reused, (minutes_ago, minutes_ago))
     holder, held = start_holder(spawn, root)  # a live writer in another process
     # A live writer whose pid is not ours to see (another pid namespace): its lock tells.
     _, locked = start_holder(spawn, root, root / "ingest" / f"ef.{dead_pid()}.0a1b2c3d.partial")
 
     await OCILayoutDestination(root).ping()
-    assert all(p.exists() for p in (mine, dead, dead_temp, old_unnamed, held, locked))
+    assert all(p.exists() for p in (mine, dead, dead_temp, old_unnamed, held, locked, reused))
     await OCILayoutDestination(root).put_manifest("a", "v1", manifest)
-    assert not any(p.exists() for p in (dead, dead_temp, old_unnamed))
+    assert not any(p.exists() for p in (dead, dead_temp, old_unnamed, reused))
     assert all(p.exists() for p in (mine, new_unnamed, held, locked))
 
     holder.send_signal(signal.SIGKILL)  # killed mid-write: its file stays behind
@@ -299,3 +304,21 @@ async def test_the_lock_file_counts_updates_and_is_left_alone_by_readers(
 
 def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def test_ping_names_a_filesystem_without_file_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers depend on flock; a filesystem without it (some NFS setups) is refused at
+    the readiness check, not at the first write. No such filesystem here: flock is made
+    to fail as it does there."""
+    import errno
+
+    from mirrord.transports import _layoutfiles
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(_layoutfiles.fcntl, "flock", no_locks)
+    with pytest.raises(StorageError, match=r"file locks \(flock\) do not work"):
+        await OCILayoutDestination(tmp_path / "oci").ping()
