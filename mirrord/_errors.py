@@ -73,6 +73,8 @@ class StorageError(MirrordError):
 class CredentialError(MirrordError):
     """A credential source that exists but cannot be read or used."""
 
+    reason = "Unauthorized"  # the import fails for want of a usable credential
+
 
 class StateError(MirrordError):
     """The state store cannot be opened, migrated or written."""

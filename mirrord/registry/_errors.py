@@ -42,6 +42,13 @@ def error_from_response(
     message = f"{what}: {status} {response.reason_phrase}"
     if code:
         message += f" ({code}{': ' + detail if detail else ''})"
+    if status == 401 and "insufficient_scope" in response.headers.get("www-authenticate", ""):
+        # token.md: the credential is valid, the token it gets lacks this access.
+        message += "; the credential was accepted but is not allowed this access"
+    if status == 400 and _HTTPS_ONLY in response.text:
+        message += (
+            f"; {registry} speaks HTTPS: remove 'insecure: true' for it under 'registries:'"
+        )
     if status == 401:
         source = credential_source or "anonymous (no credentials found)"
         return UnauthorizedError(
@@ -57,6 +64,9 @@ def error_from_response(
     cls = _BY_STATUS.get(status, ServerError if status >= 500 else RegistryError)
     return cls(message, registry=registry, status=status, code=code)
 
+
+# What Go's net/http answers a plain HTTP request on a TLS port.
+_HTTPS_ONLY = "HTTP request to an HTTPS server"
 
 # OpenSSL's reasons when the server answers a TLS hello in plain HTTP (1.1, 3.x, 3.2+).
 _PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE")

@@ -108,6 +108,33 @@ async def test_wrong_password_at_the_token_server(
         (401, "12345678|robot", None)]
 
 
+async def test_a_credential_without_push_access_is_told_apart_from_a_wrong_one(
+    token_registry: RegistryProcess,
+    token_server: TokenServer,
+    open_client: Callable[..., RegistryClient],
+) -> None:
+    """The token server grants only pull: the registry's 401 says insufficient_scope."""
+    def pull_only(
+        user: str | None, kind: str, name: str, actions: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return tuple(a for a in actions if a == "pull")
+
+    token_server.policy = pull_only
+    client = open_client(token_registry, Credential(ALICE.username, ALICE.password, SOURCE))
+    with pytest.raises(UnauthorizedError) as caught:
+        await client.start_upload("some/repo")
+    assert "the credential was accepted but is not allowed this access" in str(caught.value)
+    assert_secret_free(caught.value, ALICE.password)
+
+
+async def test_insecure_against_an_https_registry_says_it_speaks_https(
+    tls_registry: RegistryProcess, open_client: Callable[..., RegistryClient]
+) -> None:
+    with pytest.raises(RegistryError) as caught:
+        await open_client(tls_registry, insecure=True).ping()
+    assert f"{tls_registry.host} speaks HTTPS: remove 'insecure: true'" in str(caught.value)
+
+
 async def test_anonymous_against_basic_auth_says_no_credentials_were_found(
     basic_registry: RegistryProcess, open_client: Callable[..., RegistryClient]
 ) -> None:
