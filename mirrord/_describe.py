@@ -114,6 +114,10 @@ def describe_text(stream: ImageStream, now: datetime | None = None) -> str:
         ("Tags", str(len(visible))),
     ]
     lines = [f"{label + ':':<19}{value}" for label, value in fields]
+    if stream.failure is not None:
+        failure = stream.failure
+        lines += ["", f"! error: Import failed ({failure.reason}): {failure.message}"]
+        lines.append(f"    {ago(failure.last_transition_time, now)}")
     for status in _ordered(stream):
         lines.append("")
         lines.extend(_tag_lines(stream, status, now))
@@ -155,7 +159,8 @@ def stream_row(stream: ImageStream, now: datetime) -> dict[str, Any]:
         "imageRepository": stream.docker_image_repository,
         "tags": sum(1 for t in stream.tags if not t.removed),
         "updated": ago(updated, now) if updated else "",
-        "failing": len(failing_tags(stream)),
+        # a stream whose tags could not even be listed, with none recorded: "stream"
+        "failing": len(failing_tags(stream)) or ("stream" if stream.failure else 0),
     }
 
 

@@ -80,14 +80,18 @@ class Recorder:
         self.notifier = notifier
         # The run covers each stream's whole selection (not an import-image of one tag).
         self.complete = complete
-        # What the store held when the run started: (generation, tag -> status) per stream.
+        # What the store held when the run started: (generation, tag -> status) per stream,
+        # and the streams that had failed as a whole.
         self._known: dict[str, tuple[int, dict[str, TagStatus]]] = {}
+        self._failing: set[str] = set()
 
     async def prepare(self, streams: list[StreamConfig]) -> None:
         for stream in streams:
             spec = stream_spec(self.config, stream, self.destination)
             recorded = await self.store.upsert_stream(spec)
             self._known[stream.name] = (recorded.generation, {t.tag: t for t in recorded.tags})
+            if recorded.failure is not None:
+                self._failing.add(stream.name)
 
     def _unchanged_in_store(
         self, stream: str, tag: str, digest: str, reference: str, source: tuple[str, str]
@@ -165,6 +169,8 @@ class Recorder:
             if stream_plan.error is not None:
                 await self._record_stream_failure(stream_plan, stream_plan.error)
                 continue
+            if stream_plan.stream in self._failing:  # its tags were listed this time
+                await self.store.set_stream_failure(stream_plan.stream, None)
             if stream_plan.all_tags is not None:
                 await self._record_removed(stream_plan)
             if self.complete and stream_plan.stream not in failed and not result.skipped:
@@ -172,6 +178,7 @@ class Recorder:
 
     async def _record_stream_failure(self, stream_plan: StreamPlan, error: MirrordError) -> None:
         stream = self.config.stream(stream_plan.stream)
+        await self.store.set_stream_failure(stream.name, error.reason, str(error))
         known = await self.store.get_stream(stream.name)
         tags = set(stream.tags or ()) | {t.tag for t in (known.tags if known else ())}
         for tag in sorted(tags):

@@ -31,6 +31,7 @@ from mirrord._errors import ConfigError
 
 IMPORT_SUCCESS = "ImportSuccess"
 REPOSITORY_CHECK = "openshift.io/image.dockerRepositoryCheck"  # annotation: last full sync
+IMPORT_FAILURE = "mirrord.io/import-failure"  # annotation: the stream as a whole failed
 IMPORT_MODES = ("Legacy", "PreserveOriginal")
 REFERENCE_POLICIES = ("Source", "Local")
 CREATED_BY = ("config", "import-image")
@@ -170,6 +171,9 @@ class ImageStream:
     created_by: str = "config"
     import_all: bool = False
     last_synced: datetime | None = None  # the last run that brought every selected tag
+    # ImportSuccess=False for the stream as a whole (its tags could not even be listed);
+    # kept until a run lists them again. OpenShift reports this only on the command line.
+    failure: Condition | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "created", utc(self.created))
@@ -366,9 +370,14 @@ def to_openshift(stream: ImageStream, *, include_removed: bool = False) -> dict[
         "generation": stream.generation,
         "creationTimestamp": rfc3339(stream.created),
     }
+    annotations = {}
     if stream.last_synced is not None:
         # OpenShift stamps the same annotation when an import of the repository succeeds.
-        metadata["annotations"] = {REPOSITORY_CHECK: rfc3339(stream.last_synced)}
+        annotations[REPOSITORY_CHECK] = rfc3339(stream.last_synced)
+    if stream.failure is not None:
+        annotations[IMPORT_FAILURE] = f"{stream.failure.reason}: {stream.failure.message}"
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": "image.openshift.io/v1",
         "kind": "ImageStream",

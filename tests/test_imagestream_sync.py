@@ -249,3 +249,40 @@ def test_last_synced_moves_only_when_every_tag_reached_the_mirror(
     time.sleep(1.1)
     assert run(setup, "sync").exit_code == 1
     assert last_synced(setup, "app") == second
+
+
+def test_a_stream_whose_tags_cannot_be_listed_shows_its_failure(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    """All tags selected, never synced, the listing refused: no tag carries the failure,
+    so the stream itself does, until a run lists the tags again."""
+    push_image(basic_client, repo_name, "1.0", seed=repo_name)
+    source = f"{basic_registry.host}/{repo_name}"
+    setup = config(tmp_path, basic_registry, mirror_registry, [{"from": source, "to": "app"}])
+    assert basic_registry.username is not None
+    wrong = "not-the-Pa55word-" + uuid.uuid4().hex
+    write_auth_file(setup.auth_file, {basic_registry.host: (basic_registry.username, wrong)})
+
+    assert run(setup, "sync").exit_code == 1
+    listed = run(setup, "streams").stdout.splitlines()
+    described = run(setup, "describe", "app").stdout
+    document = json.loads(run(setup, "describe", "app", "-o", "json").stdout)
+
+    assert listed[1].split()[-1] == "stream"  # FAILING: the stream as a whole
+    assert "! error: Import failed (Unauthorized):" in described
+    assert basic_registry.host in described and wrong not in described
+    failure = document["metadata"]["annotations"]["mirrord.io/import-failure"]
+    assert failure.startswith("Unauthorized: ") and wrong not in failure
+
+    write_auth_file(
+        setup.auth_file,
+        {basic_registry.host: (basic_registry.username, basic_registry.password or "")},
+    )
+    assert run(setup, "sync").exit_code == 0
+    assert "! error" not in run(setup, "describe", "app").stdout
+    assert run(setup, "streams").stdout.splitlines()[1].split()[-1] == "0"
+

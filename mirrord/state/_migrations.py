@@ -125,7 +125,15 @@ _V4 = (
 # the whole source manifest was copied): a changed ``platform`` setting re-imports.
 _V5 = ("ALTER TABLE tag_events ADD COLUMN platform TEXT NOT NULL DEFAULT ''",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+# A failure of the stream as a whole (its tag list or credentials), for a stream that
+# may have no tag to carry it: reason, message, since (NULL: none).
+_V6 = (
+    "ALTER TABLE image_streams ADD COLUMN failure_reason TEXT",
+    "ALTER TABLE image_streams ADD COLUMN failure_message TEXT",
+    "ALTER TABLE image_streams ADD COLUMN failure_since TEXT",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

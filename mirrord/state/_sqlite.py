@@ -158,6 +158,11 @@ class SQLiteStore(Store):
     async def bump_generation(self, name: str) -> int:
         return await self._run(streams.bump_generation, name)
 
+    async def set_stream_failure(
+        self, name: str, reason: str | None, message: str = "", *, now: datetime | None = None
+    ) -> None:
+        await self._run(streams.set_stream_failure, name, reason, message, now_or(now))
+
     async def mark_synced(self, name: str, *, now: datetime | None = None) -> None:
         await self._run(streams.mark_synced, name, now_or(now))
 

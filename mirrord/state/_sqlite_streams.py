@@ -13,6 +13,7 @@ from datetime import datetime
 
 from mirrord._errors import StateError
 from mirrord.imagestream import (
+    IMPORT_SUCCESS,
     Condition,
     ImageStream,
     ImportResult,
@@ -24,7 +25,8 @@ from mirrord.state._migrations import dt, ts, tx
 
 STREAM_COLUMNS = (
     "id, name, source, mirror_repository, scheduled, import_mode, reference_policy, "
-    "created_by, generation, created, last_synced, import_all"
+    "created_by, generation, created, last_synced, import_all, "
+    "failure_reason, failure_message, failure_since"
 )
 
 
@@ -47,6 +49,19 @@ def _condition(row: sqlite3.Row) -> Condition:
         message=row["message"],
         generation=row["generation"],
         last_transition_time=dt(row["last_transition_time"]),
+    )
+
+
+def _stream_failure(row: sqlite3.Row) -> Condition | None:
+    if row["failure_reason"] is None:
+        return None
+    return Condition(
+        type=IMPORT_SUCCESS,
+        status="False",
+        reason=row["failure_reason"],
+        message=row["failure_message"] or "",
+        generation=row["generation"],
+        last_transition_time=dt(row["failure_since"]),
     )
 
 
@@ -118,6 +133,7 @@ def read_streams(conn: sqlite3.Connection, name: str | None) -> list[ImageStream
             created_by=row["created_by"],
             import_all=bool(row["import_all"]),
             last_synced=dt(row["last_synced"]) if row["last_synced"] else None,
+            failure=_stream_failure(row),
         )
         for row in streams
     ]
@@ -164,6 +180,26 @@ def bump_generation(conn: sqlite3.Connection, name: str) -> int:
     if row is None:
         raise StateError(f"unknown image stream {name!r}")
     return int(row[0])
+
+
+def set_stream_failure(
+    conn: sqlite3.Connection, name: str, reason: str | None, message: str, now: datetime
+) -> None:
+    """Set (``reason`` None: clear) the stream's failure; the same failure keeps its time."""
+    with tx(conn):
+        if reason is None:
+            conn.execute(
+                "UPDATE image_streams SET failure_reason = NULL, failure_message = NULL, "
+                "failure_since = NULL WHERE name = ? AND failure_reason IS NOT NULL",
+                (name,),
+            )
+            return
+        conn.execute(
+            "UPDATE image_streams SET failure_since = CASE WHEN failure_reason IS ? AND "
+            "failure_message IS ? THEN failure_since ELSE ? END, failure_reason = ?, "
+            "failure_message = ? WHERE name = ?",
+            (reason, message, ts(now), reason, message, name),
+        )
 
 
 def mark_synced(conn: sqlite3.Connection, name: str, now: datetime) -> None:

@@ -118,6 +118,13 @@ class Store(abc.ABC):
         """Increment a stream's generation (an ``import-image`` request); the new value."""
 
     @abc.abstractmethod
+    async def set_stream_failure(
+        self, name: str, reason: str | None, message: str = "", *, now: datetime | None = None
+    ) -> None:
+        """Record that the stream as a whole failed (its tags could not be listed), or
+        clear that (``reason`` None). An unchanged failure keeps its transition time."""
+
+    @abc.abstractmethod
     async def mark_synced(self, name: str, *, now: datetime | None = None) -> None:
         """Record that a run brought every selected tag of the stream to the mirror."""
 

@@ -180,7 +180,7 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
     store = open_store(tmp_path)
     try:
         with raw(tmp_path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None
@@ -242,7 +242,7 @@ async def test_every_older_schema_migrates_to_the_current_one(tmp_path: Path, ve
     async with open_store(tmp_path) as store:
         [stream] = await store.list_streams()
     assert (stream.name, stream.generation, stream.created_by) == ("s", 2, "import-image")
-    assert (stream.last_synced, stream.import_all) == (None, False)
+    assert (stream.last_synced, stream.import_all, stream.failure) == (None, False, None)
     with raw(tmp_path) as check:
         assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
@@ -304,6 +304,24 @@ async def test_mark_synced_is_kept_per_stream_and_survives_a_spec_change(
     await store.upsert_stream(StreamSpec("ubi9/ubi", SRC, MIRROR, import_mode="Legacy"))
     synced = {s.name: s.last_synced for s in await store.list_streams()}
     assert synced == {"ubi9/ubi": later, "other": None}
+
+
+@pytest.mark.anyio
+async def test_a_stream_failure_keeps_its_time_until_it_changes_or_clears(
+    store: SQLiteStore,
+) -> None:
+    await store.upsert_stream(SPEC, now=T0)
+    later = T0 + timedelta(minutes=5)
+    await store.set_stream_failure("ubi9/ubi", "Unauthorized", "401 from quay.io", now=T0)
+    await store.set_stream_failure("ubi9/ubi", "Unauthorized", "401 from quay.io", now=later)
+    failure = (await store.get_stream("ubi9/ubi")).failure  # type: ignore[union-attr]
+    assert failure is not None
+    assert (failure.reason, failure.last_transition_time) == ("Unauthorized", T0)
+    await store.set_stream_failure("ubi9/ubi", "NotFound", "no such repository", now=later)
+    failure = (await store.get_stream("ubi9/ubi")).failure  # type: ignore[union-attr]
+    assert failure is not None and failure.last_transition_time == later
+    await store.set_stream_failure("ubi9/ubi", None)
+    assert (await store.get_stream("ubi9/ubi")).failure is None  # type: ignore[union-attr]
 
 
 @pytest.mark.anyio
