@@ -55,6 +55,16 @@ class Setup:
         )
 
 
+def corrupt_blob(registry: RegistryProcess, digest: str) -> None:
+    """Flip a byte in the middle of a blob in the registry's storage: its content no
+    longer matches its digest (the registry serves it as it is)."""
+    hex_digest = digest.split(":")[1]
+    data = next(registry.storage_path.rglob(f"blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"))
+    corrupted = bytearray(data.read_bytes())
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    data.write_bytes(bytes(corrupted))
+
+
 def make_config(
     tmp_path: Path,
     *,

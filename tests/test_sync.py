@@ -16,7 +16,7 @@ from harness.images import (
     push_index,
 )
 from harness.registry import RegistryProcess
-from synctools import assert_same_tree, big_tags_behind_a_slow_mirror, make_config
+from synctools import assert_same_tree, big_tags_behind_a_slow_mirror, corrupt_blob, make_config
 
 
 def test_full_mirror_from_basic_and_token_sources_is_byte_identical(
@@ -212,11 +212,7 @@ def test_corrupted_source_blob_fails_that_image_only(
     client = source.client()
     good = push_image(client, repo_name, "good", seed="good")
     bad = push_image(client, repo_name, "bad", seed="bad", layer_sizes=(50_000,))
-    layer = bad.layers[0].digest.split(":")[1]
-    data = next(source.storage_path.rglob(f"blobs/sha256/{layer[:2]}/{layer}/data"))
-    corrupted = bytearray(data.read_bytes())
-    corrupted[len(corrupted) // 2] ^= 0xFF
-    data.write_bytes(bytes(corrupted))
+    corrupt_blob(source, bad.layers[0].digest)
     setup = make_config(
         tmp_path,
         mirror=f"docker://{mirror_registry.host}/corrupt",

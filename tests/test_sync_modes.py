@@ -13,7 +13,7 @@ from harness.images import (
     push_index,
 )
 from harness.registry import RegistryProcess
-from synctools import make_config
+from synctools import corrupt_blob, make_config
 
 
 def test_legacy_copies_one_platform_beside_preserve_original(
@@ -168,9 +168,7 @@ def test_a_signature_waits_for_its_image(
     client = source.client()
     bad = push_image(client, repo_name, "bad", seed="bad", layer_sizes=(50_000,))
     signed = signature_of(client, repo_name, bad.digest, "bad-sig")
-    layer = bad.layers[0].digest.split(":")[1]
-    data = next(source.storage_path.rglob(f"blobs/sha256/{layer[:2]}/{layer}/data"))
-    data.write_bytes(data.read_bytes()[::-1])  # the image cannot be copied
+    corrupt_blob(source, bad.layers[0].digest)  # the image cannot be copied
     setup = make_config(
         tmp_path, mirror=f"docker://{mirror_registry.host}/sig-waits",
         streams=[{"from": f"{source.host}/{repo_name}", "to": "app", "tags": ["bad"]}],
