@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mirrord._errors import (
+from mirrord.errors import (
     ConfigError,
     ConnectError,
     CredentialError,

@@ -72,6 +72,12 @@ def _start(directory: Path, **kw: Any) -> RegistryProcess:
 
 
 @pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Every async test runs on asyncio (mirrord's own backend in production)."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
 def harness_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("harness")
 

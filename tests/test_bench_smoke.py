@@ -17,7 +17,7 @@ from harness.registry import RegistryProcess
 
 from bench.wanproxy import DelayProxy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 
 MEASURED = (  # the measures a smoke run takes, each for both tools
     "cold_wall_s",

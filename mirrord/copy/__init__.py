@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from mirrord.copy._engine import CopiedImage, CopyEngine, CopyStats, select_platform
-from mirrord.copy._plan import Action, Imported, ImportMode, StreamPlan, TagPlan, decide
-from mirrord.copy._retry import RetryPolicy, retrying
+from mirrord.copy._plan import Action, Imported, StreamPlan, TagPlan, decide
 from mirrord.copy._verify import verified_chunks
 
 __all__ = [
@@ -12,13 +11,10 @@ __all__ = [
     "CopiedImage",
     "CopyEngine",
     "CopyStats",
-    "ImportMode",
     "Imported",
-    "RetryPolicy",
     "StreamPlan",
     "TagPlan",
     "decide",
-    "retrying",
     "select_platform",
     "verified_chunks",
 ]

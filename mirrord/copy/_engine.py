@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from mirrord._errors import ManifestError, MirrordError, first_error
-from mirrord.copy._plan import ImportMode, TagPlan
-from mirrord.copy._retry import DEFAULT_RETRY, RetryPolicy, retrying
+from mirrord.copy._plan import TagPlan
 from mirrord.copy._verify import verified_chunks
-from mirrord.oci import Descriptor, Manifest, Platform
+from mirrord.core.modes import ImportMode
+from mirrord.core.oci import Descriptor, Manifest, Platform
+from mirrord.errors import ManifestError, MirrordError, ungrouped
+from mirrord.registry import DEFAULT_RETRY, RetryPolicy, retrying
 from mirrord.transports import Destination, Source
 
 log = logging.getLogger("mirrord.copy")
@@ -150,14 +151,12 @@ class CopyEngine:
 
         The first failure cancels the rest and is raised as itself, not as a group.
         """
-        try:
+        with ungrouped():
             async with anyio.create_task_group() as tg:
                 for child in manifest.manifests:
                     tg.start_soon(self._ensure_manifest, source, src_repo, dst_repo, child)
                 for blob in manifest.blobs:
                     tg.start_soon(self._ensure_blob, source, src_repo, dst_repo, blob)
-        except BaseExceptionGroup as group:
-            raise first_error(group) from None
 
     async def _ensure_manifest(
         self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor

@@ -10,19 +10,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
-from mirrord._errors import MirrordError
-from mirrord.oci import Descriptor, is_index
+from mirrord.core.modes import ImportMode
+from mirrord.core.oci import Descriptor, is_index
+from mirrord.errors import MirrordError
 
 
 class Action(enum.Enum):
     COPY = "copy"
     UNCHANGED = "unchanged"
     FAILED = "failed"
-
-
-class ImportMode(enum.Enum):
-    PRESERVE_ORIGINAL = "PreserveOriginal"
-    LEGACY = "Legacy"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 
-from mirrord.oci import Descriptor, Digester
+from mirrord.core.oci import Descriptor, Digester
 
 
 async def verified_chunks(

@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirrord._errors import CredentialError
 from mirrord.credentials._credential import (
     TOKEN_USERNAME,
     Credential,
     candidate_keys,
     normalise_auth_key,
 )
+from mirrord.errors import CredentialError
 
 log = logging.getLogger(__name__)
 

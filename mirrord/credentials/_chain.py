@@ -28,11 +28,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mirrord._errors import CredentialError
 from mirrord.credentials._authfile import read_auth_file
 from mirrord.credentials._credential import Credential, LookupStep, registry_host
 from mirrord.credentials._keyring import KEYRING_SOURCE, keyring_lookup
 from mirrord.credentials._systemd import systemd_auth_documents
+from mirrord.errors import CredentialError
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mirrord._errors import CredentialError
-from mirrord.reference import normalise_registry
+from mirrord.core.reference import normalise_registry
+from mirrord.errors import CredentialError
 
 #: The user name Docker uses for an identity (refresh) token.
 TOKEN_USERNAME = "<token>"

@@ -19,8 +19,8 @@ from keyring.backend import KeyringBackend
 from keyring.errors import InitError, KeyringError, KeyringLocked, PasswordDeleteError
 from secretstorage.exceptions import SecretServiceNotAvailableException, SecretStorageException
 
-from mirrord._errors import CredentialError
 from mirrord.credentials._credential import Credential, registry_host
+from mirrord.errors import CredentialError
 
 log = logging.getLogger(__name__)
 

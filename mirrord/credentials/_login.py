@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio.to_thread
 
-from mirrord._errors import CredentialError
 from mirrord.credentials._credential import Credential, registry_host
 from mirrord.credentials._keyring import delete_credential, store_credential
+from mirrord.errors import CredentialError
 
 LOGIN_SOURCE = "mirrord login"
 

@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from mirrord._errors import CredentialError
 from mirrord.credentials._authfile import AuthDocument, parse_auth_document
+from mirrord.errors import CredentialError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from mirrord._errors import (
+from mirrord.errors import (
     ConnectError,
     ForbiddenError,
     MethodNotAllowedError,

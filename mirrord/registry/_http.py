@@ -8,7 +8,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from mirrord._errors import RegistryError
+from mirrord.errors import RegistryError
 from mirrord.registry._errors import error_from_exception
 
 BLOB_CHUNK = 1 << 20  # hash and forward blobs a MiB at a time

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import certifi
 
-from mirrord._errors import TLSError
+from mirrord.errors import TLSError
 
 CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 

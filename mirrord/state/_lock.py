@@ -12,7 +12,7 @@ from types import TracebackType
 
 import anyio
 
-from mirrord._errors import LockedError, StateError
+from mirrord.errors import LockedError, StateError
 
 LOCK_FILE = "mirrord.lock"
 DAEMON_LOCK_FILE = "mirrord-daemon.lock"  # held for a daemon's life (runs take LOCK_FILE)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from mirrord._errors import StateError
-from mirrord.imagestream import utc
+from mirrord.core.imagestream import utc
+from mirrord.errors import StateError
 
 _V1 = (
     """

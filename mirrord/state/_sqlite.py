@@ -27,8 +27,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from mirrord._errors import StateError
-from mirrord.imagestream import (
+from mirrord.core.imagestream import (
     ImageStream,
     ImportResult,
     StreamSpec,
@@ -39,6 +38,7 @@ from mirrord.imagestream import (
     record_removed,
     utc,
 )
+from mirrord.errors import StateError
 from mirrord.state import _sqlite_jobs as jobs
 from mirrord.state import _sqlite_streams as streams
 from mirrord.state._migrations import migrate, now_or

@@ -12,7 +12,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from mirrord._errors import StateError
+from mirrord.errors import StateError
 from mirrord.state._migrations import dt, ts, tx
 from mirrord.state._store import JOB_KINDS, JobRun, OutboxEvent, PrunerCondition, ReceiverStatus
 

@@ -11,8 +11,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from mirrord._errors import StateError
-from mirrord.imagestream import (
+from mirrord.core.imagestream import (
     IMPORT_SUCCESS,
     Condition,
     ImageStream,
@@ -21,6 +20,7 @@ from mirrord.imagestream import (
     TagEvent,
     TagStatus,
 )
+from mirrord.errors import StateError
 from mirrord.state._migrations import dt, ts, tx
 
 STREAM_COLUMNS = (

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mirrord.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
+from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
 from mirrord.state._lock import LOCK_FILE, RunLock
 
 JOB_KINDS = ("sync", "prune")

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from mirrord.oci import Descriptor, Manifest
+from mirrord.core.oci import Descriptor, Manifest
 
 
 class Source(Protocol):

@@ -28,8 +28,8 @@ from typing import Any, BinaryIO
 
 import anyio
 
-from mirrord._errors import NotFoundError, StorageError
-from mirrord.oci import OCI_INDEX, Descriptor, Manifest, parse_manifest
+from mirrord.core.oci import OCI_INDEX, Descriptor, Manifest, parse_manifest
+from mirrord.errors import NotFoundError, StorageError
 from mirrord.transports._layoutfiles import (
     IndexLock,
     Stamp,
@@ -173,6 +173,16 @@ class OCILayoutDestination:
         return None
 
     # -- blocking helpers (run in a worker thread) ----------------------------------------
+
+    def tagged(self) -> list[tuple[str, str, str]]:
+        """``(repository, tag, digest)`` of every ``index.json`` entry with a ref name
+        (blocking: call it in a worker thread)."""
+        found = []
+        for entry in self._read_index():
+            repository, _, tag = _ref_name(entry).rpartition(":")
+            if repository:
+                found.append((repository, tag, str(entry.get("digest", ""))))
+        return found
 
     def _ensure_layout(self) -> None:
         # Once per object: create what is missing, remove what dead writers left.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable
 
-from mirrord.oci import Descriptor, Manifest
+from mirrord.core.oci import Descriptor, Manifest
 from mirrord.registry import RegistryClient
 
 

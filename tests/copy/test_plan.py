@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mirrord.copy import Action, Imported, ImportMode, decide
-from mirrord.oci import Descriptor
+from mirrord.copy import Action, Imported, decide
+from mirrord.core.modes import ImportMode
+from mirrord.core.oci import Descriptor
 
 A = Descriptor("application/vnd.oci.image.index.v1+json", "sha256:" + "a" * 64, 10)
 B = Descriptor("application/vnd.oci.image.manifest.v1+json", "sha256:" + "b" * 64, 10)

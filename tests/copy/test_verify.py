@@ -9,7 +9,7 @@ import pytest
 
 from mirrord import DigestMismatchError
 from mirrord.copy import verified_chunks
-from mirrord.oci import Descriptor
+from mirrord.core.oci import Descriptor
 
 DATA = [b"a" * 1000, b"b" * 1000, b"c" * 10]
 

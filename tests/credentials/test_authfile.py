@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mirrord._errors import CredentialError
 from mirrord.credentials import TOKEN_USERNAME, Credential, read_auth_file, resolve_credential
+from mirrord.errors import CredentialError
 
 SECRET = "Sup3r-Secret-Value"
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mirrord._errors import CredentialError
 from mirrord.credentials import (
     Credential,
     delete_credential,
@@ -17,6 +16,7 @@ from mirrord.credentials import (
     resolve_credential,
     store_credential,
 )
+from mirrord.errors import CredentialError
 
 if TYPE_CHECKING:
     from tests.credentials.secretservice import PrivateSecretService

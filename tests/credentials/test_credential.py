@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from mirrord._errors import CredentialError
 from mirrord.credentials import (
     Credential,
     LookupStep,
@@ -14,6 +13,7 @@ from mirrord.credentials import (
     normalise_auth_key,
     registry_host,
 )
+from mirrord.errors import CredentialError
 
 
 def test_repr_and_str_hide_password_and_token() -> None:

@@ -10,7 +10,6 @@ import keyring.backends.fail
 import pytest
 import secretstorage
 
-from mirrord._errors import CredentialError
 from mirrord.credentials import (
     delete_credential,
     describe_lookup,
@@ -19,6 +18,7 @@ from mirrord.credentials import (
     resolve_credential,
     store_credential,
 )
+from mirrord.errors import CredentialError
 
 if TYPE_CHECKING:
     from tests.credentials.secretservice import PrivateSecretService

@@ -7,8 +7,8 @@ import keyring
 import keyring.backends.fail
 import pytest
 
-from mirrord._errors import CredentialError, UnauthorizedError
 from mirrord.credentials import Credential, keyring_credential, login, logout, resolve_credential
+from mirrord.errors import CredentialError, UnauthorizedError
 
 pytestmark = pytest.mark.usefixtures("clean_keyring")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
-from synctools import make_config
+from harness.synctools import sync_setup
 
 
 def test_sync_fails_the_registry_naming_the_missing_auth_file(
@@ -18,7 +18,7 @@ def test_sync_fails_the_registry_naming_the_missing_auth_file(
     repo_name: str,
 ) -> None:
     push_image(basic_client, repo_name, "v1", seed=repo_name)
-    setup = make_config(
+    setup = sync_setup(
         tmp_path,
         mirror=f"docker://{mirror_registry.host}/mirror",
         streams=[{"from": f"{basic_registry.host}/{repo_name}", "tags": ["v1"]}],

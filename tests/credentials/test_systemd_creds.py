@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mirrord._errors import CredentialError
 from mirrord.credentials import describe_lookup, resolve_credential
+from mirrord.errors import CredentialError
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ __all__ = [
     "build_corpus",
     "build_image",
     "build_index",
-    "make_config",
+    "image_config",
     "make_layer",
     "push",
     "push_artifact",
@@ -358,7 +358,7 @@ def make_layer(size: int, seed: int | str, *, media_type: str = OCI_LAYER) -> Bl
     return Blob.of(gz, media_type, diff_id=sha256(tar_bytes))
 
 
-def make_config(
+def image_config(
     layers: Sequence[Blob],
     *,
     platform: tuple[str, str] = ("linux", "amd64"),
@@ -402,7 +402,7 @@ def build_image(
         for i, size in enumerate(layer_sizes)
     ]
     all_layers = [Blob(layer_type, b.digest, b.size, b.data, b.diff_id) for b in layers] + own
-    config = make_config(all_layers, platform=platform, seed=seed,
+    config = image_config(all_layers, platform=platform, seed=seed,
                          media_type=DOCKER_CONFIG if docker else OCI_CONFIG)
     media_type = DOCKER_MANIFEST if docker else OCI_MANIFEST
     doc: dict[str, Any] = {

@@ -27,10 +27,6 @@ except ImportError:  # plain `pytest`: tests/ itself is on sys.path
 __all__ = ["secret_service"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def options_for(reg: RegistryProcess, **kw: Any) -> RegistryOptions:
     """How to reach a harness registry: plain HTTP, or https trusting its own CA."""

@@ -20,7 +20,6 @@ from harness import ALICE, ROBOT, Credentials
 from harness.images import Image, push_image
 from harness.registry import RegistryProcess
 
-from mirrord._errors import UnauthorizedError
 from mirrord.credentials import (
     Credential,
     keyring_credential,
@@ -28,6 +27,7 @@ from mirrord.credentials import (
     logout,
     resolve_credential,
 )
+from mirrord.errors import UnauthorizedError
 from mirrord.registry import RegistryClient, RegistryOptions
 
 pytestmark = pytest.mark.anyio

@@ -20,7 +20,15 @@ from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess, free_port
 from harness.tokenserver import TokenServer
 
-from mirrord._errors import (
+from mirrord.core.oci import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    parse_manifest,
+)
+from mirrord.credentials import Credential
+from mirrord.errors import (
     ConnectError,
     DigestMismatchError,
     ForbiddenError,
@@ -31,14 +39,6 @@ from mirrord._errors import (
     ServerError,
     UnauthorizedError,
     UnsupportedManifestError,
-)
-from mirrord.credentials import Credential
-from mirrord.oci import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    parse_manifest,
 )
 from mirrord.registry import RegistryClient, RegistryOptions
 

@@ -9,7 +9,7 @@ import pytest
 from harness.images import push_image
 from harness.registry import RegistryProcess
 
-from mirrord._errors import RegistryError, TLSError
+from mirrord.errors import RegistryError, TLSError
 from mirrord.registry import RegistryClient, RegistryOptions
 
 pytestmark = pytest.mark.anyio

@@ -14,9 +14,9 @@ from harness.images import RegistryHTTP, make_layer, push_blob, push_image
 from harness.registry import RegistryProcess
 from harness.tokenserver import REGISTRY_LEEWAY, TokenServer
 
-from mirrord._errors import ConnectError, UnauthorizedError
+from mirrord.core.oci import Descriptor
 from mirrord.credentials import Credential
-from mirrord.oci import Descriptor
+from mirrord.errors import ConnectError, UnauthorizedError
 from mirrord.registry import RegistryClient, RegistryOptions
 
 pytestmark = pytest.mark.anyio

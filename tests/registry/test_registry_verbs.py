@@ -30,9 +30,9 @@ from harness.images import (
 )
 from harness.registry import RegistryProcess
 
-from mirrord._errors import MethodNotAllowedError, NotFoundError
+from mirrord.core.oci import Descriptor, Digester, Manifest
 from mirrord.credentials import Credential
-from mirrord.oci import Descriptor, Digester, Manifest
+from mirrord.errors import MethodNotAllowedError, NotFoundError
 from mirrord.registry import RegistryClient
 
 pytestmark = pytest.mark.anyio

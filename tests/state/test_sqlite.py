@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from mirrord._errors import LockedError, StateError
-from mirrord.imagestream import IMPORT_SUCCESS, StreamSpec, to_openshift
+from mirrord.core.imagestream import IMPORT_SUCCESS, StreamSpec, to_openshift
+from mirrord.errors import LockedError, StateError
 from mirrord.state import ReceiverStatus, RunLock, SQLiteStore, _migrations, open_store
 from mirrord.state._migrations import SCHEMA_VERSION
 
@@ -31,10 +31,6 @@ SPEC = StreamSpec("ubi9/ubi", SRC, MIRROR)
 def digest(n: int) -> str:
     return f"sha256:{n:064x}"
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -470,7 +466,7 @@ async def test_delete_tag_events_for_pruning(store: SQLiteStore) -> None:
 WRITER = """
     import sys
     import anyio
-    from mirrord.imagestream import StreamSpec
+    from mirrord.core.imagestream import StreamSpec
     from mirrord.state import open_store
 
     async def main() -> None:

@@ -11,17 +11,13 @@ from pathlib import Path
 import pytest
 from harness.images import Blob, build_artifact, build_image, build_index
 
-from mirrord._errors import DigestMismatchError, NotFoundError
-from mirrord.oci import OCI_INDEX, Descriptor, Digester, Manifest, parse_manifest
+from mirrord.core.oci import OCI_INDEX, Descriptor, Digester, Manifest, parse_manifest
+from mirrord.errors import DigestMismatchError, NotFoundError
 from mirrord.transports import OCILayoutDestination
 from mirrord.transports._ocilayout import REF_NAME
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

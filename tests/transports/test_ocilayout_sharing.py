@@ -21,8 +21,8 @@ import anyio
 import pytest
 from harness.images import build_image
 
-from mirrord._errors import StorageError
-from mirrord.oci import Descriptor, Manifest, parse_manifest
+from mirrord.core.oci import Descriptor, Manifest, parse_manifest
+from mirrord.errors import StorageError
 from mirrord.transports import OCILayoutDestination, _ocilayout
 from mirrord.transports._layoutfiles import FRESH_SECONDS, LOCK_NAME, UNNAMED_STALE_SECONDS
 
@@ -33,7 +33,7 @@ WRITER = textwrap.dedent(
     """
     import sys, anyio
     from pathlib import Path
-    from mirrord.oci import parse_manifest
+    from mirrord.core.oci import parse_manifest
     from mirrord.transports import OCILayoutDestination
 
     root, manifest_file, count = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
@@ -68,10 +68,6 @@ HOLDER = textwrap.dedent(
     """
 )
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

@@ -8,17 +8,13 @@ import pytest
 from harness.images import RegistryHTTP, build_index, make_layer, push_blob
 from harness.registry import RegistryProcess
 
-from mirrord._errors import NotFoundError
-from mirrord.oci import Descriptor, parse_manifest
+from mirrord.core.oci import Descriptor, parse_manifest
+from mirrord.errors import NotFoundError
 from mirrord.registry import RegistryClient, RegistryOptions
 from mirrord.transports import RegistryDestination
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

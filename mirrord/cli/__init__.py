@@ -1,0 +1,14 @@
+"""The ``mirrord`` command line: one click group (:data:`main`), one module per family
+of commands, one ``-o`` option and one renderer (:mod:`._render`).
+
+Each command module adds its commands to :data:`main` when imported, below. The
+commands import what they run inside their bodies, so ``mirrord --help`` or a sync
+never loads the daemon's server stack.
+"""
+
+from __future__ import annotations
+
+from mirrord.cli import _daemon, _login, _notify, _prune, _streams, _sync  # noqa: F401
+from mirrord.cli._app import main
+
+__all__ = ["main"]

@@ -1,0 +1,287 @@
+"""``mirrord prune`` (a dry run unless ``--confirm``) and ``mirrord prune status``.
+
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import click
+
+from mirrord.cli._app import config_option, load, main, output_option, run_async
+from mirrord.cli._exitcodes import EXIT_FAILED
+from mirrord.cli._render import print_document, table
+from mirrord.config import Config
+from mirrord.core.imagestream import rfc3339
+from mirrord.core.schedule import parse_duration
+from mirrord.core.units import human_bytes
+
+if TYPE_CHECKING:
+    from mirrord.prune import PruneOverrides, PruneResult
+    from mirrord.state import JobRun, PrunerCondition
+
+DRY_RUN_LINE = "Dry run enabled - no modifications will be made. Add --confirm to remove images"
+GC_LINE = (
+    "Deleting manifests does not free blob storage: the registry's own garbage collection "
+    "(`registry garbage-collect /etc/docker/registry/config.yml` on the mirror registry) "
+    "reclaims it."
+)
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@main.group(invoke_without_command=True)
+@config_option
+@click.option("--confirm", is_flag=True, help="Remove what the dry run lists.")
+@click.option(
+    "--keep-tag-revisions",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Revisions of each tag to keep (default: pruning.keepTagRevisions).",
+)
+@click.option(
+    "--keep-younger-than",
+    metavar="DURATION",
+    callback=_duration,
+    help="Keep revisions younger than this Go duration, e.g. 60m, 1h30m "
+    "(default: pruning.keepYoungerThanDuration).",
+)
+@click.option(
+    "--prune-registry/--no-prune-registry",
+    default=None,
+    help="Also delete the manifests from the mirror (default: pruning.pruneRegistry).",
+)
+@output_option
+@click.pass_context
+def prune(
+    ctx: click.Context,
+    config_path: Path | None,
+    confirm: bool,
+    keep_tag_revisions: int | None,
+    keep_younger_than: float | None,
+    prune_registry: bool | None,
+    output: str,
+) -> None:
+    """Prune old tag revisions (and their manifests) like `oc adm prune images`.
+
+    A dry run unless --confirm. `mirrord prune status` shows the pruner's conditions.
+    """
+    from mirrord.prune import PruneOverrides
+
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config_path
+        return
+    config = load(config_path, embedded=True)
+    overrides = PruneOverrides(keep_tag_revisions, keep_younger_than, prune_registry)
+    if not confirm:
+        click.echo(DRY_RUN_LINE, err=output != "text")
+    ok = run_async(lambda: _prune_command(config, confirm, overrides, output))
+    sys.exit(0 if ok else EXIT_FAILED)
+
+
+@prune.command()
+@config_option
+@output_option
+@click.pass_context
+def status(ctx: click.Context, config_path: Path | None, output: str) -> None:
+    """Show the pruner's conditions and its last jobs."""
+    config = load(config_path or ctx.obj, embedded=True)
+    data = run_async(lambda: _status(config))
+    if output != "text":
+        print_document(data, output)
+        return
+    _print_status(data)
+
+
+async def _prune_command(
+    config: Config, confirm: bool, overrides: PruneOverrides, output: str
+) -> bool:
+    from mirrord.prune import run_prune
+    from mirrord.state import open_store, store_exists
+    from mirrord.transports import ClientPool
+
+    async with AsyncExitStack() as stack:
+        if confirm or store_exists(config.state_dir):
+            os.makedirs(config.state_dir, exist_ok=True)
+            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+        else:  # nothing recorded yet; a dry run must not create the state to find that out
+            empty = stack.enter_context(tempfile.TemporaryDirectory(prefix="mirrord-prune-"))
+            store = await anyio.to_thread.run_sync(open_store, empty)
+        stack.push_async_callback(store.aclose)
+        if confirm:
+            await stack.enter_async_context(store.acquire_run_lock(wait=False))
+            await store.abandon_running_jobs("interrupted: the process running it died")
+        pool = await stack.enter_async_context(ClientPool(config))
+        result = await run_prune(config, store, pool, confirm=confirm, overrides=overrides)
+    if output != "text":
+        print_document(result_dict(result), output)
+    else:
+        _print_result(result)
+    if not result.ok:
+        click.echo(f"error: {result.message}", err=True)
+    return result.ok
+
+
+def _table(rows: list[list[str]]) -> None:
+    click.echo(table(rows), nl=False)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _print_result(result: PruneResult) -> None:
+    plan = result.plan
+    if not result.ok:
+        click.echo(
+            f"Prune failed after deleting {_plural(len(result.manifests_deleted), 'manifest')} "
+            f"and {_plural(result.revisions_deleted, 'tag revision')}; the next run resumes."
+        )
+    if plan.pruned and result.ok:
+        click.echo("\nDeleting tag revisions ...")
+        rows = [["STREAM", "TAG", "REVISION", "IMAGE", "CREATED"]]
+        rows += [
+            [r.stream, r.tag, str(r.index), r.digest, rfc3339(r.event.created)] for r in plan.pruned
+        ]
+        _table(rows)
+    if result.planned_manifests and result.ok:
+        click.echo(f"\nDeleting manifests from {result.mirror} ...")
+        _table([["REPOSITORY", "DIGEST"], *([r, d] for r, d in result.planned_manifests)])
+    counts = result.counts()
+    done = "would be deleted" if result.dry_run else "deleted"
+    gone = (
+        f" ({counts['manifestsAlreadyGone']} already gone)"
+        if counts["manifestsAlreadyGone"]
+        else ""
+    )
+    click.echo(
+        f"\nSummary: {_plural(counts['tagRevisions'], 'tag revision')} {done}, "
+        f"{_plural(counts['manifests'], 'manifest')} {done}{gone}, "
+        f"{_plural(counts['streams'], 'image stream')} "
+        f"{'would be updated' if result.dry_run else 'updated'}"
+    )
+    if not result.settings.prune_registry:
+        click.echo(
+            "pruneRegistry is false: only mirrord's metadata is pruned; the mirror is untouched."
+        )
+    elif result.blob_gc:
+        verb = "would be removed" if result.dry_run else "removed"
+        click.echo(
+            f"Unreferenced blobs {verb} from {result.mirror}: "
+            f"{counts['blobs']} ({human_bytes(counts['bytes'])})"
+        )
+    else:
+        click.echo(GC_LINE)
+
+
+async def _status(config: Config) -> dict[str, Any]:
+    from mirrord.prune import PRUNER
+    from mirrord.state import open_store, store_exists
+
+    conditions: list[PrunerCondition] = []
+    jobs: list[JobRun] = []
+    if store_exists(config.state_dir):  # a reader never creates the state
+        async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
+            conditions = await store.pruner_conditions(PRUNER)
+            pruning = config.pruning
+            limit = pruning.successful_jobs_history_limit + pruning.failed_jobs_history_limit
+            jobs = await store.list_jobs(limit=limit, kind="prune")
+    return {
+        "conditions": [
+            {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "lastTransitionTime": rfc3339(c.last_transition_time),
+            }
+            for c in conditions
+        ],
+        "jobs": [
+            {
+                "id": j.id,
+                "status": j.status,
+                "started": rfc3339(j.started),
+                "finished": rfc3339(j.finished) if j.finished else None,
+                "counts": dict(j.counts),
+                "message": j.message,
+            }
+            for j in jobs
+        ],
+    }
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    if not data["conditions"]:
+        click.echo("The pruner has not run yet: no conditions recorded.")
+    else:
+        rows = [["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"]]
+        rows += [
+            [c["type"], c["status"], c["reason"], c["lastTransitionTime"], c["message"]]
+            for c in data["conditions"]
+        ]
+        _table(rows)
+    if data["jobs"]:
+        click.echo("\nPrune jobs:")
+        rows = [["ID", "STATUS", "STARTED", "REVISIONS", "MANIFESTS", "MESSAGE"]]
+        rows += [
+            [
+                str(j["id"]),
+                j["status"],
+                j["started"],
+                str(j["counts"].get("tagRevisions", "")),
+                str(j["counts"].get("manifests", "")),
+                j["message"][:80],
+            ]
+            for j in data["jobs"]
+        ]
+        _table(rows)
+
+
+def result_dict(result: PruneResult) -> dict[str, object]:
+    """``mirrord prune -o json``."""
+    s = result.settings
+    counts = result.counts()
+    return {
+        "dryRun": result.dry_run,
+        "mirror": result.mirror,
+        "settings": {
+            "keepTagRevisions": s.keep_tag_revisions,
+            "keepYoungerThanSeconds": s.keep_younger_than,
+            "pruneRegistry": s.prune_registry,
+        },
+        "tagRevisions": [
+            {
+                "stream": r.stream,
+                "tag": r.tag,
+                "revision": r.index,
+                "image": r.digest,
+                "created": rfc3339(r.event.created),
+            }
+            for r in result.plan.pruned
+        ],
+        "manifests": [{"repository": r, "digest": d} for r, d in result.planned_manifests],
+        "summary": {
+            "tagRevisionsDeleted": counts["tagRevisions"],
+            "manifestsDeleted": counts["manifests"],
+            "manifestsAlreadyGone": counts["manifestsAlreadyGone"],
+            "streamsUpdated": counts["streams"],
+            "blobsDeleted": counts["blobs"],
+            "bytesFreed": counts["bytes"],
+        },
+        "ok": result.ok,
+        "reason": result.reason,
+        "message": result.message,
+        "job": result.job_id,
+    }

@@ -1,0 +1,171 @@
+"""The image-stream commands: ``import-image``, ``streams`` and ``describe``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from mirrord.cli._app import config_option, fail, load, main, output_option, run_async
+from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
+from mirrord.cli._render import render
+from mirrord.core.modes import ImportMode, ReferencePolicy
+
+if TYPE_CHECKING:
+    from mirrord.sync import ImportOutcome, ImportRequest
+
+
+@main.command("import-image")
+@click.argument("target", metavar="STREAM[:TAG]")
+@click.option("--from", "from_ref", metavar="REF", help="The repository (or REPO:TAG).")
+@click.option(
+    "--all", "import_all", is_flag=True, help="Import every tag (at most max_tags, default 50)."
+)
+@click.option("--confirm", is_flag=True, help="Allow creating the stream or changing its source.")
+@click.option(
+    "--scheduled/--no-scheduled",
+    default=None,
+    help="Have the daemon re-import the stream periodically (kept when not given).",
+)
+@click.option(
+    "--reference-policy",
+    type=click.Choice([p.value for p in ReferencePolicy], case_sensitive=False),
+    help="Record the upstream reference (source) or the mirror's (local).",
+)
+@click.option(
+    "--import-mode",
+    type=click.Choice([m.value for m in ImportMode], case_sensitive=False),
+    help="PreserveOriginal copies indexes whole; Legacy one platform.",
+)
+@click.option("--insecure", is_flag=True, help="Reach the source over plain HTTP this run.")
+@click.option("--dry-run", is_flag=True, help="Show what would be imported; change nothing.")
+@click.option("--wait/--no-wait", default=False, help="Wait for a running sync, not refuse.")
+@config_option
+@output_option
+def import_image(
+    target: str,
+    from_ref: str | None,
+    import_all: bool,
+    confirm: bool,
+    scheduled: bool | None,
+    reference_policy: str | None,
+    import_mode: str | None,
+    insecure: bool,
+    dry_run: bool,
+    wait: bool,
+    config_path: Path | None,
+    output: str,
+) -> None:
+    """Import STREAM[:TAG] into the mirror, like `oc import-image` (copies the images)."""
+    from mirrord.sync import ImportRequest
+
+    request = ImportRequest(
+        target=target,
+        from_ref=from_ref,
+        all=import_all,
+        confirm=confirm,
+        scheduled=scheduled,
+        reference_policy=ReferencePolicy.parse(reference_policy) if reference_policy else None,
+        import_mode=ImportMode.parse(import_mode) if import_mode else None,
+        insecure=insecure,
+        dry_run=dry_run,
+        wait=wait,
+    )
+    _run_import(request, config_path, output)
+
+
+def _run_import(request: ImportRequest, config_path: Path | None, output: str) -> None:
+    from mirrord.sync import Refusal
+    from mirrord.sync import import_image as run_import
+
+    config = load(config_path, embedded=True)
+    outcome = run_async(lambda: run_import(config, request))
+    if isinstance(outcome, Refusal):
+        fail(outcome.message, EXIT_USAGE if outcome.usage else EXIT_FAILED)
+    _print_import(outcome, output, request.dry_run)
+    sys.exit(0 if outcome.result.ok else EXIT_FAILED)
+
+
+def _print_import(outcome: ImportOutcome, output: str, dry_run: bool) -> None:
+    from mirrord.cli._describe import describe_text
+    from mirrord.cli._sync_output import print_plan, summary
+    from mirrord.core.imagestream import to_openshift
+
+    result, stream = outcome.result, outcome.stream
+    name = outcome.plan.stream.name
+    for failed in result.failed:
+        error = failed.error
+        reason = error.reason if error else "InternalError"
+        click.echo(f"error: tag {failed.plan.tag} failed: [{reason}] {error}", err=True)
+    for stream_plan in result.stream_errors:
+        reason = stream_plan.error.reason if stream_plan.error else "InternalError"
+        click.echo(f"error: {stream_plan.stream}: [{reason}] {stream_plan.error}", err=True)
+    left_out = [t for p in result.plans for t in p.left_out]
+    info = ""
+    if left_out:
+        limit = outcome.plan.stream.max_tags
+        info = (
+            f"info: {outcome.plan.stream.source}: {len(left_out)} tags not imported "
+            f"(the limit is {limit}): {', '.join(left_out)}"
+        )
+    if output != "text":  # the stream as stored; for a dry run, the plan as data
+        if dry_run:
+            click.echo(render(summary(result), output), nl=False)
+        elif stream is not None:
+            click.echo(render(to_openshift(stream), output), nl=False)
+        if info:
+            click.echo(info, err=True)
+        return
+    word = "imported" if result.ok else "imported with errors"
+    click.echo(f"imagestream/{name} {word}{' (dry run)' if dry_run else ''}\n")
+    if dry_run:
+        print_plan(result)
+    elif stream is not None:
+        click.echo(describe_text(stream), nl=False)
+    if info:
+        click.echo()
+        click.echo(info)
+
+
+@main.command()
+@config_option
+@output_option
+def streams(config_path: Path | None, output: str) -> None:
+    """List the image streams: mirror repository, tags, last update, failing tags."""
+    from mirrord.cli._describe import read_streams, stream_list, streams_table
+
+    config = load(config_path, embedded=True)
+    found = run_async(lambda: read_streams(config))
+    if output != "text":
+        click.echo(render(stream_list(found), output), nl=False)
+    elif not found:
+        click.echo("No image streams found.", err=True)
+    else:
+        click.echo(streams_table(found), nl=False)
+
+
+@main.command()
+@click.argument("name", metavar="STREAM")
+@config_option
+@output_option
+def describe(name: str, config_path: Path | None, output: str) -> None:
+    """Show a stream like `oc describe is`: tags, history with ages, conditions."""
+    from mirrord.cli._describe import describe_text, read_streams
+    from mirrord.core.imagestream import to_openshift
+
+    config = load(config_path, embedded=True)
+    found = run_async(lambda: read_streams(config, name))
+    if not found:
+        if any(s.name == name for s in config.streams):
+            fail(
+                f'the image stream "{name}" is configured but has not been imported yet '
+                f"(run: mirrord sync --stream {name})",
+                EXIT_FAILED,
+            )
+        fail(f'image stream "{name}" not found', EXIT_FAILED)
+    if output != "text":
+        click.echo(render(to_openshift(found[0]), output), nl=False)
+    else:
+        click.echo(describe_text(found[0]), nl=False)

@@ -1,0 +1,133 @@
+"""``mirrord sync`` (one run, then exit) and ``mirrord validate``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anyio
+import click
+
+from mirrord.cli._app import (
+    OnError,
+    config_option,
+    error_document,
+    fail,
+    load,
+    main,
+    output_option,
+    run_async,
+)
+from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
+from mirrord.config import Config, StreamConfig, missing_file_warnings
+from mirrord.errors import ConfigError, MirrordError
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--stream", "streams", multiple=True, metavar="NAME", help="Only these streams.")
+@output_option
+@click.option(
+    "--wait/--no-wait", default=False, help="Wait for a running sync to finish instead of refusing."
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Live progress display (default: when stdout is a terminal).",
+)
+def sync(
+    config_path: Path | None,
+    dry_run: bool,
+    streams: tuple[str, ...],
+    output: str,
+    wait: bool,
+    progress: bool | None,
+) -> None:
+    """Mirror every configured stream once, then exit (non-zero if any image failed)."""
+
+    def document(error: MirrordError) -> None:
+        error_document(error, output, dryRun=dry_run)
+
+    config = load(config_path, embedded=True, on_error=document)
+    selected = _select_streams(config, streams, on_error=document)
+    show_progress = sys.stdout.isatty() if progress is None else progress
+    ok = run_async(
+        lambda: run_sync_command(
+            config,
+            selected,
+            dry_run=dry_run,
+            output=output,
+            wait=wait,
+            progress=show_progress and not dry_run,
+        ),
+        on_error=document,
+    )
+    sys.exit(0 if ok else EXIT_FAILED)
+
+
+def _select_streams(
+    config: Config, names: tuple[str, ...], on_error: OnError
+) -> list[StreamConfig]:
+    """The streams named by ``--stream`` (all without one); exit 2 on an unknown name."""
+    try:
+        return [config.stream(name) for name in names] if names else list(config.streams)
+    except ConfigError as error:
+        on_error(error)
+        fail(str(error), EXIT_USAGE)
+
+
+async def run_sync_command(
+    config: Config,
+    streams: Sequence[StreamConfig],
+    *,
+    dry_run: bool,
+    output: str,
+    wait: bool,
+    progress: bool,
+) -> bool:
+    """``mirrord sync``: True when every selected tag is in the mirror.
+
+    A run that cannot start (the mirror unreachable, the state unusable, the lock
+    held) raises; the CLI prints the error (and, with ``-o json|yaml``, a document
+    naming it on stdout, as for a configuration that does not load).
+    """
+    from mirrord.cli._sync_output import live_progress, print_plan, print_summary
+    from mirrord.state import Store, open_store, store_exists
+    from mirrord.sync import SyncResult, plan_once, sync_once
+    from mirrord.transports import ClientPool
+
+    result = SyncResult()
+    async with AsyncExitStack() as stack:
+        store: Store | None = None
+        if not dry_run or store_exists(config.state_dir):  # a dry run creates no state
+            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+            stack.push_async_callback(store.aclose)
+        pool = await stack.enter_async_context(ClientPool(config))
+        if dry_run:
+            result = await plan_once(config, store, pool, list(streams))
+            print_plan(result)
+        else:
+            assert store is not None
+            await stack.enter_async_context(store.acquire_run_lock(wait=wait))
+            await store.abandon_running_jobs("interrupted: the process running it died")
+            with live_progress(result, progress):
+                await sync_once(config, store, pool, list(streams), result=result)
+    print_summary(result, output)
+    return result.ok
+
+
+@main.command()
+@config_option
+def validate(config_path: Path | None) -> None:
+    """Check the configuration file and exit (2 when it is invalid).
+
+    A registry's auth_file or ca_file absent on this machine is a warning (the
+    file may exist where mirrord runs); the exit status stays 0.
+    """
+    config = load(config_path)
+    for warning in missing_file_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{config.path}: valid: {len(config.streams)} streams, mirror {config.mirror}")

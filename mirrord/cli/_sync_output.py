@@ -1,0 +1,150 @@
+"""What ``mirrord sync`` shows: the plan of a dry run, live progress, and the summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from mirrord.cli._render import print_document
+from mirrord.core.units import human_bytes
+from mirrord.notify import DeliveryCounts
+from mirrord.sync import SyncResult
+
+
+def summary(result: SyncResult) -> dict[str, Any]:
+    """The run's counts, as ``-o json`` prints them."""
+    stats = result.stats
+    return {
+        "dryRun": result.dry_run,
+        "images": {
+            "copied": stats.images_copied,
+            "unchanged": stats.images_unchanged,
+            "failed": result.failed_count,
+            "planned": result.planned_count,
+            "skipped": result.skipped,
+        },
+        "blobs": {
+            "copied": stats.blobs_copied,
+            "mounted": stats.blobs_mounted,
+            "present": stats.blobs_present,
+        },
+        "bytes": stats.bytes_copied,
+        "seconds": round(result.seconds, 3),
+        "retries": stats.retries,
+        "failures": [
+            {"stream": f.stream, "tag": f.tag, "reason": f.reason, "message": f.message}
+            for f in result.failures()
+        ],
+        "leftOut": {p.stream: list(p.left_out) for p in result.plans if p.left_out},
+        **({"goneUpstream": _gone_upstream(result)} if result.dry_run else {}),
+        **(
+            {"notifications": _notifications(result.notifications)}
+            if result.notifications is not None
+            else {}
+        ),
+    }
+
+
+def _gone_upstream(result: SyncResult) -> dict[str, Any]:
+    return {
+        stream: {"tags": list(tags), "delete": delete}
+        for stream, (tags, delete) in result.gone_upstream.items()
+    }
+
+
+def _notifications(counts: DeliveryCounts) -> dict[str, int]:
+    return {
+        "delivered": counts.delivered,
+        "failed": counts.failed,
+        "givenUp": counts.given_up,
+        "waiting": counts.waiting,
+    }
+
+
+def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
+    """The dry run's plan: each tag with what would happen, and the bytes to copy."""
+    out = out or sys.stdout
+    total = 0
+    for stream_plan in result.plans:
+        print(f"stream {stream_plan.stream}:", file=out)
+        if stream_plan.error is not None:
+            print(f"  error: {stream_plan.error}", file=out)
+        for r in (r for r in result.results if r.plan.stream == stream_plan.stream):
+            plan = r.plan
+            detail = plan.source_digest or ""
+            if r.outcome == "planned":
+                total += plan.bytes_to_copy or 0
+                detail += f" ({human_bytes(plan.bytes_to_copy or 0)})"
+            if r.error is not None:
+                detail = str(r.error)
+            word = "copy" if r.outcome == "planned" else r.outcome
+            print(f"  {word:<9} {plan.tag:<30} {detail}", file=out)
+        if stream_plan.left_out:
+            print(f"  left out (over max_tags): {', '.join(stream_plan.left_out)}", file=out)
+        if stream_plan.missing:
+            print(f"  missing upstream: {', '.join(stream_plan.missing)}", file=out)
+        gone, delete = result.gone_upstream.get(stream_plan.stream, ((), False))
+        for tag in gone:
+            what = "delete" if delete else "gone"
+            why = "(delete_removed_tags)" if delete else "(kept in the mirror)"
+            print(f"  {what:<9} {tag:<30} gone upstream {why}", file=out)
+    print(f"would copy {human_bytes(total)} (blobs already in the mirror are skipped)", file=out)
+
+
+def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    if fmt in ("json", "yaml"):
+        print_document(summary(result), fmt, out)
+        return
+    for failure in result.failures():
+        print(f"FAILED {failure.where}: [{failure.reason}] {failure.message}", file=out)
+    for stream, left in summary(result)["leftOut"].items():
+        print(
+            f"info: {stream}: {len(left)} tags not imported (max_tags): {', '.join(left)}", file=out
+        )
+    if result.notifications is not None:
+        print(notifications_line(result.notifications), file=out)
+    print(result.summary_line(), file=out)
+
+
+def notifications_line(counts: DeliveryCounts) -> str:
+    line = (
+        f"notifications: {counts.delivered} delivered, {counts.failed} failed "
+        f"(retried later), {counts.given_up} given up; {counts.waiting} waiting"
+    )
+    if counts.failed or counts.given_up:
+        line += " (`mirrord notifications` shows why)"
+    return line
+
+
+class _LiveStatus:
+    """One status line that rich re-renders from its refresh thread: images, bytes, rate."""
+
+    def __init__(self, result: SyncResult) -> None:
+        self.result = result
+        self.started = time.monotonic()
+
+    def __rich__(self) -> str:
+        s = self.result.stats
+        done = s.images_copied + s.images_unchanged + s.images_failed
+        streamed = s.bytes_streamed[0]
+        rate = streamed / max(time.monotonic() - self.started, 0.001)
+        return (
+            f"[bold]mirroring[/bold] {done} images ({s.images_copied} copied, "
+            f"{s.images_failed} failed), {human_bytes(streamed)} at {human_bytes(rate)}/s"
+        )
+
+
+@contextmanager
+def live_progress(result: SyncResult, enabled: bool) -> Iterator[None]:
+    """A live display of images done, bytes streamed and the rate, on a terminal."""
+    if not enabled:
+        yield
+        return
+    from rich.live import Live
+
+    with Live(_LiveStatus(result), refresh_per_second=4, transient=True):
+        yield

@@ -1,0 +1,179 @@
+"""The configuration's value types: frozen dataclasses, as :mod:`mirrord.config` builds them."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Literal
+from urllib.parse import urlsplit
+
+from mirrord.core.modes import ImportMode, ReferencePolicy
+from mirrord.core.reference import normalise_registry
+from mirrord.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MirrorTarget:
+    """Where images go: a registry (``docker://host[:port]/prefix``) or an OCI layout."""
+
+    kind: Literal["registry", "oci"]
+    registry: str | None = None
+    prefix: str = ""
+    path: Path | None = None
+
+    def repository(self, to: str) -> str:
+        """The mirror repository for a stream's ``to`` path (``prefix/to``)."""
+        return f"{self.prefix}/{to}" if self.prefix else to
+
+    def __str__(self) -> str:
+        if self.kind == "oci":
+            return f"oci:{self.path}"
+        return f"docker://{self.registry}/{self.prefix}".rstrip("/")
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Per host[:port]. ``insecure``: plain HTTP. ``rate``: requests/second."""
+
+    auth_file: Path | None = None
+    insecure: bool = False
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    max_concurrency: int = 6
+    rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Import policy every stream inherits unless it sets its own."""
+
+    schedule: str = "15m"
+    import_mode: ImportMode = ImportMode.PRESERVE_ORIGINAL
+    max_tags: int = 50
+    platform: str = "linux/amd64"
+    reference_policy: ReferencePolicy = ReferencePolicy.SOURCE
+    signatures: bool = True
+    delete_removed_tags: bool = False
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """One source repository -> one mirror repository. ``name`` is the ``to`` path;
+    ``source`` the normalised ``from`` (``docker.io/library/nginx``)."""
+
+    name: str
+    source: str
+    to: str
+    tags: tuple[str, ...] | None = None
+    include: tuple[re.Pattern[str], ...] = ()
+    exclude: tuple[re.Pattern[str], ...] = ()
+    semver: str | None = None
+    newest: int | None = None
+    max_tags: int = 50
+    import_mode: ImportMode = ImportMode.PRESERVE_ORIGINAL
+    platform: str = "linux/amd64"
+    schedule: str = "15m"
+    reference_policy: ReferencePolicy = ReferencePolicy.SOURCE
+    signatures: bool = True
+    delete_removed_tags: bool = False
+    pinned: tuple[str, ...] = ()
+    """Digests the pruner never removes (nor any revision recording them)."""
+
+    @property
+    def source_registry(self) -> str:
+        """``registry.redhat.io`` of ``registry.redhat.io/ubi9/ubi``."""
+        return self.source.split("/", 1)[0]
+
+    @property
+    def source_repository(self) -> str:
+        """``ubi9/ubi`` of ``registry.redhat.io/ubi9/ubi``."""
+        return self.source.split("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class NotificationConfig:
+    """A webhook (``url``, optionally HMAC-signed with ``secret_file``) or a command.
+    ``url`` stays out of the repr: webhook URLs often embed a token."""
+
+    url: str | None = dataclasses.field(default=None, repr=False)
+    secret_file: Path | None = None
+    command: tuple[str, ...] | None = None
+    timeout: float = 10.0
+    name: str | None = None
+
+    @property
+    def receiver_id(self) -> str:
+        """``webhook:NAME`` / ``command:NAME``; without a ``name``, the URL's host[:port]
+        or the program's file name stands in for it.
+
+        Queued events are addressed by this id, so it does not change when receivers
+        are added or reordered, nor when a token in the URL or an argument is rotated;
+        and nothing that may hold a secret (path, query, userinfo, arguments) is in it.
+        """
+        kind = "webhook" if self.url is not None else "command"
+        if self.name:
+            return f"{kind}:{self.name}"
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            host = parts.hostname or ""
+            host = f"[{host}]" if ":" in host else host
+            return f"{kind}:{host}" + (f":{parts.port}" if parts.port is not None else "")
+        return f"{kind}:{PurePath((self.command or ('',))[0]).name}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:9464"
+    token_file: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """The ImagePruner. ``keep_younger_than`` is in seconds."""
+
+    schedule: str = "0 0 * * *"
+    suspend: bool = False
+    keep_tag_revisions: int = 3
+    keep_younger_than: float = 3600.0
+    prune_registry: bool = True
+    successful_jobs_history_limit: int = 3
+    failed_jobs_history_limit: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    mirror: MirrorTarget
+    state_dir: Path
+    registries: dict[str, RegistryConfig]
+    defaults: Defaults
+    streams: tuple[StreamConfig, ...]
+    notifications: tuple[NotificationConfig, ...] = ()
+    server: ServerConfig = ServerConfig()
+    pruning: PruningConfig = PruningConfig()
+
+    def registry_config(self, host: str) -> RegistryConfig:
+        """The settings for ``host[:port]``; defaults for a host not configured."""
+        return self.registries.get(normalise_registry(host)) or RegistryConfig()
+
+    def stream(self, name: str) -> StreamConfig:
+        """The stream called ``name``; ConfigError (with a hint) when there is none."""
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        names = [s.name for s in self.streams]
+        hint = difflib.get_close_matches(name, names, n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else f" (streams: {', '.join(names)})"
+        file = str(self.path) if self.path else "<embedded default>"
+        raise ConfigError(f"no stream named {name!r}{extra}", file=file)

@@ -1,0 +1,192 @@
+"""Scalar values of the configuration, each read from an :class:`_At` (errors name the line)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from mirrord.config._types import MirrorTarget
+from mirrord.config._yaml import _FLOAT, _INT, _At
+from mirrord.core.modes import ImportMode, ReferencePolicy
+from mirrord.core.oci import parse_digest
+from mirrord.core.reference import normalise_registry, parse_repository
+from mirrord.core.schedule import parse_duration, schedule_interval, validate_cron
+from mirrord.core.selection import parse_semver_range
+from mirrord.errors import InvalidReferenceError, ManifestError
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_PLATFORM_RE = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_.]+)?")
+_LISTEN_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
+_RECEIVER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_PATH_HELP = "lower-case components of letters, digits and . _ - separated by /"
+
+
+def _repo_path(at: _At) -> str:
+    value = at.text()
+    if not _PATH_RE.fullmatch(value) or len(value) > 255:
+        raise at.error(f"invalid repository path {value!r}: {_PATH_HELP}")
+    return value
+
+
+_CREDENTIALS_IN_HOST = "credentials never go in the configuration file: remove user:password@"
+
+
+def _refuse_userinfo(at: _At, value: str) -> None:
+    """A host written as ``user:password@host``: refuse it without echoing the secret."""
+    if "@" in value.split("/", 1)[0]:
+        raise at.error(_CREDENTIALS_IN_HOST)
+
+
+def _host(at: _At, value: str) -> str:
+    _refuse_userinfo(at, value)
+    if "://" in value or "/" in value:
+        raise at.error(f"expected host[:port] (no scheme, no path), got {value!r}")
+    if not _HOST_RE.fullmatch(value):
+        raise at.error(f"invalid registry host {value!r}")
+    return normalise_registry(value)
+
+
+def _source(at: _At) -> str:
+    value = at.text()
+    _refuse_userinfo(at, value)
+    try:
+        return parse_repository(value).name
+    except InvalidReferenceError as exc:
+        raise at.error(f"{exc} (`from:` names a repository; tags go under `tags:`)") from None
+
+
+def _mirror(at: _At) -> MirrorTarget:
+    value = at.text()
+    if value.startswith("docker://"):
+        _refuse_userinfo(at, value[len("docker://") :])
+        host, _, prefix = value[len("docker://") :].strip("/").partition("/")
+        if prefix and not _PATH_RE.fullmatch(prefix):
+            raise at.error(f"invalid mirror prefix {prefix!r}: {_PATH_HELP}")
+        return MirrorTarget("registry", registry=_host(at, host), prefix=prefix)
+    if value.startswith("oci:") and value[4:].strip():
+        return MirrorTarget("oci", path=at.path(value[4:].strip()))
+    raise at.error(f"expected docker://HOST[:PORT]/PREFIX or oci:/PATH, got {value!r}")
+
+
+def _schedule(at: _At) -> str:
+    value = at.text()
+    try:
+        interval = schedule_interval(value)
+        if interval is None:
+            validate_cron(value)
+        elif interval < 1:
+            raise ValueError("an interval must be at least 1s")
+    except ValueError as exc:
+        raise at.error(f"{exc}; expected cron ('*/15 * * * *') or an interval ('15m')") from None
+    return value
+
+
+def _duration(at: _At) -> float:
+    """Seconds, from a Go duration (``60m``); a bare number other than 0 is refused."""
+    try:
+        return parse_duration(at.text())
+    except ValueError as exc:
+        raise at.error(str(exc)) from None
+
+
+def _timeout(at: _At) -> float:
+    """Seconds, from a number or a Go duration; must be positive."""
+    value = at.number() if at.node.tag in (_INT, _FLOAT) else _duration(at)
+    if value <= 0:
+        raise at.error("must be more than 0")
+    return value
+
+
+def _choice(at: _At, choices: type[ImportMode] | type[ReferencePolicy]) -> str:
+    """A member of ``choices`` (an enum of :mod:`mirrord.core.modes`), in any case."""
+    try:
+        return choices.parse(at.text())
+    except ValueError as exc:
+        raise at.error(str(exc)) from None
+
+
+def _platform(at: _At) -> str:
+    value = at.text()
+    if not _PLATFORM_RE.fullmatch(value):
+        raise at.error(f"expected os/arch[/variant] like linux/amd64, got {value!r}")
+    return value
+
+
+def _max_tags(at: _At) -> int:
+    value = at.integer()
+    if value == 0 or value < -1:
+        raise at.error(f"must be -1 (unlimited) or a positive number, got {value}")
+    return value
+
+
+def _url(at: _At) -> str:
+    value = at.text()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise at.error("expected an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise at.error("expected an http:// or https:// URL")  # the URL may hold a token
+    if parts.username or parts.password:
+        raise at.error(_CREDENTIALS_IN_HOST)
+    return value
+
+
+def _digest(at: _At) -> str:
+    """A content digest (``sha256:`` and 64 hex digits, or ``sha512:`` and 128)."""
+    value = at.text()
+    try:
+        return parse_digest(value)
+    except ManifestError:
+        raise at.error(
+            f"invalid digest {value!r}: expected sha256: and 64 lower-case hex digits"
+        ) from None
+
+
+def _tags(at: _At) -> tuple[str, ...]:
+    items = at.texts()
+    if not items:
+        raise at.error("the tag list is empty")
+    seen: dict[str, int] = {}
+    for item in items:
+        tag = item.text()
+        if not _TAG_RE.fullmatch(tag):
+            raise item.error(f"invalid tag {tag!r}")
+        if tag in seen:
+            raise item.error(f"tag {tag!r} is listed twice (also line {seen[tag]})")
+        seen[tag] = item.line
+    return tuple(seen)
+
+
+def _pinned(at: _At) -> tuple[str, ...]:
+    """Digests the pruner keeps: a list (or one string) of ``sha256:…``, each once."""
+    seen: dict[str, int] = {}
+    for item in at.texts():
+        digest = _digest(item)
+        if digest in seen:
+            raise item.error(f"digest {digest!r} is pinned twice (also line {seen[digest]})")
+        seen[digest] = item.line
+    return tuple(seen)
+
+
+def _regexes(at: _At | None) -> tuple[re.Pattern[str], ...]:
+    out = []
+    for item in at.texts() if at is not None else ():
+        try:
+            out.append(re.compile(item.text()))
+        except re.error as exc:
+            raise item.error(f"invalid regular expression {item.text()!r}: {exc}") from None
+    return tuple(out)
+
+
+def _semver(at: _At) -> str:
+    value = at.text()
+    try:
+        parse_semver_range(value)
+    except ValueError as exc:
+        raise at.error(f"invalid semver range {value!r}: {exc}") from None
+    return value

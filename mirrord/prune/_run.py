@@ -1,0 +1,276 @@
+"""The pruner: OpenShift's ImagePruner (``oc adm prune images``) for mirrord's mirror.
+
+**Which tag revisions go** (:func:`plan_prune`, pure, in :mod:`._plan`).
+A tag's history is newest first; revision ``items[i]`` is pruned when it is older
+than ``keepYoungerThanDuration`` *and* ``i >= keepTagRevisions``. Never pruned:
+
+- ``items[0]``, the tag's current image (even with ``keepTagRevisions: 0``);
+- a revision whose digest a kept revision uses, in any tag of any stream;
+- a revision whose digest a kept index references (its platform manifests);
+- a revision whose digest is pinned in the configuration (``streams[].pinned``).
+
+A pinned digest is protected everywhere: a digest is the same image in every
+repository. The protected digests are the kept revisions' and the pinned ones,
+closed over index → child manifest.
+
+**Children of indexes** are not recorded in the state: the pruner reads each
+distinct digest of the histories (and the pinned ones) from the mirror once per
+run (one ``GET`` per digest, or a file read for an OCI layout) and keeps the
+child digests of the indexes. A manifest missing from the mirror has no known
+children. This costs a few requests per run, needs no schema change, and stays
+correct for histories recorded before the pruner existed.
+
+**What a confirmed run does** (:func:`run_prune`), in this order so that a
+failure leaves the metadata able to drive a retry:
+
+1. ``pruneRegistry: true``: delete each pruned digest (and the children of a
+   pruned index) that no kept revision, kept index or pin protects, from the
+   stream's mirror repository. 404 counts as already gone; 405 (deletes
+   disabled) stops the run with a message telling the admin how to enable them.
+2. Remove the pruned tag events from the state.
+3. ``oci:`` mirror with ``pruneRegistry: true``: remove the blobs that nothing
+   reachable from ``index.json`` or from a remaining revision needs (see
+   :mod:`mirrord.transports`). A registry mirror reclaims blob storage with its
+   own ``registry garbage-collect``.
+
+``pruneRegistry: false`` prunes only the state. Every confirmed run is a
+``prune`` job (history trimmed to the configured limits) and updates the
+``pruner`` status conditions. Call :func:`run_prune` under the run lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+
+from mirrord.config import Config, PruningConfig
+from mirrord.core.imagestream import TagEvent
+from mirrord.errors import MethodNotAllowedError, MirrordError, NotFoundError
+from mirrord.prune._mirror import mirror_repository
+from mirrord.prune._plan import PruneOverrides, PrunePlan, PruneSettings, plan_prune
+from mirrord.state import Store
+from mirrord.transports import (
+    ClientPool,
+    Destination,
+    OCILayoutDestination,
+    collect_garbage,
+    open_destination,
+    read_children,
+)
+
+log = logging.getLogger("mirrord.prune")
+
+PRUNER = "pruner"
+DELETES_DISABLED = "DeletesDisabled"
+
+# --- running it -----------------------------------------------------------------------
+
+
+@dataclass
+class PruneResult:
+    """What one prune run decided and did (a dry run only decides)."""
+
+    dry_run: bool
+    settings: PruneSettings
+    mirror: str
+    plan: PrunePlan = field(default_factory=PrunePlan)
+    planned_manifests: list[tuple[str, str]] = field(default_factory=list)
+    """``(repository, digest)`` the run deletes (or would) from the mirror."""
+    manifests_deleted: list[tuple[str, str]] = field(default_factory=list)
+    manifests_gone: list[tuple[str, str]] = field(default_factory=list)
+    revisions_deleted: int = 0
+    blob_gc: bool = False
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+    job_id: int | None = None
+    reason: str = ""
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+    @property
+    def streams_updated(self) -> int:
+        return len(self.plan.streams)
+
+    def counts(self) -> dict[str, int]:
+        """The job's counts (what a dry run would do, what a confirmed run did)."""
+        dry = self.dry_run
+        return {
+            "tagRevisions": len(self.plan.pruned) if dry else self.revisions_deleted,
+            "manifests": len(self.planned_manifests) if dry else len(self.manifests_deleted),
+            "manifestsAlreadyGone": len(self.manifests_gone),
+            "streams": self.streams_updated if dry or self.revisions_deleted else 0,
+            "blobs": self.blobs_deleted,
+            "bytes": self.bytes_freed,
+        }
+
+
+async def run_prune(
+    config: Config,
+    store: Store,
+    pool: ClientPool,
+    *,
+    confirm: bool,
+    overrides: PruneOverrides | None = None,
+    now: datetime | None = None,
+) -> PruneResult:
+    """One prune run; ``confirm=False`` only plans (no job, nothing changed).
+
+    A confirmed run is recorded as a ``prune`` job, trims the job history and sets
+    the pruner's conditions. Failures are in the result (``ok``, ``reason``,
+    ``message``), not raised; cancellation is recorded, then re-raised.
+    """
+    settings = (overrides or PruneOverrides()).apply(config.pruning)
+    result = PruneResult(dry_run=not confirm, settings=settings, mirror=str(config.mirror))
+    if confirm:
+        result.job_id = await store.start_job("prune")
+    try:
+        await _prune(config, store, pool, result, now or datetime.now(UTC))
+    except MirrordError as error:
+        result.reason = (
+            DELETES_DISABLED if isinstance(error, MethodNotAllowedError) else error.reason
+        )
+        result.message = str(error)  # the caller reports it (CLI: stderr; daemon: its log)
+    except BaseException as error:
+        if result.job_id is not None:
+            interrupted = isinstance(error, (anyio.get_cancelled_exc_class(), KeyboardInterrupt))
+            result.reason = "Interrupted" if interrupted else "InternalError"
+            result.message = "interrupted" if interrupted else f"{type(error).__name__}: {error}"
+            with anyio.CancelScope(shield=True):
+                await _finish(config, store, result)
+        raise
+    if result.job_id is not None:
+        await _finish(config, store, result)
+    return result
+
+
+async def _finish(config: Config, store: Store, result: PruneResult) -> None:
+    assert result.job_id is not None
+    status = "Succeeded" if result.ok else "Failed"
+    await store.finish_job(result.job_id, status, result.counts(), result.message[:2000])
+    pruning = config.pruning
+    await store.trim_jobs(
+        "prune", pruning.successful_jobs_history_limit, pruning.failed_jobs_history_limit
+    )
+    await store.set_pruner_condition(
+        PRUNER, "Available", "True", "AsExpected", "The pruner has run"
+    )
+    if result.ok:
+        await store.set_pruner_condition(
+            PRUNER, "Failed", "False", "Complete", "Pruner completed successfully"
+        )
+    else:
+        await store.set_pruner_condition(PRUNER, "Failed", "True", result.reason, result.message)
+    await update_schedule_condition(store, pruning)
+
+
+async def update_schedule_condition(store: Store, pruning: PruningConfig) -> None:
+    """``Scheduled``: True/Scheduled, or False/Suspended when ``suspend`` (as OpenShift)."""
+    if pruning.suspend:
+        await store.set_pruner_condition(
+            PRUNER, "Scheduled", "False", "Suspended", "The pruner job has been suspended"
+        )
+    else:
+        await store.set_pruner_condition(
+            PRUNER,
+            "Scheduled",
+            "True",
+            "Scheduled",
+            f"The pruner job has been scheduled ({pruning.schedule})",
+        )
+
+
+async def _prune(
+    config: Config, store: Store, pool: ClientPool, result: PruneResult, now: datetime
+) -> None:
+    settings = result.settings
+    streams = await store.list_streams()
+    destination = await open_destination(config, pool)
+    repositories = {s.name: mirror_repository(destination, s) for s in streams}
+    pinned = {d: destination.repository(s.to) for s in config.streams for d in s.pinned}
+    locations: dict[str, list[str]] = {}
+    for stream in streams:
+        repository = repositories[stream.name]
+        if repository is None:
+            continue
+        for event in (e for tag in stream.tags for e in tag.items):
+            locations.setdefault(event.image, []).append(repository)
+    for digest, repository in pinned.items():
+        locations.setdefault(digest, []).append(repository)
+    children = await read_children(destination, locations)
+    plan = plan_prune(
+        streams,
+        keep_tag_revisions=settings.keep_tag_revisions,
+        keep_younger_than=settings.keep_younger_than,
+        now=now,
+        pinned=pinned,
+        children=children,
+    )
+    result.plan = plan
+    if settings.prune_registry:
+        result.planned_manifests = [
+            (repo, digest)
+            for stream, digest in plan.manifests
+            if (repo := repositories.get(stream)) is not None
+        ]
+    layout = destination if isinstance(destination, OCILayoutDestination) else None
+    result.blob_gc = layout is not None and settings.prune_registry
+    roots = {r.digest for r in plan.kept} | set(pinned)
+    if result.dry_run:
+        if layout is not None and result.blob_gc:
+            await _collect(layout, result, roots, dry_run=True)
+        return
+    if settings.prune_registry:
+        await _delete_manifests(destination, result)
+    result.revisions_deleted = await _delete_revisions(store, plan)
+    if layout is not None and result.blob_gc:
+        await _collect(layout, result, roots, dry_run=False)
+
+
+async def _collect(
+    layout: OCILayoutDestination, result: PruneResult, roots: set[str], *, dry_run: bool
+) -> None:
+    dropped = set(result.planned_manifests) if dry_run else set()
+    removed, freed = await collect_garbage(layout, roots, dropped=dropped, dry_run=dry_run)
+    result.blobs_deleted, result.bytes_freed = len(removed), freed
+    if not dry_run:  # a manifest whose file went is deleted, even if no tag named it
+        gone = [m for m in result.manifests_gone if m[1] in removed]
+        result.manifests_deleted += gone
+        result.manifests_gone = [m for m in result.manifests_gone if m not in gone]
+
+
+async def _delete_manifests(destination: Destination, result: PruneResult) -> None:
+    for repository, digest in result.planned_manifests:
+        try:
+            await destination.delete_manifest(repository, digest)
+        except NotFoundError:
+            result.manifests_gone.append((repository, digest))
+            continue
+        except MethodNotAllowedError as error:
+            raise MethodNotAllowedError(
+                f"the mirror registry refused to delete {repository}@{digest} "
+                "(405 Method Not Allowed): deletes are disabled there. "
+                "Set `storage.delete.enabled: true` in the registry's configuration "
+                "(config.yml) and restart it, or set `pruning.pruneRegistry: false` "
+                "(--no-prune-registry) to prune only mirrord's metadata",
+                registry=error.registry,
+                status=405,
+                code=error.code,
+            ) from error
+        result.manifests_deleted.append((repository, digest))
+        log.info("deleted %s@%s from the mirror", repository, digest)
+
+
+async def _delete_revisions(store: Store, plan: PrunePlan) -> int:
+    by_tag: dict[tuple[str, str], list[TagEvent]] = {}
+    for revision in plan.pruned:
+        by_tag.setdefault((revision.stream, revision.tag), []).append(revision.event)
+    deleted = 0
+    for (stream, tag), events in by_tag.items():
+        deleted += await store.delete_tag_events(stream, tag, events)
+    return deleted

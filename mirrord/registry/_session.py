@@ -1,0 +1,207 @@
+"""A session with one registry: its HTTP client, limiters, throttle and auth flow.
+
+Every request holds a slot of the registry's limiter, so concurrency is bounded
+per registry however many images and blobs are in flight. A blob body being
+streamed holds a slot of a second limiter of the same size instead (the GET
+holds a request slot only until its headers arrive): a blob streamed from this
+registry into this same registry then never waits for a slot its own stream
+holds, and the connection pool (twice the limit) always has room for both. Errors come back as
+the typed exceptions of :mod:`mirrord.errors`; nothing here retries (callers decide
+that from ``.temporary``). The verbs are :class:`~mirrord.registry.RegistryClient`'s.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Self
+from urllib.parse import urljoin
+
+import anyio
+import httpx
+
+from mirrord.core.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
+from mirrord.errors import ConnectError, RegistryError
+from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
+from mirrord.registry._challenge import Challenge
+from mirrord.registry._errors import (
+    error_from_exception,
+    error_from_response,
+    parse_retry_after,
+)
+from mirrord.registry._http import json_object
+from mirrord.registry._throttle import RegistryPacing
+from mirrord.registry._tls import RegistryOptions, ssl_context
+
+
+class RegistrySession:
+    """Talks HTTP to one registry (``host[:port]``; ``docker.io`` means Docker Hub's API
+    host), authorising every request, within the registry's limits."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credential: CredentialLike | None = None,
+        options: RegistryOptions | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_request: Callable[[str, str], None] | None = None,
+        pacing: RegistryPacing | None = None,
+    ) -> None:
+        self.registry = registry
+        self.options = options or RegistryOptions()
+        host = DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry
+        self.base_url = f"{'http' if self.options.insecure else 'https'}://{host}"
+        self.credential = credential
+        self.requests: Counter[str] = Counter()
+        self._on_request = on_request
+        pacing = pacing or RegistryPacing.for_options(self.options)
+        self._limiter = pacing.requests
+        self._streams = pacing.streams
+        self.throttle = pacing.throttle
+        self.auth = RegistryAuth(credential, self._fetch_token)
+        # Plain HTTP needs no TLS context (building one costs tens of milliseconds).
+        verify = ssl_context(host, self.options) if not self.options.insecure else False
+        self._http = httpx.AsyncClient(
+            auth=self.auth,
+            verify=verify,
+            transport=transport,
+            follow_redirects=True,
+            timeout=httpx.Timeout(self.options.timeout, connect=15.0),
+            limits=httpx.Limits(max_connections=max(4, self.options.max_concurrency * 2)),
+            headers={"User-Agent": "mirrord/0.1"},
+        )
+        self._pinged = False
+        self._ping_lock = anyio.Lock()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def credential_source(self) -> str:
+        return self.credential.source if self.credential else ""
+
+    # -- ping and auth ------------------------------------------------------------
+
+    async def ping(self) -> str:
+        """``GET /v2/``: learn the auth scheme (``""``, ``basic`` or ``bearer``)."""
+        async with self._limiter:
+            await self._ping()
+        return self.auth.scheme
+
+    async def _ping(self) -> None:
+        response = await self._send("GET", "/v2/", "ping", authenticate=False)
+        if response.status_code == 401:
+            self.auth.learn(response)
+        elif response.status_code != 200:
+            raise error_from_response(response, self.registry, "ping")
+        self._pinged = True
+
+    async def check_credentials(self) -> None:
+        """Prove the credential is accepted (for ``mirrord login``); raise UnauthorizedError."""
+        scheme = await self.ping()
+        if scheme == "bearer":
+            await self.auth.token((), refresh=True)
+        elif scheme == "basic":
+            await self._request("GET", "/v2/", "check credentials", ok=(200,))
+
+    async def _fetch_token(
+        self, challenge: Challenge, scopes: tuple[str, ...], credential: CredentialLike | None
+    ) -> Token:
+        params: list[tuple[str, str | int | float | bool | None]] = (
+            [("service", challenge.service)] if challenge.service else []
+        )
+        params += [("scope", scope) for scope in scopes]
+        auth: httpx.Auth | None = None
+        if credential is not None:
+            params.append(("account", credential.username))
+            auth = httpx.BasicAuth(credential.username, credential.password)
+        what = f"token from {challenge.realm}"
+        try:
+            response = await self._http.get(challenge.realm, params=params, auth=auth)
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.registry, what) from exc
+        if response.status_code != 200:
+            raise error_from_response(response, self.registry, what, self.credential_source)
+        body = json_object(response, self.registry, what)
+        value = str(body.get("token") or body.get("access_token") or "")
+        try:
+            lifetime = float(body.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            lifetime = 60.0
+        # The auth flow's clock, not anyio's: trio's clock runs on a different base.
+        return Token.issued(value, lifetime, self.auth.clock())
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _url(self, path_or_url: str) -> str:
+        return urljoin(self.base_url + "/", path_or_url)
+
+    def _location(self, response: httpx.Response) -> str:
+        location = response.headers.get("location")
+        if not location:
+            raise RegistryError("upload answer without Location", registry=self.registry)
+        return urljoin(str(response.url), location)
+
+    async def _request(
+        self, method: str, url: str, what: str, *, ok: tuple[int, ...], **kwargs: Any
+    ) -> httpx.Response:
+        async with self._limiter:
+            response = await self._send(method, url, what, **kwargs)
+        if response.status_code not in ok:
+            raise error_from_response(response, self.registry, what, self.credential_source)
+        return response
+
+    async def _send(
+        self, method: str, url: str, what: str, *, authenticate: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        request = self._http.build_request(method, self._url(url), **kwargs)
+        response = await self._send_request(request, what, authenticate=authenticate)
+        await response.aread()
+        return response
+
+    async def _send_request(
+        self,
+        request: httpx.Request,
+        what: str,
+        *,
+        stream: bool = False,
+        authenticate: bool = True,
+    ) -> httpx.Response:
+        if authenticate and not self._pinged:
+            await self._ping_once()
+        await self.throttle.wait()
+        self.requests[request.method] += 1
+        if self._on_request:
+            self._on_request(request.method, request.url.path)
+        try:
+            response = await self._http.send(
+                request, stream=stream, auth=httpx.USE_CLIENT_DEFAULT if authenticate else None
+            )
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc, self.registry, what) from exc
+        except httpx.StreamConsumed as exc:
+            # The registry refused the token of a streamed upload; the auth flow has
+            # fetched a new one but cannot send the consumed body twice. The caller can.
+            raise ConnectError(
+                f"{what}: the registry refused the token during a streamed upload; "
+                "a new token is ready, so the upload can be retried",
+                registry=self.registry,
+            ) from exc
+        if response.status_code == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            self.throttle.pause(retry_after if retry_after is not None else 1.0)
+        return response
+
+    async def _ping_once(self) -> None:
+        # Learn the challenge once, so every later request is authorised up front
+        # and costs one round trip instead of a 401 and a retry.
+        async with self._ping_lock:
+            if not self._pinged:
+                await self._ping()

@@ -1,0 +1,44 @@
+"""One run: config → tag selection → plan → copy → record → notify.
+
+:func:`sync_once` runs the selected streams as one recorded job (what ``mirrord
+sync`` and each daemon run do); :func:`plan_once` is the dry run. :func:`import_image`
+is ``mirrord import-image``: it resolves a request the way ``oc import-image`` does
+(:func:`resolve`), records it, and syncs it. Nothing here prints: callers render the
+:class:`SyncResult`.
+"""
+
+from __future__ import annotations
+
+from mirrord.sync._import_image import (
+    ImportPlan,
+    ImportRequest,
+    Refusal,
+    parse_target,
+    resolve,
+    stored_streams,
+)
+from mirrord.sync._import_run import ImportOutcome, import_image
+from mirrord.sync._recorder import ImportedStream, mirror_repository_name, stream_spec
+from mirrord.sync._result import Failure, SyncResult, TagResult
+from mirrord.sync._run import plan_once, sync_once
+from mirrord.sync._syncer import Syncer
+
+__all__ = [
+    "Failure",
+    "ImportOutcome",
+    "ImportPlan",
+    "ImportRequest",
+    "ImportedStream",
+    "Refusal",
+    "SyncResult",
+    "Syncer",
+    "TagResult",
+    "import_image",
+    "mirror_repository_name",
+    "parse_target",
+    "plan_once",
+    "resolve",
+    "stored_streams",
+    "stream_spec",
+    "sync_once",
+]

@@ -1,0 +1,105 @@
+"""What a run did: per tag, per stream, and the run's counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mirrord.copy import CopiedImage, CopyStats, StreamPlan, TagPlan
+from mirrord.core.units import human_bytes
+from mirrord.errors import MirrordError
+from mirrord.notify import DeliveryCounts
+
+
+@dataclass(frozen=True, slots=True)
+class TagResult:
+    """The outcome for one tag: ``copied``, ``unchanged``, ``failed`` or ``planned``."""
+
+    plan: TagPlan
+    outcome: str
+    image: CopiedImage | None = None
+    error: MirrordError | None = None
+
+
+@dataclass
+class SyncResult:
+    """Everything one run did, for the summary, the state store and notifications."""
+
+    plans: list[StreamPlan] = field(default_factory=list)
+    results: list[TagResult] = field(default_factory=list)
+    stats: CopyStats = field(default_factory=CopyStats)
+    seconds: float = 0.0
+    dry_run: bool = False
+    # Copies not started because a stop was requested (the next run does them).
+    skipped: int = 0
+    # Notification deliveries at the end of the run (None: no receiver configured).
+    notifications: DeliveryCounts | None = None
+    # A dry run's tags recorded in the state but gone upstream, per stream, and whether
+    # the stream deletes them from the mirror (delete_removed_tags).
+    gone_upstream: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[TagResult]:
+        return [r for r in self.results if r.outcome == "failed"]
+
+    @property
+    def stream_errors(self) -> list[StreamPlan]:
+        return [p for p in self.plans if p.error is not None]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.stream_errors and not self.skipped
+
+    @property
+    def failed_count(self) -> int:
+        """Images that failed, a stream that failed as a whole counting as one."""
+        return self.stats.images_failed + len(self.stream_errors)
+
+    @property
+    def planned_count(self) -> int:
+        """A dry run's images to copy."""
+        return sum(1 for r in self.results if r.outcome == "planned")
+
+    def failures(self) -> list[Failure]:
+        """Each failed tag, then each stream that failed as a whole."""
+        tags = [
+            Failure(r.plan.stream, r.plan.tag, _reason(r.error), str(r.error))
+            for r in self.failed
+        ]
+        streams = [
+            Failure(p.stream, "", _reason(p.error), str(p.error)) for p in self.stream_errors
+        ]
+        return tags + streams
+
+    def summary_line(self) -> str:
+        """``images: 12 copied, 40 unchanged, 0 failed; blobs: …; 412.3 MiB in 9.8s``."""
+        s = self.stats
+        if self.dry_run:
+            return (
+                f"dry run: images: {self.planned_count} to copy, {s.images_unchanged} "
+                f"unchanged, {self.failed_count} failed; nothing was changed "
+                f"({self.seconds:.1f}s)"
+            )
+        return (
+            f"images: {s.images_copied} copied, {s.images_unchanged} unchanged, "
+            f"{self.failed_count} failed; blobs: {s.blobs_copied} copied, {s.blobs_mounted} "
+            f"mounted, {s.blobs_present} present; {human_bytes(s.bytes_copied)} in "
+            f"{self.seconds:.1f}s"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed tag (``tag`` empty: the stream failed as a whole), and why."""
+
+    stream: str
+    tag: str
+    reason: str
+    message: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.stream}:{self.tag}" if self.tag else self.stream
+
+
+def _reason(error: MirrordError | None) -> str:
+    return error.reason if error is not None else ""

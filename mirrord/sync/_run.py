@@ -1,0 +1,144 @@
+"""Recorded runs: a sync is one job in the store, its outcomes recorded tag by tag.
+
+:func:`sync_once` is what ``mirrord sync``, ``mirrord import-image`` and the daemon
+run; :func:`plan_once` is a dry run. Neither prints: the caller renders the result
+(and may watch it while it runs: it is filled in as tags finish).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import anyio
+
+from mirrord.config import Config, StreamConfig
+from mirrord.copy import Imported, StreamPlan
+from mirrord.errors import MirrordError
+from mirrord.notify import DeliveryCounts, Notifier
+from mirrord.state import Store
+from mirrord.sync._recorder import Recorder
+from mirrord.sync._syncer import Syncer, SyncResult
+from mirrord.transports import ClientPool, open_destination
+
+log = logging.getLogger("mirrord")
+
+NOTIFY_DEADLINE = 30.0  # seconds a one-shot sync spends delivering notifications
+OUTBOX_RETENTION = timedelta(days=7)  # delivered notifications are kept this long
+
+
+async def plan_once(
+    config: Config, store: Store | None, pool: ClientPool, streams: list[StreamConfig]
+) -> SyncResult:
+    """A dry run: what a sync would copy (and its bytes), leave alone, fail on, and the
+    recorded tags gone upstream. Changes nothing; ``store`` may be None (no state yet)."""
+    legacy = partial(_imported_from, store) if store is not None else None
+    result = await Syncer(config, pool, legacy_sources=legacy).run(streams, dry_run=True)
+    if store is None:
+        return result
+    for plan in result.plans:
+        if gone := await _gone_upstream(store, plan):
+            delete = config.stream(plan.stream).delete_removed_tags
+            result.gone_upstream[plan.stream] = (gone, delete)
+    return result
+
+
+async def _gone_upstream(store: Store, plan: StreamPlan) -> tuple[str, ...]:
+    """Tags the store has for the stream (not yet marked removed) that the source lacks."""
+    if plan.all_tags is None:  # the stream did not list the source's tags
+        return ()
+    known = await store.get_stream(plan.stream)
+    upstream = set(plan.all_tags)
+    return tuple(
+        t.tag
+        for t in (known.tags if known else ())
+        if t.tag not in upstream and not t.removed and t.items
+    )
+
+
+async def sync_once(
+    config: Config,
+    store: Store,
+    pool: ClientPool,
+    streams: list[StreamConfig],
+    *,
+    result: SyncResult | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    complete: bool = True,
+) -> SyncResult:
+    """One recorded sync run (a job in the store), as the CLI and the daemon run it.
+
+    ``result`` may be passed in to watch the run (it is filled in as tags finish).
+    ``should_stop`` is asked before each copy starts (a stop signal).
+    ``complete``: the streams carry their whole selection, so a stream with no
+    failure is marked synced (False for ``import-image`` of one tag among several).
+    """
+    destination = await open_destination(config, pool)
+    notifier = Notifier(store, config.notifications) if config.notifications else None
+    recorder = Recorder(config, store, destination, notifier, complete=complete)
+    syncer = Syncer(
+        config,
+        pool,
+        on_result=recorder,
+        legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
+        should_stop=should_stop,
+    )
+    result = result or SyncResult()
+    await recorder.prepare(streams)
+    job = await store.start_job("sync", streams[0].name if len(streams) == 1 else None)
+    try:
+        await syncer.run(streams, result=result)
+        await recorder.finish(result)
+    except BaseException as error:
+        with anyio.CancelScope(shield=True):
+            await store.finish_job(job, "Failed", _counts(result), _why(error)[:2000])
+        raise
+    await _finish_job(config, store, job, result)
+    if notifier is not None:
+        await _deliver(notifier, store, result)
+    return result
+
+
+async def _finish_job(config: Config, store: Store, job: int, result: SyncResult) -> None:
+    """Close the run's job with its counts and failures; trim the job history."""
+    message = "; ".join(f"{f.where}: {f.reason}" for f in result.failures())[:2000]
+    if result.skipped:
+        message = f"stopped: {result.skipped} copies not started; {message}".rstrip("; ")
+    status = "Succeeded" if result.ok else "Failed"
+    await store.finish_job(job, status, _counts(result), message)
+    pruning = config.pruning
+    await store.trim_jobs(
+        "sync", pruning.successful_jobs_history_limit, pruning.failed_jobs_history_limit
+    )
+
+
+async def _deliver(notifier: Notifier, store: Store, result: SyncResult) -> None:
+    """Deliver the notifications due (this run's and earlier retries), within a bound."""
+    report = await notifier.deliver_due(deadline=anyio.current_time() + NOTIFY_DEADLINE)
+    await store.purge_delivered(datetime.now(UTC) - OUTBOX_RETENTION)
+    waiting = sum(s.pending for s in await store.receiver_statuses())
+    result.notifications = DeliveryCounts(report.delivered, report.failed, report.dead, waiting)
+
+
+def _why(error: BaseException) -> str:
+    """What a job that ended with ``error`` records as its message."""
+    if isinstance(error, anyio.get_cancelled_exc_class() | KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, MirrordError):
+        return str(error)
+    return f"internal error: {type(error).__name__}: {error}"
+
+
+def _counts(result: SyncResult) -> dict[str, int]:
+    return {k: int(v) for k, v in result.stats.as_dict().items()}
+
+
+async def _imported_from(store: Store, stream: str, tag: str) -> Imported | None:
+    """What the mirror's current image of ``stream:tag`` was imported from (if known)."""
+    status = await store.get_tag(stream, tag)
+    current = status.current if status else None
+    if current is None or not current.source_digest:
+        return None
+    return Imported(current.image, current.source_digest, current.platform)

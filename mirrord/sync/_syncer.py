@@ -1,0 +1,312 @@
+"""One run: config → tag selection → plan → copy → record → notify.
+
+Streams are planned concurrently (one tag listing per repository, one ``HEAD``
+per tag at the source and one at the mirror), then every tag that changed is
+copied by one shared :class:`~mirrord.copy.CopyEngine`, so a blob shared by
+several repositories is streamed once and mounted elsewhere. A failing image
+never stops the others; the run's result says which failed and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+
+import anyio
+
+from mirrord.config import Config, StreamConfig
+from mirrord.copy import (
+    Action,
+    CopyEngine,
+    CopyStats,
+    Imported,
+    StreamPlan,
+    TagPlan,
+    decide,
+)
+from mirrord.core.modes import ImportMode
+from mirrord.core.selection import Selection, cosign_tags, is_cosign_tag, select_tags
+from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
+from mirrord.registry import retrying
+from mirrord.sync._result import SyncResult, TagResult
+from mirrord.transports import ClientPool, Destination, Source, open_destination
+
+log = logging.getLogger("mirrord.sync")
+
+MAX_IMAGES_IN_FLIGHT = 16
+
+
+ResultHook = Callable[[TagResult], Awaitable[None]]
+
+
+class Syncer:
+    """Runs syncs of ``config``'s streams into its mirror."""
+
+    def __init__(
+        self,
+        config: Config,
+        pool: ClientPool,
+        *,
+        on_result: ResultHook | None = None,
+        legacy_sources: Callable[[str, str], Awaitable[Imported | None]] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self._on_result = on_result
+        self._legacy_sources = legacy_sources
+        self._should_stop = should_stop
+        # Each stream's source client, resolved once while planning (credentials included).
+        self._sources: dict[str, Source] = {}
+        # The run's counters (planning retries count too); replaced by each run().
+        self._stats = CopyStats()
+
+    async def run(
+        self,
+        streams: Sequence[StreamConfig] | None = None,
+        *,
+        dry_run: bool = False,
+        result: SyncResult | None = None,
+    ) -> SyncResult:
+        """Sync ``streams`` (default: all); ``result`` may be passed in to watch progress."""
+        started = time.monotonic()
+        result = result or SyncResult()
+        result.dry_run = dry_run
+        self._stats = result.stats
+        destination = await open_destination(self.config, self.pool)
+        reach = f"reach the mirror {destination.description}"
+        await retrying(destination.ping, reach, on_wait=result.stats.count_retry)
+        selected = list(streams if streams is not None else self.config.streams)
+        plans: dict[str, StreamPlan] = {}
+        async with anyio.create_task_group() as tg:
+            for stream in selected:
+                tg.start_soon(self._plan_into, plans, stream, destination)
+        result.plans = [plans[s.name] for s in selected]
+        if dry_run:
+            await self._estimate(result)
+        else:
+            await self._execute(result, destination)
+        result.seconds = time.monotonic() - started
+        return result
+
+    async def _plan_into(
+        self, plans: dict[str, StreamPlan], stream: StreamConfig, destination: Destination
+    ) -> None:
+        plans[stream.name] = await self.plan_stream(stream, destination)
+
+    async def plan_stream(self, stream: StreamConfig, destination: Destination) -> StreamPlan:
+        """List (when needed), select, and ``HEAD`` each selected tag at both ends."""
+        try:
+            source = await self.pool.client(stream.source_registry, stream.source_repository)
+            self._sources[stream.name] = source
+            all_tags: list[str] | None = None
+            if stream.tags is None or stream.signatures or stream.delete_removed_tags:
+                all_tags = await retrying(
+                    lambda: source.list_tags(stream.source_repository),
+                    f"list tags of {stream.source}",
+                    on_wait=self._stats.count_retry,
+                )
+            selection = select_tags(all_tags if all_tags is not None else [], stream)
+            if stream.tags is not None and all_tags is None:
+                selection = Selection(selected=stream.tags)
+        except MirrordError as error:
+            log.error("stream %s: %s", stream.name, error)
+            return StreamPlan(stream.name, error=error)
+        # Signature tags travel with their image; only an explicit list names them itself.
+        tags = [t for t in selection.selected if stream.tags is not None or not is_cosign_tag(t)]
+        # An explicit tag the source lacks is planned too: its HEAD fails as NotFound.
+        tags += [t for t in selection.missing if t not in tags]
+        plans = await self._plan_tags(stream, source, destination, tags)
+        if stream.signatures and all_tags:
+            plans += await self._plan_signatures(stream, source, destination, plans, all_tags)
+        return StreamPlan(
+            stream.name, tuple(plans), selection.left_out, selection.missing, all_tags=all_tags
+        )
+
+    async def _plan_signatures(
+        self,
+        stream: StreamConfig,
+        source: Source,
+        destination: Destination,
+        plans: list[TagPlan],
+        all_tags: list[str],
+    ) -> list[TagPlan]:
+        """The cosign tags of the images the mirror holds for ``plans``, each once.
+
+        They name the image by the digest the mirror holds: a Legacy image's are those
+        of its platform image, found once it is in the mirror (the next run).
+        """
+        planned = {p.tag for p in plans}
+        subjects = dict.fromkeys(d for p in plans if (d := p.mirrored_digest) is not None)
+        signatures = {
+            sig: digest
+            for digest in subjects
+            for sig in cosign_tags(digest, all_tags)
+            if sig not in planned
+        }
+        found = await self._plan_tags(stream, source, destination, list(signatures))
+        return [replace(p, subject=signatures[p.tag]) for p in found]
+
+    async def _plan_tags(
+        self, stream: StreamConfig, source: Source, destination: Destination, tags: list[str]
+    ) -> list[TagPlan]:
+        planned: dict[str, TagPlan] = {}
+        async with anyio.create_task_group() as tg:
+            for tag in tags:
+                tg.start_soon(self._plan_tag_into, planned, stream, source, destination, tag)
+        return [planned[t] for t in tags]
+
+    async def _plan_tag_into(
+        self,
+        planned: dict[str, TagPlan],
+        stream: StreamConfig,
+        source: Source,
+        destination: Destination,
+        tag: str,
+    ) -> None:
+        mode = stream.import_mode
+        base = TagPlan(
+            stream=stream.name,
+            tag=tag,
+            source_repository=stream.source_repository,
+            mirror_repository=destination.repository(stream.to),
+            action=Action.FAILED,
+            import_mode=mode,
+            platform=stream.platform,
+        )
+        try:
+            found = await retrying(
+                lambda: source.head_manifest(stream.source_repository, tag),
+                f"HEAD {stream.source}:{tag}",
+                on_wait=self._stats.count_retry,
+            )
+            if found is None:
+                raise NotFoundError(f"{stream.source}:{tag}: manifest unknown", status=404)
+            mirrored = await retrying(
+                lambda: destination.head_manifest(base.mirror_repository, tag),
+                f"HEAD mirror {base.mirror_repository}:{tag}",
+                on_wait=self._stats.count_retry,
+            )
+            imported = None
+            if mode is ImportMode.LEGACY and mirrored and self._legacy_sources:
+                imported = await self._legacy_sources(stream.name, tag)
+            action = decide(found, mirrored, mode, stream.platform, imported)
+            planned[tag] = base.with_heads(action, found, mirrored)
+        except MirrordError as error:
+            planned[tag] = base.failed(error)
+
+    async def _execute(self, result: SyncResult, destination: Destination) -> None:
+        """Copy every image, then the signatures of those that are in the mirror."""
+        engine = CopyEngine(destination, result.stats)
+        images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
+        for signatures in (False, True):
+            failed = {r.plan.mirrored_digest or r.plan.source_digest for r in result.failed}
+            async with anyio.create_task_group() as tg:
+                for stream_plan in result.plans:
+                    stream = self.config.stream(stream_plan.stream)
+                    for plan in stream_plan.tags:
+                        if (plan.subject is not None) != signatures:
+                            continue
+                        if plan.subject in failed:
+                            why = f"{plan.tag}: not copied, its image {plan.subject} failed"
+                            plan = plan.failed(SubjectFailedError(why))
+                        tg.start_soon(self._execute_tag, result, engine, images, stream, plan)
+
+    async def _execute_tag(
+        self,
+        result: SyncResult,
+        engine: CopyEngine,
+        images: anyio.Semaphore,
+        stream: StreamConfig,
+        plan: TagPlan,
+    ) -> None:
+        stats = result.stats
+        if plan.action is Action.FAILED:
+            outcome = TagResult(plan, "failed", error=plan.error)
+        elif plan.action is Action.UNCHANGED:
+            outcome = TagResult(plan, "unchanged")
+        else:
+            source = self._sources[stream.name]
+            async with images:
+                if self._should_stop():  # SIGTERM: copies under way finish, no new ones
+                    result.skipped += 1
+                    return
+                try:
+                    image = await engine.copy_tag(source, plan)
+                    outcome = TagResult(plan, "copied", image=image)
+                except MirrordError as error:
+                    log.error(
+                        "%s:%s failed: %s",
+                        stream.name,
+                        plan.tag,
+                        error,
+                        extra={"reason": error.reason},
+                    )
+                    outcome = TagResult(plan, "failed", error=error)
+        if outcome.outcome == "copied":
+            assert outcome.image is not None
+            log.info(
+                "copied %s:%s",
+                stream.name,
+                plan.tag,
+                extra={"digest": outcome.image.digest, "source": f"{stream.source}:{plan.tag}"},
+            )
+            stats.images_copied += 1
+        elif outcome.outcome == "unchanged":
+            stats.images_unchanged += 1
+        else:
+            stats.images_failed += 1
+        result.results.append(outcome)
+        if self._on_result is not None:
+            await self._on_result(outcome)
+
+    async def _estimate(self, result: SyncResult) -> None:
+        """Dry run: read the manifests of what would be copied, to count its bytes."""
+        outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
+        estimated: dict[tuple[str, str], TagResult] = {}
+        async with anyio.create_task_group() as tg:
+            for stream_plan in result.plans:
+                for plan in stream_plan.tags:
+                    if plan.action is Action.COPY:
+                        tg.start_soon(self._estimate_tag, estimated, plan)
+                    else:
+                        estimated[plan.stream, plan.tag] = TagResult(
+                            plan, outcomes[plan.action], error=plan.error
+                        )
+        result.results = [
+            estimated[plan.stream, plan.tag] for sp in result.plans for plan in sp.tags
+        ]
+        for outcome in result.results:  # what a run would count (planned ones are copies)
+            result.stats.images_unchanged += outcome.outcome == "unchanged"
+            result.stats.images_failed += outcome.outcome == "failed"
+
+    async def _estimate_tag(
+        self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan
+    ) -> None:
+        source = self._sources[plan.stream]
+        try:
+            size = await retrying(
+                lambda: _image_bytes(source, plan),
+                f"read {plan.source_repository}:{plan.tag}",
+                on_wait=self._stats.count_retry,
+            )
+            estimated[plan.stream, plan.tag] = TagResult(
+                replace(plan, bytes_to_copy=size), "planned"
+            )
+        except MirrordError as error:
+            estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
+
+
+async def _image_bytes(source: Source, plan: TagPlan) -> int:
+    """Bytes of every blob the tag's image (all platforms of an index) references."""
+    assert plan.source is not None
+    manifest = await source.get_manifest(plan.source_repository, plan.source.digest)
+    children = [manifest]
+    if manifest.is_index:
+        children = [
+            await source.get_manifest(plan.source_repository, child.digest)
+            for child in manifest.manifests
+        ]
+    return sum(blob.size for child in children for blob in child.blobs)

@@ -1,0 +1,110 @@
+"""Open registry clients and the mirror destination from the configuration.
+
+One client per (registry, credential) is shared by every stream of a run, so
+connections, tokens and the per-registry concurrency limit are shared too.
+Credential lookup blocks (files, the keyring), so it runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+
+from mirrord.config import Config, RegistryConfig
+from mirrord.credentials import Credential, resolve_credential
+from mirrord.registry import RegistryClient, RegistryOptions, RegistryPacing
+from mirrord.transports._base import Destination
+from mirrord.transports._ocilayout import OCILayoutDestination
+from mirrord.transports._registry import RegistryDestination
+
+RequestHook = Callable[[str, str, str], None]
+
+
+def registry_options(settings: RegistryConfig) -> RegistryOptions:
+    return RegistryOptions(
+        insecure=settings.insecure,
+        tls_verify=settings.tls_verify,
+        ca_file=settings.ca_file,
+        max_concurrency=settings.max_concurrency,
+        rate=settings.rate,
+    )
+
+
+async def find_credential(config: Config, registry: str, repository: str) -> Credential | None:
+    settings = config.registry_config(registry)
+    return await anyio.to_thread.run_sync(
+        lambda: resolve_credential(registry, repository, auth_file=settings.auth_file)
+    )
+
+
+class ClientPool:
+    """Registry clients of one run, keyed by registry and credential; closed together."""
+
+    def __init__(
+        self,
+        config: Config,
+        on_request: RequestHook | None = None,
+        options_override: Callable[[str, RegistryOptions], RegistryOptions] | None = None,
+    ) -> None:
+        self.config = config
+        self._on_request = on_request
+        self._override = options_override
+        self._clients: dict[tuple[str, str, str], RegistryClient] = {}
+        self._pacing: dict[str, RegistryPacing] = {}
+        self._lock = anyio.Lock()
+
+    async def client(self, registry: str, repository: str = "") -> RegistryClient:
+        credential = await find_credential(self.config, registry, repository)
+        key = (
+            registry,
+            credential.source if credential else "",
+            credential.username if credential else "",
+        )
+        async with self._lock:
+            if key not in self._clients:
+                options = registry_options(self.config.registry_config(registry))
+                if self._override is not None:
+                    options = self._override(registry, options)
+                if registry not in self._pacing:
+                    self._pacing[registry] = RegistryPacing.for_options(options)
+                self._clients[key] = RegistryClient(
+                    registry,
+                    credential=credential,
+                    options=options,
+                    on_request=self._hook_for(registry),
+                    pacing=self._pacing[registry],
+                )
+            return self._clients[key]
+
+    def clients(self) -> list[RegistryClient]:
+        """The clients opened so far (for metrics: each has its ``throttle``)."""
+        return list(self._clients.values())
+
+    def _hook_for(self, registry: str) -> Callable[[str, str], None] | None:
+        hook = self._on_request
+        if hook is None:
+            return None
+        return lambda method, path: hook(registry, method, path)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    async def __aenter__(self) -> ClientPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def open_destination(config: Config, pool: ClientPool) -> Destination:
+    """The mirror: a registry under its prefix, or the OCI layout directory."""
+    mirror = config.mirror
+    if mirror.kind == "oci":
+        assert mirror.path is not None
+        return OCILayoutDestination(mirror.path)
+    assert mirror.registry is not None
+    client = await pool.client(mirror.registry, mirror.prefix)
+    return RegistryDestination(client, mirror.prefix)

@@ -1,0 +1,149 @@
+"""Shared helpers for tests that run `mirrord sync` against the harness registries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from click.testing import CliRunner, Result
+
+from harness.images import RegistryHTTP, push_image
+from harness.registry import RegistryProcess
+from mirrord.cli import main
+
+
+def write_auth_file(path: Path, registries: dict[str, tuple[str, str]]) -> Path:
+    """A containers auth.json with a base64 `auth` entry per registry host."""
+    auths = {
+        host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+        for host, (user, password) in registries.items()
+    }
+    path.write_text(json.dumps({"auths": auths}))
+    return path
+
+
+@dataclass
+class Setup:
+    """A config file in a temp dir: its path, its state dir and its auth file."""
+
+    path: Path
+    state_dir: Path
+    auth_file: Path
+
+    def sync(self, *args: str) -> Result:
+        """`mirrord sync --config PATH ARGS…` in this process."""
+        return CliRunner().invoke(main, ["sync", "--config", str(self.path), *args])
+
+    def sync_json(self, *args: str) -> tuple[int, dict[str, Any]]:
+        result = self.sync("-o", "json", *args)
+        start = result.output.index("{")
+        return result.exit_code, json.loads(result.output[start:])
+
+    def sync_process(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
+        """`mirrord sync` as a real child process (for kills and restarts)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "mirrord", "sync", "--config", str(self.path), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **kw.pop("env", {})}, **kw,
+        )
+
+
+def corrupt_blob(registry: RegistryProcess, digest: str) -> None:
+    """Flip a byte in the middle of a blob in the registry's storage: its content no
+    longer matches its digest (the registry serves it as it is)."""
+    hex_digest = digest.split(":")[1]
+    data = next(registry.storage_path.rglob(f"blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"))
+    corrupted = bytearray(data.read_bytes())
+    corrupted[len(corrupted) // 2] ^= 0xFF
+    data.write_bytes(bytes(corrupted))
+
+
+def sync_setup(
+    tmp_path: Path,
+    *,
+    mirror: str,
+    streams: list[dict[str, Any]],
+    sources: list[RegistryProcess],
+    extra: dict[str, Any] | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+) -> Setup:
+    """Write a config mirroring `streams` from `sources` (plain HTTP, harness logins)."""
+    auth_file = write_auth_file(
+        tmp_path / "auth.json",
+        {r.host: (r.username, r.password) for r in sources if r.users},
+    )
+    registries: dict[str, Any] = {}
+    for registry in sources:
+        registries[registry.host] = {"insecure": True, "auth_file": str(auth_file)}
+    if mirror.startswith("docker://"):
+        host = mirror.removeprefix("docker://").split("/", 1)[0]
+        registries.setdefault(host, {"insecure": True})
+    for host, more in (settings or {}).items():
+        registries.setdefault(host, {"insecure": True}).update(more)
+    state_dir = tmp_path / "state"
+    document = {
+        "version": 1,
+        "mirror": mirror,
+        "state_dir": str(state_dir),
+        "registries": registries,
+        "streams": streams,
+        **(extra or {}),
+    }
+    path = tmp_path / "mirrord.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return Setup(path, state_dir, auth_file)
+
+
+def big_tags_behind_a_slow_mirror(
+    tmp_path: Path,
+    mirror: RegistryProcess,
+    source: RegistryProcess,
+    client: RegistryHTTP,
+    repo: str,
+    *,
+    prefix: str,
+    count: int,
+    size: int,
+) -> tuple[list[str], Setup]:
+    """`count` tags of `size`-byte layers, mirrored one request at a time: a run long
+    enough to interrupt. Returns the tags and the config."""
+    tags = [f"v{i}" for i in range(count)]
+    for tag in tags:
+        push_image(client, repo, tag, seed=f"{repo}/{tag}", layer_sizes=(size,))
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"docker://{mirror.host}/{prefix}",
+        streams=[{"from": f"{source.host}/{repo}", "max_tags": -1}],
+        sources=[source],
+        settings={mirror.host: {"max_concurrency": 1}},
+    )
+    return tags, setup
+
+
+def manifest_bytes(client: RegistryHTTP, repo: str, reference: str) -> bytes:
+    return client.get_manifest(repo, reference).raw
+
+
+def assert_same_tree(
+    source: RegistryHTTP, src_repo: str, mirror: RegistryHTTP, dst_repo: str, tag: str
+) -> str:
+    """The mirror's tag is byte-identical to the source's, children and blobs included."""
+    fetched = source.get_manifest(src_repo, tag)
+    mirrored = mirror.get_manifest(dst_repo, tag)
+    assert mirrored.raw == fetched.raw, f"{dst_repo}:{tag} differs from the source"
+    document = json.loads(fetched.raw)
+    for child in document.get("manifests", []):
+        assert mirror.get_manifest(dst_repo, child["digest"]).raw == source.get_manifest(
+            src_repo, child["digest"]
+        ).raw
+    for blob in [document.get("config"), *document.get("layers", [])]:
+        if blob:
+            assert mirror.blob_exists(dst_repo, blob["digest"])
+    return fetched.digest
