@@ -8,7 +8,18 @@ never loads the daemon's server stack.
 
 from __future__ import annotations
 
-from mirrord.cli import _daemon, _login, _notify, _prune, _streams, _sync  # noqa: F401
-from mirrord.cli._app import main
+from mirrord.cli import (  # noqa: F401
+    _completion,
+    _daemon,
+    _login,
+    _notify,
+    _prune,
+    _streams,
+    _sync,
+    _units,
+)
+from mirrord.cli._app import add_global_options, main
+
+add_global_options(main)
 
 __all__ = ["main"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
-from mirrord.cli._app import config_option, load, main, output_option, run_async
+from mirrord.cli._app import config_option, echo_error, load, main, output_option, run_async
 from mirrord.cli._exitcodes import EXIT_FAILED
 from mirrord.cli._render import print_document, table
 from mirrord.config import Config
@@ -129,7 +129,7 @@ async def _prune_command(
     else:
         _print_result(result)
     if not result.ok:
-        click.echo(f"error: {result.message}", err=True)
+        echo_error(result.message)
     return result.ok
 
 

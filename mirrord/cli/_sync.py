@@ -13,6 +13,7 @@ import click
 from mirrord.cli._app import (
     OnError,
     config_option,
+    echo_error,
     error_document,
     fail,
     load,
@@ -20,6 +21,7 @@ from mirrord.cli._app import (
     output_option,
     run_async,
 )
+from mirrord.cli._completion import complete_streams
 from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
 from mirrord.config import Config, StreamConfig, missing_file_warnings
 from mirrord.errors import ConfigError, MirrordError
@@ -28,7 +30,14 @@ from mirrord.errors import ConfigError, MirrordError
 @main.command()
 @config_option
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option("--stream", "streams", multiple=True, metavar="NAME", help="Only these streams.")
+@click.option(
+    "--stream",
+    "streams",
+    multiple=True,
+    metavar="NAME",
+    shell_complete=complete_streams,
+    help="Only these streams.",
+)
 @output_option
 @click.option(
     "--wait/--no-wait", default=False, help="Wait for a running sync to finish instead of refusing."
@@ -129,5 +138,5 @@ def validate(config_path: Path | None) -> None:
     """
     config = load(config_path)
     for warning in missing_file_warnings(config):
-        click.echo(f"warning: {warning}", err=True)
+        echo_error(warning, "warning")
     click.echo(f"{config.path}: valid: {len(config.streams)} streams, mirror {config.mirror}")
