@@ -108,7 +108,8 @@ def run_async(func: Callable[[], Any], *, on_error: OnError | None = None) -> An
             on_error(error)
         fail(str(error), exit_code(error))
     except KeyboardInterrupt:
-        fail("interrupted; the mirror and state are consistent, re-run to continue", EXIT_INTERRUPTED)
+        message = "interrupted; the mirror and state are consistent, re-run to continue"
+        fail(message, EXIT_INTERRUPTED)
 
 
 def error_document(error: MirrordError, output: str, **extra: Any) -> None:

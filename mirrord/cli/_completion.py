@@ -10,6 +10,8 @@ read completes nothing from it.
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 from click.shell_completion import CompletionItem, get_completion_class
 
@@ -38,10 +40,9 @@ def stream_names(ctx: click.Context) -> list[str]:
             async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
                 return [s.name for s in await store.list_streams()]
 
-        try:
+        # An unreadable state (another user's) completes the file's streams only.
+        with contextlib.suppress(MirrordError, OSError):
             names.update(anyio.run(stored))
-        except (MirrordError, OSError):
-            pass  # an unreadable state (another user's) completes the file's streams only
     return sorted(names)
 
 

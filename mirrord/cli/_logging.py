@@ -79,8 +79,9 @@ def message_line(level: str, message: str) -> str:
     line the command writes to stderr the same way."""
     if CURRENT["format"] != "json":
         return f"{level}: {message}"
+    name = level.upper()
     record = logging.makeLogRecord(
-        {"name": "mirrord.cli", "levelname": level.upper(), "levelno": logging.getLevelName(level.upper()),
+        {"name": "mirrord.cli", "levelname": name, "levelno": logging.getLevelName(name),
          "msg": message, "args": None}
     )
     return JSONFormatter().format(record)

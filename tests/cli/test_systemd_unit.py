@@ -136,4 +136,5 @@ def test_install_into_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> No
     blocker.write_text("")
     done = _mirrord("systemd-unit", "--install", "--unit-dir", str(blocker / "sub"))
     assert done.returncode == 1
-    assert done.stderr.startswith("error: cannot write the units to ") and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: cannot write the units to ")
+    assert "Traceback" not in done.stderr
