@@ -133,7 +133,30 @@ _V6 = (
     "ALTER TABLE image_streams ADD COLUMN failure_since TEXT",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# A job may be Queued: a trigger (POST /api/v1/streams/NAME/sync) was accepted and the run
+# that takes the job over has not started. SQLite cannot change a CHECK: rebuild the table.
+_V7 = (
+    """
+    CREATE TABLE job_runs_v7 (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind     TEXT NOT NULL,
+        stream   TEXT,
+        status   TEXT NOT NULL CHECK (status IN ('Queued', 'Running', 'Succeeded', 'Failed')),
+        started  TEXT NOT NULL,
+        finished TEXT,
+        counts   TEXT NOT NULL DEFAULT '{}',
+        message  TEXT NOT NULL DEFAULT '',
+        pid      INTEGER
+    )
+    """,
+    "INSERT INTO job_runs_v7 SELECT id, kind, stream, status, started, finished, counts, "
+    "message, pid FROM job_runs",
+    "DROP TABLE job_runs",
+    "ALTER TABLE job_runs_v7 RENAME TO job_runs",
+    "CREATE INDEX job_runs_by_kind ON job_runs (kind, status, id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

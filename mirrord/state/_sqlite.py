@@ -245,9 +245,17 @@ class SQLiteStore(Store):
     # -- job runs ------------------------------------------------------------------
 
     async def start_job(
-        self, kind: str, stream: str | None = None, *, now: datetime | None = None
+        self,
+        kind: str,
+        stream: str | None = None,
+        *,
+        now: datetime | None = None,
+        queued: bool = False,
     ) -> int:
-        return await self._run(jobs.start_job, kind, stream, now_or(now))
+        return await self._run(jobs.start_job, kind, stream, now_or(now), queued)
+
+    async def get_job(self, job_id: int) -> JobRun | None:
+        return await self._run(jobs.get_job, job_id)
 
     async def finish_job(
         self,

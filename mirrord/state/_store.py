@@ -22,11 +22,13 @@ from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagE
 from mirrord.state._lock import LOCK_FILE, RunLock
 
 JOB_KINDS = ("sync", "prune")
+JOB_STATUSES = ("Queued", "Running", "Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
 class JobRun:
-    """One sync or prune run (``status`` is Running until finished)."""
+    """One sync or prune run: Queued (accepted, not started; ``started`` is when it was
+    accepted), Running, then Succeeded or Failed."""
 
     id: int
     kind: str
@@ -188,9 +190,26 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def start_job(
-        self, kind: str, stream: str | None = None, *, now: datetime | None = None
+        self,
+        kind: str,
+        stream: str | None = None,
+        *,
+        now: datetime | None = None,
+        queued: bool = False,
     ) -> int:
-        """Record a Running job of ``kind`` ('sync' or 'prune'); its id."""
+        """Record a Running job of ``kind`` ('sync' or 'prune'); its id.
+
+        ``queued``: record a Queued job instead (a trigger accepted, its run not yet
+        started), or return the one ``stream`` already has queued (triggers coalesce).
+        A run of ``stream`` takes its oldest Queued job over (Queued -> Running, started
+        now) rather than recording a new one, so the id a trigger answered follows the
+        run that serves it. Queued jobs outlive the process (a restarted daemon runs
+        them); :meth:`abandon_running_jobs` leaves them alone.
+        """
+
+    @abc.abstractmethod
+    async def get_job(self, job_id: int) -> JobRun | None:
+        """One job by id (None when unknown or trimmed)."""
 
     @abc.abstractmethod
     async def finish_job(
@@ -202,7 +221,8 @@ class Store(abc.ABC):
         *,
         now: datetime | None = None,
     ) -> None:
-        """Close a job as 'Succeeded' or 'Failed' with its counts and a message."""
+        """Close a Running (or Queued: it cannot run) job as 'Succeeded' or 'Failed' with
+        its counts and a message."""
 
     @abc.abstractmethod
     async def list_jobs(self, limit: int = 20, kind: str | None = None) -> list[JobRun]:

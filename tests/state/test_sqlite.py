@@ -176,7 +176,7 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
     store = open_store(tmp_path)
     try:
         with raw(tmp_path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None
@@ -193,6 +193,8 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
         assert [(c.reason, c.message) for c in tag.conditions] == [("NotFound", "gone")]
         [job] = await store.list_jobs(kind="sync")
         assert (job.status, job.counts) == ("Succeeded", {"copied": 2})
+        queued = await store.start_job("sync", "ubi9/ubi", queued=True)  # version 7's status
+        assert queued == job.id + 1  # ids continue after the rebuilt table's rows
 
         # an old event gains no source digest by being imported again: no new event
         same = await store.record_tag_import(
@@ -649,13 +651,36 @@ async def test_jobs_finish_list_and_trim(store: SQLiteStore) -> None:
     assert len(await store.list_jobs(limit=100, kind="prune")) == 5  # other kind untouched
     assert await store.trim_jobs("sync", successful_limit=3, failed_limit=2) == 0
 
-    with pytest.raises(StateError, match="not running"):
+    with pytest.raises(StateError, match="not queued or running"):
         await store.finish_job(ids["Failed"][-1], "Succeeded")
     with pytest.raises(ValueError, match="kind"):
         await store.start_job("backup")
     assert await store.abandon_running_jobs("mirrord was killed") == 1
     abandoned = (await store.list_jobs(limit=1, kind="sync"))[0]
     assert (abandoned.status, abandoned.message) == ("Failed", "mirrord was killed")
+
+
+@pytest.mark.anyio
+async def test_a_queued_job_is_taken_over_by_the_stream_s_next_run(store: SQLiteStore) -> None:
+    queued = await store.start_job("sync", "app", now=T0, queued=True)
+    assert await store.start_job("sync", "app", queued=True) == queued  # triggers coalesce
+    other = await store.start_job("sync", "other", queued=True)
+    job = await store.get_job(queued)
+    assert job is not None and (job.status, job.started, job.finished) == ("Queued", T0, None)
+    assert await store.abandon_running_jobs("killed") == 0  # a queued job is not abandoned
+    assert await store.start_job("sync") != queued  # a run of every stream serves no trigger
+    assert await store.start_job("prune") != queued
+    running = await store.start_job("sync", "app", now=T0 + timedelta(minutes=1))
+    assert running == queued
+    job = await store.get_job(queued)
+    assert job is not None and (job.status, job.started) == ("Running", T0 + timedelta(minutes=1))
+    assert await store.start_job("sync", "app", queued=True) not in (queued, other)  # a new one
+    await store.finish_job(queued, "Succeeded", {"imagesCopied": 1})
+    job = await store.get_job(queued)
+    assert job is not None and (job.status, job.counts) == ("Succeeded", {"imagesCopied": 1})
+    await store.finish_job(other, "Failed", message="the stream no longer exists")  # never ran
+    assert await store.get_job(other) is not None
+    assert await store.get_job(10_000) is None
 
 
 # -- notification outbox ---------------------------------------------------------------
