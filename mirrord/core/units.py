@@ -1,4 +1,4 @@
-"""Sizes and ages for people: ``412.3 MiB``, ``3 minutes ago``. Pure."""
+"""Sizes and ages for people (``412.3 MiB``, ``3 minutes ago``), and names for documents. Pure."""
 
 from __future__ import annotations
 
@@ -44,3 +44,9 @@ def human_duration(seconds: float) -> str:
 
 def ago(moment: datetime, now: datetime) -> str:
     return f"{human_duration((now - moment).total_seconds())} ago"
+
+
+def camel_case(name: str) -> str:
+    """``images_copied`` -> ``imagesCopied`` (a name already camelCase stays as it is)."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)

@@ -20,6 +20,7 @@ from urllib.parse import urljoin
 import anyio
 import httpx
 
+from mirrord import __version__
 from mirrord.core.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
 from mirrord.errors import ConnectError, RegistryError
 from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
@@ -33,6 +34,9 @@ from mirrord.registry._http import json_object
 from mirrord.registry._throttle import RegistryPacing
 from mirrord.registry._tls import RegistryOptions, ssl_context
 
+#: What a failed ``GET /v2/`` says it was doing (a user reads it: no "ping" jargon).
+REACH = "reach the registry"
+
 
 class RegistrySession:
     """Talks HTTP to one registry (``host[:port]``; ``docker.io`` means Docker Hub's API
@@ -45,7 +49,7 @@ class RegistrySession:
         credential: CredentialLike | None = None,
         options: RegistryOptions | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        on_request: Callable[[str, str], None] | None = None,
+        on_request: Callable[[str, str, int], None] | None = None,
         pacing: RegistryPacing | None = None,
     ) -> None:
         self.registry = registry
@@ -69,7 +73,7 @@ class RegistrySession:
             follow_redirects=True,
             timeout=httpx.Timeout(self.options.timeout, connect=15.0),
             limits=httpx.Limits(max_connections=max(4, self.options.max_concurrency * 2)),
-            headers={"User-Agent": "mirrord/0.1"},
+            headers={"User-Agent": f"mirrord/{__version__}"},
         )
         self._pinged = False
         self._ping_lock = anyio.Lock()
@@ -96,11 +100,11 @@ class RegistrySession:
         return self.auth.scheme
 
     async def _ping(self) -> None:
-        response = await self._send("GET", "/v2/", "ping", authenticate=False)
+        response = await self._send("GET", "/v2/", REACH, authenticate=False)
         if response.status_code == 401:
             self.auth.learn(response)
         elif response.status_code != 200:
-            raise error_from_response(response, self.registry, "ping")
+            raise error_from_response(response, self.registry, REACH)
         self._pinged = True
 
     async def check_credentials(self) -> None:
@@ -178,12 +182,12 @@ class RegistrySession:
             await self._ping_once()
         await self.throttle.wait()
         self.requests[request.method] += 1
-        if self._on_request:
-            self._on_request(request.method, request.url.path)
+        status = 0  # no answer, unless one comes
         try:
             response = await self._http.send(
                 request, stream=stream, auth=httpx.USE_CLIENT_DEFAULT if authenticate else None
             )
+            status = response.status_code
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.registry, what) from exc
         except httpx.StreamConsumed as exc:
@@ -194,6 +198,10 @@ class RegistrySession:
                 "a new token is ready, so the upload can be retried",
                 registry=self.registry,
             ) from exc
+        finally:
+            # After the answer (its status is a label of the metrics), or its failure.
+            if self._on_request:
+                self._on_request(request.method, request.url.path, status)
         if response.status_code == 429:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             self.throttle.pause(retry_after if retry_after is not None else 1.0)

@@ -185,7 +185,7 @@ async def test_refused_connection_is_temporary() -> None:
         with pytest.raises(ConnectError) as caught:
             await client.ping()
     assert caught.value.temporary
-    assert str(caught.value).startswith(f"{host}: ping: ConnectError")
+    assert str(caught.value).startswith(f"{host}: reach the registry: ConnectError")
 
 
 # -- answers only a mock gives on demand --------------------------------------------------
