@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 from harness.daemon_support import DaemonProcess, SlowProxy, wait_until
-from harness.images import OCI_LAYER, Blob, RegistryHTTP, build_image, push, push_image
+from harness.images import OCI_LAYER, Blob, build_image, push, push_image
 from harness.registry import RegistryProcess
 from harness.synctools import sync_setup
 
@@ -152,7 +152,7 @@ def test_import_image_streams_can_be_triggered_and_queued_jobs_survive_a_restart
 
     with DaemonProcess(setup.path) as daemon:
         wait_until(lambda: _status(daemon, waiting) == "Succeeded", 20, "the queued job")
-        assert "running job %d, queued before the restart" % waiting in daemon.log()
+        assert f"running job {waiting}, queued before the restart" in daemon.log()
     client.close()
 
 
