@@ -14,6 +14,7 @@ import anyio
 from mirrord._connect import ClientPool, open_destination
 from mirrord._output import live_progress, print_plan, print_summary, summary
 from mirrord._recorder import Recorder
+from mirrord.cluster import refresh as refresh_cluster_resources
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Imported, StreamPlan
 from mirrord.credentials import Credential
@@ -145,6 +146,7 @@ async def sync_once(
             await store.finish_job(job, "Failed", _counts(result), why[:2000])
         raise
     await _finish_job(config, store, job, result)
+    await refresh_cluster_resources(config, store)  # HOOK(notify): cluster-resources.changed
     if notifier is not None:
         await _deliver(notifier, store, result)
     return result

@@ -240,6 +240,7 @@ def _register_more_commands() -> None:
         "mirrord._cli_daemon",
         "mirrord._cli_prune",
         "mirrord._cli_notify",
+        "mirrord._cli_cluster",
     ):
         try:
             module = __import__(module_name, fromlist=["register"])
