@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from mirrord.config import Config
 from mirrord.state import Store
 
 log = logging.getLogger("mirrord.cluster")
+# One refresh at a time in a process: the daemon runs streams in parallel, and a run
+# that gathered earlier must not write after one that gathered later (stale files, and
+# a changed-event for each flip). A thread lock, as it outlives any one event loop.
+_REFRESH_LOCK = threading.Lock()
 
 
 def default_directory(config: Config) -> Path:
@@ -57,12 +62,16 @@ async def refresh(config: Config, store: Store) -> list[Change]:
     if config.mirror.kind != "registry":
         return []
     directory = default_directory(config)
+    with anyio.CancelScope(shield=True):  # once acquired, always released below
+        await anyio.to_thread.run_sync(_REFRESH_LOCK.acquire)
     try:
         resources, inputs = await build([(config, store)])
         changes = await anyio.to_thread.run_sync(write_files, resources.files, directory)
     except (ClusterResourcesError, ConfigError) as error:
         log.warning("cluster resources in %s not refreshed: %s", directory, error)
         return []
+    finally:
+        _REFRESH_LOCK.release()
     for note in inputs.notes:
         log.debug("cluster resources: %s", note)
     if changes:

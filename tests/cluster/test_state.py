@@ -5,13 +5,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from mirrord._errors import ConfigError
-from mirrord.cluster import MirrorRecord, SignatureScope, build, gather, refresh, serve
+from mirrord.cluster import (
+    MirrorRecord,
+    SignatureScope,
+    build,
+    gather,
+    refresh,
+    serve,
+    write_files,
+)
 from mirrord.config import Config, StreamConfig, parse_config
 from mirrord.imagestream import StreamSpec
 from mirrord.state import Store, open_store
@@ -39,8 +50,8 @@ def config(tmp_path: Path, mirror: str = f"docker://{MIRROR}", extra: str = "") 
             to: tools/tool
             signatures: false
           - from: quay.io/org/empty
-        {extra}"""
-    return parse_config(textwrap.dedent(text), tmp_path / "mirrord.yaml")
+        """
+    return parse_config(textwrap.dedent(text) + extra, tmp_path / "mirrord.yaml")
 
 
 @pytest.fixture
@@ -196,3 +207,36 @@ async def test_the_endpoint_serves_what_is_mirrored_now(tmp_path: Path, store: S
     assert b'prefix = "quay.io/org"' in conf.body
     oci = await serve(config(tmp_path, mirror=f"oci:{tmp_path}/layout"), store)
     assert oci.status == 409 and b"OCI layout" in oci.body
+
+
+async def test_a_refresh_that_gathered_earlier_never_writes_last(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The daemon runs streams in parallel and each run refreshes. The first refresh is
+    # slow to write; a second one starts meanwhile with more recorded. The files must end
+    # up with the second one's view, not the first one's older one.
+    from mirrord.cluster import _refresh
+
+    cfg = config(tmp_path)
+    calls: list[int] = []
+
+    def slow_first_write(files: Any, directory: Path) -> Any:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            time.sleep(0.5)
+        return write_files(files, directory)
+
+    monkeypatch.setattr(_refresh, "write_files", slow_first_write)
+    await mirrored(store, "org/app", "quay.io/org/app", f"{MIRROR}/org/app")
+
+    async def second() -> None:
+        await anyio.sleep(0.2)  # the first refresh is writing by now
+        await mirrored(store, "tools/tool", "src.lab:5000/team/tool", f"{MIRROR}/tools/tool")
+        await refresh(cfg, store)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(refresh, cfg, store)
+        group.start_soon(second)
+    assert len(calls) == 2
+    conf = (cfg.state_dir / "cluster-resources" / "registries.conf").read_text()
+    assert "src.lab:5000/team" in conf
