@@ -6,13 +6,14 @@ from __future__ import annotations
 import shutil
 import tomllib
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from harness.images import push_image
+from harness.images import Image, push_image
 from harness.registry import RegistryProcess
 from harness.skopeo import SkopeoClient
 from synctools import make_config
@@ -22,12 +23,25 @@ from mirrord.cli import main
 pytestmark = pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
 
 
-def test_skopeo_pulls_from_the_mirror_by_digest_and_by_tag_with_the_source_down(
-    tmp_path: Path,
-    registry_factory: Any,
-    mirror_registry: RegistryProcess,
-    repo_name: str,
-) -> None:
+@dataclass
+class Lab:
+    """A source with two repositories mirrored by mirrord: `live` configured (mirrored
+    continuously), `once` imported once, not scheduled (a digest-only mirror)."""
+
+    source: RegistryProcess
+    mirror: RegistryProcess
+    prefix: str
+    repo: str
+    live: Image
+    once: Image
+    directory: Path  # <state_dir>/cluster-resources
+    config: Path
+
+
+@pytest.fixture
+def lab(
+    tmp_path: Path, registry_factory: Any, mirror_registry: RegistryProcess, repo_name: str
+) -> Lab:
     source: RegistryProcess = registry_factory()
     with source.client() as client:
         live = push_image(client, f"{repo_name}/live", "1.0", seed=f"{repo_name}/live")
@@ -39,8 +53,6 @@ def test_skopeo_pulls_from_the_mirror_by_digest_and_by_tag_with_the_source_down(
         streams=[{"from": f"{source.host}/{repo_name}/live", "to": f"{repo_name}/live"}],
         sources=[source],
     )
-    # `live` is configured: mirrored continuously (digest and tag mirror). `once` is
-    # imported once, not scheduled: a digest-only mirror.
     synced = setup.sync()
     assert synced.exit_code == 0, synced.output
     imported = CliRunner().invoke(main, [
@@ -48,24 +60,24 @@ def test_skopeo_pulls_from_the_mirror_by_digest_and_by_tag_with_the_source_down(
         "--confirm", "--config", str(setup.path),
     ])
     assert imported.exit_code == 0, imported.output
+    return Lab(source, mirror_registry, prefix, repo_name, live, once,
+               setup.state_dir / "cluster-resources", setup.path)
 
-    # Each run refreshed <state_dir>/cluster-resources; the command finds nothing to change.
-    directory = setup.state_dir / "cluster-resources"
-    again = CliRunner().invoke(main, ["cluster-resources", "--config", str(setup.path)])
+
+def test_each_run_refreshed_the_files_for_the_lab(lab: Lab) -> None:
+    again = CliRunner().invoke(main, ["cluster-resources", "--config", str(lab.config)])
     assert again.exit_code == 0, again.output
-    assert again.stdout == f"unchanged: 5 files in {directory}\n"
-    mirror = f"{mirror_registry.host}/{prefix}/{repo_name}"
-    conf = tomllib.loads((directory / "registries.conf").read_text())
+    assert again.stdout == f"unchanged: 5 files in {lab.directory}\n"
+    source = f"{lab.source.host}/{lab.repo}"
+    mirror = f"{lab.mirror.host}/{lab.prefix}/{lab.repo}"
+    conf = tomllib.loads((lab.directory / "registries.conf").read_text())
     assert conf["registry"] == [
         {   # the namespace: both repositories, by digest
-            "prefix": f"{source.host}/{repo_name}", "location": f"{source.host}/{repo_name}",
-            "insecure": True,
+            "prefix": source, "location": source, "insecure": True,
             "mirror": [{"location": mirror, "pull-from-mirror": "digest-only", "insecure": True}],
         },
         {   # tags only for `live`: `once` shares the namespace and is never refreshed
-            "prefix": f"{source.host}/{repo_name}/live",
-            "location": f"{source.host}/{repo_name}/live",
-            "insecure": True,
+            "prefix": f"{source}/live", "location": f"{source}/live", "insecure": True,
             "mirror": [  # the namespace's digest mirror repeated: this table shadows it
                 {"location": f"{mirror}/live", "pull-from-mirror": "digest-only",
                  "insecure": True},
@@ -73,40 +85,44 @@ def test_skopeo_pulls_from_the_mirror_by_digest_and_by_tag_with_the_source_down(
             ],
         },
     ]
-    itms = yaml.safe_load((directory / "itms-mirrord.yaml").read_text())
+    itms = yaml.safe_load((lab.directory / "itms-mirrord.yaml").read_text())
     assert itms["spec"]["imageTagMirrors"] == [
-        {"source": f"{source.host}/{repo_name}/live", "mirrors": [f"{mirror}/live"]}
+        {"source": f"{source}/live", "mirrors": [f"{mirror}/live"]}
     ]
 
-    source.stop()
+
+def test_skopeo_pulls_from_the_mirror_by_digest_and_by_tag_with_the_source_down(
+    lab: Lab, tmp_path: Path
+) -> None:
+    lab.source.stop()
     skopeo = SkopeoClient(tmp_path / "home")
-    by_tag = f"{source.host}/{repo_name}/live:1.0"
-    by_digest = f"{source.host}/{repo_name}/once@{once.digest}"
+    named = f"{lab.source.host}/{lab.repo}"
+    by_tag, by_digest = f"{named}/live:1.0", f"{named}/once@{lab.once.digest}"
 
     # Without the drop-in the source's name leads to the stopped source.
     for reference in (by_tag, by_digest):
         refused = skopeo.pull(reference)
         assert not refused.ok, reference
-        assert source.host in refused.stderr
+        assert lab.source.host in refused.stderr
 
-    skopeo.install_drop_in(directory / "registries.conf")
-    skopeo.install_registries_d(directory / "registries.d" / "mirrord.yaml")
-    mark = mirror_registry.mark()
+    skopeo.install_drop_in(lab.directory / "registries.conf")
+    skopeo.install_registries_d(lab.directory / "registries.d" / "mirrord.yaml")
+    mark = lab.mirror.mark()
     pulled_tag = skopeo.pull(by_tag)
     assert pulled_tag.ok, pulled_tag.stderr
-    assert pulled_tag.manifest_digest == live.digest
-    assert pulled_tag.layers == len(live.blobs)
+    assert (pulled_tag.manifest_digest, pulled_tag.layers) == (lab.live.digest,
+                                                               len(lab.live.blobs))
     pulled_digest = skopeo.pull(by_digest)
     assert pulled_digest.ok, pulled_digest.stderr
-    assert pulled_digest.manifest_digest == once.digest
-    assert skopeo.pull(f"{source.host}/{repo_name}/live@{live.digest}").ok
-    routes = {(e.method, e.route) for e in mirror_registry.access_log(since=mark)}
-    assert ("GET", f"/v2/{prefix}/{repo_name}/live/manifests/1.0") in routes
-    assert ("GET", f"/v2/{prefix}/{repo_name}/once/manifests/{once.digest}") in routes
+    assert pulled_digest.manifest_digest == lab.once.digest
+    assert skopeo.pull(f"{named}/live@{lab.live.digest}").ok
+    routes = {(e.method, e.route) for e in lab.mirror.access_log(since=mark)}
+    assert ("GET", f"/v2/{lab.prefix}/{lab.repo}/live/manifests/1.0") in routes
+    assert ("GET", f"/v2/{lab.prefix}/{lab.repo}/once/manifests/{lab.once.digest}") in routes
 
     # pull-from-mirror is honoured by skopeo 1.9: `once` is a digest-only mirror, so its
     # tag is not looked up in the mirror (the source is down: the pull fails).
-    mark = mirror_registry.mark()
-    stale = skopeo.pull(f"{source.host}/{repo_name}/once:1.0")
+    mark = lab.mirror.mark()
+    stale = skopeo.pull(f"{named}/once:1.0")
     assert not stale.ok
-    assert not any("/once/" in e.route for e in mirror_registry.access_log(since=mark))
+    assert not any("/once/" in e.route for e in lab.mirror.access_log(since=mark))
