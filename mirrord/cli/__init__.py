@@ -8,7 +8,8 @@ never loads the daemon's server stack.
 
 from __future__ import annotations
 
-from mirrord.cli import (  # noqa: F401
+from mirrord.cli import (  # noqa: F401  (each adds its commands to main)
+    _cluster,
     _completion,
     _daemon,
     _login,

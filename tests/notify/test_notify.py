@@ -433,3 +433,27 @@ def test_a_receiver_id_holds_no_secret_and_survives_a_token_rotation() -> None:
     command = NotificationConfig(command=("/usr/local/bin/on-new-image", f"--token={TOKEN}"))
     assert command.receiver_id == "command:on-new-image"
     assert dataclasses.replace(command, name="scan").receiver_id == "command:scan"
+
+
+@pytest.mark.anyio
+async def test_a_receiver_gets_only_the_actions_it_asked_for(tmp_path: Path) -> None:
+    from mirrord.notify import cluster_resources_event
+
+    store = open_store(tmp_path)
+    try:
+        everything = script("pass")
+        pushes = dataclasses.replace(script("pass"), name="pushes-only", events=("push",))
+        notifier = Notifier(store, [everything, pushes])
+        await notifier.publish(cluster_resources_event("/d", {"registries.conf": "written"}))
+        await notifier.publish(event())
+        queued = sorted(
+            (e.receiver, e.payload["action"]) for e in await store.due_events(limit=10)
+        )
+    finally:
+        store.close()
+    assert queued == sorted([
+        ("command:pushes-only", "push"),
+        (everything.receiver_id, "cluster-resources.changed"),
+        (everything.receiver_id, "push"),
+    ])
+
