@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import click
@@ -25,6 +26,9 @@ from mirrord.cli._completion import complete_streams
 from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
 from mirrord.config import Config, StreamConfig, missing_file_warnings
 from mirrord.errors import ConfigError, MirrordError
+
+if TYPE_CHECKING:
+    from mirrord.sync import SyncResult
 
 
 @main.command()
@@ -125,7 +129,31 @@ async def run_sync_command(
             with live_progress(result, progress):
                 await sync_once(config, store, pool, list(streams), result=result)
     print_summary(result, output)
+    if config.path is None:
+        _embedded_default_hint(config, result)
     return result.ok
+
+
+def _embedded_default_hint(config: Config, result: SyncResult) -> None:
+    """The quick start without network: say that the registry cannot be reached, that
+    this is the embedded default, and how to name a configuration instead."""
+    from mirrord.config import default_config_path
+    from mirrord.errors import ConnectError
+
+    errors = [p.error for p in result.stream_errors] + [r.error for r in result.failed]
+    hosts = sorted({e.registry for e in errors if isinstance(e, ConnectError) and e.registry})
+    if not hosts:
+        return
+    sources = ", ".join(
+        f"{s.source}:{','.join(s.tags)}" if s.tags else s.source for s in config.streams
+    )
+    echo_error(
+        f"cannot reach the registry {', '.join(hosts)}: this run used the embedded default "
+        f"configuration ({sources} into {config.mirror}), as no configuration file was "
+        f"found at {default_config_path()}. Check this machine's network, or point mirrord "
+        f"at a configuration: --config FILE, $MIRRORD_CONFIG, or {default_config_path()} "
+        "(config/minimal.yaml is a start)."
+    )
 
 
 @main.command()
