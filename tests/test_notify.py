@@ -140,12 +140,6 @@ def verify(request: Received, key: str) -> None:
     assert hmac.compare_digest(request.headers[SIGNATURE_HEADER], expected)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def script(code: str, *args: str, timeout: float = 10.0) -> NotificationConfig:
     return NotificationConfig(command=(sys.executable, "-c", code, *args), timeout=timeout)
 
@@ -281,10 +275,10 @@ async def test_a_retry_that_succeeds_clears_the_failure(
 
 @pytest.mark.anyio
 async def test_secret_and_url_token_never_reach_the_store(
-    tmp_path: Path, store: SQLiteStore, receiver: Receiver, key_file: Path
+    tmp_path: Path, store: SQLiteStore, receiver: Receiver, key_file: Path, refused_host: str
 ) -> None:
     receiver.statuses = [500]
-    refused = f"http://127.0.0.1:{free_port()}/hooks/{TOKEN}-path?token={TOKEN}"
+    refused = f"http://{refused_host}/hooks/{TOKEN}-path?token={TOKEN}"
     answering, down = (
         NotificationConfig(url=receiver.url(f"/hook?token={TOKEN}"), secret_file=key_file),
         NotificationConfig(url=refused, secret_file=key_file),
@@ -356,11 +350,11 @@ async def test_missing_program_is_a_failure(store: SQLiteStore, tmp_path: Path) 
 
 @pytest.mark.anyio
 async def test_one_failing_receiver_does_not_affect_the_others(
-    store: SQLiteStore, receiver: Receiver, tmp_path: Path
+    store: SQLiteStore, receiver: Receiver, tmp_path: Path, refused_host: str
 ) -> None:
     out = tmp_path / "event.json"
     down, exits_3 = (
-        NotificationConfig(url=f"http://127.0.0.1:{free_port()}/down"),
+        NotificationConfig(url=f"http://{refused_host}/down"),
         dataclasses.replace(script("import sys; sys.exit(3)"), name="exits-3"),
     )
     notifier = Notifier(store, [
