@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -35,7 +36,8 @@ from .reqlog import LoggedRequest, RequestLog
 __all__ = ["App", "HarnessHTTPServer", "Request", "Response"]
 
 _MAX_REQUEST_BODY = 1024 * 1024  # the fake reads at most this much of a request body
-_CONNECTION_ERRORS = (ConnectionError, TimeoutError, ResetConnection, BrokenPipeError)
+# a client that went away, timed out or refused our certificate: not a bug in the fake
+_CONNECTION_ERRORS = (ConnectionError, TimeoutError, ResetConnection, ssl.SSLError)
 
 
 @dataclass(frozen=True)
@@ -81,15 +83,18 @@ class App(Protocol):
 
 class HarnessHTTPServer(ThreadingHTTPServer):
     """Binds 127.0.0.1 port 0; `interrupt()` wakes every waiting handler and cuts every
-    open connection; `stop()` does that, stops accepting and waits for the handlers."""
+    open connection; `stop()` does that, stops accepting and waits for the handlers.
+    With `tls`, connections are wrapped, the handshake done in the handler's thread (a
+    client that never finishes it cannot block the accept loop)."""
 
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, app: App, role: str) -> None:
+    def __init__(self, app: App, role: str, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.app = app
         self.role = role
+        self.tls = tls
         self.event = threading.Event()  # replaced on every interrupt
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
@@ -104,6 +109,12 @@ class HarnessHTTPServer(ThreadingHTTPServer):
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.01},
                                         daemon=True, name=f"{self.role}-{self.port}")
         self._thread.start()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = self.socket.accept()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
     def track(self, conn: socket.socket, add: bool) -> None:
         with self._lock:
@@ -146,13 +157,17 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def setup(self) -> None:
+        self.server.track(self.request, True)
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+            self.request.settimeout(None)
         super().setup()
-        self.server.track(self.connection, True)
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
-        self.server.track(self.connection, False)
+        self.server.track(self.request, False)
 
     def do_GET(self) -> None:
         self._dispatch()

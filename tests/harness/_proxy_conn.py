@@ -129,7 +129,8 @@ class ProxyConnection:
         actions = self.proxy.rules.match(method, path)
         limit = self.proxy.ratelimit
         extra: dict[str, str] = {}
-        if limit is not None and route_kind(path) == "manifests":
+        terminal = bool(actions) and is_terminal(actions[-1])  # a fault rule answers first
+        if limit is not None and not terminal and route_kind(path) == "manifests":
             extra, exhausted = limit.take(method)
             if exhausted:
                 actions.append(Status(429, headers=extra, code="TOOMANYREQUESTS"))

@@ -60,7 +60,7 @@ class DockerHubLimit:
     remaining: int | None = None  # None: start at `limit`
     window: int = 21600
     source: str = "127.0.0.1"
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.remaining is None:

@@ -36,6 +36,9 @@ Faults (faults.py; route names or regexes over the decoded path; `times`, `fract
     reg.on("manifests", Status(429, retry_after=1), times=3) / Status(503) / Status(401)
     reg.on("blobs", Reset(after_bytes=100))   # RST mid-body; Reset() resets before answering
 
+TLS: `HostileRegistry(tls=True)` serves both over HTTPS (`reg.ca_file`, `reg.ssl_context()`);
+`catcher_tls=True` only the catcher (a foreign realm over HTTPS, the registry over HTTP).
+
 Auth: `behave(auth="basic")` demands `users` (default harness ALICE) by Basic;
 `behave(auth="bearer")` sends a Bearer challenge whose realm is this server's `/token`, or
 `behave(realm=reg.catcher.realm)` the catcher's; the token endpoints (both servers) want
@@ -52,23 +55,26 @@ itself (the fixture fails the test if there are any).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import secrets
+import shutil
+import ssl
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from . import ALICE
+from ._hostile_auth import Auth
 from ._hostile_server import HarnessHTTPServer, Request, Response
 from ._hostile_tags import tags_page
 from .faults import Action, Rule, RuleSet
 from .hostile_images import Doc
 from .images import Blob, Image, build_image
 from .reqlog import RequestLog
+from .tls import self_signed
 
 __all__ = ["Behaviour", "Catcher", "HostileRegistry"]
 
@@ -90,9 +96,9 @@ class Behaviour:
 class Catcher:
     """The second server: honest content, a full request log (headers included)."""
 
-    def __init__(self, owner: HostileRegistry) -> None:
-        self._owner = owner
+    def __init__(self, tls: bool) -> None:
         self.log = RequestLog("catcher")
+        self.scheme = "https" if tls else "http"
         self._server: HarnessHTTPServer | None = None
 
     @property
@@ -105,7 +111,7 @@ class Catcher:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     @property
     def realm(self) -> str:
@@ -117,18 +123,26 @@ class Catcher:
 
 class HostileRegistry:
     """See the module docstring. `users`: the Basic credentials it accepts; `seed`: the RNG
-    behind `fraction` rules."""
+    behind `fraction` rules. `tls`: serve HTTPS (both servers; `catcher_tls` overrides it for
+    the catcher) with a self-signed certificate, `ca_file`, written to `directory` (default:
+    a temporary directory removed at `stop()`)."""
 
     def __init__(self, repository: str = "hostile/app", *,
-                 users: Mapping[str, str] | None = None, seed: int = 0) -> None:
+                 users: Mapping[str, str] | None = None, seed: int = 0, tls: bool = False,
+                 catcher_tls: bool | None = None, directory: Path | None = None) -> None:
         self.repository = repository
-        self.users = dict(users) if users is not None else {ALICE.username: ALICE.password}
+        self.tls = tls
+        self.ca_file: Path | None = None
+        self._directory = directory
+        self._own_directory: Path | None = None
+        self.auth = Auth(dict(users) if users is not None else {ALICE.username: ALICE.password},
+                         repository)
         self.image: Image = build_image(repository, "latest", seed="hostile",
                                         layer_sizes=(2048, 1024))
         self.doc = Doc.from_image(self.image)
         self.rules = RuleSet(seed)
         self.log = RequestLog("hostile")
-        self.catcher = Catcher(self)
+        self.catcher = Catcher(tls if catcher_tls is None else catcher_tls)
         self.errors: list[BaseException] = []
         self.behaviour = Behaviour()
         self._lock = threading.Lock()
@@ -136,7 +150,6 @@ class HostileRegistry:
         self._by_digest: dict[str, Doc] = {}
         self._unmeasured: list[Doc] = []
         self._docs: list[Doc] = []
-        self._tokens: set[str] = set()
         self._server: HarnessHTTPServer | None = None
         self.serve(self.doc)
 
@@ -150,12 +163,20 @@ class HostileRegistry:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     @property
     def realm(self) -> str:
         return f"{self.url}/token"
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What to pass as httpx `verify=` to trust these servers (True without TLS)."""
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
 
     def reference(self, tag: str) -> str:
         return f"{self.host}/{self.repository}:{tag}"
@@ -178,10 +199,24 @@ class HostileRegistry:
         """The image's first layer."""
         return self.image.layers[0]
 
+    def _tls_context(self) -> ssl.SSLContext:
+        if self.ca_file is None:
+            if self._directory is None:
+                self._own_directory = Path(tempfile.mkdtemp(prefix="hostile-tls-"))
+            directory = self._directory or self._own_directory
+            assert directory is not None
+            pair = self_signed(directory, "hostile")
+            self.ca_file = pair.cert_path
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.ca_file, self.ca_file.with_suffix(".key"))
+        return ctx
+
     def start(self) -> HostileRegistry:
         if self._server is None:
-            self._server = HarnessHTTPServer(self, "hostile")
-            self.catcher._server = HarnessHTTPServer(self, "catcher")
+            tls = self._tls_context() if self.tls or self.catcher.scheme == "https" else None
+            self._server = HarnessHTTPServer(self, "hostile", tls if self.tls else None)
+            self.catcher._server = HarnessHTTPServer(
+                self, "catcher", tls if self.catcher.scheme == "https" else None)
             self._server.start()
             self.catcher._server.start()
         return self
@@ -192,6 +227,9 @@ class HostileRegistry:
             if server is not None:
                 server.stop()
         self._server = self.catcher._server = None
+        if self._own_directory is not None:
+            shutil.rmtree(self._own_directory, ignore_errors=True)
+            self._own_directory = self.ca_file = None
 
     def __enter__(self) -> HostileRegistry:
         return self.start()
@@ -215,8 +253,8 @@ class HostileRegistry:
             self._by_digest.clear()
             self._unmeasured.clear()
             self._docs.clear()
-            self._tokens.clear()
         self.serve(self.doc)
+        self.auth.reset()
         self.log.clear()
         self.catcher.log.clear()
         self.errors.clear()
@@ -270,8 +308,12 @@ class HostileRegistry:
 
     def answer(self, req: Request) -> Response:
         if req.path.startswith("/token"):
-            return self._token(req)
-        denied = self._authenticate(req)
+            return self.auth.token(req, self.behaviour.token_requires_auth)
+        b = self.behaviour
+        if req.role == "catcher":
+            denied = self.auth.lure(req, b.catcher_challenge, self.catcher.realm)
+        else:
+            denied = self.auth.check(req, b.auth, b.realm or self.realm)
         if denied is not None:
             return denied
         if req.raw_path in ("/v2", "/v2/"):
@@ -292,60 +334,6 @@ class HostileRegistry:
         if kind == "blobs":
             return self._blob(ref)
         return Response.error(404, "NOT_FOUND", "no such route")
-
-    # -- auth --------------------------------------------------------------------------------
-    def _check_basic(self, header: str) -> str | None:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        known = self.users.get(user)
-        return user if known is not None and secrets.compare_digest(known, password) else None
-
-    def _challenge(self, kind: str, realm: str) -> Response:
-        if kind == "basic":
-            value = 'Basic realm="hostile"'
-        else:
-            value = (f'Bearer realm="{realm}",service="hostile-registry",'
-                     f'scope="repository:{self.repository}:pull"')
-        return Response.error(401, "UNAUTHORIZED", "authentication required",
-                              {"WWW-Authenticate": value})
-
-    def _authenticate(self, req: Request) -> Response | None:
-        b = self.behaviour
-        header = req.headers.get("authorization", "")
-        if req.role == "catcher":
-            if b.catcher_challenge == "none" or header:
-                return None
-            return self._challenge(b.catcher_challenge, self.catcher.realm)
-        if b.auth == "basic" and self._check_basic(header) is None:
-            return self._challenge("basic", "")
-        if b.auth == "bearer":
-            scheme, _, token = header.partition(" ")
-            with self._lock:
-                ok = scheme.lower() == "bearer" and token.strip() in self._tokens
-            if not ok:
-                return self._challenge("bearer", b.realm or self.realm)
-        return None
-
-    def _token(self, req: Request) -> Response:
-        user = self._check_basic(req.headers.get("authorization", ""))
-        if user is None and req.method == "POST":  # OAuth2 password grant
-            form = urllib.parse.parse_qs(req.body.decode(errors="replace"))
-            name, password = form.get("username", [""])[0], form.get("password", [""])[0]
-            known = self.users.get(name)
-            if known is not None and secrets.compare_digest(known, password):
-                user = name
-        if user is None and self.behaviour.token_requires_auth:
-            return self._challenge("basic", "")
-        token = "hostile-" + secrets.token_hex(16)
-        with self._lock:
-            self._tokens.add(token)
-        body = {"token": token, "access_token": token, "expires_in": 300}
-        return Response.json(200, json.dumps(body).encode())
 
     # -- content -----------------------------------------------------------------------------
     def _find(self, ref: str) -> tuple[Doc, str] | None:

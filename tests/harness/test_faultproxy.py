@@ -68,7 +68,7 @@ def _random(n: int, seed: int = 0) -> bytes:
 def test_uploads_downloads_and_keep_alive_pass_through(proxy: FaultProxy, repo_name: str,
                                                        mirror_client: RegistryHTTP) -> None:
     with RegistryHTTP(proxy.url) as client:
-        index = push_index(client, repo_name, "multi", layer_sizes=(4_000_000,))  # PUT bodies
+        index = push_index(client, repo_name, "multi", layer_sizes=(2_000_000,))  # PUT bodies
         assert client.get_manifest(repo_name, "multi").raw == index.raw
         for blob in index.blobs:
             assert client.get_blob(repo_name, blob.digest) == blob.data

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -204,6 +205,25 @@ def test_catcher_challenge_lures_credentials(hostile_registry: HostileRegistry) 
     assert httpx.get(url).status_code == 401
     assert httpx.get(url, auth=(ALICE.username, ALICE.password)).status_code == 200
     assert reg.catcher.authorizations() == [BASIC]
+
+
+def test_tls_for_both_or_only_the_catcher(tmp_path: Path) -> None:
+    with HostileRegistry(tls=True, directory=tmp_path) as reg:
+        assert reg.url.startswith("https://") and reg.catcher.url.startswith("https://")
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(reg.url + "/v2/")
+        verify = reg.ssl_context()
+        assert httpx.get(reg.url + "/v2/", verify=verify).status_code == 200
+        assert httpx.get(reg.catcher.realm, verify=verify,
+                         auth=(ALICE.username, ALICE.password)).status_code == 200
+        assert reg.catcher.authorizations() == [BASIC]
+    assert reg.errors == []  # a refused certificate is the client's business, not a bug
+    with HostileRegistry(catcher_tls=True) as reg:
+        assert reg.url.startswith("http://") and reg.catcher.realm.startswith("https://")
+        reg.behave(auth="bearer", realm=reg.catcher.realm)
+        challenge = httpx.get(reg.url + "/v2/").headers["www-authenticate"]
+        assert challenge.startswith(f'Bearer realm="https://{reg.catcher.host}/token"')
+    assert reg.ca_file is None  # its temporary certificate directory is gone
 
 
 # -- lifecycle -------------------------------------------------------------------------------
