@@ -116,13 +116,17 @@ class HarnessHTTPServer(ThreadingHTTPServer):
             sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
 
-    def track(self, conn: socket.socket, add: bool) -> None:
+    def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-                self._idle.notify_all()
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Called when a connection is over, whatever happened (a failed TLS handshake too)."""
+        super().shutdown_request(request)
+        with self._lock:
+            self._connections.discard(request)
+            self._idle.notify_all()
 
     def interrupt(self) -> None:
         with self._lock:
@@ -157,7 +161,6 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def setup(self) -> None:
-        self.server.track(self.request, True)
         if isinstance(self.request, ssl.SSLSocket):
             self.request.settimeout(10)
             self.request.do_handshake()
@@ -167,7 +170,6 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
-        self.server.track(self.request, False)
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -115,7 +115,7 @@ class ProxyConnection:
         except ResetConnection:
             self.close(reset=True)
         except (OSError, h11.ProtocolError):
-            pass
+            pass  # the client or the upstream went away or spoke garbage: this connection is over
         finally:
             self.close()
 

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -58,6 +58,13 @@ def _blob_url(image: Image, blob: Blob) -> str:
 
 def _manifest_url(image: Image, ref: str | None = None) -> str:
     return f"/v2/{image.repo}/manifests/{ref or image.tag}"
+
+
+def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def _random(n: int, seed: int = 0) -> bytes:
@@ -260,9 +267,7 @@ def test_cut_wakes_stalled_answers(proxy: FaultProxy, pushed: Image) -> None:
     threads = [threading.Thread(target=fetch) for _ in range(3)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 5
-    while proxy.count("blobs") < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _until(lambda: proxy.count("blobs") >= 3)
     started = time.monotonic()
     proxy.cut()
     for t in threads:
@@ -285,7 +290,7 @@ def test_down_and_up_keep_the_port(proxy: FaultProxy, pushed: Image) -> None:
         proxy.up()
         assert kept.get(_manifest_url(pushed)).status_code == 200
     with proxy.outage(0.4, after=0.1) as outage:
-        time.sleep(0.25)
+        _until(lambda: outage.went_down is not None)
         with pytest.raises(httpx.ConnectError):
             httpx.get(proxy.url + "/v2/")
     assert outage.downtime >= 0.4 and not proxy.is_down
@@ -302,7 +307,7 @@ def test_registry_outage_and_restart_on_the_same_port(registry_factory: Any, rep
     with httpx.Client(base_url=proxy.url, timeout=5, headers=ACCEPT) as via, registry_outage(
             reg, duration=0.6, after=0.0) as outage:
         assert via.head(f"/v2/{repo_name}/manifests/1").status_code in (200, 502)
-        time.sleep(0.2)
+        _until(lambda: outage.went_down is not None)
         assert via.get("/v2/").status_code == 502  # behind the proxy: bad gateway
         with pytest.raises(httpx.ConnectError):
             httpx.get(reg.url + "/v2/")  # directly: refused
@@ -337,7 +342,7 @@ def test_stop_is_clean_with_connections_open(mirror_registry: RegistryProcess,
 
     worker = threading.Thread(target=fetch)
     worker.start()
-    time.sleep(0.1)
+    _until(lambda: proxy.count("blobs") >= 1)
     started = time.monotonic()
     proxy.stop()
     worker.join(5)

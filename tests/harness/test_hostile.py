@@ -217,6 +217,8 @@ def test_tls_for_both_or_only_the_catcher(tmp_path: Path) -> None:
         assert httpx.get(reg.catcher.realm, verify=verify,
                          auth=(ALICE.username, ALICE.password)).status_code == 200
         assert reg.catcher.authorizations() == [BASIC]
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 1  # the refused handshake left no connection behind
     assert reg.errors == []  # a refused certificate is the client's business, not a bug
     with HostileRegistry(catcher_tls=True) as reg:
         assert reg.url.startswith("http://") and reg.catcher.realm.startswith("https://")
