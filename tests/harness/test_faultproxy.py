@@ -97,6 +97,7 @@ def test_uploads_downloads_and_keep_alive_pass_through(proxy: FaultProxy, repo_n
     assert proxy.log.counts()[("PUT", "manifests", 201)] == 3
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_expect_100_continue_upload_with_curl(proxy: FaultProxy, repo_name: str,
                                               mirror_client: RegistryHTTP, tmp_path: Any) -> None:
     data = _random(2_000_000, 2)
