@@ -20,7 +20,6 @@ from typing import Any
 
 import anyio
 import pytest
-from harness.registry import free_port
 
 from mirrord.config import NotificationConfig
 from mirrord.notify import (
@@ -272,10 +271,10 @@ async def test_a_retry_that_succeeds_clears_the_failure(
 
 @pytest.mark.anyio
 async def test_secret_and_url_token_never_reach_the_store(
-    tmp_path: Path, store: SQLiteStore, receiver: Receiver, key_file: Path
+    tmp_path: Path, store: SQLiteStore, receiver: Receiver, key_file: Path, refused_host: str
 ) -> None:
     receiver.statuses = [500]
-    refused = f"http://127.0.0.1:{free_port()}/hooks/{TOKEN}-path?token={TOKEN}"
+    refused = f"http://{refused_host}/hooks/{TOKEN}-path?token={TOKEN}"
     answering, down = (
         NotificationConfig(url=receiver.url(f"/hook?token={TOKEN}"), secret_file=key_file),
         NotificationConfig(url=refused, secret_file=key_file),
@@ -347,11 +346,11 @@ async def test_missing_program_is_a_failure(store: SQLiteStore, tmp_path: Path) 
 
 @pytest.mark.anyio
 async def test_one_failing_receiver_does_not_affect_the_others(
-    store: SQLiteStore, receiver: Receiver, tmp_path: Path
+    store: SQLiteStore, receiver: Receiver, tmp_path: Path, refused_host: str
 ) -> None:
     out = tmp_path / "event.json"
     down, exits_3 = (
-        NotificationConfig(url=f"http://127.0.0.1:{free_port()}/down"),
+        NotificationConfig(url=f"http://{refused_host}/down"),
         dataclasses.replace(script("import sys; sys.exit(3)"), name="exits-3"),
     )
     notifier = Notifier(store, [
