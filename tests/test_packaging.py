@@ -63,6 +63,7 @@ def test_state_volume_healthcheck_and_entrypoint() -> None:
     final = dict(_final_stage())
     assert final["VOLUME"] == '["/var/lib/mirrord"]'
     assert "STATE_DIRECTORY=/var/lib/mirrord" in final["ENV"]
+    assert "MIRRORD_LOG_FORMAT=json" in final["ENV"]
     assert final["HEALTHCHECK"].startswith("--interval=")
     assert "MIRRORD_HEALTH_URL" in final["HEALTHCHECK"]
     assert final["ENTRYPOINT"] == '["mirrord"]' and final["CMD"] == '["daemon"]'

@@ -423,16 +423,6 @@ def test_the_example_pod_runs_mirrord_next_to_a_registry_with_a_valid_config() -
     assert any(m["mountPath"] == str(config.server.token_file) for m in mirrord["volumeMounts"])
 
 
-def test_the_containerfile_runs_the_daemon_as_a_user_with_a_healthcheck() -> None:
-    text = (ROOT / "Containerfile").read_text()
-    assert re.search(r"^FROM docker\.io/library/python:3\.11-slim", text, re.MULTILINE)
-    assert re.search(r"^USER 10001", text, re.MULTILINE)
-    assert re.search(r"^HEALTHCHECK .*\n.*healthz|MIRRORD_HEALTH_URL", text)
-    assert 'VOLUME ["/var/lib/mirrord"]' in text
-    assert 'CMD ["daemon"]' in text
-    assert "MIRRORD_LOG_FORMAT=json" in text
-
-
 def test_pruning_runs_on_its_own_schedule_until_suspended(
     tmp_path: Path, mirror_registry: RegistryProcess
 ) -> None:
