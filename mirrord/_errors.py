@@ -86,6 +86,15 @@ class LockedError(StateError):
     reason = "Locked"  # never a tag condition: nothing ran
 
 
+class DatabaseUnavailableError(StateError):
+    """The state database (PostgreSQL) cannot be reached, or broke off, for now: the
+    message names it as ``postgresql://user@host:port/dbname``, never with a password."""
+
+    @property
+    def temporary(self) -> bool:
+        return True
+
+
 class NotifyError(MirrordError):
     """A notification receiver refused or could not be reached."""
 
