@@ -6,12 +6,14 @@ Session-scoped, started lazily on first use (~50 ms each):
     token_server      the token server (function view: reset before and after each test)
     token_registry    token auth through token_server; same users
     tls_registry      anonymous over https with a self-signed cert (`ca_file` to trust it)
+    postgres          a throwaway PostgreSQL cluster (harness.postgres; ~1.5 s to initdb)
 Per test:
     registry_factory  make your own: registry_factory(delete_enabled=False), (users=...),
                       (token_server=registry_factory.token_server()); stopped after the test
     repo_name         a repository name unique to this test ("t/<test>-<hex>")
     mirror_client / basic_client / token_client   harness RegistryHTTP clients (alice)
     alice / robot     harness.Credentials
+    pg_database       a fresh database in `postgres` (dropped after the test)
 
 Session registries are shared: use `repo_name` to keep tests apart and `reg.mark()` /
 `reg.requests(since=...)` to count only your own requests.
@@ -31,6 +33,8 @@ from typing import Any
 import pytest
 from harness import ALICE, ROBOT, USERS, Credentials
 from harness.images import RegistryHTTP
+from harness.postgres import PostgresCluster, PostgresDatabase
+from harness.postgres import _stop_all as _stop_all_clusters
 from harness.registry import _LIVE, RegistryProcess, _stop_all
 from harness.tokenserver import TokenServer
 
@@ -45,6 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _stop_all()  # anything a test started by hand and forgot
+    _stop_all_clusters()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -120,6 +125,20 @@ def tls_registry(harness_dir: Path) -> Iterator[RegistryProcess]:
     reg = _start(harness_dir / "tls", tls=True)
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresCluster) -> Iterator[PostgresDatabase]:
+    database = postgres.create_database()
+    yield database
+    postgres.drop_database(database.name)
 
 
 class RegistryFactory:

@@ -141,7 +141,8 @@ class RunLock(StateLock):
     """An ``flock`` on ``state_dir/mirrord.lock`` (exclusive, or shared).
 
     The kernel drops the lock when the holder exits, even on SIGKILL. The file
-    holds the holder's pid so a refused run can name it. The descriptor is not
+    holds the holder's pid so a refused run can name it (of shared holders, the
+    first still alive). The descriptor is not
     inherited by child processes (notification commands cannot keep it held).
     """
 
@@ -157,6 +158,7 @@ class RunLock(StateLock):
         super().__init__(shared=shared, wait=wait, timeout=timeout, poll_interval=poll_interval)
         self.path = path
         self._fd: int | None = None
+        self._named = False  # this object wrote the pid in the file
 
     @property
     def held(self) -> bool:
@@ -194,13 +196,23 @@ class RunLock(StateLock):
                 return False
             raise StateError(f"cannot lock {self.path}: {exc.strerror}") from exc
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            self._record_holder(fd)
         except OSError as exc:
             os.close(fd)
             raise StateError(f"cannot record the holder in {self.path}: {exc.strerror}") from exc
         self._fd = fd
         return True
+
+    def _record_holder(self, fd: int) -> None:
+        """Write our pid, unless we share the lock with a live holder already named."""
+        self._named = False
+        if self.shared:
+            named = self.holder_pid()
+            if named is not None and _alive(named):
+                return
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._named = True
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -208,10 +220,20 @@ class RunLock(StateLock):
             return
         try:
             # A shared holder leaves the pid of another one still holding it.
-            if not self.shared or self.holder_pid() == os.getpid():
+            if self._named and (not self.shared or self.holder_pid() == os.getpid()):
                 os.ftruncate(fd, 0)
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def hold_daemon_lock(state_dir: Path) -> RunLock:

@@ -61,8 +61,9 @@ class PostgresStore(SQLStore):
     ``url`` is a libpq URL without a password; ``password`` (and ``password_source``,
     naming where it came from in messages) is passed beside it, else libpq looks in
     ``PGPASSFILE``/``~/.pgpass``. ``state_dir`` still holds what is not state (the
-    default OCI layout, cluster resources). ``schema_found``: the schema version the
-    database had when this store opened it.
+    default OCI layout, cluster resources). ``pool_timeout``: how long a call waits
+    for a connection (the database down) before it fails, temporary. ``schema_found``:
+    the schema version the database had when this store opened it.
     """
 
     streams: ClassVar[ModuleType] = _postgres_streams
@@ -79,6 +80,7 @@ class PostgresStore(SQLStore):
         state_dir: str | os.PathLike[str] = ".",
         worker: str | None = None,
         pool_size: int = POOL_SIZE,
+        pool_timeout: float = POOL_TIMEOUT,
     ) -> None:
         self.worker = worker or default_worker()
         self.state_dir = Path(state_dir)
@@ -87,6 +89,7 @@ class PostgresStore(SQLStore):
         )
         self.location = self.db.location
         self.presence = secrets.randbelow(2**31 - 2) + 1
+        self._pool_timeout = pool_timeout
         self._pool: ConnectionPool[Any] | None = None
         self.schema_found = self._migrate()
         self._presence = AdvisoryLock(
@@ -120,12 +123,15 @@ class PostgresStore(SQLStore):
             max_size=max(size, 1),
             open=False,
             name="mirrord-state",
-            timeout=POOL_TIMEOUT,
+            timeout=self._pool_timeout,
             check=ConnectionPool.check_connection,
             configure=_configure,
+            # After an outage the pool retries with a growing delay; giving up soon lets
+            # the next caller start a fresh attempt instead of waiting out the backoff.
+            reconnect_timeout=self._pool_timeout,
         )
         try:
-            pool.open(wait=True, timeout=POOL_TIMEOUT)
+            pool.open(wait=True, timeout=self._pool_timeout)
         except PoolTimeout:
             pool.close()
             raise self._unreachable() from None
@@ -138,7 +144,8 @@ class PostgresStore(SQLStore):
         except StateError as exc:
             return exc
         return DatabaseUnavailableError(
-            f"state database {self.location}: no connection free within {POOL_TIMEOUT:.0f}s"
+            f"state database {self.location}: no connection free within "
+            f"{self._pool_timeout:.0f}s"
         )
 
     # -- plumbing ------------------------------------------------------------------
@@ -153,9 +160,22 @@ class PostgresStore(SQLStore):
         except PoolClosed:
             raise StateError(f"state database {self.location} is closed") from None
         except PoolTimeout:
-            raise self._unreachable() from None
+            pass  # none to lend within pool_timeout: the database is away, or just back
         except psycopg.Error as exc:
             raise self.db.error(exc) from exc
+        return self._call_alone(fn, *args)
+
+    def _call_alone(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` on a connection of its own: the pool may still be backing off from an
+        outage that is over. StateError (temporary) saying why when it is not over."""
+        conn = self.db.connect(row_factory=dict_row)
+        try:
+            _configure(conn)
+            return fn(conn, *args)
+        except psycopg.Error as exc:
+            raise self.db.error(exc) from exc
+        finally:
+            conn.close()
 
     def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -96,11 +96,11 @@ class Database:
     def __repr__(self) -> str:
         return f"Database({self.location!r})"
 
-    def connect(self) -> psycopg.Connection[Any]:
+    def connect(self, **extra: Any) -> psycopg.Connection[Any]:
         """A new autocommit connection; StateError (DatabaseUnavailableError when it may
-        pass) naming the database."""
+        pass) naming the database. ``extra``: more of psycopg.connect's arguments."""
         try:
-            return psycopg.connect(self.url, **self.kwargs)
+            return psycopg.connect(self.url, **self.kwargs, **extra)
         except psycopg.Error as exc:
             raise self.connect_error(exc) from None
 
@@ -114,7 +114,13 @@ class Database:
     def connect_error(self, exc: psycopg.Error) -> StateError:
         text = self.text(exc)
         where = f"state database {self.location}"
-        if "password" in text and ("failed" in text or "no password" in text):
+        if "no password supplied" in text:
+            return StateError(
+                f"{where}: the server wants a password for user {self.user} and none was "
+                "found: set database_password_file, the systemd credential "
+                "database-password, or PGPASSFILE"
+            )
+        if "password authentication failed" in text:
             return StateError(
                 f"{where}: the server refused the password of user {self.user} "
                 f"(password from {self.password_source})"

@@ -5,10 +5,10 @@ change in PostgreSQL's terms: ``timestamptz`` for the timestamps stored there as
 text, ``boolean`` for 0/1, ``jsonb`` for JSON text, identity columns for
 AUTOINCREMENT. ``mirrord_schema.version`` is the number of migrations applied.
 
-:func:`migrate` applies the missing versions in one transaction that first
-takes a transaction-scoped advisory lock, so daemons starting together migrate
-once (the others wait, then find the work done) and a failure leaves the
-previous version intact (PostgreSQL's DDL is transactional).
+:func:`migrate` applies the missing versions in one transaction, holding an
+advisory lock, so daemons starting together migrate once (the others wait, then
+find the work done) and a failure leaves the previous version intact
+(PostgreSQL's DDL is transactional).
 
 Append new migrations, in step with the SQLite ones; never edit one that has shipped.
 """
@@ -196,18 +196,24 @@ def migrate(conn: psycopg.Connection[Any], where: str) -> int:
     _refuse_newer(found, where)
     if found == SCHEMA_VERSION:
         return found
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", MIGRATE_KEY)
-        current = schema_version(conn)  # another process may have migrated meanwhile
-        _refuse_newer(current, where)
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version - 1]:
-                conn.execute(statement.encode())  # DDL text, no parameters
-        if current < SCHEMA_VERSION:
-            conn.execute(_VERSION_TABLE)
-            conn.execute(
-                "INSERT INTO mirrord_schema (version) VALUES (%s) "
-                "ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version",
-                (SCHEMA_VERSION,),
-            )
+    # The lock comes before the transaction: a transaction begun before the wait would
+    # look the version table up in catalog caches from before the other's commit.
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", MIGRATE_KEY)
+    try:
+        with conn.transaction():
+            current = schema_version(conn)  # another process may have migrated meanwhile
+            _refuse_newer(current, where)
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(statement.encode())  # DDL text, no parameters
+            if current < SCHEMA_VERSION:
+                conn.execute(_VERSION_TABLE)
+                conn.execute(
+                    "INSERT INTO mirrord_schema (version) VALUES (%s) "
+                    "ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version",
+                    (SCHEMA_VERSION,),
+                )
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", MIGRATE_KEY)
     return current

@@ -77,7 +77,7 @@ def _free_port() -> int:
 
 
 def _die_with_parent() -> None:  # in the child, after it changed user (so the flag stays)
-    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the server dies with pytest
+    _LIBC.prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG: fast shutdown when pytest dies
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class PostgresCluster:
         self._as_root = os.geteuid() == 0
         # Not under pytest's tmp_path: the server user must be able to reach it, and
         # pytest's directories are private to root.
-        self.directory = Path(tempfile.mkdtemp(prefix="mirrord-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="mirrord-pg-", dir=self._parent()))
         self.data_dir = self.directory / "data"
         self.socket_dir = self.directory  # short: a Unix socket path has ~100 bytes
         self.log_path = self.directory / "postgres.log"
@@ -126,6 +126,16 @@ class PostgresCluster:
         self._proc: subprocess.Popen[bytes] | None = None
         self._databases = 0
         self._initdb()
+
+    def _parent(self) -> str | None:
+        """Where the cluster's directory goes: the temporary directory, unless (as root)
+        the server's user could not reach into it; then /tmp."""
+        if not self._as_root:
+            return None
+        base = Path(tempfile.gettempdir()).resolve()
+        if all(p.stat().st_mode & 0o001 for p in (base, *base.parents)):
+            return str(base)
+        return "/tmp"
 
     def __repr__(self) -> str:  # never the password
         return f"PostgresCluster({self.host}:{self.port}, {self.directory})"
@@ -275,18 +285,24 @@ class PostgresCluster:
                 )
             )
 
-    def create_database(self, name: str | None = None) -> PostgresDatabase:
-        """A new, empty database owned by the login user (``t<N>`` unless named)."""
+    def create_database(
+        self, name: str | None = None, *, icu_locale: str | None = None
+    ) -> PostgresDatabase:
+        """A new, empty database owned by the login user (``t<N>`` unless named);
+        ``icu_locale`` (``en-US``) collates its text by ICU instead of bytes (C.UTF-8)."""
         self._databases += 1
         name = name or f"t{self._databases}_{secrets.token_hex(3)}"
         if not _NAME_RE.fullmatch(name):
             raise ValueError(f"database name {name!r}: lower-case letters, digits and _")
+        statement = psycopg.sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            psycopg.sql.Identifier(name), psycopg.sql.Identifier(self.user)
+        )
+        if icu_locale is not None:
+            statement += psycopg.sql.SQL(
+                " TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE {}"
+            ).format(psycopg.sql.Literal(icu_locale))
         with self.admin() as conn:
-            conn.execute(
-                psycopg.sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    psycopg.sql.Identifier(name), psycopg.sql.Identifier(self.user)
-                )
-            )
+            conn.execute(statement)
         return PostgresDatabase(name, self.host, self.port, self.user, self.password)
 
     def drop_database(self, name: str) -> None:
