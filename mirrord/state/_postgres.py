@@ -177,6 +177,18 @@ class PostgresStore(SQLStore):
         finally:
             conn.close()
 
+    def _keep_presence(self) -> None:
+        """Take the presence lock again if its session was lost (the server restarted):
+        without it, others would take this store's Running jobs for a dead worker's."""
+        if self._pool is None or self._presence.alive():
+            return
+        self._presence.release()
+        if not self._presence.try_acquire():  # the server has not noticed the loss yet
+            raise DatabaseUnavailableError(
+                f"state database {self.location}: this worker's lost session still holds "
+                "its presence lock; retry"
+            )
+
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:

@@ -26,6 +26,7 @@ _DEFAULTS = {
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # ms: a statement sent to a vanished host fails, not hangs
 }
 # libpq texts of failures that retrying will not cure.
 _PERMANENT = (

@@ -9,6 +9,7 @@ from its session's ``application_name`` (``mirrord <worker>``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -83,9 +84,19 @@ class AdvisoryLock(StateLock):
         return True
 
     def release(self) -> None:
+        """Unlock, then close: once this returns, another session can take the lock (a
+        closed session's locks go a moment later, when its server process notices)."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()  # the server drops the session's locks with it
+        if conn is None:
+            return
+        function = "pg_advisory_unlock_shared" if self.shared else "pg_advisory_unlock"
+        try:
+            # A failure means the session is gone, and the lock went with it.
+            with contextlib.suppress(psycopg.Error):
+                if not conn.broken:
+                    conn.execute(f"SELECT {function}(%s, %s)", self.key)
+        finally:
+            conn.close()
 
     def holder(self) -> str | None:
         """Another session holding the lock (None: nobody, or it just let go)."""

@@ -167,9 +167,13 @@ class SQLStore(Store):
 
     # -- job runs ------------------------------------------------------------------
 
+    def _keep_presence(self) -> None:
+        """Before a job is recorded as this store's: make sure others can see it alive."""
+
     async def start_job(
         self, kind: str, stream: str | None = None, *, now: datetime | None = None
     ) -> int:
+        await anyio.to_thread.run_sync(self._keep_presence)
         return await self._run(
             self.jobs.start_job, kind, stream, now_or(now), self.worker, self.presence
         )

@@ -251,9 +251,10 @@ class Store(LeaseStore):
     ) -> int:
         """Mark jobs left Running by a killed process as Failed; how many.
 
-        Call it holding the run lock. Every Running job is taken for abandoned except
-        those of another live process: on PostgreSQL, another worker whose store is
-        still open (on SQLite none can be running beside a holder of the run lock)."""
+        Call it holding the run lock, while this store runs nothing. Every Running job
+        counts as abandoned, this store's own included, except those of another live
+        process: on PostgreSQL, of another worker whose store is still open (on SQLite
+        no other process runs a job beside a holder of the run lock)."""
 
     # -- notification outbox -------------------------------------------------------
 

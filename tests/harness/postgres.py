@@ -294,7 +294,8 @@ class PostgresCluster:
         name = name or f"t{self._databases}_{secrets.token_hex(3)}"
         if not _NAME_RE.fullmatch(name):
             raise ValueError(f"database name {name!r}: lower-case letters, digits and _")
-        statement = psycopg.sql.SQL("CREATE DATABASE {} OWNER {}").format(
+        # FILE_COPY: half the time of the default WAL_LOG with fsync off.
+        statement = psycopg.sql.SQL("CREATE DATABASE {} OWNER {} STRATEGY FILE_COPY").format(
             psycopg.sql.Identifier(name), psycopg.sql.Identifier(self.user)
         )
         if icu_locale is not None:

@@ -266,6 +266,10 @@ async def test_a_restarted_server_is_reconnected_and_its_absence_is_temporary(
             assert info.value.temporary
             cluster.start()
             assert [s.name for s in await store.list_streams()] == ["s"]
+            job = await store.start_job("sync", "s")  # retakes its presence first
+            with open_pg(db) as other:
+                assert await other.abandon_running_jobs() == 0  # still seen alive
+            await store.finish_job(job, "Succeeded")
         finally:
             lock.release()
             store.close()
