@@ -77,6 +77,10 @@ class StateLock(abc.ABC):
         """:meth:`holder` without blocking the event loop."""
         return self.holder()
 
+    async def release_async(self) -> None:
+        """:meth:`release` without blocking the event loop."""
+        self.release()
+
     def _refuse(self, holder: str | None, waited: float | None) -> LockedError:
         who = holder or "another process"
         if waited is None:
@@ -134,7 +138,8 @@ class StateLock(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        with anyio.CancelScope(shield=True):  # a cancelled run still lets go
+            await self.release_async()
 
 
 class RunLock(StateLock):

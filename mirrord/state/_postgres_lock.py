@@ -50,7 +50,7 @@ class AdvisoryLock(StateLock):
         shared: bool = False,
         wait: bool = False,
         timeout: float | None = None,
-        poll_interval: float = 0.1,
+        poll_interval: float = 0.5,  # each attempt is a connection: not too often
     ) -> None:
         super().__init__(shared=shared, wait=wait, timeout=timeout, poll_interval=poll_interval)
         self._connect = connect
@@ -115,6 +115,9 @@ class AdvisoryLock(StateLock):
 
     async def holder_async(self) -> str | None:
         return await anyio.to_thread.run_sync(self.holder)
+
+    async def release_async(self) -> None:
+        await anyio.to_thread.run_sync(self.release)
 
     def alive(self) -> bool:
         """Whether the lock is still held: its connection answers (it is lost with it)."""
