@@ -15,6 +15,8 @@ is the image-stream condition reason an import failure records.
   * CredentialError                 a credential source that exists but cannot be used
   * StateError                      the state store cannot be opened, migrated, written
     * LockedError                   another run holds the state lock
+    * DatabaseUnavailableError      the PostgreSQL state cannot be reached (temporary)
+  * ClusterResourcesError           cluster handoff files that cannot be built or written
   * NotifyError                     a notification receiver failed (temporary)
   * ListenError                     the daemon cannot listen on ``server.listen``
   * SubjectFailedError              an attached artifact whose image failed
@@ -115,6 +117,15 @@ class LockedError(StateError):
 class ClusterResourcesError(MirrordError):
     """Cluster resources (ImageDigestMirrorSet, registries.conf…) that cannot be built
     (a name the OpenShift API would refuse) or written."""
+
+
+class DatabaseUnavailableError(StateError):
+    """The state database (PostgreSQL) cannot be reached, or broke off, for now: the
+    message names it as ``postgresql://user@host:port/dbname``, never with a password."""
+
+    @property
+    def temporary(self) -> bool:
+        return True
 
 
 class NotifyError(MirrordError):
