@@ -5,7 +5,7 @@ Every error mirrord raises on purpose derives from :class:`MirrordError`. Its
 reset, a 429) may succeed if tried again; anything else will not. Its
 ``reason`` is the image-stream condition reason an import failure records
 (``Unauthorized``, ``NotFound``, ``Forbidden``, ``DigestMismatch``,
-``RateLimited`` or ``InternalError``).
+``RateLimited``, ``SignatureRejected``, ``SignatureUnavailable`` or ``InternalError``).
 
 Messages never contain a secret: credentials are named by their source
 ("auth file /etc/mirrord/pull-secret.json", "keyring"), never by their value.
@@ -68,6 +68,35 @@ class DigestMismatchError(MirrordError):
 
 class StorageError(MirrordError):
     """The mirror's own storage (an OCI layout directory) could not be read or written."""
+
+
+class SignatureRejectedError(MirrordError):
+    """The verification policy refused an image: the message names the policy file, the
+    scope and the requirement that failed, and why. Never retried: the same signatures
+    give the same answer."""
+
+    reason = "SignatureRejected"
+
+    def __init__(self, message: str, *, scope: str = "", requirement: str = "") -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.requirement = requirement
+
+
+class LookasideError(MirrordError):
+    """A signature lookaside (``signature-N`` files) could not be read, or served something
+    that is not a signature. Unreachable or failing servers are temporary; oversized,
+    unrecognised or too many signatures are not."""
+
+    reason = "SignatureUnavailable"
+
+    def __init__(self, message: str, *, temporary: bool = True) -> None:
+        super().__init__(message)
+        self._temporary = temporary
+
+    @property
+    def temporary(self) -> bool:
+        return self._temporary
 
 
 class CredentialError(MirrordError):
