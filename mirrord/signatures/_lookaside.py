@@ -34,11 +34,14 @@ class LookasideClient:
     """``async with LookasideClient() as client: sigs = await client.fetch(base, repo, dig)``.
 
     ``verify``: True (system CAs), False, a CA bundle path or an ``ssl.SSLContext``, for
-    https lookasides. ``transport`` is for tests (an ``httpx.AsyncBaseTransport``).
+    https lookasides. ``proxy``: an explicit HTTP(S) proxy URL; the environment is not read
+    (``trust_env`` would also read ``~/.netrc`` and send its credentials).
+    ``transport`` is for tests (an ``httpx.AsyncBaseTransport``).
     """
 
     def __init__(self, *, verify: bool | str | ssl.SSLContext = True, timeout: float = 30.0,
                  max_signatures: int = MAX_SIGNATURES, max_size: int = MAX_SIGNATURE_SIZE,
+                 proxy: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         if isinstance(verify, str):
             verify = ssl.create_default_context(cafile=verify)
@@ -46,6 +49,7 @@ class LookasideClient:
         self.max_size = max_size
         self._http = httpx.AsyncClient(verify=verify, timeout=timeout, follow_redirects=True,
                                        max_redirects=5, transport=transport, trust_env=False,
+                                       proxy=proxy,
                                        headers={"User-Agent": "mirrord"})
 
     async def __aenter__(self) -> LookasideClient:
