@@ -108,15 +108,15 @@ async def run_sync_command(
     naming it on stdout, as for a configuration that does not load).
     """
     from mirrord.cli._sync_output import live_progress, print_plan, print_summary
-    from mirrord.state import Store, open_store, store_exists
+    from mirrord.state import Store, open_state, state_exists
     from mirrord.sync import SyncResult, plan_once, sync_once
     from mirrord.transports import ClientPool
 
     result = SyncResult()
     async with AsyncExitStack() as stack:
         store: Store | None = None
-        if not dry_run or store_exists(config.state_dir):  # a dry run creates no state
-            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+        if not dry_run or state_exists(config):  # a dry run creates no state
+            store = await anyio.to_thread.run_sync(open_state, config)
             stack.push_async_callback(store.aclose)
         pool = await stack.enter_async_context(ClientPool(config))
         if dry_run:

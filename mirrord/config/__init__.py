@@ -20,6 +20,7 @@ from mirrord.config._locate import (
 from mirrord.config._parse import EMBEDDED_DEFAULT_YAML, Surroundings, parse_document
 from mirrord.config._types import (
     Config,
+    DatabaseConfig,
     Defaults,
     MirrorTarget,
     NotificationConfig,
@@ -32,6 +33,7 @@ from mirrord.config._types import (
 __all__ = [
     "EMBEDDED_DEFAULT_YAML",
     "Config",
+    "DatabaseConfig",
     "Defaults",
     "MirrorTarget",
     "NotificationConfig",

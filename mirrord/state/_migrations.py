@@ -1,5 +1,8 @@
 """Versioned schema of the SQLite state database, and how values are stored in it.
 
+The PostgreSQL schema (:mod:`._postgres_schema`) has the same versions, each the
+same change expressed for PostgreSQL.
+
 ``PRAGMA user_version`` is the number of migrations applied. Each migration is a
 list of statements applied in one ``BEGIN IMMEDIATE`` transaction together with
 the new ``user_version``, so a crash leaves the previous version intact and two
@@ -133,11 +136,38 @@ _V6 = (
     "ALTER TABLE image_streams ADD COLUMN failure_since TEXT",
 )
 
+# Work sharing: which worker ran a job (and, on PostgreSQL, the advisory key its store
+# held while alive); leases; blobs in flight; outbox events claimed by a delivering worker.
+_V7 = (
+    "ALTER TABLE job_runs ADD COLUMN worker TEXT",
+    "ALTER TABLE job_runs ADD COLUMN presence INTEGER",
+    """
+    CREATE TABLE leases (
+        name     TEXT PRIMARY KEY,
+        worker   TEXT NOT NULL,
+        acquired TEXT NOT NULL,
+        expires  TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE blob_claims (
+        mirror   TEXT NOT NULL,
+        digest   TEXT NOT NULL,
+        worker   TEXT NOT NULL,
+        acquired TEXT NOT NULL,
+        expires  TEXT NOT NULL,
+        PRIMARY KEY (mirror, digest)
+    )
+    """,
+    "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+    "ALTER TABLE outbox ADD COLUMN claim_expires TEXT",
+)
+
 # A job may be Queued: a trigger (POST /api/v1/streams/NAME/sync) was accepted and the run
 # that takes the job over has not started. SQLite cannot change a CHECK: rebuild the table.
-_V7 = (
+_V8 = (
     """
-    CREATE TABLE job_runs_v7 (
+    CREATE TABLE job_runs_v8 (
         id       INTEGER PRIMARY KEY AUTOINCREMENT,
         kind     TEXT NOT NULL,
         stream   TEXT,
@@ -146,17 +176,19 @@ _V7 = (
         finished TEXT,
         counts   TEXT NOT NULL DEFAULT '{}',
         message  TEXT NOT NULL DEFAULT '',
-        pid      INTEGER
+        pid      INTEGER,
+        worker   TEXT,
+        presence INTEGER
     )
     """,
-    "INSERT INTO job_runs_v7 SELECT id, kind, stream, status, started, finished, counts, "
-    "message, pid FROM job_runs",
+    "INSERT INTO job_runs_v8 SELECT id, kind, stream, status, started, finished, counts, "
+    "message, pid, worker, presence FROM job_runs",
     "DROP TABLE job_runs",
-    "ALTER TABLE job_runs_v7 RENAME TO job_runs",
+    "ALTER TABLE job_runs_v8 RENAME TO job_runs",
     "CREATE INDEX job_runs_by_kind ON job_runs (kind, status, id)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
