@@ -73,7 +73,7 @@ class RegistryClient(RegistrySession):
             if len(tags) > self.options.max_tags:
                 raise LimitExceededError(
                     f"{self.registry}: {what}: more than {self.options.max_tags} tags "
-                    f"({LIMIT_KEYS['max_tags']}); refused"
+                    f"({LIMIT_KEYS['max_upstream_tags']}); refused"
                 )
             url = next_page(response, tags_path, self.registry)
         return tags

@@ -4,7 +4,7 @@ Upstream data is hostile until checked, so every answer is bounded:
 
 - a manifest is read incrementally and refused past ``max_manifest_size`` (4 MiB, as
   containers/image); every other body read into memory (tag-list pages, token and error
-  answers) past :data:`MAX_JSON_BODY`;
+  answers) past :data:`~mirrord.core.limits.MAX_JSON_BODY`;
 - a tag listing stops with an error past ``max_tag_pages`` pages or ``max_tags`` tags,
   and at a ``Link`` it has already followed (a loop);
 - a request whose answer is read whole has ``request_timeout`` seconds overall, however
@@ -14,7 +14,7 @@ Upstream data is hostile until checked, so every answer is bounded:
   (retried, each attempt bounded again).
 
 Each bound's error names the limit, the registry and the configuration key that raises
-it (see :data:`LIMIT_KEYS`).
+it (:data:`mirrord.core.limits.KEYS`; the defaults are there too).
 """
 
 from __future__ import annotations
@@ -22,25 +22,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mirrord.core.limits import (
+    KEYS,
+    MAX_JSON_BODY,
+    MIN_TRANSFER_RATE,
+    REQUEST_TIMEOUT,
+    STALL_TIMEOUT,
+    Limits,
+)
+
+__all__ = ["CERTS_DIRS", "LIMIT_KEYS", "MAX_JSON_BODY", "RegistryOptions"]
+
 CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 
-MAX_MANIFEST_SIZE = 4 << 20  # containers/image's limit for a manifest
-MAX_JSON_BODY = 16 << 20  # a tag-list page, a token or an error answer
-MAX_TAG_PAGES = 1000
-MAX_TAGS = 100_000
-REQUEST_TIMEOUT = 120.0
-STALL_TIMEOUT = 60.0
-MIN_TRANSFER_RATE = 1024  # bytes per second, over every stall_timeout window
-
-# Where a user raises each bound (named in the errors).
-LIMIT_KEYS = {
-    "max_manifest_size": "limits.max_manifest_size",
-    "max_tag_pages": "limits.max_tag_pages",
-    "max_tags": "limits.max_tags",
-    "request_timeout": "registries.HOST.request_timeout",
-    "stall_timeout": "registries.HOST.stall_timeout",
-    "min_transfer_rate": "registries.HOST.min_transfer_rate",
-}
+_DEFAULT = Limits()
+LIMIT_KEYS = KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +61,9 @@ class RegistryOptions:
     chunk_size: int = 0
     certs_dirs: tuple[Path, ...] = CERTS_DIRS
     trusted_hosts: frozenset[str] = frozenset()
-    max_manifest_size: int = MAX_MANIFEST_SIZE
-    max_tag_pages: int = MAX_TAG_PAGES
-    max_tags: int = MAX_TAGS
+    max_manifest_size: int = _DEFAULT.max_manifest_size
+    max_tag_pages: int = _DEFAULT.max_tag_pages
+    max_tags: int = _DEFAULT.max_upstream_tags
     request_timeout: float = REQUEST_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     min_transfer_rate: int = MIN_TRANSFER_RATE
