@@ -274,19 +274,18 @@ def parse_document(text: str, file: str, surroundings: Surroundings) -> Config:
     try:
         loader = yaml.SafeLoader(text)  # its reader refuses NUL and control characters
     except yaml.reader.ReaderError as exc:
-        line = text[: exc.position].count("\n") + 1
         raise ConfigError(
             f"invalid YAML: character {chr(exc.character)!r} is not allowed (NUL and "
             "control characters never belong in the file)",
             file=file,
-            line=line,
+            line=text[: exc.position].count("\n") + 1,
         ) from None
     try:
         node = loader.get_single_node()
     except RecursionError:  # flow lists nested hundreds deep
-        line = loader.get_mark().line + 1
+        where = loader.get_mark().line + 1
         loader.dispose()
-        raise ConfigError("invalid YAML: nested too deeply", file=file, line=line) from None
+        raise ConfigError("invalid YAML: nested too deeply", file=file, line=where) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
