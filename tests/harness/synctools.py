@@ -82,6 +82,10 @@ def sync_setup(
     registries: dict[str, Any] = {}
     for registry in sources:
         registries[registry.host] = {"insecure": True, "auth_file": str(auth_file)}
+        if registry.token_server is not None:
+            # A plain-HTTP token realm on another port gets credentials only when its
+            # host is configured (mirrord's rule), as a real user would list it.
+            registries[registry.token_server.host] = {}
     if mirror.startswith("docker://"):
         host = mirror.removeprefix("docker://").split("/", 1)[0]
         registries.setdefault(host, {"insecure": True})
