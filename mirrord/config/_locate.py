@@ -90,9 +90,10 @@ def read_config_file(file: Path) -> bytes:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(file)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen: a directory fails it
+        os.close(fd)
+        raise ConfigError("not a regular file (a FIFO, device or directory)", file=str(file))
     with os.fdopen(fd, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError("not a regular file (a FIFO, device or directory)", file=str(file))
         try:
             raw = stream.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:

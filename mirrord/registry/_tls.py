@@ -65,9 +65,10 @@ def _read_pem(path: Path, host: str, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (OSError, ValueError) as exc:
         raise TLSError(f"cannot read {what} {path}: {exc}", registry=host) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen: a directory fails it
+        os.close(fd)
+        raise TLSError(f"{what} {path} is not a regular file", registry=host)
     with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise TLSError(f"{what} {path} is not a regular file", registry=host)
         data = file.read(MAX_PEM_FILE + 1)
     if len(data) > MAX_PEM_FILE:
         raise TLSError(f"{what} {path} is larger than {MAX_PEM_FILE} bytes", registry=host)

@@ -187,9 +187,10 @@ def read_small_file(path: Path, limit: int) -> bytes:
     """A regular file's bytes, at most ``limit`` of them (OSError otherwise): a blob
     path that is a FIFO, a device or larger than a manifest may be is never read whole."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen: a directory fails it
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
     with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, f"{path} is not a regular file")
         data = file.read(limit + 1)
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"{path} is larger than the {limit} bytes a manifest may be")
