@@ -94,23 +94,25 @@ async def read_bounded(
 
     Past ``limit``: LimitExceededError naming ``key`` (the setting that raises it), or,
     with ``truncate``, the first ``limit`` bytes (for error answers)."""
-    declared = content_length(response, registry, what) if not truncate else None
+    # A HEAD's Content-Length is the size of what a GET would send, not of its own body.
+    check = not truncate and response.request.method != "HEAD"
+    declared = content_length(response, registry, what) if check else None
     if declared is not None and declared > limit:
-        raise _too_large(what, registry, limit, key, f"it declares {declared} bytes")
+        raise _too_large(what, registry, limit, key, f"its Content-Length is {declared} bytes")
     body = bytearray()
     async for chunk in paced(response.aiter_bytes(), options, registry, what):
         body += chunk
         if len(body) > limit:
             if truncate:
                 return bytes(body[:limit])
-            raise _too_large(what, registry, limit, key, "its body is longer")
+            raise _too_large(what, registry, limit, key, f"its body grew past {limit} bytes")
     return bytes(body)
 
 
 def _too_large(what: str, registry: str, limit: int, key: str, why: str) -> LimitExceededError:
     setting = f" ({key})" if key else ""
     return LimitExceededError(
-        f"{registry}: {what}: {why} than the limit of {human_bytes(limit)}{setting}; refused"
+        f"{registry}: {what}: {why}, over the limit of {human_bytes(limit)}{setting}; refused"
     )
 
 

@@ -131,10 +131,15 @@ class RegistrySession:
         params += [("scope", scope) for scope in scopes]
         realm = self._realm_url(challenge.realm)
         auth: httpx.Auth | None = None
+        what = f"token from {realm}"
         if credential is not None and self._may_receive_credentials(realm):
             params.append(("account", credential.username))
             auth = httpx.BasicAuth(credential.username, credential.password)
-        what = f"token from {realm}"
+        elif credential is not None:
+            what += (
+                " (asked without credentials: the realm is another host over plain HTTP; "
+                "list it under registries: to trust it)"
+            )
         request = self._http.build_request("GET", realm, params=params)
         response = await self._exchange(request, what, auth=auth, limit=MAX_JSON_BODY)
         if response.status_code != 200:
