@@ -9,8 +9,8 @@ tokens are different scope sets, so they never stand in for each other.
 
 Credentials stay on their host: a challenge is learnt only from an answer of the
 registry's own origin (never from the target of a redirect), and the session sends the
-credential to a token realm only on the registry's own host, over HTTPS, or on a host
-that is itself configured under ``registries:`` (:meth:`RegistrySession._fetch_token`).
+credential to a token realm only on the registry's own host, over verified HTTPS, or on
+a host that is itself configured under ``registries:`` (``RegistrySession._fetch_token``).
 """
 
 from __future__ import annotations

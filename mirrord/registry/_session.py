@@ -137,8 +137,8 @@ class RegistrySession:
             auth = httpx.BasicAuth(credential.username, credential.password)
         elif credential is not None:
             what += (
-                " (asked without credentials: the realm is another host over plain HTTP; "
-                "list it under registries: to trust it)"
+                " (asked without credentials: the realm is another host, not over verified "
+                "HTTPS; list it under registries: to trust it)"
             )
         request = self._http.build_request("GET", realm, params=params)
         response = await self._exchange(request, what, auth=auth, limit=MAX_JSON_BODY)
@@ -166,15 +166,18 @@ class RegistrySession:
         return url
 
     def _may_receive_credentials(self, realm: httpx.URL) -> bool:
-        """The rule for token realms: the registry's own host, any host over HTTPS, or a
-        host configured under ``registries:``; anything else gets an anonymous request."""
-        if same_origin(realm, self.base_url) or realm.scheme == "https":
+        """The rule for token realms: the registry's own host, any host over verified
+        HTTPS, or a host configured under ``registries:``; anything else gets an anonymous
+        request. (A client that does not verify TLS, ``insecure`` or ``tls_verify: false``,
+        has no verified HTTPS: only its own host and configured hosts qualify.)"""
+        verified = not self.options.insecure and self.options.tls_verify
+        if same_origin(realm, self.base_url) or (realm.scheme == "https" and verified):
             return True
         if host_port(realm) in self.options.trusted_hosts:
             return True
         log.warning(
-            "%s: token realm %s is another host over plain HTTP and not configured under "
-            "registries:; it gets no credentials (an anonymous token is asked for)",
+            "%s: token realm %s is another host, not over verified HTTPS and not configured "
+            "under registries:; it gets no credentials (an anonymous token is asked for)",
             self.registry,
             host_port(realm),
         )

@@ -28,12 +28,13 @@ _KINDS = ("tags/list", "manifests", "blobs", "blobs/uploads/")
 
 
 def api_path(repository: str, kind: str, reference: str = "") -> str:
-    """``/v2/<repository>/<kind>[/<reference>]`` from checked, quoted components.
+    """``/v2/<repository>/<kind>[/<reference>]`` from checked, quoted components (the
+    reference of ``manifests`` and ``blobs``, required).
 
     Raises :class:`~mirrord.errors.InvalidNameError` for a name off the grammar."""
     assert kind in _KINDS, kind
     path = f"/v2/{quote(check_repository(repository), safe='/')}/{kind}"
-    if reference:
+    if kind in ("manifests", "blobs"):  # a reference is required: "" is no tag either
         path += "/" + quote(check_reference(reference), safe=":")
     return path
 
