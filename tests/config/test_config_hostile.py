@@ -53,7 +53,8 @@ def refused(text: str, tmp_path: Path) -> ConfigError:
     (BASE + "limits:\n  max_manifest_size: 1TiB\n", 4, "invalid size"),
     (BASE + "limits:\n  max_index_depth: 0\n", 4, "must be 1 or more"),
     (BASE + "registries:\n  127.0.0.1:5000:\n    stall_timeout: 0s\n", 5, "more than 0"),
-    (BASE + "notifications:\n  - url: http://x/\n    timeout: 1.0e+300\n", 5, "from 0 to 3600, got 1e+300"),
+    (BASE + "notifications:\n  - url: http://x/\n    timeout: 1.0e+300\n", 5,
+     "from 0 to 3600, got 1e+300"),
 ])
 def test_each_finding_is_a_config_error_naming_the_line(
     tmp_path: Path, text: str, line: int, message: str
