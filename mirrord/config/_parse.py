@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from mirrord.config._types import (
+    DEFAULT_REGISTRY,
     Config,
     Defaults,
     MirrorTarget,
@@ -73,6 +74,17 @@ def _defaults(at: _At) -> Defaults:
     return dataclasses.replace(Defaults(), **{k: _POLICY[k](v) for k, v in keys.items()})
 
 
+MAX_BUDGET = 24 * 3600.0
+
+
+def _budget(at: _At) -> float:
+    """A retry budget: a Go duration from 0 (no retries) to 24h."""
+    seconds = _duration(at)
+    if seconds > MAX_BUDGET:
+        raise at.error(f"at most 24h, got {at.text()!r}")
+    return seconds
+
+
 _REGISTRY: dict[str, Callable[[_At], Any]] = {
     "auth_file": _At.path,
     "insecure": _At.boolean,
@@ -80,20 +92,32 @@ _REGISTRY: dict[str, Callable[[_At], Any]] = {
     "ca_file": _At.path,
     "max_concurrency": lambda a: a.integer(1),
     "rate": _At.number,
+    "retry_budget": _budget,
+    "outage_budget": _budget,
+    "ratelimit_min": lambda a: a.integer(0),
 }
 
 
 def _registries(at: _At) -> dict[str, RegistryConfig]:
-    out: dict[str, RegistryConfig] = {}
+    """Each host's settings; a ``default`` entry is what the others start from."""
+    entries: dict[str, tuple[_At, dict[str, _At]]] = {}
     lines: dict[str, int] = {}
     for key, value in at.entries(None, quoted=True):
-        host = _host(key, str(key.node.value))
-        if host in out:
-            raise key.error(f"{key.node.value!r} is the same registry as line {lines[host]}")
+        name = str(key.node.value)
+        host = DEFAULT_REGISTRY if name == DEFAULT_REGISTRY else _host(key, name)
+        if host in entries:
+            raise key.error(f"{name!r} is the same registry as line {lines[host]}")
         lines[host] = key.line
-        keys = value.mapping(tuple(_REGISTRY))
-        out[host] = RegistryConfig(**{k: _REGISTRY[k](v) for k, v in keys.items()})
-    return out
+        entries[host] = (key, value.mapping(tuple(_REGISTRY)))
+    base = RegistryConfig()
+    if DEFAULT_REGISTRY in entries:
+        base = _registry_entry(base, *entries[DEFAULT_REGISTRY])
+    return {host: _registry_entry(base, *entry) for host, entry in entries.items()}
+
+
+def _registry_entry(base: RegistryConfig, key: _At, keys: dict[str, _At]) -> RegistryConfig:
+    return dataclasses.replace(base, **{k: _REGISTRY[k](v) for k, v in keys.items()})
+
 
 
 def _stream(at: _At, defaults: Defaults) -> StreamConfig:

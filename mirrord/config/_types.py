@@ -36,7 +36,12 @@ class MirrorTarget:
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """Per host[:port]. ``insecure``: plain HTTP. ``rate``: requests/second."""
+    """Per host[:port]. ``insecure``: plain HTTP. ``rate``: requests/second.
+
+    ``retry_budget`` / ``outage_budget``: seconds a request answered 429/503, or failing
+    to connect, is retried. ``ratelimit_min``: below this many Docker Hub pulls left
+    (``ratelimit-remaining``), no new manifest pull starts at the registry.
+    """
 
     auth_file: Path | None = None
     insecure: bool = False
@@ -44,6 +49,14 @@ class RegistryConfig:
     ca_file: Path | None = None
     max_concurrency: int = 6
     rate: float | None = None
+    retry_budget: float = 300.0
+    outage_budget: float = 120.0
+    ratelimit_min: int = 10
+
+
+#: The ``registries:`` entry whose settings every other entry (and unlisted host) starts
+#: from. Never a registry: a host without a dot or port is a Docker Hub namespace.
+DEFAULT_REGISTRY = "default"
 
 
 @dataclass(frozen=True)
@@ -164,8 +177,10 @@ class Config:
     pruning: PruningConfig = PruningConfig()
 
     def registry_config(self, host: str) -> RegistryConfig:
-        """The settings for ``host[:port]``; defaults for a host not configured."""
-        return self.registries.get(normalise_registry(host)) or RegistryConfig()
+        """The settings for ``host[:port]``; the ``default`` entry's (or the built-in
+        defaults) for a host not configured."""
+        found = self.registries.get(normalise_registry(host))
+        return found or self.registries.get(DEFAULT_REGISTRY) or RegistryConfig()
 
     def stream(self, name: str) -> StreamConfig:
         """The stream called ``name``; ConfigError (with a hint) when there is none."""

@@ -67,10 +67,14 @@ class RegistryClient(RegistrySession):
     async def get_manifest(
         self, repository: str, reference: str, expected_digest: str = ""
     ) -> Manifest:
-        """``GET`` a manifest; its digest is checked against ``reference`` when that is one."""
+        """``GET`` a manifest; its digest is checked against ``reference`` when that is one.
+
+        A ``GET`` is a pull: below the registry's pull floor it is not sent (RateLimitedError
+        saying when pulls resume)."""
         if not expected_digest and reference.startswith("sha"):
             expected_digest = reference
         what = f"GET manifest {repository}:{reference}"
+        self.pacing.pulls.check(self.registry)
         response = await self._request(
             "GET",
             f"/v2/{repository}/manifests/{reference}",
@@ -166,11 +170,23 @@ class RegistryClient(RegistrySession):
 
         A monolithic streaming ``PUT`` by default; chunked ``PATCH``es when the
         registry asks for them (``OCI-Chunk-Min-Length``) or ``chunk_size`` is set.
+        The upload session (``location`` when given) is this call's: when the upload
+        fails or is cancelled, the session is cancelled too (``DELETE``).
         """
-        location = location or await self.start_upload(repository)
-        what = f"upload {descriptor.digest} to {repository}"
+        # The session's latest URL (each PATCH answers with the next one).
+        session = [location or await self.start_upload(repository)]
+        try:
+            what = f"upload {descriptor.digest} to {repository}"
+            await self._upload(session, descriptor, chunks, what)
+        except BaseException:
+            await self.cancel_upload(session[0])
+            raise
+
+    async def _upload(
+        self, session: list[str], descriptor: Descriptor, chunks: AsyncIterable[bytes], what: str
+    ) -> None:
         if self.options.chunk_size:
-            location = await self._patch_chunks(location, chunks, self.options.chunk_size, what)
+            await self._patch_chunks(session, chunks, self.options.chunk_size, what)
             body: Any = b""
             headers = {"Content-Length": "0"}
         else:
@@ -179,7 +195,7 @@ class RegistryClient(RegistrySession):
         headers["Content-Type"] = "application/octet-stream"
         await self._request(
             "PUT",
-            with_query(location, digest=descriptor.digest),
+            with_query(session[0], digest=descriptor.digest),
             what,
             ok=(201,),
             content=body,
@@ -187,16 +203,17 @@ class RegistryClient(RegistrySession):
         )
 
     async def _patch_chunks(
-        self, location: str, chunks: AsyncIterable[bytes], chunk_size: int, what: str
-    ) -> str:
+        self, session: list[str], chunks: AsyncIterable[bytes], chunk_size: int, what: str
+    ) -> None:
+        """PATCH ``chunks`` in pieces of ``chunk_size``; ``session[0]`` follows the URL."""
         offset = 0
         buffer = bytearray()
 
-        async def send(piece: bytes) -> str:
+        async def send(piece: bytes) -> None:
             nonlocal offset
             response = await self._request(
                 "PATCH",
-                location,
+                session[0],
                 what,
                 ok=(202,),
                 content=piece,
@@ -207,13 +224,12 @@ class RegistryClient(RegistrySession):
                 },
             )
             offset += len(piece)
-            return self._location(response)
+            session[0] = self._location(response)
 
         async for chunk in chunks:
             buffer += chunk
             while len(buffer) >= chunk_size:
-                location = await send(bytes(buffer[:chunk_size]))
+                await send(bytes(buffer[:chunk_size]))
                 del buffer[:chunk_size]
         if buffer:
-            location = await send(bytes(buffer))
-        return location
+            await send(bytes(buffer))

@@ -21,7 +21,9 @@ class RegistryOptions:
     verification; ``ca_file`` and ``<certs_dir>/<host>/*.crt`` add CAs, and a
     ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does).
     ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
-    uploads in pieces of that many bytes.
+    uploads in pieces of that many bytes. ``retry_budget`` and ``outage_budget``
+    bound (in seconds) the retries of 429/503 answers and of connection failures
+    (see :mod:`._retry`); ``ratelimit_min`` is the pull floor of :mod:`._ratelimit`.
     """
 
     insecure: bool = False
@@ -31,6 +33,9 @@ class RegistryOptions:
     rate: float | None = None
     chunk_size: int = 0
     timeout: float = 60.0
+    retry_budget: float = 300.0
+    outage_budget: float = 120.0
+    ratelimit_min: int = 10
     certs_dirs: tuple[Path, ...] = CERTS_DIRS
 
 

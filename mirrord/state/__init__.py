@@ -9,6 +9,7 @@ from __future__ import annotations
 from mirrord.state._lock import LOCK_FILE, RunLock, hold_daemon_lock
 from mirrord.state._sqlite import SQLiteStore, open_store, store_exists
 from mirrord.state._store import (
+    JOB_DIED,
     JOB_KINDS,
     JobRun,
     OutboxEvent,
@@ -18,6 +19,7 @@ from mirrord.state._store import (
 )
 
 __all__ = [
+    "JOB_DIED",
     "JOB_KINDS",
     "LOCK_FILE",
     "JobRun",

@@ -42,7 +42,14 @@ from mirrord.errors import StateError
 from mirrord.state import _sqlite_jobs as jobs
 from mirrord.state import _sqlite_streams as streams
 from mirrord.state._migrations import migrate, now_or
-from mirrord.state._store import JobRun, OutboxEvent, PrunerCondition, ReceiverStatus, Store
+from mirrord.state._store import (
+    JOB_DIED,
+    JobRun,
+    OutboxEvent,
+    PrunerCondition,
+    ReceiverStatus,
+    Store,
+)
 
 T = TypeVar("T")
 
@@ -267,7 +274,7 @@ class SQLiteStore(Store):
         return await self._run(jobs.trim_jobs, kind, successful_limit, failed_limit)
 
     async def abandon_running_jobs(
-        self, message: str = "interrupted", *, now: datetime | None = None
+        self, message: str = JOB_DIED, *, now: datetime | None = None
     ) -> int:
         return await self._run(jobs.abandon_running_jobs, message, now_or(now))
 

@@ -23,6 +23,12 @@ from mirrord.state._lock import LOCK_FILE, RunLock
 
 JOB_KINDS = ("sync", "prune")
 
+#: What a job left Running by a process that died records (``abandon_running_jobs``).
+JOB_DIED = (
+    "interrupted: the process running it died (killed or crashed); when it ended is "
+    "unknown, the finish time recorded is when this was noticed"
+)
+
 
 @dataclass(frozen=True)
 class JobRun:
@@ -214,9 +220,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def abandon_running_jobs(
-        self, message: str = "interrupted", *, now: datetime | None = None
+        self, message: str = JOB_DIED, *, now: datetime | None = None
     ) -> int:
-        """Mark jobs left Running by a killed process as Failed (call under the run lock)."""
+        """Mark jobs left Running by a killed process as Failed (call under the run lock).
+
+        Their process is gone and when it ended is unknown: ``finished`` is ``now``, the
+        moment this was noticed, and ``message`` (by default :data:`JOB_DIED`) says so."""
 
     # -- notification outbox -------------------------------------------------------
 
