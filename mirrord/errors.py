@@ -116,6 +116,11 @@ class LockedError(StateError):
     reason = "Locked"  # never a tag condition: nothing ran
 
 
+class ClusterResourcesError(MirrordError):
+    """Cluster resources (ImageDigestMirrorSet, registries.conf…) that cannot be built
+    (a name the OpenShift API would refuse) or written."""
+
+
 class NotifyError(MirrordError):
     """A notification receiver refused or could not be reached."""
 

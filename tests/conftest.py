@@ -12,6 +12,9 @@ Per test:
     repo_name         a repository name unique to this test ("t/<test>-<hex>")
     mirror_client / basic_client / token_client   harness RegistryHTTP clients (alice)
     alice / robot     harness.Credentials
+    hostile_registry  a fresh harness.hostile.HostileRegistry (lying upstream + catcher)
+    fault_proxy_factory   fault_proxy_factory(registry, seed=0) -> a started FaultProxy
+    refused_host      "127.0.0.1:PORT" where connections are refused (the port stays reserved)
 
 Session registries are shared: use `repo_name` to keep tests apart and `reg.mark()` /
 `reg.requests(since=...)` to count only your own requests.
@@ -30,7 +33,10 @@ from typing import Any
 
 import pytest
 from harness import ALICE, ROBOT, USERS, Credentials
+from harness.faultproxy import FaultProxy
+from harness.hostile import HostileRegistry
 from harness.images import RegistryHTTP
+from harness.outage import refused_port
 from harness.registry import _LIVE, RegistryProcess, _stop_all
 from harness.tokenserver import TokenServer
 
@@ -195,3 +201,46 @@ def basic_client(basic_registry: RegistryProcess) -> Iterator[RegistryHTTP]:
 def token_client(token_registry: RegistryProcess) -> Iterator[RegistryHTTP]:
     with token_registry.client() as client:
         yield client
+
+
+@pytest.fixture
+def hostile_registry() -> Iterator[HostileRegistry]:
+    """A fresh hostile registry (and its catcher) per test; a crash inside the fake itself
+    fails the test."""
+    with HostileRegistry() as reg:
+        yield reg
+    assert not reg.errors, f"the hostile registry itself failed: {reg.errors!r}"
+
+
+class FaultProxyFactory:
+    """`factory(upstream, **FaultProxy kwargs)` -> a started FaultProxy; all stopped after
+    the test."""
+
+    def __init__(self) -> None:
+        self.proxies: list[FaultProxy] = []
+
+    def __call__(self, upstream: Any, **kw: Any) -> FaultProxy:
+        proxy = FaultProxy(upstream, **kw).start()
+        self.proxies.append(proxy)
+        return proxy
+
+    def close(self) -> list[BaseException]:
+        errors: list[BaseException] = []
+        for proxy in self.proxies:
+            proxy.stop()
+            errors += proxy.errors
+        return errors
+
+
+@pytest.fixture
+def fault_proxy_factory() -> Iterator[FaultProxyFactory]:
+    factory = FaultProxyFactory()
+    yield factory
+    errors = factory.close()
+    assert not errors, f"the fault proxy itself failed: {errors!r}"
+
+
+@pytest.fixture
+def refused_host() -> Iterator[str]:
+    with refused_port() as port:
+        yield f"127.0.0.1:{port}"

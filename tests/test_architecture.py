@@ -26,15 +26,16 @@ ALLOWED: dict[str, set[str]] = {
     "transports": {"core", "config", "registry", "credentials"},
     "copy": {"core", "registry", "transports"},
     "notify": {"core", "config", "state"},
-    "sync": {"core", "config", "registry", "transports", "copy", "state", "notify"},
+    "cluster": {"core", "config", "state"},
+    "sync": {"core", "config", "registry", "transports", "copy", "state", "notify", "cluster"},
     "prune": {"core", "config", "registry", "transports", "state"},
     "daemon": {
         "core", "config", "registry", "credentials", "transports", "copy", "state",
-        "notify", "sync", "prune",
+        "notify", "cluster", "sync", "prune",
     },
     "cli": {
         "core", "config", "registry", "credentials", "transports", "copy", "state",
-        "notify", "sync", "prune", "daemon",
+        "notify", "cluster", "sync", "prune", "daemon",
     },
 }
 ROOT_MODULES = {"__init__", "__main__", "errors"}

@@ -22,6 +22,7 @@ import yaml
 
 from mirrord.config._types import (
     DEFAULT_REGISTRY,
+    NOTIFICATION_EVENTS,
     Config,
     Defaults,
     MirrorTarget,
@@ -168,7 +169,7 @@ def _streams(at: _At, defaults: Defaults) -> tuple[StreamConfig, ...]:
 
 
 def _notification(at: _At) -> NotificationConfig:
-    keys = at.mapping(("name", "url", "secret_file", "command", "timeout"))
+    keys = at.mapping(("name", "url", "secret_file", "command", "timeout", "events"))
     if ("url" in keys) == ("command" in keys):
         raise at.error("a notification needs exactly one of `url:` or `command:`")
     if "secret_file" in keys and "url" not in keys:
@@ -182,7 +183,19 @@ def _notification(at: _At) -> NotificationConfig:
         command=command,
         timeout=_timeout(keys["timeout"]) if "timeout" in keys else 10.0,
         name=_receiver_name(keys["name"]) if "name" in keys else None,
+        events=_events(keys["events"]) if "events" in keys else NOTIFICATION_EVENTS,
     )
+
+
+def _events(at: _At) -> tuple[str, ...]:
+    chosen: list[str] = []
+    for item in at.texts():
+        if item.text() not in NOTIFICATION_EVENTS:
+            raise item.error(
+                f"unknown event {item.text()!r}; expected {', '.join(NOTIFICATION_EVENTS)}"
+            )
+        chosen.append(item.text())
+    return tuple(dict.fromkeys(chosen))
 
 
 def _receiver_name(at: _At) -> str:

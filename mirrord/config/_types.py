@@ -106,6 +106,9 @@ class StreamConfig:
         return self.source.split("/", 1)[1]
 
 
+NOTIFICATION_EVENTS = ("push", "cluster-resources.changed")
+
+
 @dataclass(frozen=True)
 class NotificationConfig:
     """A webhook (``url``, optionally HMAC-signed with ``secret_file``) or a command.
@@ -116,6 +119,8 @@ class NotificationConfig:
     command: tuple[str, ...] | None = None
     timeout: float = 10.0
     name: str | None = None
+    events: tuple[str, ...] = NOTIFICATION_EVENTS
+    """The actions this receiver gets (``push``: a tag moved; ``cluster-resources.changed``)."""
 
     @property
     def receiver_id(self) -> str:

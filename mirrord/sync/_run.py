@@ -14,10 +14,12 @@ from functools import partial
 
 import anyio
 
+from mirrord.cluster import default_directory as default_cluster_directory
+from mirrord.cluster import refresh as refresh_cluster_resources
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Imported, StreamPlan
 from mirrord.errors import MirrordError
-from mirrord.notify import DeliveryCounts, Notifier
+from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
 from mirrord.state import Store
 from mirrord.sync._recorder import Recorder
 from mirrord.sync._syncer import Syncer, SyncResult
@@ -103,6 +105,11 @@ async def sync_once(
             await store.finish_job(job, "Failed", _counts(result), _why(error, result)[:2000])
         raise
     await _finish_job(config, store, job, result)
+    changes = await refresh_cluster_resources(config, store)
+    if notifier is not None and changes:
+        directory = str(default_cluster_directory(config))
+        files = {change.name: change.action for change in changes}
+        await notifier.publish(cluster_resources_event(directory, files))
     if notifier is not None:
         await _deliver(notifier, store, result)
     return result

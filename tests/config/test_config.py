@@ -137,7 +137,7 @@ def test_shipped_example_uses_every_key() -> None:
     text = (REPO / "config" / "mirrord.yaml").read_text()
     keys = set(_parse._TOP_KEYS) | set(_parse._STREAM_KEYS)
     keys |= {"auth_file", "insecure", "tls_verify", "ca_file", "max_concurrency", "rate"}
-    keys |= {"url", "secret_file", "command", "timeout", "listen", "token_file"}
+    keys |= {"url", "secret_file", "command", "timeout", "events", "listen", "token_file"}
     keys |= set(_parse._PRUNING)
     missing = [k for k in keys if f"{k}:" not in text]
     assert missing == []
@@ -349,6 +349,18 @@ def test_server_host_and_port() -> None:
     assert (ServerConfig().host, ServerConfig().port) == ("127.0.0.1", 9464)
     server = parse("version: 1\nserver:\n  listen: '[::1]:8080'\n").server
     assert (server.host, server.port) == ("::1", 8080)
+
+
+def test_notification_events_choose_what_a_receiver_gets() -> None:
+    cfg = parse_config(
+        "version: 1\nnotifications:\n  - url: https://h.example/x\n    events: push\n"
+        "  - command: [true]\n",
+        FILE,
+    )
+    assert [n.events for n in cfg.notifications] == [
+        ("push",), ("push", "cluster-resources.changed")]
+    with pytest.raises(ConfigError, match=r"notifications\[0\]\.events\[0\]: unknown event 'pull'"):
+        parse_config("version: 1\nnotifications:\n  - command: [x]\n    events: [pull]\n", FILE)
 
 
 def test_notification_timeout_forms() -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from harness import ALICE
 from harness.images import RegistryHTTP, push_image
-from harness.registry import RegistryProcess, free_port
+from harness.registry import RegistryProcess
 from harness.tokenserver import TokenServer
 
 from mirrord.core.oci import (
@@ -179,8 +179,8 @@ async def test_unknown_tag_in_a_known_repository(
     assert caught.value.code == "MANIFEST_UNKNOWN"
 
 
-async def test_refused_connection_is_temporary() -> None:
-    host = f"127.0.0.1:{free_port()}"
+async def test_refused_connection_is_temporary(refused_host: str) -> None:
+    host = refused_host
     async with RegistryClient(host, options=RegistryOptions(insecure=True)) as client:
         with pytest.raises(ConnectError) as caught:
             await client.ping()
