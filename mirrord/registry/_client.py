@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import urlencode
 
+import httpx
+
 from mirrord.core.oci import MANIFEST_ACCEPT, Descriptor, Manifest, parse_manifest
-from mirrord.errors import NotFoundError, RegistryError
+from mirrord.errors import MirrordError, NotFoundError, RegistryError
 from mirrord.registry._errors import (
     error_from_response,
 )
@@ -19,6 +20,32 @@ from mirrord.registry._http import json_object, next_link, raw_chunks, with_quer
 from mirrord.registry._session import RegistrySession
 
 TAG_PAGE_SIZE = 1000
+class _UntilFailure:
+    """A streamed ``PATCH`` body that ends early, and cleanly, when its source fails.
+
+    The registry then answers the PATCH with the session's URL for what it holds,
+    which a ``DELETE`` can cancel. A body cut short mid-request instead leaves its
+    bytes in the registry's ``_uploads`` and a session URL distribution 2.8 cannot
+    cancel (it answers ``BLOB_UPLOAD_INVALID`` and keeps the data). The source's error
+    is kept in ``error`` for the caller to raise; nothing is committed without the
+    final ``PUT``, and the verifying stream never hands over the last chunk of
+    content that does not match.
+    """
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+        self._started = False
+        self.error: MirrordError | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._started:  # a resend (after a 401): the source cannot be read twice
+            raise httpx.StreamConsumed()
+        self._started = True
+        try:
+            async for chunk in self._chunks:
+                yield chunk
+        except MirrordError as error:
+            self.error = error
 
 
 class RegistryClient(RegistrySession):
@@ -168,8 +195,8 @@ class RegistryClient(RegistrySession):
     ) -> None:
         """Upload ``chunks`` (which the caller verifies) as ``descriptor``'s blob.
 
-        A monolithic streaming ``PUT`` by default; chunked ``PATCH``es when the
-        registry asks for them (``OCI-Chunk-Min-Length``) or ``chunk_size`` is set.
+        One streamed ``PATCH`` then the closing ``PUT`` by default; ``PATCH``es of
+        ``chunk_size`` bytes when that is set.
         The upload session (``location`` when given) is this call's: when the upload
         fails or is cancelled, the session is cancelled too (``DELETE``).
         """
@@ -187,20 +214,34 @@ class RegistryClient(RegistrySession):
     ) -> None:
         if self.options.chunk_size:
             await self._patch_chunks(session, chunks, self.options.chunk_size, what)
-            body: Any = b""
-            headers = {"Content-Length": "0"}
         else:
-            body = chunks
-            headers = {"Content-Length": str(descriptor.size)}
-        headers["Content-Type"] = "application/octet-stream"
+            await self._patch_stream(session, chunks, what)
         await self._request(
             "PUT",
             with_query(session[0], digest=descriptor.digest),
             what,
             ok=(201,),
-            content=body,
-            headers=headers,
+            content=b"",
+            headers={"Content-Length": "0", "Content-Type": "application/octet-stream"},
         )
+
+    async def _patch_stream(
+        self, session: list[str], chunks: AsyncIterable[bytes], what: str
+    ) -> None:
+        """The whole blob in one streamed PATCH (chunked transfer encoding), as docker and
+        containers/image send it; a source failure ends the body (see _UntilFailure)."""
+        body = _UntilFailure(chunks)
+        response = await self._request(
+            "PATCH",
+            session[0],
+            what,
+            ok=(202,),
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        session[0] = self._location(response)
+        if body.error is not None:
+            raise body.error
 
     async def _patch_chunks(
         self, session: list[str], chunks: AsyncIterable[bytes], chunk_size: int, what: str

@@ -25,7 +25,7 @@ import anyio
 import httpx
 
 from mirrord.core.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
-from mirrord.errors import ConnectError, MirrordError, RegistryError
+from mirrord.errors import ConnectError, MirrordError, NotFoundError, RegistryError
 from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
 from mirrord.registry._challenge import Challenge
 from mirrord.registry._errors import (
@@ -116,9 +116,18 @@ class RegistrySession:
         self.abandoned_uploads.append(location)
 
     async def _delete_upload(self, location: str) -> bool:
-        """True when the session is gone (deleted now, or already unknown)."""
+        """True when the session is gone, or cannot be deleted at all; False when the
+        registry could not be asked (tried again at close).
+
+        Distribution 2.8 answers ``404 BLOB_UPLOAD_INVALID`` for a session holding more
+        than its URL says (a body cut short) and then fails to drop it; the registry's
+        upload purging removes it later. Monolithic uploads avoid that case (see
+        ``_client._CompletedBody``)."""
         try:
-            await self._request("DELETE", location, "cancel upload", ok=(204, 202, 200, 404))
+            await self._request("DELETE", location, "cancel upload", ok=(204, 202, 200))
+        except NotFoundError as error:
+            if error.code == "BLOB_UPLOAD_INVALID":
+                log.info("%s: the registry cannot cancel the session: %s", self.registry, error)
         except MirrordError as error:
             log.info("%s: cannot cancel an upload session yet: %s", self.registry, error)
             return False
