@@ -101,12 +101,12 @@ class RegistryClient(RegistrySession):
         if not expected_digest and reference.startswith("sha"):
             expected_digest = reference
         what = f"GET manifest {repository}:{reference}"
-        self.pacing.pulls.check(self.registry)
         response = await self._request(
             "GET",
             f"/v2/{repository}/manifests/{reference}",
             what,
             ok=(200,),
+            pull=True,
             headers={"Accept": MANIFEST_ACCEPT},
         )
         return parse_manifest(

@@ -200,9 +200,20 @@ class RegistrySession:
         return urljoin(str(response.url), location)
 
     async def _request(
-        self, method: str, url: str, what: str, *, ok: tuple[int, ...], **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        ok: tuple[int, ...],
+        pull: bool = False,
+        **kwargs: Any,
     ) -> httpx.Response:
+        """Send within the registry's limits; ``pull``: a manifest GET, which the pull floor
+        may refuse (checked holding the slot, so queued pulls see the latest figure)."""
         async with self._limiter:
+            if pull:
+                self.pacing.pulls.check(self.registry)
             response = await self._send(method, url, what, **kwargs)
         if response.status_code not in ok:
             raise error_from_response(response, self.registry, what, self.credential_source)

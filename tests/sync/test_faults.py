@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.faultproxy import FaultProxy
+from harness.faultproxy import DockerHubLimit, FaultProxy
 from harness.faults import Status
 from harness.images import Image, RegistryHTTP, build_image, push
 from harness.outage import registry_outage
@@ -282,3 +282,40 @@ def test_digest_invalid_on_a_manifest_put_is_retried(
     assert summary["retries"] == 2
     with mirror.client() as client:
         assert client.head_manifest(f"m/{repo_name}", "v1") == image.digest
+
+
+def test_below_the_pull_floor_no_new_manifest_pull_starts_and_the_tag_says_until_when(
+    tmp_path: Path,
+    registry_factory: Any,
+    fault_proxy_factory: Any,
+    mirror_registry: RegistryProcess,
+    repo_name: str,
+) -> None:
+    """Docker Hub's `ratelimit-remaining` (the fault proxy's DockerHubLimit): 12 pulls left,
+    a floor of 10. Three pulls go (12, 11, 10 left before each); the rest wait for the
+    window, longer than the retry budget, so their tags fail at once saying when pulls
+    resume; the HEADs of planning go on and cost no pull."""
+    source = registry_factory()
+    with source.client() as client:
+        for i in range(5):
+            push(client, build_image(repo_name, f"v{i}", seed=f"{repo_name}/{i}"))
+    proxy: FaultProxy = fault_proxy_factory(source)
+    proxy.ratelimit = DockerHubLimit(limit=100, remaining=12)
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/floor",
+        streams=[{"from": f"{proxy.host}/{repo_name}", "max_tags": -1, "signatures": False}],
+        sources=[],
+        settings={proxy.host: {"insecure": True, "max_concurrency": 1, "ratelimit_min": 10}},
+    )
+    code, summary, err = run_sync(setup)
+    assert code == 1, err
+    assert summary["images"]["copied"] == 3 and summary["images"]["failed"] == 2
+    assert proxy.ratelimit.remaining == 9  # never pulled below the floor again
+    assert proxy.count("manifests", method="GET") == 3
+    for failure in summary["failures"]:
+        assert failure["reason"] == "RateLimited"
+        assert "9 pulls left of 100 in the 21600s window, below ratelimit_min 10" in failure[
+            "message"]
+        assert "no new manifest pulls until" in failure["message"]
+    assert "no new manifest pulls until" in err  # logged when the pause began
