@@ -15,9 +15,13 @@ is the image-stream condition reason an import failure records.
   * CredentialError                 a credential source that exists but cannot be used
   * StateError                      the state store cannot be opened, migrated, written
     * LockedError                   another run holds the state lock
+    * DatabaseUnavailableError      the PostgreSQL state cannot be reached (temporary)
+  * ClusterResourcesError           cluster handoff files that cannot be built or written
   * NotifyError                     a notification receiver failed (temporary)
   * ListenError                     the daemon cannot listen on ``server.listen``
   * SubjectFailedError              an attached artifact whose image failed
+  * SignatureRejectedError          an image the verification policy refuses
+  * LookasideError                  signatures that cannot be fetched from a lookaside
   * RegistryError                   a registry's answer, or no answer (``status``, ``code``)
     * UnauthorizedError             401
     * ForbiddenError                403
@@ -100,6 +104,35 @@ class StorageError(MirrordError):
     """The mirror's own storage (an OCI layout directory) could not be read or written."""
 
 
+class SignatureRejectedError(MirrordError):
+    """The verification policy refused an image: the message names the policy file, the
+    scope and the requirement that failed, and why. Never retried: the same signatures
+    give the same answer."""
+
+    reason = "SignatureRejected"
+
+    def __init__(self, message: str, *, scope: str = "", requirement: str = "") -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.requirement = requirement
+
+
+class LookasideError(MirrordError):
+    """A signature lookaside (``signature-N`` files) could not be read, or served something
+    that is not a signature. Unreachable or failing servers are temporary; oversized,
+    unrecognised or too many signatures are not."""
+
+    reason = "SignatureUnavailable"
+
+    def __init__(self, message: str, *, temporary: bool = True) -> None:
+        super().__init__(message)
+        self._temporary = temporary
+
+    @property
+    def temporary(self) -> bool:
+        return self._temporary
+
+
 class CredentialError(MirrordError):
     """A credential source that exists but cannot be read or used."""
 
@@ -119,6 +152,15 @@ class LockedError(StateError):
 class ClusterResourcesError(MirrordError):
     """Cluster resources (ImageDigestMirrorSet, registries.conf…) that cannot be built
     (a name the OpenShift API would refuse) or written."""
+
+
+class DatabaseUnavailableError(StateError):
+    """The state database (PostgreSQL) cannot be reached, or broke off, for now: the
+    message names it as ``postgresql://user@host:port/dbname``, never with a password."""
+
+    @property
+    def temporary(self) -> bool:
+        return True
 
 
 class NotifyError(MirrordError):

@@ -123,13 +123,13 @@ async def _prune_command(
     config: Config, confirm: bool, overrides: PruneOverrides, output: str
 ) -> bool:
     from mirrord.prune import run_prune
-    from mirrord.state import open_store, store_exists
+    from mirrord.state import open_state, open_store, state_exists
     from mirrord.transports import ClientPool
 
     async with AsyncExitStack() as stack:
-        if confirm or store_exists(config.state_dir):
+        if confirm or state_exists(config):
             os.makedirs(config.state_dir, exist_ok=True)
-            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+            store = await anyio.to_thread.run_sync(open_state, config)
         else:  # nothing recorded yet; a dry run must not create the state to find that out
             empty = stack.enter_context(tempfile.TemporaryDirectory(prefix="mirrord-prune-"))
             store = await anyio.to_thread.run_sync(open_store, empty)
@@ -202,12 +202,12 @@ def _print_result(result: PruneResult) -> None:
 
 async def _status(config: Config) -> dict[str, Any]:
     from mirrord.prune import PRUNER
-    from mirrord.state import open_store, store_exists
+    from mirrord.state import open_state, state_exists
 
     conditions: list[PrunerCondition] = []
     jobs: list[JobRun] = []
-    if store_exists(config.state_dir):  # a reader never creates the state
-        async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
+    if state_exists(config):  # a reader never creates the state
+        async with await anyio.to_thread.run_sync(open_state, config) as store:
             conditions = await store.pruner_conditions(PRUNER)
             pruning = config.pruning
             limit = pruning.successful_jobs_history_limit + pruning.failed_jobs_history_limit

@@ -136,14 +136,14 @@ async def _sync_body(
 ) -> None:
     """Open the state and clients, take the lock, run (or plan) into ``result``."""
     from mirrord.cli._sync_output import live_progress, print_plan
-    from mirrord.state import Store, open_store, store_exists
+    from mirrord.state import Store, open_state, state_exists
     from mirrord.sync import plan_once, sync_once
     from mirrord.transports import ClientPool
 
     async with AsyncExitStack() as stack:
         store: Store | None = None
-        if not dry_run or store_exists(config.state_dir):  # a dry run creates no state
-            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+        if not dry_run or state_exists(config):  # a dry run creates no state
+            store = await anyio.to_thread.run_sync(open_state, config)
             stack.push_async_callback(store.aclose)
         pool = await stack.enter_async_context(ClientPool(config))
         if dry_run:

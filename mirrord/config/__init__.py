@@ -21,6 +21,7 @@ from mirrord.config._parse import EMBEDDED_DEFAULT_YAML, Surroundings, parse_doc
 from mirrord.config._types import (
     DEFAULT_REGISTRY,
     Config,
+    DatabaseConfig,
     Defaults,
     MirrorTarget,
     NotificationConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_REGISTRY",
     "EMBEDDED_DEFAULT_YAML",
     "Config",
+    "DatabaseConfig",
     "Defaults",
     "MirrorTarget",
     "NotificationConfig",

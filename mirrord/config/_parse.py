@@ -24,6 +24,7 @@ from mirrord.config._types import (
     DEFAULT_REGISTRY,
     NOTIFICATION_EVENTS,
     Config,
+    DatabaseConfig,
     Defaults,
     MirrorTarget,
     NotificationConfig,
@@ -36,8 +37,10 @@ from mirrord.config._values import (
     _LISTEN_RE,
     _RECEIVER_NAME_RE,
     _choice,
+    _database_url,
     _duration,
     _host,
+    _lease,
     _max_tags,
     _mirror,
     _pinned,
@@ -50,6 +53,7 @@ from mirrord.config._values import (
     _tags,
     _timeout,
     _url,
+    _worker_name,
 )
 from mirrord.config._yaml import _At, _Doc
 from mirrord.core.modes import ImportMode, ReferencePolicy
@@ -263,6 +267,10 @@ _TOP_KEYS = (
     "notifications",
     "server",
     "pruning",
+    "database",
+    "database_password_file",
+    "worker_name",
+    "lease",
 )
 EMBEDDED_DEFAULT_YAML = """\
 version: 1
@@ -329,4 +337,20 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         notifications=_notifications(keys.get("notifications", empty)),
         server=_server(keys["server"]) if "server" in keys else ServerConfig(),
         pruning=_pruning(keys["pruning"]) if "pruning" in keys else PruningConfig(),
+        database=_database(keys),
+        worker_name=_worker_name(keys["worker_name"]) if "worker_name" in keys else None,
+        lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,
+    )
+
+
+def _database(keys: dict[str, _At]) -> DatabaseConfig | None:
+    """``database:`` and its ``database_password_file:`` (which needs it)."""
+    password_file = keys.get("database_password_file")
+    if "database" not in keys:
+        if password_file is not None:
+            raise password_file.error("`database_password_file` needs `database:`")
+        return None
+    return DatabaseConfig(
+        url=_database_url(keys["database"]),
+        password_file=password_file.path() if password_file is not None else None,
     )

@@ -170,6 +170,20 @@ class PruningConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    """A shared PostgreSQL state database (top-level ``database:``). ``url`` is the libpq
+    URL as written, never with a password in it; the password comes from
+    ``password_file``, the systemd credential ``database-password`` or libpq itself
+    (``PGPASSFILE``, ``~/.pgpass``)."""
+
+    url: str
+    password_file: Path | None = None
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     mirror: MirrorTarget
@@ -180,6 +194,9 @@ class Config:
     notifications: tuple[NotificationConfig, ...] = ()
     server: ServerConfig = ServerConfig()
     pruning: PruningConfig = PruningConfig()
+    database: DatabaseConfig | None = None  # None: SQLite in state_dir
+    worker_name: str | None = None  # None: host:pid
+    lease: float = 60.0  # seconds a worker's claim on a stream lasts unless renewed
 
     def registry_config(self, host: str) -> RegistryConfig:
         """The settings for ``host[:port]``; the ``default`` entry's (or the built-in

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mirrord.config._types import MirrorTarget
 from mirrord.config._yaml import _FLOAT, _INT, _At
@@ -134,6 +135,80 @@ def _url(at: _At) -> str:
     if parts.username or parts.password:
         raise at.error(_CREDENTIALS_IN_HOST)
     return value
+
+
+_DB_HELP = "expected postgresql://USER@HOST[:PORT]/DBNAME"
+_DB_PASSWORD = (
+    "a password never goes in the database URL: remove it, and put it in "
+    "`database_password_file:`, the systemd credential database-password or PGPASSFILE"
+)
+# libpq connection parameters a `database:` URL may carry (host: a Unix socket directory).
+_DB_PARAMS = frozenset(
+    {
+        "host", "hostaddr", "connect_timeout", "options", "passfile", "target_session_attrs",
+        "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir", "sslsni",
+        "channel_binding", "gssencmode", "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+    }
+)
+_DB_NAME_RE = re.compile(r"[^\x00-\x20\x7f/]{1,63}")
+_WORKER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,54}")
+
+
+def _database_url(at: _At) -> str:
+    """A libpq URL naming one host and one database, with a user and no password.
+
+    The password check comes first, so no message below can echo one."""
+    value = at.text()
+    netloc = value.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    if ":" in netloc.rpartition("@")[0] or re.search(r"[?&]password=", value):
+        raise at.error(_DB_PASSWORD)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise at.error(f"{_DB_HELP}, got {value!r} ({exc})") from None
+    if parts.scheme not in ("postgresql", "postgres") or parts.fragment:
+        raise at.error(f"{_DB_HELP}, got {value!r}")
+    params = dict(query)
+    for key, _ in query:
+        if key not in _DB_PARAMS:
+            hint = difflib.get_close_matches(key, _DB_PARAMS, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise at.error(f"unknown libpq parameter {key!r} in the database URL{extra}")
+    if len(params) != len(query):
+        raise at.error("a libpq parameter is given twice in the database URL")
+    socket_dir = params.get("host", "")
+    if not parts.hostname and not socket_dir.startswith("/"):
+        raise at.error(f"{_DB_HELP} (the host is missing), got {value!r}")
+    host = parts.hostname or ""
+    if host and not _HOST_RE.fullmatch(f"[{host}]" if ":" in host else host):
+        raise at.error(f"invalid database host {host!r}")
+    if port is not None and not 1 <= port <= 65535:
+        raise at.error(f"invalid database port {port}")
+    for what, raw in (("user", parts.username or ""), ("database name", parts.path[1:])):
+        if not _DB_NAME_RE.fullmatch(unquote(raw)):
+            raise at.error(f"{_DB_HELP} (the {what} is missing or invalid), got {value!r}")
+    return value
+
+
+def _worker_name(at: _At) -> str:
+    name = at.text()
+    if not _WORKER_RE.fullmatch(name):
+        raise at.error(
+            f"expected up to 55 letters, digits and . _ : @ - (starting with a letter or "
+            f"digit), got {name!r}"
+        )
+    return name
+
+
+def _lease(at: _At) -> float:
+    """A worker's lease on a stream: 5s to 1h (it renews a third of the way through)."""
+    seconds = _duration(at)
+    if not 5 <= seconds <= 3600:
+        raise at.error(f"a lease lasts from 5s to 1h, got {at.text()!r}")
+    return seconds
 
 
 def _digest(at: _At) -> str:

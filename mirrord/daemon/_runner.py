@@ -212,7 +212,7 @@ class Runner:
     async def cleanup_stale(self) -> None:
         """:meth:`abandon_stale` if the run lock is free now (else a one-shot sync runs)."""
         lock = self.store.acquire_run_lock()
-        if not lock.try_acquire():
+        if not await lock.try_acquire_async():
             return
         try:
             with anyio.CancelScope(shield=True):

@@ -12,7 +12,7 @@ import anyio
 from mirrord.config import Config
 from mirrord.core.imagestream import ImageStream
 from mirrord.registry import RegistryOptions
-from mirrord.state import Store, open_store, store_exists
+from mirrord.state import Store, open_state, state_exists
 from mirrord.sync._import_image import ImportPlan, ImportRequest, Refusal, parse_target, resolve
 from mirrord.sync._recorder import stream_spec
 from mirrord.sync._result import SyncResult
@@ -41,9 +41,9 @@ def _insecure_source(registry: str) -> Callable[[str, RegistryOptions], Registry
 
 async def _open_for(config: Config, dry_run: bool) -> Store | None:
     """The store; for a dry run only when it exists (a dry run creates nothing)."""
-    if dry_run and not store_exists(config.state_dir):
+    if dry_run and not state_exists(config):
         return None
-    return await anyio.to_thread.run_sync(open_store, config.state_dir)
+    return await anyio.to_thread.run_sync(open_state, config)
 
 
 async def import_image(
