@@ -5,6 +5,11 @@ and exit codes.
 ``--config``, ``--log-format``, ``--log-level`` and ``--log-stream`` are accepted before
 the command (``mirrord --config X sync``) and after it (``mirrord sync --config X``); the
 one given after the command wins. The group keeps what it was given in ``ctx.meta``.
+
+Exit codes: 0 success; 1 some image (or stream) failed, the rest completed;
+2 bad usage or configuration (nothing was touched); 3 another run holds the
+state lock; 128 + the signal when SIGINT (130) or SIGTERM (143) stopped it (see
+:mod:`._signals`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ import anyio
 import click
 
 from mirrord import __version__
-from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_USAGE
+from mirrord.cli._exitcodes import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
 from mirrord.cli._logging import CURRENT, message_line, setup_logging
 from mirrord.cli._render import print_document
 from mirrord.config import Config, load_config, load_config_or_embedded
@@ -88,9 +99,16 @@ def exit_code(error: MirrordError) -> int:
 def load(
     config_path: Path | None, *, embedded: bool = False, on_error: OnError | None = None
 ) -> Config:
-    """Load the config or exit 2 with the file/line/key message (``on_error`` first)."""
+    """Load the config or exit 2 with the file/line/key message (``on_error`` first).
+
+    What loads but could not run (a schedule, a registry's options) is refused here too,
+    so ``validate`` accepts only what ``sync`` and the daemon can build."""
+    from mirrord.sync import check_buildable
+
     try:
-        return load_config_or_embedded(config_path) if embedded else load_config(config_path)
+        config = load_config_or_embedded(config_path) if embedded else load_config(config_path)
+        check_buildable(config)
+        return config
     except ConfigError as error:
         if on_error is not None:
             on_error(error)
@@ -159,7 +177,8 @@ Exit codes:
   {EXIT_FAILED}    some image, stream or receiver failed; the rest completed
   {EXIT_USAGE}    bad usage or configuration; nothing was touched
   {EXIT_LOCKED}    another run holds the state lock (mirrord sync --wait waits)
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C, SIGINT)
+  {EXIT_INTERRUPTED}  stopped by SIGINT (Ctrl-C)
+  {EXIT_TERMINATED}  stopped by SIGTERM (systemctl stop, podman stop)
 
 \b
 Configuration: --config FILE, else $MIRRORD_CONFIG, else /etc/mirrord/mirrord.yaml

@@ -96,6 +96,9 @@ _SYNC_SERVICE = """\
 #
 # Same dynamic user, credentials and state (/var/lib/mirrord) as mirrord.service.
 # Exit 3 means another run held the lock: not a failure.
+# Exit 143: `systemctl stop` (SIGTERM) stopped it after copies in flight finished or
+# were cut (within --stop-timeout, default 30 s, less than TimeoutStopSec's 90 s): the
+# summary was logged and the job recorded; not a failure either.
 
 [Unit]
 Description=mirrord one-shot sync of every configured stream
@@ -105,7 +108,7 @@ After=network-online.target
 [Service]
 Type=oneshot
 ExecStart={mirrord} sync --no-progress --config {config}
-SuccessExitStatus=3
+SuccessExitStatus=3 143
 TimeoutStartSec=6h
 
 {hardening}"""

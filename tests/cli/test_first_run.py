@@ -49,7 +49,7 @@ def test_the_embedded_default_offline_says_what_to_do(first_run: Path) -> None:
     assert "--config FILE, $MIRRORD_CONFIG, or " in hint
     assert str(locate.default_config_path()) in hint
     assert "ping" not in result.stdout + result.stderr
-    assert f"{UNRESOLVABLE}: reach the registry: " in result.stdout  # the FAILED line
+    assert f"{UNRESOLVABLE}: connecting: " in result.stdout  # the FAILED line
     assert "Traceback" not in result.stderr
 
 
@@ -82,5 +82,5 @@ def test_a_configuration_file_gets_no_embedded_default_hint(tmp_path: Path) -> N
     )
     result = CliRunner().invoke(main, ["sync", "--no-progress", "--config", str(config)])
     assert result.exit_code == 1
-    assert f"{UNRESOLVABLE}: reach the registry: " in result.stdout
+    assert f"{UNRESOLVABLE}: connecting: " in result.stdout
     assert "embedded default" not in result.stderr
