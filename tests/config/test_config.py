@@ -17,6 +17,7 @@ from mirrord.config import (
     ServerConfig,
     _locate,
     _parse,
+    _pruning,
     default_config_path,
     default_state_dir,
     embedded_default_config,
@@ -138,7 +139,7 @@ def test_shipped_example_uses_every_key() -> None:
     keys = set(_parse._TOP_KEYS) | set(_parse._STREAM_KEYS)
     keys |= set(_parse._REGISTRY) | set(_parse._LIMITS) | {"default"}
     keys |= {"url", "secret_file", "command", "timeout", "events", "listen", "token_file"}
-    keys |= set(_parse._PRUNING)
+    keys |= set(_pruning._PRUNING)
     missing = [k for k in keys if f"{k}:" not in text]
     assert missing == []
 
