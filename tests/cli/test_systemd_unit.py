@@ -138,3 +138,42 @@ def test_install_into_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> No
     assert done.returncode == 1
     assert done.stderr.startswith("error: cannot write the units to ")
     assert "Traceback" not in done.stderr
+
+
+def test_the_documented_pip_install_s_units_pass_verify(tmp_path: Path) -> None:
+    """The README's install (a venv of its own, `pip install .`) and its units: ExecStart=
+    is the venv's script and Documentation= the README pip placed under share/doc; both
+    exist, so `systemd-analyze verify` accepts the units as written (no --bindir)."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
+    venv = tmp_path / "opt-mirrord"
+    # --system-site-packages and --no-deps: the dependencies are those of this machine,
+    # so the only download is the build backend (the README's command fetches it too).
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+        check=True, timeout=120,
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed copy
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(ROOT)],
+        check=True, timeout=600, env=env, capture_output=True,
+    )
+    units = tmp_path / "units"
+    for extra in ((), ("--timer",)):
+        done = subprocess.run(
+            [str(venv / "bin" / "mirrord"), "systemd-unit", "--install", "--unit-dir",
+             str(units), *extra],
+            capture_output=True, text=True, timeout=60, env=env,
+        )
+        assert done.returncode == 0, done.stderr
+    service = _parse((units / "mirrord.service").read_text())
+    assert service["Service"]["ExecStart"].startswith(f"{venv}/bin/mirrord daemon ")
+    documentation = service["Unit"]["Documentation"]
+    assert documentation == f"file://{venv}/share/doc/mirrord/README.md"
+    assert Path(documentation.removeprefix("file://")).read_text() == (ROOT / "README.md") \
+        .read_text()
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(str(units / n) for n in NAMES)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr + result.stdout
