@@ -50,7 +50,7 @@ def test_help_lists_the_exit_codes() -> None:
     out = CliRunner().invoke(main, ["--help"]).output
     section = out[out.index("Exit codes:"):]
     for code, words in (("0", "success"), ("1", "failed"), ("2", "configuration"),
-                        ("3", "state lock"), ("130", "interrupted")):
+                        ("3", "state lock"), ("130", "SIGINT"), ("143", "SIGTERM")):
         assert any(line.split()[:1] == [code] and words in line for line in section.splitlines())
 
 
