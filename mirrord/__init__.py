@@ -26,7 +26,7 @@ from mirrord.errors import (
     UnsupportedManifestError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # the one place the version is defined (pyproject reads it)
 
 __all__ = [
     "ConfigError",

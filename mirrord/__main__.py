@@ -5,4 +5,4 @@ from __future__ import annotations
 from mirrord.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="mirrord")  # also names $_MIRRORD_COMPLETE, as for the script

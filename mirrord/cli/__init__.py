@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from mirrord.cli import (  # noqa: F401  (each adds its commands to main)
     _cluster,
+    _completion,
     _daemon,
     _login,
     _notify,
     _prune,
     _streams,
     _sync,
+    _units,
 )
-from mirrord.cli._app import main
+from mirrord.cli._app import add_global_options, main
+
+add_global_options(main)
 
 __all__ = ["main"]

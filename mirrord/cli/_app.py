@@ -1,5 +1,10 @@
 """The ``mirrord`` command group and what every command shares: the ``--config`` and
-``-o`` options, loading the configuration, running an async body, and exit codes.
+``-o`` options, the logging options, loading the configuration, running an async body,
+and exit codes.
+
+``--config``, ``--log-format``, ``--log-level`` and ``--log-stream`` are accepted before
+the command (``mirrord --config X sync``) and after it (``mirrord sync --config X``); the
+one given after the command wins. The group keeps what it was given in ``ctx.meta``.
 
 Exit codes: 0 success; 1 some image (or stream) failed, the rest completed;
 2 bad usage or configuration (nothing was touched); 3 another run holds the
@@ -17,17 +22,45 @@ from typing import Any, NoReturn
 import anyio
 import click
 
-from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
-from mirrord.cli._logging import setup_logging
+from mirrord import __version__
+from mirrord.cli._exitcodes import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+)
+from mirrord.cli._logging import CURRENT, message_line, setup_logging
 from mirrord.cli._render import print_document
 from mirrord.config import Config, load_config, load_config_or_embedded
 from mirrord.errors import ConfigError, LockedError, MirrordError, ungrouped
 
+CONFIG_KEY = "mirrord.config"
+LOG_CHOICES = {
+    "log_format": ("--log-format", ["text", "json"], "MIRRORD_LOG_FORMAT", "text",
+                   "Log lines as text (journald-friendly) or JSON."),
+    "log_level": ("--log-level", ["debug", "info", "warning", "error"], "MIRRORD_LOG_LEVEL",
+                  "info", "The least severe log lines shown."),
+    "log_stream": ("--log-stream", ["stderr", "stdout"], "MIRRORD_LOG_STREAM", "stderr",
+                   "Where log lines go (containers: stdout)."),
+}
+
+
+def _config_given(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """``--config`` here wins; else the one given before the command (or None)."""
+    if value is not None:
+        ctx.meta[CONFIG_KEY] = value
+        return value
+    given: Path | None = ctx.meta.get(CONFIG_KEY)
+    return given
+
+
 config_option = click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, dir_okay=False),
     default=None,
+    callback=_config_given,
     help="Configuration file (default: $MIRRORD_CONFIG, /etc/mirrord/mirrord.yaml as root, "
     "else ~/.config/mirrord/mirrord.yaml).",
 )
@@ -43,8 +76,14 @@ output_option = click.option(
 OnError = Callable[[MirrordError], None]
 
 
+def echo_error(message: str, level: str = "error") -> None:
+    """An ``error:`` (or ``warning:``) line on stderr; a JSON log record with
+    ``--log-format json``."""
+    click.echo(message_line(level, message), err=True)
+
+
 def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    echo_error(message)
     sys.exit(code)
 
 
@@ -87,7 +126,8 @@ def run_async(func: Callable[[], Any], *, on_error: OnError | None = None) -> An
             on_error(error)
         fail(str(error), exit_code(error))
     except KeyboardInterrupt:
-        fail("interrupted; the mirror and state are consistent, re-run to continue", 130)
+        message = "interrupted; the mirror and state are consistent, re-run to continue"
+        fail(message, EXIT_INTERRUPTED)
 
 
 def error_document(error: MirrordError, output: str, **extra: Any) -> None:
@@ -98,28 +138,66 @@ def error_document(error: MirrordError, output: str, **extra: Any) -> None:
         print_document(failure, output)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    envvar="MIRRORD_LOG_FORMAT",
-    help="Log lines as text (journald-friendly) or JSON.",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    envvar="MIRRORD_LOG_LEVEL",
-)
-@click.option(
-    "--log-stream",
-    type=click.Choice(["stderr", "stdout"]),
-    default="stderr",
-    envvar="MIRRORD_LOG_STREAM",
-    help="Where log lines go (containers: stdout).",
-)
-@click.version_option(package_name="mirrord")
-def main(log_format: str, log_level: str, log_stream: str) -> None:
+# -- the logging options, before or after the command ------------------------------------
+
+
+def _relog(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """A logging option given after the command: log that way from now on."""
+    if value is not None and param.name is not None and not ctx.resilient_parsing:
+        settings = {**CURRENT, param.name.removeprefix("log_"): value}
+        setup_logging(settings["format"], settings["level"], settings["stream"])
+
+
+def _log_option(name: str, *, on_group: bool) -> click.Option:
+    flag, choices, envvar, default, help_text = LOG_CHOICES[name]
+    if on_group:
+        return click.Option(
+            [flag, name], type=click.Choice(choices), default=default, envvar=envvar,
+            show_envvar=True, help=help_text,
+        )
+    return click.Option(
+        [flag, name], type=click.Choice(choices), default=None, expose_value=False,
+        callback=_relog, help=help_text,
+    )
+
+
+def add_global_options(group: click.Group) -> None:
+    """Give every command of ``group`` (and of its subgroups) the logging options, so
+    they may follow the command too (commands with ``--config`` have it already)."""
+    for command in group.commands.values():
+        have = {p.name for p in command.params}
+        command.params += [_log_option(n, on_group=False) for n in LOG_CHOICES if n not in have]
+        if isinstance(command, click.Group):
+            add_global_options(command)
+
+
+EPILOG = f"""\b
+Exit codes:
+  0    success
+  {EXIT_FAILED}    some image, stream or receiver failed; the rest completed
+  {EXIT_USAGE}    bad usage or configuration; nothing was touched
+  {EXIT_LOCKED}    another run holds the state lock (mirrord sync --wait waits)
+  {EXIT_INTERRUPTED}  stopped by SIGINT (Ctrl-C)
+  {EXIT_TERMINATED}  stopped by SIGTERM (systemctl stop, podman stop)
+
+\b
+Configuration: --config FILE, else $MIRRORD_CONFIG, else /etc/mirrord/mirrord.yaml
+(root) or ~/.config/mirrord/mirrord.yaml; without one, every command but daemon and
+validate uses the embedded default (ubi9/ubi-micro from registry.access.redhat.com).
+Shell completion: mirrord completion bash|zsh|fish --help.
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@config_option
+@click.version_option(__version__, "--version", prog_name="mirrord",
+                      message="%(prog)s version %(version)s")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, **logging_options: str) -> None:
     """Keep a mirror registry (or OCI layout) in step with upstream repositories."""
-    setup_logging(log_format, log_level, log_stream)
+    setup_logging(
+        logging_options["log_format"], logging_options["log_level"], logging_options["log_stream"]
+    )
+
+
+main.params += [_log_option(n, on_group=True) for n in LOG_CHOICES]

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import click
 
-from mirrord.cli._app import fail, load, main, run_async
+from mirrord.cli._app import echo_error, fail, load, main, run_async
 from mirrord.cli._exitcodes import EXIT_USAGE
 from mirrord.cluster import (
     Change,
@@ -86,7 +86,7 @@ def _registry_configs(configs: list[Config]) -> list[Config]:
         except ConfigError as error:
             if len(configs) == 1:
                 fail(str(error), EXIT_USAGE)
-            click.echo(f"warning: skipped: {error}", err=True)
+            echo_error(f"skipped: {error}", "warning")
             continue
         if config not in wanted:
             wanted.append(config)

@@ -16,6 +16,9 @@ from typing import Any
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})))
 
+#: What :func:`setup_logging` last set (``--log-format`` etc. may come after the command).
+CURRENT: dict[str, str] = {"format": "text", "level": "info", "stream": "stderr"}
+
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any extras."""
@@ -57,6 +60,7 @@ class PlainFormatter(logging.Formatter):
 
 def setup_logging(fmt: str = "text", level: str = "info", stream: str = "stderr") -> None:
     """Configure the root logger (``fmt``: ``text`` or ``json``; ``stream``: stderr or stdout)."""
+    CURRENT.update(format=fmt, level=level, stream=stream)
     handler = logging.StreamHandler(sys.stdout if stream == "stdout" else sys.stderr)
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
@@ -70,3 +74,17 @@ def setup_logging(fmt: str = "text", level: str = "info", stream: str = "stderr"
     # psycopg's pool logs every connection it lends at INFO; its warnings (a failed
     # connection attempt, never with the password) stay.
     logging.getLogger("psycopg").setLevel(logging.WARNING)
+
+
+def message_line(level: str, message: str) -> str:
+    """A command's own ``error:``/``warning:`` line: plain text, or with ``--log-format
+    json`` one JSON log record (logger ``mirrord.cli``), so a log shipper reads every
+    line the command writes to stderr the same way."""
+    if CURRENT["format"] != "json":
+        return f"{level}: {message}"
+    name = level.upper()
+    record = logging.makeLogRecord(
+        {"name": "mirrord.cli", "levelname": name, "levelno": logging.getLevelName(name),
+         "msg": message, "args": None}
+    )
+    return JSONFormatter().format(record)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
-from mirrord.cli._app import config_option, load, main, output_option, run_async
+from mirrord.cli._app import config_option, echo_error, load, main, output_option, run_async
 from mirrord.cli._exitcodes import EXIT_FAILED
 from mirrord.cli._render import print_document, table
 from mirrord.cli._signals import run_stoppable, stop_timeout_option
@@ -100,7 +100,7 @@ def prune(
         if ok is None and output != "text":  # cut: no result to print
             why = {"reason": "Interrupted", "message": interruption.describe()}
             print_document({"dryRun": not confirm, "ok": False, "error": why}, output)
-        click.echo(f"error: {interruption.describe()}", err=True)
+        echo_error(interruption.describe())
         sys.exit(interruption.exit_code)
     sys.exit(0 if ok else EXIT_FAILED)
 
@@ -144,7 +144,7 @@ async def _prune_command(
     else:
         _print_result(result)
     if not result.ok:
-        click.echo(f"error: {result.message}", err=True)
+        echo_error(result.message)
     return result.ok
 
 

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mirrord.cli._app import config_option, fail, load, main, output_option, run_async
+from mirrord.cli._app import (
+    config_option,
+    echo_error,
+    fail,
+    load,
+    main,
+    output_option,
+    run_async,
+)
+from mirrord.cli._completion import complete_streams
 from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
 from mirrord.cli._render import print_document, render
 from mirrord.cli._signals import run_stoppable, stop_timeout_option
@@ -117,10 +126,10 @@ def _print_import(outcome: ImportOutcome, output: str, dry_run: bool) -> None:
     for failed in result.failed:
         error = failed.error
         reason = error.reason if error else "InternalError"
-        click.echo(f"error: tag {failed.plan.tag} failed: [{reason}] {error}", err=True)
+        echo_error(f"tag {failed.plan.tag} failed: [{reason}] {error}")
     for stream_plan in result.stream_errors:
         reason = stream_plan.error.reason if stream_plan.error else "InternalError"
-        click.echo(f"error: {stream_plan.stream}: [{reason}] {stream_plan.error}", err=True)
+        echo_error(f"{stream_plan.stream}: [{reason}] {stream_plan.error}")
     left_out = [t for p in result.plans for t in p.left_out]
     info = ""
     if left_out:
@@ -166,7 +175,7 @@ def streams(config_path: Path | None, output: str) -> None:
 
 
 @main.command()
-@click.argument("name", metavar="STREAM")
+@click.argument("name", metavar="STREAM", shell_complete=complete_streams)
 @config_option
 @output_option
 def describe(name: str, config_path: Path | None, output: str) -> None:

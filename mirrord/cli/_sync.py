@@ -14,6 +14,7 @@ import click
 from mirrord.cli._app import (
     OnError,
     config_option,
+    echo_error,
     error_document,
     fail,
     load,
@@ -21,6 +22,7 @@ from mirrord.cli._app import (
     output_option,
     run_async,
 )
+from mirrord.cli._completion import complete_streams
 from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
 from mirrord.cli._signals import Interruption, run_stoppable, stop_timeout_option
 from mirrord.config import Config, StreamConfig, missing_file_warnings
@@ -33,7 +35,14 @@ if TYPE_CHECKING:
 @main.command()
 @config_option
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
-@click.option("--stream", "streams", multiple=True, metavar="NAME", help="Only these streams.")
+@click.option(
+    "--stream",
+    "streams",
+    multiple=True,
+    metavar="NAME",
+    shell_complete=complete_streams,
+    help="Only these streams.",
+)
 @output_option
 @click.option(
     "--wait/--no-wait", default=False, help="Wait for a running sync to finish instead of refusing."
@@ -77,7 +86,7 @@ def sync(
         on_error=document,
     )
     if interruption.requested:
-        click.echo(f"error: {interruption.describe()}", err=True)
+        echo_error(interruption.describe())
         sys.exit(interruption.exit_code)
     sys.exit(0 if ok else EXIT_FAILED)
 
@@ -122,6 +131,8 @@ async def run_sync_command(
     )
     result.interrupted = interruption.name
     print_summary(result, output)
+    if config.path is None:
+        _embedded_default_hint(config, result)
     return result.ok, interruption
 
 
@@ -159,6 +170,28 @@ async def _sync_body(
                 )
 
 
+def _embedded_default_hint(config: Config, result: SyncResult) -> None:
+    """The quick start without network: say that the registry cannot be reached, that
+    this is the embedded default, and how to name a configuration instead."""
+    from mirrord.config import default_config_path
+    from mirrord.errors import ConnectError
+
+    errors = [p.error for p in result.stream_errors] + [r.error for r in result.failed]
+    hosts = sorted({e.registry for e in errors if isinstance(e, ConnectError) and e.registry})
+    if not hosts:
+        return
+    sources = ", ".join(
+        f"{s.source}:{','.join(s.tags)}" if s.tags else s.source for s in config.streams
+    )
+    echo_error(
+        f"cannot reach the registry {', '.join(hosts)}: this run used the embedded default "
+        f"configuration ({sources} into {config.mirror}), as no configuration file was "
+        f"found at {default_config_path()}. Check this machine's network, or point mirrord "
+        f"at a configuration: --config FILE, $MIRRORD_CONFIG, or {default_config_path()} "
+        "(config/minimal.yaml is a start)."
+    )
+
+
 @main.command()
 @config_option
 def validate(config_path: Path | None) -> None:
@@ -169,5 +202,5 @@ def validate(config_path: Path | None) -> None:
     """
     config = load(config_path)
     for warning in missing_file_warnings(config):
-        click.echo(f"warning: {warning}", err=True)
+        echo_error(warning, "warning")
     click.echo(f"{config.path}: valid: {len(config.streams)} streams, mirror {config.mirror}")

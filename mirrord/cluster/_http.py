@@ -40,22 +40,27 @@ async def serve(
     try:
         resources, _ = await build([(config, store)])
     except (ConfigError, ClusterResourcesError) as error:
-        return Rendered(409, json.dumps({"error": str(error)}).encode(), JSON)
+        return _error(409, "Conflict", str(error))
     return render(resources, accept, file)
+
+
+def _error(status: int, reason: str, message: str, **extra: object) -> Rendered:
+    """The API's error document (the CLI's ``-o json`` shape), ``extra`` beside it."""
+    document = {"error": {"reason": reason, "message": message}, **extra}
+    return Rendered(status, json.dumps(document).encode(), JSON)
 
 
 def render(resources: ClusterResources, accept: str = "", file: str | None = None) -> Rendered:
     """The response for ``Accept: accept`` (and ``file`` when one file is asked for)."""
     if file is not None:
         if file not in resources.files:
-            message = {"error": f"no generated file {file!r}", "files": list(resources.files)}
-            return Rendered(404, json.dumps(message).encode(), JSON)
+            missing = f"no generated file {file!r}"
+            return _error(404, "NotFound", missing, files=list(resources.files))
         media_type = TOML if file.endswith(".conf") else YAML
         return Rendered(200, resources.files[file].encode(), f"{media_type}; charset=utf-8")
     chosen = negotiate(accept)
     if chosen is None:
-        message = {"error": f"can answer {YAML} or {JSON}, not {accept!r}"}
-        return Rendered(406, json.dumps(message).encode(), JSON)
+        return _error(406, "NotAcceptable", f"can answer {YAML} or {JSON}, not {accept!r}")
     document = {"apiVersion": "v1", "kind": "List", "items": [dict(o) for o in resources.objects]}
     if chosen == JSON:
         return Rendered(200, json.dumps(document, indent=2).encode() + b"\n", JSON)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from mirrord.config._pruning import pruning_config
 from mirrord.config._types import (
     DEFAULT_REGISTRY,
     NOTIFICATION_EVENTS,
@@ -257,26 +258,6 @@ def _server(at: _At) -> ServerConfig:
     return ServerConfig(listen=listen, token_file=token)
 
 
-_PRUNING: dict[str, tuple[str, Callable[[_At], Any]]] = {
-    "schedule": ("schedule", _schedule),
-    "suspend": ("suspend", _At.boolean),
-    "keepTagRevisions": ("keep_tag_revisions", lambda a: a.integer(0)),
-    "keepYoungerThanDuration": ("keep_younger_than", _duration),
-    "keepYoungerThan": ("keep_younger_than", lambda a: a.integer(0) / 1e9),
-    "pruneRegistry": ("prune_registry", _At.boolean),
-    "successfulJobsHistoryLimit": ("successful_jobs_history_limit", lambda a: a.integer(1)),
-    "failedJobsHistoryLimit": ("failed_jobs_history_limit", lambda a: a.integer(1)),
-}
-
-
-def _pruning(at: _At) -> PruningConfig:
-    keys = at.mapping(tuple(_PRUNING))
-    if "keepYoungerThanDuration" in keys:
-        keys.pop("keepYoungerThan", None)  # deprecated nanoseconds lose to the duration
-    values = {_PRUNING[k][0]: _PRUNING[k][1](v) for k, v in keys.items()}
-    return dataclasses.replace(PruningConfig(), **values)
-
-
 # --- entry points ---------------------------------------------------------
 
 _TOP_KEYS = (
@@ -394,7 +375,7 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         streams=_streams(keys.get("streams", empty), defaults),
         notifications=_notifications(keys.get("notifications", empty)),
         server=_server(keys["server"]) if "server" in keys else ServerConfig(),
-        pruning=_pruning(keys["pruning"]) if "pruning" in keys else PruningConfig(),
+        pruning=pruning_config(keys["pruning"]) if "pruning" in keys else PruningConfig(),
         database=_database(keys),
         worker_name=_worker_name(keys["worker_name"]) if "worker_name" in keys else None,
         lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,

@@ -1,4 +1,5 @@
-"""Sizes and ages for people: ``412.3 MiB``, ``3 minutes ago``; sizes from them (``4MiB``). Pure."""
+"""Sizes and ages for people (``412.3 MiB``, ``3 minutes ago``), sizes from them
+(``4MiB``), and names for documents. Pure."""
 
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ def human_duration(seconds: float) -> str:
 
 def ago(moment: datetime, now: datetime) -> str:
     return f"{human_duration((now - moment).total_seconds())} ago"
+
+
+def camel_case(name: str) -> str:
+    """``images_copied`` -> ``imagesCopied`` (a name already camelCase stays as it is)."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}

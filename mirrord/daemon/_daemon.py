@@ -32,7 +32,7 @@ from anyio.abc import TaskStatus
 from mirrord.config import Config, load_config
 from mirrord.core.imagestream import rfc3339
 from mirrord.daemon._metrics import Metrics
-from mirrord.daemon._runner import Runner, ever_synced, stored_streams
+from mirrord.daemon._runner import QUEUED_SCAN, Runner, ever_synced, is_scheduled, stored_streams
 from mirrord.daemon._scheduler import DEFAULT_MAX_RUNS, JobSpec, Scheduler
 from mirrord.daemon._sdnotify import SystemdNotifier
 from mirrord.daemon._server import HTTPServer
@@ -96,12 +96,37 @@ class Daemon:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def trigger(self, name: str) -> bool:
-        return name != PRUNE_JOB and self.scheduler.trigger(name)
+    async def trigger(self, name: str) -> int | None:
+        """Queue a run of any stream, configured or created by ``import-image``: the id
+        of its Queued job, which the run takes over (None: no such stream)."""
+        if name == PRUNE_JOB:
+            return None
+        if not self._known(name):  # created by import-image since the last look
+            await self._reschedule()
+            if not self._known(name):
+                return None
+        job = await self.store.start_job("sync", name, queued=True)
+        if not self.scheduler.trigger(name, "triggered"):  # stopping meanwhile
+            return None  # the job stays Queued: the next start runs it
+        return job
+
+    def _known(self, name: str) -> bool:
+        return any(j.name == name for j in self.scheduler.jobs())
+
+    async def _resume_queued(self) -> None:
+        """Triggers accepted by a daemon that stopped before running them: run them now,
+        or close them when their stream is gone."""
+        for job in await self.store.list_jobs(limit=QUEUED_SCAN, kind="sync"):
+            if job.status != "Queued" or job.stream is None:
+                continue
+            if self.scheduler.trigger(job.stream, "queued before a restart"):
+                log.info("%s: running job %d, queued before the restart", job.stream, job.id)
+            else:
+                await self.runner.fail_queued(job.stream, "the stream no longer exists")
 
     def annotations(self, name: str) -> dict[str, str]:
         for job in self.scheduler.jobs():
-            if job.name == name:
+            if job.name == name and job.schedule is not None:
                 out = {"mirrord.io/schedule": job.schedule}
                 if job.next_run is not None:
                     out["mirrord.io/next-run"] = rfc3339(job.next_run)
@@ -151,6 +176,7 @@ class Daemon:
             tg.start_soon(self._serve_http, http)
             await self.runner.cleanup_stale()
             await self._reschedule()
+            await self._resume_queued()
             await self._pruner_scheduled()
             if self.sd.watchdog_interval:
                 tg.start_soon(self._watchdog, self.sd.watchdog_interval)
@@ -305,6 +331,8 @@ class Daemon:
         run = self.runner.run_stream
         specs = {
             s.name: JobSpec(s.schedule, run, catch_up=s.name not in synced)
+            if is_scheduled(s)
+            else JobSpec(None, run)  # import-image without --scheduled: on demand
             for s in effective.streams
         }
         if not config.pruning.suspend:
@@ -313,6 +341,7 @@ class Daemon:
         self.metrics.streams(
             (s.name for s in effective.streams), {i.name: i.last_synced for i in images}
         )
+        self.metrics.tags_failing(images)
 
     async def _pruner_scheduled(self) -> None:
         """The pruner's Scheduled condition: Scheduled, or Suspended by the file."""

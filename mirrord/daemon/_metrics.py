@@ -1,10 +1,14 @@
 """The daemon's Prometheus metrics, on a registry of their own.
 
 Per stream: the last success, run durations, runs by result, images / blobs /
-bytes copied, upstream requests and rate-limit waits. Per registry: requests by
-method, the seconds the per-registry throttle made requests wait, the requests it
-allows in flight now (lowered by 429s, see ``registry._throttle.AdaptiveLimit``) and
-the pulls Docker Hub says are left (``ratelimit-remaining``).
+bytes copied, upstream requests, rate-limit waits and the tags failing import. Per
+registry: requests by method and answer code, the seconds the per-registry throttle
+made requests wait, the requests it allows in flight now (lowered by 429s, see
+``registry._throttle.AdaptiveLimit``) and the pulls Docker Hub says are left
+(``ratelimit-remaining``). The pruner: its last run, runs by result, what it deleted.
+Waits are ``…_rate_limit_wait_seconds_total`` in both scopes (``mirrord_registry_…``
+per registry, ``mirrord_stream_…`` per stream). No ``_created`` series: a counter's
+creation time says nothing a dashboard uses and doubles the series.
 
 Upstream requests are counted by the :class:`~mirrord.transports.ClientPool`
 ``on_request`` hook; the stream a request belongs to comes from a context
@@ -19,12 +23,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mirrord import __version__
+from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream
 from mirrord.notify import DeliveryCounts
+from mirrord.prune import PruneResult
 from mirrord.sync import SyncResult
 
 #: The stream whose run the current task belongs to ("" outside runs).
@@ -35,6 +48,24 @@ IMAGE_OUTCOMES = ("copied", "unchanged", "failed")
 BLOB_OUTCOMES = ("copied", "mounted", "present")
 RUN_RESULTS = ("succeeded", "failed", "interrupted")
 NOTIFY_RESULTS = ("delivered", "failed", "given_up")
+PRUNE_RESULTS = ("succeeded", "failed")
+NO_ANSWER = "none"  # the code label of a request no answer came to (connection, TLS)
+
+
+def status_code(status: int) -> str:
+    """The ``code`` label: the HTTP status, ``none`` without an answer; a hostile
+    registry's made-up status cannot add series beyond 100-599."""
+    return str(status) if 100 <= status <= 599 else NO_ANSWER
+
+
+def failing_tags(stream: ImageStream) -> int:
+    """Tags of ``stream`` whose last import failed (``ImportSuccess=False``)."""
+    return sum(
+        1
+        for t in stream.tags
+        if not t.removed and any(c.type == IMPORT_SUCCESS and c.status == "False"
+                                 for c in t.conditions)
+    )
 
 
 #: Per registry, read when scraped: (requests allowed in flight, pulls left or None).
@@ -56,7 +87,7 @@ class _Dynamic(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         waits = CounterMetricFamily(
-            "mirrord_registry_throttle_wait_seconds",
+            "mirrord_registry_rate_limit_wait_seconds",
             "Seconds requests waited for the per-registry rate limit or a 429's Retry-After.",
             labels=["registry"],
         )
@@ -99,9 +130,17 @@ class Metrics:
     """Every metric the daemon exports; :meth:`render` is the /metrics body."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # process-wide in prometheus_client; the daemon's only
         self.registry = CollectorRegistry(auto_describe=True)
         self._stream_metrics(self.registry)
+        self.failing = Gauge(
+            "mirrord_stream_failing_tags",
+            "Tags whose last import failed (ImportSuccess=False), as of the stream's last run.",
+            ["stream"],
+            registry=self.registry,
+        )
         self._daemon_metrics(self.registry)
+        self._prune_metrics(self.registry)
         self._mirror_registry = ""
         self._known: set[str] = set()
 
@@ -163,12 +202,41 @@ class Metrics:
             registry=r,
         )
 
+    def _prune_metrics(self, r: CollectorRegistry) -> None:
+        """The pruner: when it last ran (and succeeded), runs by result, what it deleted."""
+        self.prune_last_run = Gauge(
+            "mirrord_prune_last_run_timestamp_seconds",
+            "End of the pruner's last run, whatever its result.",
+            registry=r,
+        )
+        self.prune_last_success = Gauge(
+            "mirrord_prune_last_success_timestamp_seconds",
+            "End of the pruner's last successful run.",
+            registry=r,
+        )
+        self.prune_runs = Counter(
+            "mirrord_prune_runs", "Prune runs by result.", ["result"], registry=r
+        )
+        for result in PRUNE_RESULTS:
+            self.prune_runs.labels(result)
+        self.prune_deleted = {
+            what: Counter(f"mirrord_prune_{what}_deleted", helptext, registry=r)
+            for what, helptext in (
+                ("tag_revisions", "Tag revisions the pruner removed from the history."),
+                ("manifests", "Manifests the pruner deleted from the mirror."),
+                ("blobs", "Unreferenced blobs the pruner removed (an OCI layout mirror)."),
+            )
+        }
+        self.prune_freed = Counter(
+            "mirrord_prune_freed_bytes", "Bytes the removed blobs took.", registry=r
+        )
+
     def _daemon_metrics(self, r: CollectorRegistry) -> None:
         """Per registry and for the whole daemon: requests, notifications, reloads."""
         self.requests = Counter(
             "mirrord_registry_requests",
-            "HTTP requests sent, by registry and method.",
-            ["registry", "method"],
+            "HTTP requests sent, by registry, method and answer code (none: no answer).",
+            ["registry", "method", "code"],
             registry=r,
         )
         self.notifications = Counter(
@@ -231,6 +299,7 @@ class Metrics:
                 self.upstream,
                 self.rate_limit,
                 self.retries,
+                self.failing,
             ):
                 _forget(metric, name)
             for result in RUN_RESULTS:
@@ -245,6 +314,7 @@ class Metrics:
                 self.last_success.labels(name).set(synced.timestamp())
             for counter in (self.bytes, self.upstream, self.rate_limit, self.retries):
                 counter.labels(name)
+            self.failing.labels(name)
             self.duration.labels(name)
             for result in RUN_RESULTS:
                 self.runs.labels(name, result)
@@ -254,9 +324,9 @@ class Metrics:
                 self.blobs.labels(name, outcome)
         self._known = wanted
 
-    def on_request(self, registry: str, method: str, path: str) -> None:
-        """The ClientPool hook: one HTTP request is about to be sent."""
-        self.requests.labels(registry, method).inc()
+    def on_request(self, registry: str, method: str, path: str, status: int) -> None:
+        """The ClientPool hook: one HTTP request was answered ``status`` (0: no answer)."""
+        self.requests.labels(registry, method, status_code(status)).inc()
         stream = CURRENT_STREAM.get()
         if stream and registry != self._mirror_registry:
             self.upstream.labels(stream).inc()
@@ -286,6 +356,25 @@ class Metrics:
             NOTIFY_RESULTS, (counts.delivered, counts.failed, counts.given_up), strict=True
         ):
             self.notifications.labels(name).inc(count)
+
+    def tags_failing(self, streams: Iterable[ImageStream]) -> None:
+        """The failing-tag gauge of each stream, from the state (after a run, at start)."""
+        for stream in streams:
+            if stream.name in self._known:
+                self.failing.labels(stream.name).set(failing_tags(stream))
+
+    def prune_finished(self, result: PruneResult) -> None:
+        """Count one confirmed prune run."""
+        now = time.time()
+        self.prune_last_run.set(now)
+        self.prune_runs.labels("succeeded" if result.ok else "failed").inc()
+        if result.ok:
+            self.prune_last_success.set(now)
+        counts = result.counts()
+        self.prune_deleted["tag_revisions"].inc(counts["tagRevisions"])
+        self.prune_deleted["manifests"].inc(counts["manifests"])
+        self.prune_deleted["blobs"].inc(counts["blobs"])
+        self.prune_freed.inc(counts["bytes"])
 
 
 def _forget(metric: Gauge | Counter | Histogram, *labels: str) -> None:

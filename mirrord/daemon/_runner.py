@@ -19,28 +19,33 @@ import anyio
 
 from mirrord.config import Config, StreamConfig
 from mirrord.core.imagestream import ImageStream
+from mirrord.core.units import human_bytes
 from mirrord.daemon._gate import RunGate
 from mirrord.daemon._metrics import CURRENT_STREAM, Metrics
 from mirrord.errors import MirrordError
-from mirrord.prune import run_prune
+from mirrord.prune import PruneResult, run_prune
 from mirrord.state import Store
-from mirrord.sync import SyncResult, sync_once
+from mirrord.sync import ImportedStream, SyncResult, sync_once
 from mirrord.sync import stored_streams as stored_import_streams
 from mirrord.transports import ClientPool
 
 log = logging.getLogger("mirrord.daemon")
 
+QUEUED_SCAN = 500  # newest jobs searched for queued ones (at most one per stream)
+
 
 def stored_streams(config: Config, images: Sequence[ImageStream]) -> tuple[StreamConfig, ...]:
-    """Streams created by ``mirrord import-image`` and marked scheduled, not in the file.
-    Blocks (reads the stored specs): call it in a worker thread."""
+    """Streams created by ``mirrord import-image``, not in the file: scheduled or not,
+    every one can be triggered. Blocks (reads the stored specs): call it in a worker
+    thread."""
     configured = {s.name for s in config.streams}
-    wanted = [
-        s
-        for s in images
-        if s.created_by == "import-image" and s.scheduled and s.name not in configured
-    ]
+    wanted = [s for s in images if s.created_by == "import-image" and s.name not in configured]
     return stored_import_streams(config, wanted) if wanted else ()
+
+
+def is_scheduled(stream: StreamConfig) -> bool:
+    """Configured streams run on their schedule; import-image ones when ``--scheduled``."""
+    return not isinstance(stream, ImportedStream) or stream.scheduled
 
 
 def ever_synced(image: ImageStream) -> bool:
@@ -154,6 +159,7 @@ class Runner:
             stream = next((s for s in config.streams if s.name == name), None)
             if stream is None:
                 log.info("%s: no longer configured; run skipped", name)
+                await self.fail_queued(name, "the stream no longer exists")
                 return
             await self._sync(config, pool, stream, reason)
 
@@ -187,6 +193,16 @@ class Runner:
             self.metrics.run_finished(stream.name, result, seconds, outcome)
             log.info("%s: run %s: %s", stream.name, outcome, result.summary_line())
             self._on_change()
+        await self._count_failing(stream.name)
+
+    async def _count_failing(self, name: str) -> None:
+        try:
+            stored = await self.store.get_stream(name)
+        except MirrordError as error:
+            log.warning("%s: cannot read the stream's tags for the metrics: %s", name, error)
+            return
+        if stored is not None:
+            self.metrics.tags_failing([stored])
 
     async def run_prune(self, name: str, reason: str) -> None:
         what = f"{reason} prune"
@@ -196,10 +212,17 @@ class Runner:
             config, pool = await stack.enter_async_context(self.lease())
             log.info("prune started (%s)", reason)
             result = await run_prune(config, self.store, pool, confirm=True)
+        self.metrics.prune_finished(result)
         if result.ok:
-            log.info("prune finished: %s", result.counts())
+            log.info("prune finished: %s", prune_sentence(result))
         else:
             log.error("prune failed: %s: %s", result.reason, result.message)
+
+    async def fail_queued(self, name: str, message: str) -> None:
+        """Close ``name``'s queued sync job (a trigger no run will serve) as Failed."""
+        for job in await self.store.list_jobs(limit=QUEUED_SCAN, kind="sync"):
+            if job.stream == name and job.status == "Queued":
+                await self.store.finish_job(job.id, "Failed", message=message)
 
     # -- jobs a dead process left Running ---------------------------------------------------
 
@@ -219,6 +242,20 @@ class Runner:
                 await self.abandon_stale()
         finally:
             lock.release()
+
+
+def prune_sentence(result: PruneResult) -> str:
+    """``3 tag revisions and 2 manifests deleted, 0 blobs (0 B) freed``."""
+    counts = result.counts()
+    return (
+        f"{_plural(counts['tagRevisions'], 'tag revision')} and "
+        f"{_plural(counts['manifests'], 'manifest')} deleted, "
+        f"{_plural(counts['blobs'], 'blob')} ({human_bytes(counts['bytes'])}) freed"
+    )
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _waits(pool: ClientPool) -> dict[str, float]:

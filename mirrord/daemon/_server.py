@@ -5,13 +5,19 @@
               (200, else 503 naming the failing check).
 ``/metrics``  Prometheus text format.
 ``/api/v1/streams``, ``/api/v1/streams/{name}``  the image streams (``describe`` data).
-``/api/v1/jobs``  recent runs (``?limit=N&kind=sync|prune``).
+``/api/v1/jobs``  recent runs (``?limit=N&kind=sync|prune``); ``/api/v1/jobs/{id}`` one.
 ``/api/v1/notifications``  each receiver's outbox and the failed deliveries.
 ``/api/v1/cluster-resources[/FILE]``  the IDMS/ITMS/ICSP objects (YAML or JSON by
               ``Accept``), or one generated file as written.
 ``POST /api/v1/streams/{name}/sync``  run a stream now; needs ``Authorization: Bearer
               <token>``, the token read from ``server.token_file`` (or the systemd
               credential ``api-token``). Without a configured token it is refused.
+              202 with the id of a Queued job (``Location: /api/v1/jobs/ID``) that the
+              stream's next run takes over (Running, then Succeeded or Failed).
+
+Errors are ``{"error": {"reason", "message"}}``, the shape of the CLI's ``-o json``
+errors, with Kubernetes' reasons (NotFound, MethodNotAllowed, ...); a method an
+endpoint does not take is 405 with ``Allow``.
 
 The listening socket is bound before the daemon reports ready (port 0 picks a
 free port; the log names the address). The daemon owns the signals, not uvicorn.
@@ -32,6 +38,7 @@ import anyio
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -39,10 +46,11 @@ from starlette.routing import Route
 from mirrord.cluster import serve as serve_cluster_resources
 from mirrord.config import Config
 from mirrord.core.imagestream import ImageStream, rfc3339, to_openshift
+from mirrord.core.units import camel_case
 from mirrord.daemon._metrics import Metrics
 from mirrord.errors import CredentialError, ListenError, MirrordError
 from mirrord.notify import status_document
-from mirrord.state import JobRun, Store
+from mirrord.state import JOB_KINDS, JobRun, Store
 
 log = logging.getLogger("mirrord.server")
 
@@ -69,8 +77,9 @@ class DaemonView(Protocol):
         """Each check (config, state, mirror) → "ok" or what is wrong."""
         ...
 
-    def trigger(self, name: str) -> bool:
-        """Queue a run of stream ``name``; False when no such stream is scheduled."""
+    async def trigger(self, name: str) -> int | None:
+        """Queue a run of stream ``name``: the id of its Queued job; None when there is
+        no such stream."""
         ...
 
     def annotations(self, name: str) -> dict[str, str]:
@@ -96,19 +105,40 @@ def _read_token(path: Path) -> str:
     return raw.decode("utf-8").strip()
 
 
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    503: "ServiceUnavailable",
+}
+
+
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    """The CLI's error document: ``{"error": {"reason": …, "message": …}}``."""
+    document = {"error": {"reason": REASONS.get(status, "InternalError"), "message": message}}
+    return JSONResponse(document, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no such endpoint) and 405 (a method it does not take)."""
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, exc.detail, exc.headers)
 
 
 def job_dict(job: JobRun) -> dict[str, Any]:
+    """A job as the API shows it; counts camelCase (jobs recorded before 0.2 had
+    snake_case keys). A Queued job has not started: ``started`` is null."""
+    queued = job.status == "Queued"
     return {
         "id": job.id,
         "kind": job.kind,
         "stream": job.stream,
         "status": job.status,
-        "started": rfc3339(job.started),
+        "started": None if queued else rfc3339(job.started),
         "finished": rfc3339(job.finished) if job.finished else None,
-        "counts": dict(job.counts),
+        "counts": {camel_case(k): v for k, v in job.counts.items()},
         "message": job.message,
     }
 
@@ -158,8 +188,17 @@ class _API:
         if limit < 1:
             return _error(400, "limit must be a positive number")
         kind = request.query_params.get("kind") or None
+        if kind is not None and kind not in JOB_KINDS:
+            return _error(400, f"kind must be one of {', '.join(JOB_KINDS)}")
         found = await self.daemon.store.list_jobs(limit=min(limit, MAX_JOBS), kind=kind)
         return JSONResponse({"items": [job_dict(j) for j in found]})
+
+    async def job(self, request: Request) -> Response:
+        job_id = request.path_params["id"]
+        found = await self.daemon.store.get_job(job_id)
+        if found is None:
+            return _error(404, f"no job {job_id} (unknown, or trimmed from the history)")
+        return JSONResponse(job_dict(found))
 
     async def notifications(self, request: Request) -> Response:
         config = self.daemon.config
@@ -173,6 +212,8 @@ class _API:
 
     async def trigger(self, request: Request) -> Response:
         name = request.path_params["name"]
+        if request.method != "POST":
+            return _error(405, "a sync is started with POST", {"Allow": "POST"})
         client = request.client.host if request.client else "?"
         authorization = request.headers.get("authorization", "")
         refused = await _check_token(self.daemon.config, authorization)
@@ -183,10 +224,15 @@ class _API:
             return _error(status, message, challenge)
         if self.daemon.stopping:
             return _error(503, "the daemon is stopping")
-        if not self.daemon.trigger(name):
-            return _error(404, f"no scheduled stream {name!r}")
-        log.info("sync of %s requested by %s", name, client)
-        return JSONResponse({"stream": name, "status": "queued"}, status_code=202)
+        job = await self.daemon.trigger(name)
+        if job is None:
+            return _error(404, f"no image stream {name!r}")
+        log.info("sync of %s requested by %s: job %d", name, client, job)
+        return JSONResponse(
+            {"stream": name, "status": "Queued", "job": job},
+            status_code=202,
+            headers={"Location": f"/api/v1/jobs/{job}"},
+        )
 
 
 def create_app(daemon: DaemonView) -> Starlette:
@@ -198,14 +244,20 @@ def create_app(daemon: DaemonView) -> Starlette:
             Route("/readyz", api.readyz),
             Route("/metrics", api.metrics),
             Route("/api/v1/streams", api.streams),
-            Route("/api/v1/streams/{name:path}/sync", api.trigger, methods=["POST"]),
+            # Every method, so a GET is answered 405 rather than taken for a stream name.
+            Route("/api/v1/streams/{name:path}/sync", api.trigger, methods=_ANY_METHOD),
             Route("/api/v1/streams/{name:path}", api.stream),
             Route("/api/v1/jobs", api.jobs),
+            Route("/api/v1/jobs/{id:int}", api.job),
             Route("/api/v1/notifications", api.notifications),
             Route("/api/v1/cluster-resources", api.cluster_resources),
             Route("/api/v1/cluster-resources/{file:path}", api.cluster_resources),
-        ]
+        ],
+        exception_handlers={HTTPException: _http_error},
     )
+
+
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 async def _check_token(config: Config, authorization: str) -> tuple[int, str] | None:

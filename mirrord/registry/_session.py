@@ -24,6 +24,7 @@ from typing import Any, Self
 import anyio
 import httpx
 
+from mirrord import __version__
 from mirrord.core.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
 from mirrord.errors import (
     ConnectError,
@@ -53,6 +54,9 @@ ERROR_BODY_LIMIT = 64 << 10  # an error answer is read this far (for its OCI err
 MAX_TOKEN_LIFETIME = 24 * 3600.0  # a token is fetched again at least daily
 CANCEL_TIMEOUT = 5.0  # seconds one upload cancellation (or all of them at close) may take
 
+#: What a failed ``GET /v2/`` says it was doing (a user reads it: no "ping" jargon).
+REACH = "connecting"
+
 
 class RegistrySession:
     """Talks HTTP to one registry (``host[:port]``; ``docker.io`` means Docker Hub's API
@@ -65,7 +69,7 @@ class RegistrySession:
         credential: CredentialLike | None = None,
         options: RegistryOptions | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        on_request: Callable[[str, str], None] | None = None,
+        on_request: Callable[[str, str, int], None] | None = None,
         pacing: RegistryPacing | None = None,
     ) -> None:
         self.registry = registry
@@ -97,7 +101,7 @@ class RegistrySession:
             # window (the whole request has its deadline, a body its minimum rate).
             timeout=httpx.Timeout(self.options.stall_timeout, connect=15.0),
             limits=httpx.Limits(max_connections=max(4, self.options.max_concurrency * 2)),
-            headers={"User-Agent": "mirrord/0.1"},
+            headers={"User-Agent": f"mirrord/{__version__}"},
         )
         self._pinged = False
         self._ping_lock = anyio.Lock()
@@ -159,11 +163,11 @@ class RegistrySession:
         return self.auth.scheme
 
     async def _ping(self) -> None:
-        response = await self._send("GET", "/v2/", "ping", authenticate=False)
+        response = await self._send("GET", "/v2/", REACH, authenticate=False)
         if response.status_code == 401:
             self.auth.learn(response, self.base_url)
         elif response.status_code != 200:
-            raise error_from_response(response, self.registry, "ping")
+            raise error_from_response(response, self.registry, REACH)
         self._pinged = True
 
     async def check_credentials(self) -> None:
@@ -347,15 +351,17 @@ class RegistrySession:
             await self._ping_once()
         await self.throttle.wait()
         self.requests[request.method] += 1
-        if self._on_request:
-            self._on_request(request.method, request.url.path)
 
     async def _transmit(
         self, request: httpx.Request, what: str, *, auth: Any = httpx.USE_CLIENT_DEFAULT
     ) -> httpx.Response:
-        """Send ``request``; the answer's body is left to stream (the caller closes it)."""
+        """Send ``request``; the answer's body is left to stream (the caller closes it).
+        The ``on_request`` hook hears of it after the answer (its status is a label of
+        the metrics), or after its failure (status 0)."""
+        status = 0  # no answer, unless one comes
         try:
             response = await self._http.send(request, stream=True, auth=auth)
+            status = response.status_code
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.registry, what) from exc
         except httpx.StreamConsumed as exc:
@@ -366,6 +372,9 @@ class RegistrySession:
                 "a new token is ready, so the upload can be retried",
                 registry=self.registry,
             ) from exc
+        finally:
+            if self._on_request:
+                self._on_request(request.method, request.url.path, status)
         self._pace(response)
         return response
 

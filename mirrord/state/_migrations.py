@@ -163,7 +163,32 @@ _V7 = (
     "ALTER TABLE outbox ADD COLUMN claim_expires TEXT",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# A job may be Queued: a trigger (POST /api/v1/streams/NAME/sync) was accepted and the run
+# that takes the job over has not started. SQLite cannot change a CHECK: rebuild the table.
+_V8 = (
+    """
+    CREATE TABLE job_runs_v8 (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind     TEXT NOT NULL,
+        stream   TEXT,
+        status   TEXT NOT NULL CHECK (status IN ('Queued', 'Running', 'Succeeded', 'Failed')),
+        started  TEXT NOT NULL,
+        finished TEXT,
+        counts   TEXT NOT NULL DEFAULT '{}',
+        message  TEXT NOT NULL DEFAULT '',
+        pid      INTEGER,
+        worker   TEXT,
+        presence INTEGER
+    )
+    """,
+    "INSERT INTO job_runs_v8 SELECT id, kind, stream, status, started, finished, counts, "
+    "message, pid, worker, presence FROM job_runs",
+    "DROP TABLE job_runs",
+    "ALTER TABLE job_runs_v8 RENAME TO job_runs",
+    "CREATE INDEX job_runs_by_kind ON job_runs (kind, status, id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -36,15 +36,41 @@ def start_job(
     now: datetime,
     worker: str,
     presence: int | None,
+    queued: bool = False,
 ) -> int:
+    """See :meth:`Store.start_job`. The queued job is taken ``FOR UPDATE SKIP LOCKED``:
+    of two runs taking jobs over at once each gets its own (or none)."""
     if kind not in JOB_KINDS:
         raise ValueError(f"job kind must be one of {JOB_KINDS}, not {kind!r}")
-    row = conn.execute(
-        "INSERT INTO job_runs (kind, stream, status, started, pid, worker, presence) "
-        "VALUES (%s, %s, 'Running', %s, %s, %s, %s) RETURNING id",
-        (kind, stream, now, os.getpid(), worker, presence),
-    ).fetchone()
+    with conn.transaction():
+        waiting = None
+        if stream is not None:  # a run of the whole configuration serves no one trigger
+            waiting = conn.execute(
+                "SELECT id FROM job_runs WHERE kind = %s AND stream = %s AND status = 'Queued' "
+                "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (kind, stream),
+            ).fetchone()
+        if waiting is not None and queued:
+            return int(waiting["id"])  # triggers coalesce, as the scheduler's runs do
+        if waiting is not None:
+            conn.execute(
+                "UPDATE job_runs SET status = 'Running', started = %s, pid = %s, worker = %s, "
+                "presence = %s WHERE id = %s",
+                (now, os.getpid(), worker, presence, waiting["id"]),
+            )
+            return int(waiting["id"])
+        row = conn.execute(
+            "INSERT INTO job_runs (kind, stream, status, started, pid, worker, presence) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (kind, stream, "Queued" if queued else "Running", now, os.getpid(), worker,
+             presence),
+        ).fetchone()
     return int(returned(row)["id"])
+
+
+def get_job(conn: Conn, job_id: int) -> JobRun | None:
+    row = conn.execute("SELECT * FROM job_runs WHERE id = %s", (job_id,)).fetchone()
+    return rows.job(row) if row is not None else None
 
 
 def finish_job(
@@ -59,11 +85,11 @@ def finish_job(
         raise ValueError(f"a job finishes as Succeeded or Failed, not {status!r}")
     cursor = conn.execute(
         "UPDATE job_runs SET status = %s, finished = %s, counts = %s, message = %s "
-        "WHERE id = %s AND status = 'Running'",
+        "WHERE id = %s AND status IN ('Queued', 'Running')",
         (status, now, Jsonb(counts), message, job_id),
     )
     if cursor.rowcount == 0:
-        raise StateError(f"job {job_id} is not running (unknown or already finished)")
+        raise StateError(f"job {job_id} is not queued or running (unknown or finished)")
 
 
 def list_jobs(conn: Conn, limit: int, kind: str | None) -> list[JobRun]:

@@ -159,7 +159,15 @@ _V7 = (
     "ALTER TABLE outbox ADD COLUMN claim_expires timestamptz",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# A job may be Queued: a trigger was accepted, the run that takes the job over has not
+# started (see Store.start_job).
+_V8 = (
+    "ALTER TABLE job_runs DROP CONSTRAINT job_runs_status_check",
+    "ALTER TABLE job_runs ADD CONSTRAINT job_runs_status_check "
+    "CHECK (status IN ('Queued', 'Running', 'Succeeded', 'Failed'))",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 if SCHEMA_VERSION != _migrations.SCHEMA_VERSION:  # pragma: no cover - a development slip
     raise ImportError("the PostgreSQL and SQLite schemas must have the same versions")

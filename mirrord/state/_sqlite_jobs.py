@@ -28,16 +28,41 @@ def start_job(
     now: datetime,
     worker: str,
     presence: int | None,
+    queued: bool = False,
 ) -> int:
+    """See :meth:`Store.start_job`: a stream's run takes its oldest Queued job over;
+    ``queued`` records one (or returns the one already queued)."""
     if kind not in JOB_KINDS:
         raise ValueError(f"job kind must be one of {JOB_KINDS}, not {kind!r}")
     with tx(conn):
+        waiting = None
+        if stream is not None:  # a run of the whole configuration serves no one trigger
+            waiting = conn.execute(
+                "SELECT id FROM job_runs WHERE kind = ? AND stream = ? AND status = 'Queued' "
+                "ORDER BY id LIMIT 1",
+                (kind, stream),
+            ).fetchone()
+        if waiting is not None and queued:
+            return int(waiting[0])  # triggers coalesce, as the scheduler's runs do
+        if waiting is not None:
+            conn.execute(
+                "UPDATE job_runs SET status = 'Running', started = ?, pid = ?, worker = ?, "
+                "presence = ? WHERE id = ?",
+                (ts(now), os.getpid(), worker, presence, waiting[0]),
+            )
+            return int(waiting[0])
         row = conn.execute(
             "INSERT INTO job_runs (kind, stream, status, started, pid, worker, presence) "
-            "VALUES (?, ?, 'Running', ?, ?, ?, ?) RETURNING id",
-            (kind, stream, ts(now), os.getpid(), worker, presence),
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (kind, stream, "Queued" if queued else "Running", ts(now), os.getpid(), worker,
+             presence),
         ).fetchone()
     return int(row[0])
+
+
+def get_job(conn: sqlite3.Connection, job_id: int) -> JobRun | None:
+    row = conn.execute("SELECT * FROM job_runs WHERE id = ?", (job_id,)).fetchone()
+    return rows.job(row) if row is not None else None
 
 
 def finish_job(
@@ -53,11 +78,11 @@ def finish_job(
     with tx(conn):
         cursor = conn.execute(
             "UPDATE job_runs SET status = ?, finished = ?, counts = ?, message = ? "
-            "WHERE id = ? AND status = 'Running'",
+            "WHERE id = ? AND status IN ('Queued', 'Running')",
             (status, ts(now), json.dumps(counts, sort_keys=True), message, job_id),
         )
     if cursor.rowcount == 0:
-        raise StateError(f"job {job_id} is not running (unknown or already finished)")
+        raise StateError(f"job {job_id} is not queued or running (unknown or finished)")
 
 
 def list_jobs(conn: sqlite3.Connection, limit: int, kind: str | None) -> list[JobRun]:

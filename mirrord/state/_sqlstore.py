@@ -178,12 +178,20 @@ class SQLStore(Store):
         """Before a job is recorded as this store's: make sure others can see it alive."""
 
     async def start_job(
-        self, kind: str, stream: str | None = None, *, now: datetime | None = None
+        self,
+        kind: str,
+        stream: str | None = None,
+        *,
+        now: datetime | None = None,
+        queued: bool = False,
     ) -> int:
         await anyio.to_thread.run_sync(self._keep_presence)
         return await self._run(
-            self.jobs.start_job, kind, stream, now_or(now), self.worker, self.presence
+            self.jobs.start_job, kind, stream, now_or(now), self.worker, self.presence, queued
         )
+
+    async def get_job(self, job_id: int) -> JobRun | None:
+        return await self._run(self.jobs.get_job, job_id)
 
     async def finish_job(
         self,

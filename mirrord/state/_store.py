@@ -27,6 +27,7 @@ from mirrord.state._leases import LeaseStore
 from mirrord.state._lock import LOCK_FILE, RunLock, StateLock, hold_daemon_lock
 
 JOB_KINDS = ("sync", "prune")
+JOB_STATUSES = ("Queued", "Running", "Succeeded", "Failed")
 
 #: What a job left Running by a process that died records (``abandon_running_jobs``).
 JOB_DIED = (
@@ -37,8 +38,9 @@ JOB_DIED = (
 
 @dataclass(frozen=True)
 class JobRun:
-    """One sync or prune run (``status`` is Running until finished); ``worker`` ran it
-    (``host:pid`` or the configured ``worker_name``; None for runs recorded before)."""
+    """One sync or prune run: Queued (a trigger accepted, the run not started;
+    ``started`` is when it was accepted), Running, then Succeeded or Failed. ``worker``
+    ran it (``host:pid`` or the configured ``worker_name``; None for runs recorded before)."""
 
     id: int
     kind: str
@@ -227,9 +229,26 @@ class Store(LeaseStore):
 
     @abc.abstractmethod
     async def start_job(
-        self, kind: str, stream: str | None = None, *, now: datetime | None = None
+        self,
+        kind: str,
+        stream: str | None = None,
+        *,
+        now: datetime | None = None,
+        queued: bool = False,
     ) -> int:
-        """Record a Running job of ``kind`` ('sync' or 'prune'); its id."""
+        """Record a Running job of ``kind`` ('sync' or 'prune'); its id.
+
+        ``queued``: record a Queued job instead (a trigger accepted, its run not yet
+        started), or return the one ``stream`` already has queued (triggers coalesce).
+        A run of ``stream`` takes its oldest Queued job over (Queued -> Running, started
+        now) rather than recording a new one, so the id a trigger answered follows the
+        run that serves it. Queued jobs outlive the process (a restarted daemon runs
+        them); :meth:`abandon_running_jobs` leaves them alone.
+        """
+
+    @abc.abstractmethod
+    async def get_job(self, job_id: int) -> JobRun | None:
+        """One job by id (None when unknown or trimmed)."""
 
     @abc.abstractmethod
     async def finish_job(
@@ -241,7 +260,8 @@ class Store(LeaseStore):
         *,
         now: datetime | None = None,
     ) -> None:
-        """Close a job as 'Succeeded' or 'Failed' with its counts and a message."""
+        """Close a Running (or Queued: it cannot run) job as 'Succeeded' or 'Failed' with
+        its counts and a message."""
 
     @abc.abstractmethod
     async def list_jobs(self, limit: int = 20, kind: str | None = None) -> list[JobRun]:

@@ -18,6 +18,7 @@ from mirrord.cluster import default_directory as default_cluster_directory
 from mirrord.cluster import refresh as refresh_cluster_resources
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Imported, StreamPlan
+from mirrord.core.units import camel_case
 from mirrord.errors import MirrordError
 from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
 from mirrord.state import Store
@@ -84,20 +85,22 @@ async def sync_once(
     ``complete``: the streams carry their whole selection, so a stream with no
     failure is marked synced (False for ``import-image`` of one tag among several).
     """
-    destination = await open_destination(config, pool)
     notifier = Notifier(store, config.notifications) if config.notifications else None
-    recorder = Recorder(config, store, destination, notifier, complete=complete)
-    syncer = Syncer(
-        config,
-        pool,
-        on_result=recorder,
-        legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
-        should_stop=should_stop,
-    )
     result = result or SyncResult()
-    await recorder.prepare(streams)
+    # The job first, so a run that cannot even start (the mirror unreachable) is recorded,
+    # and a queued job (a trigger) is taken over and closed whatever happens.
     job = await store.start_job("sync", streams[0].name if len(streams) == 1 else None)
     try:
+        destination = await open_destination(config, pool)
+        recorder = Recorder(config, store, destination, notifier, complete=complete)
+        syncer = Syncer(
+            config,
+            pool,
+            on_result=recorder,
+            legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
+            should_stop=should_stop,
+        )
+        await recorder.prepare(streams)
         await syncer.run(streams, result=result)
         await recorder.finish(result)
     except BaseException as error:
@@ -152,7 +155,8 @@ def _why(error: BaseException, result: SyncResult) -> str:
 
 
 def _counts(result: SyncResult) -> dict[str, int]:
-    return {k: int(v) for k, v in result.stats.as_dict().items()}
+    """The job's counts, camelCase like every document mirrord writes (``imagesCopied``)."""
+    return {camel_case(k): int(v) for k, v in result.stats.as_dict().items()}
 
 
 async def _imported_from(store: Store, stream: str, tag: str) -> Imported | None:

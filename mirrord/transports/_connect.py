@@ -24,7 +24,8 @@ from mirrord.transports._base import Destination
 from mirrord.transports._ocilayout import OCILayoutDestination
 from mirrord.transports._registry import RegistryDestination
 
-RequestHook = Callable[[str, str, str], None]
+RequestHook = Callable[[str, str, str, int], None]
+"""``(registry, method, path, status)`` after each answer (status 0: none came)."""
 
 
 def registry_options(config: Config, registry: str) -> RegistryOptions:
@@ -127,11 +128,11 @@ class ClientPool:
         """The retry policy of every registry, as the configuration sets them."""
         return retry_policies(self.config)
 
-    def _hook_for(self, registry: str) -> Callable[[str, str], None] | None:
+    def _hook_for(self, registry: str) -> Callable[[str, str, int], None] | None:
         hook = self._on_request
         if hook is None:
             return None
-        return lambda method, path: hook(registry, method, path)
+        return lambda method, path, status: hook(registry, method, path, status)
 
     async def aclose(self) -> None:
         for client in self._clients.values():

@@ -17,6 +17,7 @@ from mirrord.config import (
     ServerConfig,
     _locate,
     _parse,
+    _pruning,
     default_config_path,
     default_state_dir,
     embedded_default_config,
@@ -138,7 +139,7 @@ def test_shipped_example_uses_every_key() -> None:
     keys = set(_parse._TOP_KEYS) | set(_parse._STREAM_KEYS)
     keys |= set(_parse._REGISTRY) | set(_parse._LIMITS) | {"default"}
     keys |= {"url", "secret_file", "command", "timeout", "events", "listen", "token_file"}
-    keys |= set(_parse._PRUNING)
+    keys |= set(_pruning._PRUNING)
     missing = [k for k in keys if f"{k}:" not in text]
     assert missing == []
 
@@ -444,6 +445,31 @@ def test_pruning_keys() -> None:
           failedJobsHistoryLimit: 5
         """)
     assert cfg.pruning == PruningConfig("6h", True, 0, 5400.0, False, 1, 5)
+
+
+def test_pruning_keys_have_snake_case_aliases() -> None:
+    cfg = parse("""\
+        version: 1
+        pruning:
+          keep_tag_revisions: 0
+          keep_younger_than_duration: 1h30m
+          prune_registry: false
+          successful_jobs_history_limit: 1
+          failedJobsHistoryLimit: 5
+        """)
+    assert cfg.pruning == PruningConfig("0 0 * * *", False, 0, 5400.0, False, 1, 5)
+    assert parse("version: 1\npruning:\n  keep_younger_than: 60000000000\n").pruning \
+        .keep_younger_than == 60.0
+
+
+def test_both_spellings_of_one_pruning_key_name_both_lines() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse("version: 1\npruning:\n  keepTagRevisions: 3\n  suspend: true\n"
+              "  keep_tag_revisions: 2\n")
+    error = caught.value
+    assert error.line == 5 and error.key == "pruning.keep_tag_revisions"
+    assert "`keep_tag_revisions` and `keepTagRevisions` are the same setting" in str(error)
+    assert "lines 3 and 5" in str(error)
 
 
 def test_deprecated_keep_younger_than_nanoseconds() -> None:
@@ -879,9 +905,15 @@ ERRORS = [
     ("version: 1\nserver:\n  listen: 127.0.0.1:99999\n", 3, "server.listen", "HOST:PORT"),
     ("version: 1\nserver:\n  token: abc\n", 3, "server.token", "credentials never go"),
     (
-        "version: 1\npruning:\n  keep_tag_revisions: 3\n",
+        "version: 1\npruning:\n  keep_tag_revisions: -1\n",
         3,
         "pruning.keep_tag_revisions",
+        "must be 0 or more",
+    ),
+    (
+        "version: 1\npruning:\n  keepTagRevision: 3\n",
+        3,
+        "pruning.keepTagRevision",
         "did you mean 'keepTagRevisions'?",
     ),
     (

@@ -62,7 +62,7 @@ def test_trigger_needs_the_token_and_the_api_describes_streams_and_jobs(
         assert daemon.runs("app") == 1  # nothing ran on a refused request
         accepted = daemon.post(path, TOKEN)
         assert accepted.status_code == 202
-        assert accepted.json() == {"stream": "app", "status": "queued"}
+        assert accepted.json() == {"stream": "app", "status": "Queued", "job": 2}
         daemon.wait_for_runs("app", 2)
         assert mirror_client.head_manifest("api/app", "2.0") == new.digest
 
@@ -88,12 +88,14 @@ def test_trigger_needs_the_token_and_the_api_describes_streams_and_jobs(
 
         jobs = daemon.get("/api/v1/jobs?kind=sync").json()["items"]
         assert [(j["status"], j["stream"]) for j in jobs] == [("Succeeded", "app")] * 2
-        assert jobs[0]["counts"]["images_copied"] == 1 and jobs[0]["finished"]
+        assert jobs[0]["counts"]["imagesCopied"] == 1 and jobs[0]["finished"]
+        assert jobs[0]["id"] == 2
         assert daemon.get("/api/v1/jobs?limit=many").status_code == 400
         for bad in ("-1", "0"):
             refused = daemon.get(f"/api/v1/jobs?limit={bad}")
             assert refused.status_code == 400
-            assert refused.json() == {"error": "limit must be a positive number"}
+            assert refused.json() == {
+                "error": {"reason": "BadRequest", "message": "limit must be a positive number"}}
         assert len(daemon.get("/api/v1/jobs?limit=1").json()["items"]) == 1
 
         # one event per new tag (1.0 in the catch-up run, 2.0 in the triggered one), and
@@ -115,7 +117,9 @@ def test_trigger_needs_the_token_and_the_api_describes_streams_and_jobs(
         assert as_json.json() == documents
         conf = daemon.get("/api/v1/cluster-resources/registries.conf")
         assert conf.text == (setup.state_dir / "cluster-resources" / "registries.conf").read_text()
-        assert daemon.get("/api/v1/cluster-resources/nope.yaml").status_code == 404
+        missing = daemon.get("/api/v1/cluster-resources/nope.yaml")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["reason"] == "NotFound" and missing.json()["files"]
 
         assert daemon.get("/healthz").json() == {"status": "ok"}
         ready = daemon.get("/readyz")
@@ -152,7 +156,8 @@ def test_readyz_names_an_unreachable_mirror_and_triggers_are_off_without_a_token
         assert daemon.get("/healthz").status_code == 200
         refused = daemon.post("/api/v1/streams/app/sync", TOKEN)
         assert refused.status_code == 403
-        assert "token_file" in refused.json()["error"]
+        assert refused.json()["error"]["reason"] == "Forbidden"
+        assert "token_file" in refused.json()["error"]["message"]
 
 
 def test_the_token_defaults_to_the_systemd_credential(

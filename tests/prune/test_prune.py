@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 from harness.images import OCI_INDEX, Image, RegistryHTTP, build_image, make_layer, push, sha256
 from harness.registry import RegistryProcess
@@ -173,6 +174,9 @@ def test_a_dry_run_changes_nothing(
     assert code == 0 and planned["dryRun"] is True
     assert [r["image"] for r in planned["tagRevisions"]] == digests[1:]
     assert [m["digest"] for m in planned["manifests"]] == digests[1:]
+    as_yaml = prune(setup, "-o", "yaml")  # the same document; the dry-run line on stderr
+    assert as_yaml.exit_code == 0, as_yaml.output
+    assert yaml.safe_load(as_yaml.stdout) == planned and DRY_RUN in as_yaml.stderr
 
 
 def test_before_any_sync_a_dry_run_and_status_create_nothing(

@@ -186,7 +186,8 @@ async def test_refused_connection_is_temporary(refused_host: str) -> None:
             await client.ping()
     assert caught.value.temporary
     assert caught.value.reason == "Unreachable"
-    assert str(caught.value).startswith(f"{host}: ping: cannot reach the registry: ConnectError")
+    message = str(caught.value)
+    assert message.startswith(f"{host}: connecting: cannot reach the registry: ConnectError")
 
 
 @pytest.mark.anyio

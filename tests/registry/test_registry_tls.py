@@ -40,7 +40,7 @@ async def test_unknown_ca_is_a_final_tls_error(tls_registry: RegistryProcess, pu
     error = caught.value
     assert not error.temporary and error.reason == "TLSError"
     message = str(error)
-    assert message.startswith(f"{tls_registry.host}: ping: TLS verification failed")
+    assert message.startswith(f"{tls_registry.host}: connecting: TLS verification failed")
     assert "CERTIFICATE_VERIFY_FAILED" in message
     assert f"/etc/containers/certs.d/{tls_registry.host}/ca.crt" in message
 
@@ -81,7 +81,7 @@ async def test_plain_http_to_a_tls_registry_is_refused(tls_registry: RegistryPro
         with pytest.raises(RegistryError) as caught:
             await client.ping()
     assert not caught.value.temporary
-    assert str(caught.value).startswith(f"{tls_registry.host}: ping: 400")
+    assert str(caught.value).startswith(f"{tls_registry.host}: connecting: 400")
 
 
 async def test_tls_to_a_plain_http_registry_says_set_insecure(
@@ -95,7 +95,7 @@ async def test_tls_to_a_plain_http_registry_says_set_insecure(
     error = caught.value
     assert not error.temporary
     message = str(error)
-    assert message.startswith(f"{basic_registry.host}: ping: TLS handshake failed, "
+    assert message.startswith(f"{basic_registry.host}: connecting: TLS handshake failed, "
                               "the answer looks like plain HTTP")
     assert "set 'insecure: true'" in message
     assert "--insecure" in message

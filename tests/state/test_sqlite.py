@@ -129,7 +129,7 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
     store = open_store(tmp_path)
     try:
         with raw(tmp_path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None
@@ -145,7 +145,12 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
         assert tag.items[1].created == T0
         assert [(c.reason, c.message) for c in tag.conditions] == [("NotFound", "gone")]
         [job] = await store.list_jobs(kind="sync")
-        assert (job.status, job.counts) == ("Succeeded", {"copied": 2})
+        assert (job.status, job.counts, job.worker) == ("Succeeded", {"copied": 2}, None)
+        queued = await store.start_job("sync", "ubi9/ubi", queued=True)  # version 8's status
+        assert queued == job.id + 1  # ids continue after the rebuilt table's rows
+        assert await store.start_job("sync", "ubi9/ubi") == queued  # taken over
+        taken = await store.get_job(queued)
+        assert taken is not None and (taken.status, taken.worker) == ("Running", store.worker)
 
         # an old event gains no source digest by being imported again: no new event
         same = await store.record_tag_import(

@@ -47,7 +47,7 @@ async def test_jobs_finish_list_and_trim(store: Store) -> None:
     assert len(await store.list_jobs(limit=100, kind="prune")) == 5  # other kind untouched
     assert await store.trim_jobs("sync", successful_limit=3, failed_limit=2) == 0
 
-    with pytest.raises(StateError, match="not running"):
+    with pytest.raises(StateError, match="not queued or running"):
         await store.finish_job(ids["Failed"][-1], "Succeeded")
     with pytest.raises(ValueError, match="kind"):
         await store.start_job("backup")
@@ -66,6 +66,29 @@ async def test_jobs_record_the_worker_that_ran_them(backend: Backend) -> None:
     assert (jobs[first].worker, jobs[first].status) == ("db1:100", "Succeeded")
     assert (jobs[second].worker, jobs[second].status) == ("db2:200", "Running")
     assert jobs[first].pid == jobs[second].pid == os.getpid()
+
+
+@pytest.mark.anyio
+async def test_a_queued_job_is_taken_over_by_the_stream_s_next_run(store: Store) -> None:
+    queued = await store.start_job("sync", "app", now=T0, queued=True)
+    assert await store.start_job("sync", "app", queued=True) == queued  # triggers coalesce
+    other = await store.start_job("sync", "other", queued=True)
+    job = await store.get_job(queued)
+    assert job is not None and (job.status, job.started, job.finished) == ("Queued", T0, None)
+    assert await store.abandon_running_jobs("killed") == 0  # a queued job is not abandoned
+    assert await store.start_job("sync") != queued  # a run of every stream serves no trigger
+    assert await store.start_job("prune") != queued
+    running = await store.start_job("sync", "app", now=T0 + timedelta(minutes=1))
+    assert running == queued
+    job = await store.get_job(queued)
+    assert job is not None and (job.status, job.started) == ("Running", T0 + timedelta(minutes=1))
+    assert await store.start_job("sync", "app", queued=True) not in (queued, other)  # a new one
+    await store.finish_job(queued, "Succeeded", {"imagesCopied": 1})
+    job = await store.get_job(queued)
+    assert job is not None and (job.status, job.counts) == ("Succeeded", {"imagesCopied": 1})
+    await store.finish_job(other, "Failed", message="the stream no longer exists")  # never ran
+    assert await store.get_job(other) is not None
+    assert await store.get_job(10_000) is None
 
 
 # -- notification outbox ---------------------------------------------------------------
