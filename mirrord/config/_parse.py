@@ -55,6 +55,7 @@ from mirrord.config._values import (
     _url,
     _worker_name,
 )
+from mirrord.config._signing import _lookaside, _policy
 from mirrord.config._yaml import _At, _Doc
 from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode, ReferencePolicy
@@ -91,6 +92,7 @@ _REGISTRY: dict[str, Callable[[_At], Any]] = {
     "request_timeout": lambda a: _timeout(a, maximum=86400.0),
     "stall_timeout": lambda a: _timeout(a, maximum=3600.0),
     "min_transfer_rate": lambda a: _size(a, minimum=0, maximum=1 << 30),
+    "lookaside": _lookaside,
 }
 
 # The caps on upstream data (mirrord.core.limits): each at least 1 and at most a
@@ -270,6 +272,8 @@ _TOP_KEYS = (
     "worker_name",
     "lease",
     "limits",
+    "lookaside_dir",
+    "policy",
 )
 EMBEDDED_DEFAULT_YAML = """\
 version: 1
@@ -354,6 +358,8 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         worker_name=_worker_name(keys["worker_name"]) if "worker_name" in keys else None,
         lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,
         limits=_limits(keys["limits"]) if "limits" in keys else Limits(),
+        lookaside_dir=keys["lookaside_dir"].path() if "lookaside_dir" in keys else None,
+        **_policy(keys.get("policy")),
     )
 
 

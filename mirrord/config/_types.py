@@ -50,6 +50,9 @@ class RegistryConfig:
     request_timeout: float = REQUEST_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     min_transfer_rate: int = MIN_TRANSFER_RATE
+    # Simple-signing lookaside of this registry (file://, http://, https://); None: the
+    # built-in one for registry.redhat.io / registry.access.redhat.com, else none.
+    lookaside: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,17 @@ class Config:
     worker_name: str | None = None  # None: host:pid
     lease: float = 60.0  # seconds a worker's claim on a stream lasts unless renewed
     limits: Limits = dataclasses.field(default_factory=Limits)
+    # The mirror's own lookaside directory (None: <state_dir>/sigstore).
+    lookaside_dir: Path | None = None
+    # The verification policy: a containers-policy.json file, or its text given inline
+    # (JSON); checked by mirrord.signatures when a sync starts. None: no verification.
+    policy: Path | None = None
+    policy_text: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def signature_dir(self) -> Path:
+        """Where the mirror's lookaside lives (``lookaside_dir``, or ``state_dir/sigstore``)."""
+        return self.lookaside_dir or self.state_dir / "sigstore"
 
     def registry_config(self, host: str) -> RegistryConfig:
         """The settings for ``host[:port]``; defaults for a host not configured."""
