@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from mirrord.config._signing import _lookaside, _policy
 from mirrord.config._types import (
     NOTIFICATION_EVENTS,
     Config,
@@ -55,7 +56,6 @@ from mirrord.config._values import (
     _url,
     _worker_name,
 )
-from mirrord.config._signing import _lookaside, _policy
 from mirrord.config._yaml import _At, _Doc
 from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode, ReferencePolicy
