@@ -31,6 +31,7 @@ CURRENT_STREAM: contextvars.ContextVar[str] = contextvars.ContextVar("mirrord_st
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 IMAGE_OUTCOMES = ("copied", "unchanged", "failed")
 BLOB_OUTCOMES = ("copied", "mounted", "present")
+SIGNATURE_OUTCOMES = ("copied", "verified", "rejected")
 RUN_RESULTS = ("succeeded", "failed", "interrupted")
 NOTIFY_RESULTS = ("delivered", "failed", "given_up")
 
@@ -133,6 +134,13 @@ class Metrics:
             ["stream"],
             registry=r,
         )
+        self.signatures = Counter(
+            "mirrord_stream_signatures",
+            "Signatures: copied (lookaside files written), verified (manifests the policy "
+            "accepted), rejected (tags the policy refused).",
+            ["stream", "outcome"],
+            registry=r,
+        )
 
     def _daemon_metrics(self, r: CollectorRegistry) -> None:
         """Per registry and for the whole daemon: requests, notifications, reloads."""
@@ -209,6 +217,8 @@ class Metrics:
                 _forget(self.images, name, outcome)
             for outcome in BLOB_OUTCOMES:
                 _forget(self.blobs, name, outcome)
+            for outcome in SIGNATURE_OUTCOMES:
+                _forget(self.signatures, name, outcome)
         for name in wanted - self._known:
             synced = (last_synced or {}).get(name)
             if synced is not None:
@@ -251,6 +261,12 @@ class Metrics:
         self.bytes.labels(stream).inc(s.bytes_copied)
         self.rate_limit.labels(stream).inc(s.rate_limit_waits)
         self.retries.labels(stream).inc(s.retries)
+        for name, count in zip(
+            SIGNATURE_OUTCOMES,
+            (s.signatures_copied, s.signatures_verified, s.signatures_rejected),
+            strict=True,
+        ):
+            self.signatures.labels(stream, name).inc(count)
         counts = result.notifications or DeliveryCounts()
         for name, count in zip(
             NOTIFY_RESULTS, (counts.delivered, counts.failed, counts.given_up), strict=True
