@@ -1,0 +1,156 @@
+"""`mirrord sync` with signatures, end to end: Debian's skopeo signs (`copy --sign-by`),
+mirrord carries the signature to its lookaside and checks its policy, skopeo pulls from
+the mirror with a `signedBy` policy and a registries.d pointing at mirrord's lookaside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness.images import RegistryHTTP, push_image
+from harness.registry import RegistryProcess
+from harness.signing import GPGKey, StaticServer, skopeo_sign
+from harness.synctools import sync_setup
+
+
+@pytest.fixture(scope="module")
+def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GPGKey]:
+    key = GPGKey.generate(tmp_path_factory.mktemp("gpg") / "home", "mirrord sync signer")
+    yield key
+    key.close()
+
+
+def _signed_by(key: Path, **more: Any) -> list[dict[str, Any]]:
+    return [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(key), **more}]
+
+
+def _skopeo_pull(tmp_path: Path, ref: str, policy: dict[str, Any], lookaside: str,
+                 host: str) -> subprocess.CompletedProcess[str]:
+    """`skopeo copy docker://ref dir:…` under `policy`, the mirror's lookaside configured."""
+    regd = tmp_path / "client-registries.d"
+    regd.mkdir(exist_ok=True)
+    (regd / "mirror.yaml").write_text(yaml.safe_dump({"docker": {host: {"lookaside": lookaside}}}))
+    policy_path = tmp_path / "client-policy.json"
+    policy_path.write_text(json.dumps(policy))
+    out = tmp_path / f"pulled-{len(list(tmp_path.glob('pulled-*')))}"
+    return subprocess.run(
+        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--policy", str(policy_path),
+         "--registries.d", str(regd), f"docker://{ref}", f"dir:{out}"],
+        capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_signed_image_travels_with_its_signature_and_unsigned_is_refused(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str, gpg_key: GPGKey,
+) -> None:
+    host = mirror_registry.host
+    push_image(mirror_client, f"{repo_name}/src/app", "1.0", seed=repo_name)
+    unsigned = push_image(mirror_client, f"{repo_name}/up/app", "2.0", seed=repo_name + "u")
+    staging = tmp_path / "upstream-lookaside"
+    skopeo_sign(f"{host}/{repo_name}/src/app:1.0", f"{host}/{repo_name}/up/app:1.0",
+                tmp_path / "sign", gpg=gpg_key, staging=staging)
+    key = gpg_key.write_public(tmp_path / "signer.asc")
+    policy = {"default": [{"type": "reject"}],
+              "transports": {"docker": {f"{host}/{repo_name}/up": _signed_by(key)}}}
+    lookaside_dir = tmp_path / "mirror-lookaside"
+    with StaticServer(staging) as upstream:
+        setup = sync_setup(
+            tmp_path, mirror=f"docker://{host}/m", sources=[mirror_registry],
+            streams=[{"from": f"{host}/{repo_name}/up/app", "to": f"{repo_name}/app",
+                      "tags": ["1.0", "2.0"], "signatures": False}],
+            settings={host: {"lookaside": upstream.url}},
+            extra={"policy": policy, "lookaside_dir": str(lookaside_dir)},
+        )
+        code, summary = setup.sync_json()
+        requests_first = len(upstream.requests)
+        code2, summary2 = setup.sync_json()  # again: nothing new to fetch or write
+
+    assert code != 0, summary
+    assert summary["images"]["copied"] == 1 and summary["images"]["failed"] == 1
+    assert summary["signatures"] == {"copied": 1, "verified": 1, "rejected": 1}
+    [failure] = summary["failures"]
+    assert failure["tag"] == "2.0" and failure["reason"] == "SignatureRejected"
+    assert f"{host}/{repo_name}/up/app:2.0" in failure["message"]
+    assert "signedBy" in failure["message"]
+    # The refused tag never reached the mirror; the accepted one did.
+    assert mirror_client.head_manifest(f"m/{repo_name}/app", "2.0") is None
+    accepted = mirror_client.head_manifest(f"m/{repo_name}/app", "1.0")
+    assert accepted is not None and accepted != unsigned.digest
+    # The signature is in mirrord's lookaside, byte for byte, under the mirror's path.
+    [upstream_sig] = staging.rglob("signature-1")
+    mirrored = lookaside_dir / f"m/{repo_name}/app@sha256={upstream_sig.parent.name.split('=')[1]}"
+    assert (mirrored / "signature-1").read_bytes() == upstream_sig.read_bytes()
+    assert not (mirrored / "signature-2").exists()
+    # Second run: the 1.0 signature is held, only signature-2 is asked for; the refusal stays.
+    assert code2 != 0 and summary2["signatures"]["copied"] == 0
+    assert summary2["images"]["failed"] == 1
+    assert len(upstream.requests) - requests_first <= 2
+
+    # skopeo, pulling from the mirror, accepts the signature (identity remapped) ...
+    client_policy = {"default": [{"type": "reject"}], "transports": {"docker": {
+        f"{host}/m": _signed_by(key, signedIdentity={
+            "type": "remapIdentity", "prefix": f"{host}/m/{repo_name}",
+            "signedPrefix": f"{host}/{repo_name}/up"})}}}
+    pulled = _skopeo_pull(tmp_path, f"{host}/m/{repo_name}/app:1.0", client_policy,
+                          lookaside_dir.as_uri(), f"{host}/m")
+    assert pulled.returncode == 0, pulled.stderr
+    # ... and refuses it when mirrord's lookaside is not there to show the signature.
+    refused = _skopeo_pull(tmp_path, f"{host}/m/{repo_name}/app:1.0", client_policy,
+                           (tmp_path / "empty").as_uri(), f"{host}/m")
+    assert refused.returncode != 0 and "signature" in refused.stderr.lower()
+
+
+def test_a_tampered_signature_is_refused_and_the_tag_stays(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str, gpg_key: GPGKey,
+) -> None:
+    host = mirror_registry.host
+    push_image(mirror_client, f"{repo_name}/src/app", "1.0", seed=repo_name)
+    staging = tmp_path / "upstream-lookaside"
+    skopeo_sign(f"{host}/{repo_name}/src/app:1.0", f"{host}/{repo_name}/up/app:1.0",
+                tmp_path / "sign", gpg=gpg_key, staging=staging)
+    [sig] = staging.rglob("signature-1")
+    blob = bytearray(sig.read_bytes())
+    blob[len(blob) // 2] ^= 0x01  # one bit in the signed payload
+    sig.write_bytes(bytes(blob))
+    key = gpg_key.write_public(tmp_path / "signer.asc")
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"default": _signed_by(key)}))
+    setup = sync_setup(
+        tmp_path, mirror=f"docker://{host}/m", sources=[mirror_registry],
+        streams=[{"from": f"{host}/{repo_name}/up/app", "to": f"{repo_name}/app",
+                  "tags": ["1.0"], "signatures": False}],
+        settings={host: {"lookaside": staging.as_uri()}},
+        extra={"policy": str(policy)},
+    )
+    code, summary = setup.sync_json()
+    assert code != 0
+    assert summary["signatures"]["rejected"] == 1 and summary["signatures"]["copied"] == 0
+    assert summary["failures"][0]["reason"] == "SignatureRejected"
+    assert mirror_client.head_manifest(f"m/{repo_name}/app", "1.0") is None
+    # Nothing of a refused image lands in the default lookaside (<state_dir>/sigstore).
+    assert not list((setup.state_dir / "sigstore").rglob("signature-*"))
+
+
+def test_a_bad_lookaside_or_policy_is_a_configuration_error(
+    tmp_path: Path, mirror_registry: RegistryProcess,
+) -> None:
+    host = mirror_registry.host
+    setup = sync_setup(tmp_path, mirror=f"docker://{host}/m", sources=[mirror_registry],
+                       streams=[{"from": f"{host}/x/app", "tags": ["1"]}],
+                       settings={host: {"lookaside": "ftp://example.invalid/sigs"}})
+    result = setup.sync()
+    assert result.exit_code != 0
+    assert "lookaside" in result.output and "mirrord.yaml:" in result.output
+    assert "Traceback" not in result.output
+    setup = sync_setup(tmp_path, mirror=f"docker://{host}/m", sources=[mirror_registry],
+                       streams=[{"from": f"{host}/x/app", "tags": ["1"]}],
+                       extra={"policy": {"default": [{"type": "signedBy"}]}})
+    result = setup.sync()
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "policy" in result.output and "keyType" in result.output
