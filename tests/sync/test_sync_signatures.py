@@ -5,16 +5,13 @@ the mirror with a `signedBy` policy and a registries.d pointing at mirrord's loo
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
-from harness.signing import GPGKey, StaticServer, skopeo_sign
+from harness.signing import GPGKey, StaticServer, signed_by, skopeo_pull, skopeo_sign
 from harness.synctools import sync_setup
 
 
@@ -23,25 +20,6 @@ def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GPGKey]:
     key = GPGKey.generate(tmp_path_factory.mktemp("gpg") / "home", "mirrord sync signer")
     yield key
     key.close()
-
-
-def _signed_by(key: Path, **more: Any) -> list[dict[str, Any]]:
-    return [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(key), **more}]
-
-
-def _skopeo_pull(tmp_path: Path, ref: str, policy: dict[str, Any], lookaside: str,
-                 host: str) -> subprocess.CompletedProcess[str]:
-    """`skopeo copy docker://ref dir:…` under `policy`, the mirror's lookaside configured."""
-    regd = tmp_path / "client-registries.d"
-    regd.mkdir(exist_ok=True)
-    (regd / "mirror.yaml").write_text(yaml.safe_dump({"docker": {host: {"lookaside": lookaside}}}))
-    policy_path = tmp_path / "client-policy.json"
-    policy_path.write_text(json.dumps(policy))
-    out = tmp_path / f"pulled-{len(list(tmp_path.glob('pulled-*')))}"
-    return subprocess.run(
-        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--policy", str(policy_path),
-         "--registries.d", str(regd), f"docker://{ref}", f"dir:{out}"],
-        capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_signed_image_travels_with_its_signature_and_unsigned_is_refused(
@@ -56,7 +34,7 @@ def test_signed_image_travels_with_its_signature_and_unsigned_is_refused(
                 tmp_path / "sign", gpg=gpg_key, staging=staging)
     key = gpg_key.write_public(tmp_path / "signer.asc")
     policy = {"default": [{"type": "reject"}],
-              "transports": {"docker": {f"{host}/{repo_name}/up": _signed_by(key)}}}
+              "transports": {"docker": {f"{host}/{repo_name}/up": signed_by(key)}}}
     lookaside_dir = tmp_path / "mirror-lookaside"
     with StaticServer(staging) as upstream:
         setup = sync_setup(
@@ -93,14 +71,14 @@ def test_signed_image_travels_with_its_signature_and_unsigned_is_refused(
 
     # skopeo, pulling from the mirror, accepts the signature (identity remapped) ...
     client_policy = {"default": [{"type": "reject"}], "transports": {"docker": {
-        f"{host}/m": _signed_by(key, signedIdentity={
+        f"{host}/m": signed_by(key, signedIdentity={
             "type": "remapIdentity", "prefix": f"{host}/m/{repo_name}",
             "signedPrefix": f"{host}/{repo_name}/up"})}}}
-    pulled = _skopeo_pull(tmp_path, f"{host}/m/{repo_name}/app:1.0", client_policy,
+    pulled = skopeo_pull(tmp_path, f"{host}/m/{repo_name}/app:1.0", client_policy,
                           lookaside_dir.as_uri(), f"{host}/m")
     assert pulled.returncode == 0, pulled.stderr
     # ... and refuses it when mirrord's lookaside is not there to show the signature.
-    refused = _skopeo_pull(tmp_path, f"{host}/m/{repo_name}/app:1.0", client_policy,
+    refused = skopeo_pull(tmp_path, f"{host}/m/{repo_name}/app:1.0", client_policy,
                            (tmp_path / "empty").as_uri(), f"{host}/m")
     assert refused.returncode != 0 and "signature" in refused.stderr.lower()
 
@@ -120,7 +98,7 @@ def test_a_tampered_signature_is_refused_and_the_tag_stays(
     sig.write_bytes(bytes(blob))
     key = gpg_key.write_public(tmp_path / "signer.asc")
     policy = tmp_path / "policy.json"
-    policy.write_text(json.dumps({"default": _signed_by(key)}))
+    policy.write_text(json.dumps({"default": signed_by(key)}))
     setup = sync_setup(
         tmp_path, mirror=f"docker://{host}/m", sources=[mirror_registry],
         streams=[{"from": f"{host}/{repo_name}/up/app", "to": f"{repo_name}/app",
