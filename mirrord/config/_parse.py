@@ -273,6 +273,7 @@ _TOP_KEYS = (
     "lease",
     "limits",
     "lookaside_dir",
+    "lookaside_url",
     "policy",
 )
 EMBEDDED_DEFAULT_YAML = """\
@@ -359,6 +360,7 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,
         limits=_limits(keys["limits"]) if "limits" in keys else Limits(),
         lookaside_dir=keys["lookaside_dir"].path() if "lookaside_dir" in keys else None,
+        lookaside_url=_lookaside(keys["lookaside_url"]) if "lookaside_url" in keys else None,
         **_policy(keys.get("policy")),
     )
 

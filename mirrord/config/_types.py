@@ -199,6 +199,9 @@ class Config:
     # The verification policy: a containers-policy.json file, or its text given inline
     # (JSON); checked by mirrord.signatures when a sync starts. None: no verification.
     policy: Path | None = None
+    # The URL clients read the mirror's lookaside from (cluster-resources' registries.d);
+    # None: the daemon's /sigstore at server.listen.
+    lookaside_url: str | None = None
     policy_text: str | None = dataclasses.field(default=None, repr=False)
 
     @property
