@@ -90,7 +90,12 @@ class SignatureGate:
     async def before_tag(
         self, source: Source, plan: TagPlan, manifest: Manifest, get_manifest: GetManifest
     ) -> None:
-        """Carry and check the signatures of ``manifest`` (and its children); see the module."""
+        """Carry and check the signatures of ``manifest`` (and its children); see the module.
+
+        A cosign attachment (a plan with a ``subject``) travels with its image, which was
+        checked already: it is neither verified itself nor looked up in the lookaside."""
+        if plan.subject is not None:
+            return
         images = [manifest]
         if manifest.is_index:
             images += [await get_manifest(child.digest) for child in manifest.manifests]

@@ -11,8 +11,20 @@ from pathlib import Path
 import pytest
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
-from harness.signing import GPGKey, StaticServer, signed_by, skopeo_pull, skopeo_sign
+from harness.signing import (
+    COSIGN_SIMPLESIGNING,
+    CosignKey,
+    GPGKey,
+    StaticServer,
+    cosign_payload,
+    cosign_signature_manifest,
+    signed_by,
+    skopeo_pull,
+    skopeo_sign,
+)
 from harness.synctools import sync_setup
+
+from mirrord.signatures import SIGNATURE_ANNOTATION, attachment_tag
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +144,40 @@ def test_a_bad_lookaside_or_policy_is_a_configuration_error(
     result = setup.sync()
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "policy" in result.output and "keyType" in result.output
+
+
+def test_a_cosign_key_signed_image_passes_sigstore_signed_and_a_forged_one_fails(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    host = mirror_registry.host
+    repo = f"{repo_name}/cosign/app"
+    key = CosignKey.generate(tmp_path / "cosign")
+    forger = CosignKey.generate(tmp_path / "forger")
+    good = push_image(mirror_client, repo, "good", seed=repo_name + "g")
+    bad = push_image(mirror_client, repo, "bad", seed=repo_name + "b")
+    for image, signer in ((good, key), (bad, forger)):
+        payload = cosign_payload(image.digest, f"{host}/{repo}:{image.tag}")
+        raw, blobs = cosign_signature_manifest(
+            [(payload, {SIGNATURE_ANNOTATION: signer.sign(payload)}, COSIGN_SIMPLESIGNING)])
+        for digest, blob in blobs.items():
+            mirror_client.upload_blob(repo, blob, digest)
+        mirror_client.put_manifest(repo, attachment_tag(image.digest), raw,
+                                   "application/vnd.oci.image.manifest.v1+json")
+    policy = {"default": [{"type": "sigstoreSigned", "keyPath": str(key.public_path),
+                           "signedIdentity": {"type": "matchRepository"}}]}
+    setup = sync_setup(
+        tmp_path, mirror=f"docker://{host}/c", sources=[mirror_registry],
+        streams=[{"from": f"{host}/{repo}", "to": repo, "tags": ["good", "bad"]}],
+        extra={"policy": policy},
+    )
+    code, summary = setup.sync_json()
+    assert code != 0, summary
+    assert summary["signatures"] == {"copied": 0, "verified": 1, "rejected": 1}
+    rejected = [f for f in summary["failures"] if f["reason"] == "SignatureRejected"]
+    assert [f["tag"] for f in rejected] == ["bad"]
+    # The refused image's signature tag stays behind with it; the accepted one's travels.
+    assert {f["tag"] for f in summary["failures"]} == {"bad", attachment_tag(bad.digest)}
+    assert mirror_client.head_manifest(f"c/{repo}", attachment_tag(good.digest)) is not None
+    assert mirror_client.head_manifest(f"c/{repo}", "good") == good.digest
+    assert mirror_client.head_manifest(f"c/{repo}", "bad") is None
