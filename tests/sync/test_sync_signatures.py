@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
 from harness.signing import (
@@ -22,8 +24,9 @@ from harness.signing import (
     skopeo_pull,
     skopeo_sign,
 )
-from harness.synctools import sync_setup
+from harness.synctools import Setup, sync_setup
 
+from mirrord.cli import main
 from mirrord.signatures import SIGNATURE_ANNOTATION, attachment_tag
 
 
@@ -32,6 +35,15 @@ def gpg_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GPGKey]:
     key = GPGKey.generate(tmp_path_factory.mktemp("gpg") / "home", "mirrord sync signer")
     yield key
     key.close()
+
+
+def setup_describe(setup: Setup, name: str) -> dict[str, Any]:
+    """`mirrord describe NAME -o json` for the image stream."""
+    result = CliRunner().invoke(main, ["describe", name, "--config", str(setup.path),
+                                       "-o", "json"])
+    assert result.exit_code == 0, result.output
+    described: dict[str, Any] = json.loads(result.stdout[result.stdout.index("{"):])
+    return described
 
 
 def test_signed_image_travels_with_its_signature_and_unsigned_is_refused(
@@ -125,6 +137,12 @@ def test_a_tampered_signature_is_refused_and_the_tag_stays(
     assert mirror_client.head_manifest(f"m/{repo_name}/app", "1.0") is None
     # Nothing of a refused image lands in the default lookaside (<state_dir>/sigstore).
     assert not list((setup.state_dir / "sigstore").rglob("signature-*"))
+    # The refusal is the tag's condition in its image stream (OpenShift's spelling).
+    described = setup_describe(setup, f"{repo_name}/app")
+    [tag] = [t for t in described["status"]["tags"] if t["tag"] == "1.0"]
+    [condition] = tag["conditions"]
+    assert condition["type"] == "ImportSuccess" and condition["status"] == "False"
+    assert condition["reason"] == "SignatureRejected" and "signedBy" in condition["message"]
 
 
 def test_a_bad_lookaside_or_policy_is_a_configuration_error(
