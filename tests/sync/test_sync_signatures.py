@@ -199,3 +199,40 @@ def test_a_cosign_key_signed_image_passes_sigstore_signed_and_a_forged_one_fails
     assert mirror_client.head_manifest(f"c/{repo}", attachment_tag(good.digest)) is not None
     assert mirror_client.head_manifest(f"c/{repo}", "good") == good.digest
     assert mirror_client.head_manifest(f"c/{repo}", "bad") is None
+
+
+def test_a_failing_lookaside_is_retried_and_a_lasting_failure_fails_the_tag(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str, gpg_key: GPGKey,
+) -> None:
+    host = mirror_registry.host
+    push_image(mirror_client, f"{repo_name}/src/app", "1.0", seed=repo_name)
+    staging = tmp_path / "upstream-lookaside"
+    skopeo_sign(f"{host}/{repo_name}/src/app:1.0", f"{host}/{repo_name}/up/app:1.0",
+                tmp_path / "sign", gpg=gpg_key, staging=staging)
+    with StaticServer(staging) as upstream:
+        setup = sync_setup(
+            tmp_path, mirror=f"docker://{host}/r", sources=[mirror_registry],
+            streams=[{"from": f"{host}/{repo_name}/up/app", "to": f"{repo_name}/app",
+                      "tags": ["1.0"], "signatures": False}],
+            settings={host: {"lookaside": upstream.url}},
+        )
+        upstream.fail_next = [503]
+        code, summary = setup.sync_json()
+        assert code == 0, summary
+        assert summary["signatures"]["copied"] == 1 and summary["retries"] >= 1
+        assert not any(auth for _, auth in upstream.requests)  # no credentials to a lookaside
+
+        (tmp_path / "again").mkdir()
+        setup = sync_setup(
+            tmp_path / "again", mirror=f"docker://{host}/r2", sources=[mirror_registry],
+            streams=[{"from": f"{host}/{repo_name}/up/app", "to": f"{repo_name}/app",
+                      "tags": ["1.0"], "signatures": False}],
+            settings={host: {"lookaside": upstream.url}},
+        )
+        upstream.fail_next = [403] * 50
+        code, summary = setup.sync_json()
+    assert code == 1, summary
+    assert summary["failures"][0]["reason"] == "SignatureUnavailable"
+    assert "HTTP 403" in summary["failures"][0]["message"]
+    assert mirror_client.head_manifest(f"r2/{repo_name}/app", "1.0") is None
