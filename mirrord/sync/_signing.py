@@ -82,10 +82,7 @@ class SignatureGate:
 
     def lookaside(self, registry: str) -> str | None:
         """The source registry's lookaside base URL, if it has one."""
-        configured = self.config.registries.get(registry)
-        if configured is not None and configured.lookaside:
-            return configured.lookaside
-        return builtin_lookaside(registry)
+        return self.config.registry_config(registry).lookaside or builtin_lookaside(registry)
 
     async def before_tag(
         self, source: Source, plan: TagPlan, manifest: Manifest, get_manifest: GetManifest
