@@ -103,6 +103,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._stream_metrics(self.registry)
         self._daemon_metrics(self.registry)
+        self._signature_metrics(self.registry)
         self._mirror_registry = ""
         self._known: set[str] = set()
 
@@ -163,6 +164,9 @@ class Metrics:
             ["stream"],
             registry=r,
         )
+
+    def _signature_metrics(self, r: CollectorRegistry) -> None:
+        """Per stream: what became of the signatures (issue 15)."""
         self.signatures = Counter(
             "mirrord_stream_signatures",
             "Signatures: copied (lookaside files written), verified (manifests the policy "
