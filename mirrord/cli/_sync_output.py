@@ -34,6 +34,11 @@ def summary(result: SyncResult) -> dict[str, Any]:
             "mounted": stats.blobs_mounted,
             "present": stats.blobs_present,
         },
+        "signatures": {
+            "copied": stats.signatures_copied,
+            "verified": stats.signatures_verified,
+            "rejected": stats.signatures_rejected,
+        },
         "bytes": stats.bytes_copied,
         "seconds": round(result.seconds, 3),
         "retries": stats.retries,

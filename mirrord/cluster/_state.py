@@ -62,9 +62,19 @@ def mirror_target(config: Config) -> str:
 
 
 def lookaside_url(config: Config) -> str | None:
-    """HOOK(signatures): the URL clients read mirrord's lookaside from (issue 15's
-    ``/sigstore/``), once the configuration names one; None until then."""
-    return None
+    """The URL clients read mirrord's lookaside from: ``lookaside_url:`` when set, else
+    the daemon's ``/sigstore/`` at ``server.listen`` when that is an address a client can
+    use (not a wildcard such as ``0.0.0.0``; a loopback one serves the same host)."""
+    if config.lookaside_url is not None:
+        return config.lookaside_url
+    if config.server.host in _WILDCARDS:
+        return None
+    host = config.server.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{config.server.port}/sigstore"
+
+
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
 def _insecure(config: Config, host: str) -> bool:
@@ -106,6 +116,18 @@ def _signatures(config: Config, name: str) -> bool:
     return wanted.get(name, config.defaults.signatures)
 
 
+def _carries_lookaside(config: Config) -> bool:
+    """Whether mirrord fills a lookaside: a policy, a configured or built-in lookaside."""
+    return config.policy is not None or config.lookaside_url is not None or any(
+        r.lookaside for r in config.registries.values()
+    ) or any(s.source_registry in _BUILTIN_LOOKASIDE_HOSTS for s in config.streams)
+
+
+# The registries containers-registries.d(5) names a lookaside for (cluster may not import
+# signatures; mirrord.signatures.BUILTIN_LOOKASIDES holds their URLs).
+_BUILTIN_LOOKASIDE_HOSTS = frozenset({"registry.redhat.io", "registry.access.redhat.com"})
+
+
 async def gather(config: Config, store: Store | None, names: Collection[str] = ()) -> Inputs:
     """The records of ``config``'s mirrored streams (only ``names`` when given).
 
@@ -128,7 +150,10 @@ async def gather(config: Config, store: Store | None, names: Collection[str] = (
             continue
         records.append(record)
         signatures = signatures or _signatures(config, stream.name)
-    scopes = (SignatureScope(target, lookaside=lookaside_url(config)),) if signatures else ()
+    lookaside = lookaside_url(config) if _carries_lookaside(config) else None
+    scopes: tuple[SignatureScope, ...] = ()
+    if records and (signatures or lookaside):
+        scopes = (SignatureScope(target, signatures, lookaside),)
     return Inputs(tuple(records), (target,), scopes, known, tuple(notes))
 
 

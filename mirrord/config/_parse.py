@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from mirrord.config._pruning import pruning_config
+from mirrord.config._registries import _limits, _registries
+from mirrord.config._signing import _lookaside, _policy
 from mirrord.config._types import (
-    DEFAULT_REGISTRY,
     NOTIFICATION_EVENTS,
     Config,
     DatabaseConfig,
@@ -30,7 +31,6 @@ from mirrord.config._types import (
     MirrorTarget,
     NotificationConfig,
     PruningConfig,
-    RegistryConfig,
     ServerConfig,
     StreamConfig,
 )
@@ -39,8 +39,6 @@ from mirrord.config._values import (
     _RECEIVER_NAME_RE,
     _choice,
     _database_url,
-    _duration,
-    _host,
     _lease,
     _max_tags,
     _mirror,
@@ -50,7 +48,6 @@ from mirrord.config._values import (
     _repo_path,
     _schedule,
     _semver,
-    _size,
     _source,
     _tags,
     _timeout,
@@ -80,72 +77,6 @@ _STREAM_KEYS = ("from", "to", "tags", *_SELECTION_KEYS, *_POLICY, "pinned")
 def _defaults(at: _At) -> Defaults:
     keys = at.mapping(tuple(_POLICY))
     return dataclasses.replace(Defaults(), **{k: _POLICY[k](v) for k, v in keys.items()})
-
-
-MAX_BUDGET = 24 * 3600.0
-
-
-def _budget(at: _At) -> float:
-    """A retry budget: a Go duration from 0 (no retries) to 24h."""
-    seconds = _duration(at)
-    if seconds > MAX_BUDGET:
-        raise at.error(f"at most 24h, got {at.text()!r}")
-    return seconds
-
-
-_REGISTRY: dict[str, Callable[[_At], Any]] = {
-    "auth_file": _At.path,
-    "insecure": _At.boolean,
-    "tls_verify": _At.boolean,
-    "ca_file": _At.path,
-    "max_concurrency": lambda a: a.integer(1, 1000),
-    # At least a request every 100 seconds: a smaller rate never sends one.
-    "rate": lambda a: a.number(0.01, 1e6),
-    "request_timeout": lambda a: _timeout(a, maximum=86400.0),
-    "stall_timeout": lambda a: _timeout(a, maximum=3600.0),
-    "min_transfer_rate": lambda a: _size(a, minimum=0, maximum=1 << 30),
-    "retry_budget": _budget,
-    "outage_budget": _budget,
-    "ratelimit_min": lambda a: a.integer(0, 1_000_000),
-}
-
-# The caps on upstream data (mirrord.core.limits): each at least 1 and at most a
-# bound past which the cap protects nothing.
-_LIMITS: dict[str, Callable[[_At], Any]] = {
-    "max_manifest_size": lambda a: _size(a, minimum=1024, maximum=1 << 30),
-    "max_layers": lambda a: a.integer(1, 1_000_000),
-    "max_index_children": lambda a: a.integer(1, 1_000_000),
-    "max_index_depth": lambda a: a.integer(1, 16),
-    "max_tag_pages": lambda a: a.integer(1, 1_000_000),
-    "max_upstream_tags": lambda a: a.integer(1, 100_000_000),
-}
-
-
-def _limits(at: _At) -> Limits:
-    keys = at.mapping(tuple(_LIMITS))
-    return Limits(**{k: _LIMITS[k](v) for k, v in keys.items()})
-
-
-def _registries(at: _At) -> dict[str, RegistryConfig]:
-    """Each host's settings; a ``default`` entry is what the others start from."""
-    entries: dict[str, tuple[_At, dict[str, _At]]] = {}
-    lines: dict[str, int] = {}
-    for key, value in at.entries(None, quoted=True):
-        name = str(key.node.value)
-        host = DEFAULT_REGISTRY if name == DEFAULT_REGISTRY else _host(key, name)
-        if host in entries:
-            raise key.error(f"{name!r} is the same registry as line {lines[host]}")
-        lines[host] = key.line
-        entries[host] = (key, value.mapping(tuple(_REGISTRY)))
-    base = RegistryConfig()
-    if DEFAULT_REGISTRY in entries:
-        base = _registry_entry(base, *entries[DEFAULT_REGISTRY])
-    return {host: _registry_entry(base, *entry) for host, entry in entries.items()}
-
-
-def _registry_entry(base: RegistryConfig, key: _At, keys: dict[str, _At]) -> RegistryConfig:
-    return dataclasses.replace(base, **{k: _REGISTRY[k](v) for k, v in keys.items()})
-
 
 
 def _stream(at: _At, defaults: Defaults) -> StreamConfig:
@@ -275,6 +206,9 @@ _TOP_KEYS = (
     "worker_name",
     "lease",
     "limits",
+    "lookaside_dir",
+    "lookaside_url",
+    "policy",
 )
 EMBEDDED_DEFAULT_YAML = """\
 version: 1
@@ -380,6 +314,9 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         worker_name=_worker_name(keys["worker_name"]) if "worker_name" in keys else None,
         lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,
         limits=_limits(keys["limits"]) if "limits" in keys else Limits(),
+        lookaside_dir=keys["lookaside_dir"].path() if "lookaside_dir" in keys else None,
+        lookaside_url=_lookaside(keys["lookaside_url"]) if "lookaside_url" in keys else None,
+        **_policy(keys.get("policy")),
     )
 
 

@@ -58,6 +58,9 @@ class RegistryConfig:
     retry_budget: float = 300.0
     outage_budget: float = 120.0
     ratelimit_min: int = 10
+    # Simple-signing lookaside of this registry (file://, http://, https://); None: the
+    # built-in one for registry.redhat.io / registry.access.redhat.com, else none.
+    lookaside: str | None = None
 
 
 #: The ``registries:`` entry whose settings every other entry (and unlisted host) starts
@@ -204,6 +207,20 @@ class Config:
     worker_name: str | None = None  # None: host:pid
     lease: float = 60.0  # seconds a worker's claim on a stream lasts unless renewed
     limits: Limits = dataclasses.field(default_factory=Limits)
+    # The mirror's own lookaside directory (None: <state_dir>/sigstore).
+    lookaside_dir: Path | None = None
+    # The verification policy: a containers-policy.json file, or its text given inline
+    # (JSON); checked by mirrord.signatures when a sync starts. None: no verification.
+    policy: Path | None = None
+    # The URL clients read the mirror's lookaside from (cluster-resources' registries.d);
+    # None: the daemon's /sigstore at server.listen.
+    lookaside_url: str | None = None
+    policy_text: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def signature_dir(self) -> Path:
+        """Where the mirror's lookaside lives (``lookaside_dir``, or ``state_dir/sigstore``)."""
+        return self.lookaside_dir or self.state_dir / "sigstore"
 
     def registry_config(self, host: str) -> RegistryConfig:
         """The settings for ``host[:port]``; the ``default`` entry's (or the built-in

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from mirrord.copy._engine import CopiedImage, CopyEngine, CopyStats, select_platform
+from mirrord.copy._engine import (
+    CopiedImage,
+    CopyEngine,
+    CopyStats,
+    GetManifest,
+    TagGate,
+    select_platform,
+)
 from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._plan import Action, Imported, StreamPlan, TagPlan, decide
 from mirrord.copy._verify import verified_chunks
@@ -12,8 +19,10 @@ __all__ = [
     "CopiedImage",
     "CopyEngine",
     "CopyStats",
+    "GetManifest",
     "Imported",
     "StreamPlan",
+    "TagGate",
     "TagPlan",
     "check_manifest",
     "decide",

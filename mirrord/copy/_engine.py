@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
 
@@ -62,6 +62,9 @@ class CopyStats:
     bytes_copied: int = 0
     retries: int = 0
     rate_limit_waits: float = 0.0
+    signatures_copied: int = 0  # lookaside signature-N files written to the mirror's
+    signatures_verified: int = 0  # manifests the verification policy accepted
+    signatures_rejected: int = 0  # tags the verification policy refused (not moved)
     # Bytes streamed so far, updated chunk by chunk (for live progress).
     bytes_streamed: list[int] = field(default_factory=lambda: [0])
 
@@ -84,6 +87,23 @@ class CopiedImage:
     size: int
     source_digest: str
     platform: str = ""  # the platform a Legacy import took out of the source index
+
+
+#: get_manifest(digest) -> a manifest of the image's source repository (cached per run).
+GetManifest = Callable[[str], Awaitable[Manifest]]
+
+
+class TagGate(Protocol):
+    """Called once the image's contents are in the mirror, right before its tag moves.
+
+    ``manifest`` is what the tag will name (for an index, ``get_manifest`` reads its
+    children). Raising a :class:`MirrordError` fails the tag and leaves it where it was
+    (e.g. :class:`~mirrord.errors.SignatureRejectedError`).
+    """
+
+    async def before_tag(
+        self, source: Source, plan: TagPlan, manifest: Manifest, get_manifest: GetManifest
+    ) -> None: ...
 
 
 class _Once:
@@ -127,8 +147,10 @@ class CopyEngine:
         *,
         retry: RetryPolicy | RetryPolicies = DEFAULT_RETRY,
         limits: Limits | None = None,
+        gate: TagGate | None = None,
     ) -> None:
         self.destination = destination
+        self.gate = gate
         self.stats = stats
         self.retry = retry
         self.limits = limits or Limits()
@@ -156,6 +178,13 @@ class CopyEngine:
         await self._ensure_contents(
             source, plan.source_repository, plan.mirror_repository, manifest, ()
         )
+        if self.gate is not None:
+            await self.gate.before_tag(
+                source,
+                plan,
+                manifest,
+                lambda digest: self._get_manifest(source, plan.source_repository, digest),
+            )
         where = f"{plan.mirror_repository}:{plan.tag}"
         await self._push_manifest(plan.mirror_repository, plan.tag, manifest, f"push tag {where}")
         return CopiedImage(

@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mirrord import __version__
-from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream
+from mirrord.core.imagestream import IMPORT_SUCCESS, Condition, ImageStream
 from mirrord.notify import DeliveryCounts
 from mirrord.prune import PruneResult
 from mirrord.sync import SyncResult
@@ -46,6 +46,7 @@ CURRENT_STREAM: contextvars.ContextVar[str] = contextvars.ContextVar("mirrord_st
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 IMAGE_OUTCOMES = ("copied", "unchanged", "failed")
 BLOB_OUTCOMES = ("copied", "mounted", "present")
+SIGNATURE_OUTCOMES = ("copied", "verified", "rejected")
 RUN_RESULTS = ("succeeded", "failed", "interrupted")
 NOTIFY_RESULTS = ("delivered", "failed", "given_up")
 PRUNE_RESULTS = ("succeeded", "failed")
@@ -60,12 +61,10 @@ def status_code(status: int) -> str:
 
 def failing_tags(stream: ImageStream) -> int:
     """Tags of ``stream`` whose last import failed (``ImportSuccess=False``)."""
-    return sum(
-        1
-        for t in stream.tags
-        if not t.removed and any(c.type == IMPORT_SUCCESS and c.status == "False"
-                                 for c in t.conditions)
-    )
+    def failing(conditions: Iterable[Condition]) -> bool:
+        return any(c.type == IMPORT_SUCCESS and c.status == "False" for c in conditions)
+
+    return sum(1 for t in stream.tags if not t.removed and failing(t.conditions))
 
 
 #: Per registry, read when scraped: (requests allowed in flight, pulls left or None).
@@ -141,6 +140,7 @@ class Metrics:
         )
         self._daemon_metrics(self.registry)
         self._prune_metrics(self.registry)
+        self._signature_metrics(self.registry)
         self._mirror_registry = ""
         self._known: set[str] = set()
 
@@ -231,6 +231,16 @@ class Metrics:
             "mirrord_prune_freed_bytes", "Bytes the removed blobs took.", registry=r
         )
 
+    def _signature_metrics(self, r: CollectorRegistry) -> None:
+        """Per stream: what became of the signatures (issue 15)."""
+        self.signatures = Counter(
+            "mirrord_stream_signatures",
+            "Signatures: copied (lookaside files written), verified (manifests the policy "
+            "accepted), rejected (tags the policy refused).",
+            ["stream", "outcome"],
+            registry=r,
+        )
+
     def _daemon_metrics(self, r: CollectorRegistry) -> None:
         """Per registry and for the whole daemon: requests, notifications, reloads."""
         self.requests = Counter(
@@ -308,6 +318,8 @@ class Metrics:
                 _forget(self.images, name, outcome)
             for outcome in BLOB_OUTCOMES:
                 _forget(self.blobs, name, outcome)
+            for outcome in SIGNATURE_OUTCOMES:
+                _forget(self.signatures, name, outcome)
         for name in wanted - self._known:
             synced = (last_synced or {}).get(name)
             if synced is not None:
@@ -351,6 +363,12 @@ class Metrics:
         self.bytes.labels(stream).inc(s.bytes_copied)
         self.rate_limit.labels(stream).inc(s.rate_limit_waits)
         self.retries.labels(stream).inc(s.retries)
+        for name, count in zip(
+            SIGNATURE_OUTCOMES,
+            (s.signatures_copied, s.signatures_verified, s.signatures_rejected),
+            strict=True,
+        ):
+            self.signatures.labels(stream, name).inc(count)
         counts = result.notifications or DeliveryCounts()
         for name, count in zip(
             NOTIFY_RESULTS, (counts.delivered, counts.failed, counts.given_up), strict=True

@@ -50,6 +50,7 @@ from mirrord.core.units import camel_case
 from mirrord.daemon._metrics import Metrics
 from mirrord.errors import CredentialError, ListenError, MirrordError
 from mirrord.notify import status_document
+from mirrord.signatures import LookasideDir
 from mirrord.state import JOB_KINDS, JobRun, Store
 
 log = logging.getLogger("mirrord.server")
@@ -210,6 +211,19 @@ class _API:
         rendered = await serve_cluster_resources(daemon.config, daemon.store, accept, file)
         return Response(rendered.body, status_code=rendered.status, media_type=rendered.media_type)
 
+    async def sigstore(self, request: Request) -> Response:
+        """The mirror's lookaside (``lookaside_dir``) for clients' registries.d:
+        ``GET /sigstore/<repository>@sha256=<hex>/signature-N``."""
+        store = LookasideDir(self.daemon.config.signature_dir)
+        try:
+            blob = await store.serve(request.path_params["file"])
+        except MirrordError as exc:
+            log.error("cannot serve a signature: %s", exc)
+            return _error(500, "the signature cannot be read")
+        if blob is None:
+            return _error(404, "no such signature")
+        return Response(blob, media_type="application/octet-stream")
+
     async def trigger(self, request: Request) -> Response:
         name = request.path_params["name"]
         if request.method != "POST":
@@ -252,6 +266,7 @@ def create_app(daemon: DaemonView) -> Starlette:
             Route("/api/v1/notifications", api.notifications),
             Route("/api/v1/cluster-resources", api.cluster_resources),
             Route("/api/v1/cluster-resources/{file:path}", api.cluster_resources),
+            Route("/sigstore/{file:path}", api.sigstore),
         ],
         exception_handlers={HTTPException: _http_error},
     )

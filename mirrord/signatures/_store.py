@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio.to_thread
 
-from mirrord.errors import StorageError
+from mirrord.errors import InvalidReferenceError, StorageError
 
 from ._files import FileProblem, read_bounded
 from ._layout import signature_dir, signature_name
 from ._lookaside import MAX_SIGNATURE_SIZE, MAX_SIGNATURES
+
+# What a client asks a served lookaside for: <repository>@sha256=<hex>/signature-<N>.
+_SERVED = re.compile(
+    r"(?P<repo>[^@]{1,255})@sha256=(?P<hex>[a-f0-9]{64})/signature-(?P<n>[1-9][0-9]{0,2})"
+)
 
 
 class LookasideDir:
@@ -47,6 +53,26 @@ class LookasideDir:
         files were written. Raises :class:`StorageError` if the directory cannot be written."""
         where = self.directory(repository, digest)
         return await anyio.to_thread.run_sync(self._add, where, list(signatures))
+
+    async def serve(self, path: str) -> bytes | None:
+        """The file a lookaside client asks for by relative ``path``
+        (``<repository>@sha256=<hex>/signature-N``); None for a missing file or any other
+        path (nothing outside the layout is ever read). Raises :class:`StorageError` if the
+        file exists but cannot be read."""
+        m = _SERVED.fullmatch(path)
+        if m is None or int(m["n"]) > MAX_SIGNATURES:
+            return None
+        try:
+            where = self.directory(m["repo"], f"sha256:{m['hex']}")
+        except InvalidReferenceError:
+            return None
+        file = str(where / signature_name(int(m["n"])))
+        try:
+            return await anyio.to_thread.run_sync(read_bounded, file, MAX_SIGNATURE_SIZE)
+        except FileProblem as exc:
+            if exc.missing:
+                return None
+            raise StorageError(f"lookaside directory: {exc}") from None
 
     def _read(self, where: Path) -> list[bytes]:
         out: list[bytes] = []

@@ -41,6 +41,7 @@ from mirrord.core.selection import (
 from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
 from mirrord.sync._result import SyncResult, TagResult
+from mirrord.sync._signing import SignatureGate
 from mirrord.transports import ClientPool, Destination, Source, open_destination
 
 log = logging.getLogger("mirrord.sync")
@@ -219,9 +220,14 @@ class Syncer:
 
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
         """Copy every image, then the signatures of those that are in the mirror."""
-        engine = CopyEngine(
-            destination, result.stats, limits=self.config.limits, retry=self.pool.retry
-        )
+        async with SignatureGate(self.config, result.stats) as gate:
+            engine = CopyEngine(
+                destination, result.stats, limits=self.config.limits, retry=self.pool.retry,
+                gate=gate if gate.needed else None,
+            )
+            await self._execute_all(result, engine)
+
+    async def _execute_all(self, result: SyncResult, engine: CopyEngine) -> None:
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
         for signatures in (False, True):
             failed = {r.plan.mirrored_digest or r.plan.source_digest for r in result.failed}

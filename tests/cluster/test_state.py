@@ -240,3 +240,23 @@ async def test_a_refresh_that_gathered_earlier_never_writes_last(
     assert len(calls) == 2
     conf = (cfg.state_dir / "cluster-resources" / "registries.conf").read_text()
     assert "src.lab:5000/team" in conf
+
+
+async def test_the_mirrors_lookaside_is_named_when_mirrord_fills_one(
+    tmp_path: Path, store: Store
+) -> None:
+    await mirrored(store, "org/app", "quay.io/org/app", f"{MIRROR}/org/app")
+    policy = "policy:\n  default: [{type: insecureAcceptAnything}]\n"
+    served = await gather(config(tmp_path, extra=policy + "server: {listen: '10.1.2.3:9464'}\n"),
+                          store)
+    assert served.signature_scopes == (
+        SignatureScope(MIRROR, lookaside="http://10.1.2.3:9464/sigstore"),)
+    named = await gather(config(tmp_path, extra=policy + "lookaside_url: "
+                                "https://mirror.lab/sigstore/\n"), store)
+    assert named.signature_scopes[0].lookaside == "https://mirror.lab/sigstore"
+    # A wildcard listen address is no URL a client can use; nothing is guessed.
+    wildcard = await gather(config(tmp_path, extra=policy + "server: {listen: '0.0.0.0:9464'}\n"),
+                            store)
+    assert wildcard.signature_scopes == (SignatureScope(MIRROR),)
+    # No policy and no lookaside to read: mirrord's lookaside stays empty, none is named.
+    assert (await gather(config(tmp_path), store)).signature_scopes == (SignatureScope(MIRROR),)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = ["COSIGN_SIMPLESIGNING", "CosignKey", "GPGKey", "StaticServer", "cosign_payload",
-           "cosign_signature_manifest", "skopeo_sign"]
+           "cosign_signature_manifest", "signed_by", "skopeo_pull", "skopeo_sign"]
 
 
 def _gpg(home: Path, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -132,6 +132,25 @@ def skopeo_sign(src: str, dest: str, workdir: Path, *, gpg: GPGKey, staging: Pat
     done = subprocess.run(cmd, capture_output=True, env=env, timeout=120, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"skopeo copy failed: {done.stderr.decode(errors='replace')}")
+
+
+def signed_by(key: Path, **more: Any) -> list[dict[str, Any]]:
+    return [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(key), **more}]
+
+
+def skopeo_pull(tmp_path: Path, ref: str, policy: dict[str, Any], lookaside: str,
+                 host: str) -> subprocess.CompletedProcess[str]:
+    """`skopeo copy docker://ref dir:…` under `policy`, the mirror's lookaside configured."""
+    regd = tmp_path / "client-registries.d"
+    regd.mkdir(exist_ok=True)
+    (regd / "mirror.yaml").write_text(yaml.safe_dump({"docker": {host: {"lookaside": lookaside}}}))
+    policy_path = tmp_path / "client-policy.json"
+    policy_path.write_text(json.dumps(policy))
+    out = tmp_path / f"pulled-{len(list(tmp_path.glob('pulled-*')))}"
+    return subprocess.run(
+        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--policy", str(policy_path),
+         "--registries.d", str(regd), f"docker://{ref}", f"dir:{out}"],
+        capture_output=True, text=True, timeout=120, check=False)
 
 
 def _accept_anything(workdir: Path) -> Path:
