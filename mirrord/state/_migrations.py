@@ -163,7 +163,11 @@ _V7 = (
     "ALTER TABLE outbox ADD COLUMN claim_expires TEXT",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# A blob claim names the repository its holder streams the blob into: a worker that
+# waited for it mounts it from there.
+_V8 = ("ALTER TABLE blob_claims ADD COLUMN repository TEXT NOT NULL DEFAULT ''",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -22,9 +22,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+import anyio
+
 from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
+from mirrord.errors import StateError
 from mirrord.state._leases import LeaseStore
-from mirrord.state._lock import LOCK_FILE, RunLock, StateLock, hold_daemon_lock
+from mirrord.state._lock import LOCK_FILE, QUEUE_FILE, RunLock, StateLock, hold_daemon_lock
 
 JOB_KINDS = ("sync", "prune")
 
@@ -123,7 +126,9 @@ class Store(LeaseStore):
         which may run side by side (with leases keeping them off each other's streams)
         while no exclusive holder runs.
         """
-        return RunLock(self.state_dir / LOCK_FILE, wait=wait, timeout=timeout, shared=shared)
+        lock = RunLock(self.state_dir / LOCK_FILE, wait=wait, timeout=timeout, shared=shared)
+        lock.queue = RunLock(self.state_dir / QUEUE_FILE)
+        return lock
 
     def hold_daemon_lock(self) -> StateLock:
         """Taken (and returned held) by a daemon for its life; LockedError naming the
@@ -247,14 +252,21 @@ class Store(LeaseStore):
 
     @abc.abstractmethod
     async def abandon_running_jobs(
-        self, message: str = "interrupted", *, now: datetime | None = None
+        self,
+        message: str = "interrupted",
+        *,
+        stream: str | None = None,
+        now: datetime | None = None,
     ) -> int:
         """Mark jobs left Running by a killed process as Failed; how many.
 
         Call it holding the run lock, while this store runs nothing. Every Running job
         counts as abandoned, this store's own included, except those of another live
         process: on PostgreSQL, of another worker whose store is still open (on SQLite
-        no other process runs a job beside a holder of the run lock)."""
+        no other process runs a job beside a holder of the run lock).
+
+        ``stream``: only the jobs of that stream; call it holding the stream's lease,
+        before this store starts its own job of the stream (its other jobs run on)."""
 
     # -- notification outbox -------------------------------------------------------
 
@@ -329,6 +341,15 @@ class Store(LeaseStore):
         """The conditions of pruner ``name``, sorted by type."""
 
     # -- lifecycle -----------------------------------------------------------------
+
+    async def ping(self, timeout: float = 5.0) -> None:
+        """Check that the store answers within about ``timeout`` seconds (readiness);
+        StateError naming the store (DatabaseUnavailableError when it is away)."""
+        try:
+            with anyio.fail_after(timeout):
+                await self.list_jobs(limit=1)
+        except TimeoutError:
+            raise StateError(f"state {self.location}: no answer within {timeout:g}s") from None
 
     @abc.abstractmethod
     def close(self) -> None:
