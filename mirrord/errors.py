@@ -7,9 +7,15 @@ is the image-stream condition reason an import failure records.
 
 * MirrordError                      (reason ``InternalError``)
   * InvalidReferenceError           an image reference that does not parse
+    * InvalidNameError              a tag or repository name from upstream (reason
+                                    ``InvalidName``); never used in a URL, file or state
   * ConfigError                     a configuration that does not load: file, line, key
   * ManifestError                   a malformed manifest, or one mirrord cannot copy
     * UnsupportedManifestError      Docker schema1, unknown media types
+    * DigestInvalidError            not ``sha256:`` + 64 hex or ``sha512:`` + 128 hex
+                                    (a header, a descriptor, a reference; ``DigestInvalid``)
+  * LimitExceededError              upstream data over a cap (``limits:``): the limit, the
+                                    upstream and the key that raises it (``LimitExceeded``)
   * DigestMismatchError             content that is not what its descriptor promised
   * StorageError                    the OCI layout mirror cannot be read or written
   * CredentialError                 a credential source that exists but cannot be used
@@ -30,6 +36,8 @@ is the image-stream condition reason an import failure records.
     * RateLimitedError              429 (temporary; ``retry_after``)
     * ServerError                   5xx (temporary)
     * ConnectError                  no connection, or it broke (temporary)
+      * TransferTimeoutError        a request over its deadline, a body below the minimum
+                                    rate (temporary: retried, each try bounded; ``Timeout``)
     * TLSError                      TLS verification failed (never retried)
 
 Messages never contain a secret: credentials are named by their source
@@ -63,6 +71,19 @@ class InvalidReferenceError(MirrordError, ValueError):
         self.reference = reference
 
 
+class InvalidNameError(InvalidReferenceError):
+    """A tag or repository name that came from upstream and breaks the distribution
+    grammar. The message shows it escaped (``repr``, shortened): control characters, NUL
+    and newlines never reach a log line or a terminal as themselves."""
+
+    reason = "InvalidName"
+
+    def __init__(self, name: str, why: str, where: str = "") -> None:
+        shown = repr(name[:150]) + ("…" if len(name) > 150 else "")
+        MirrordError.__init__(self, f"{where + ': ' if where else ''}{shown} {why}")
+        self.reference = name
+
+
 class ConfigError(MirrordError):
     """A configuration file that is invalid: names the file, line and key path."""
 
@@ -88,6 +109,21 @@ class ManifestError(MirrordError):
 
 class UnsupportedManifestError(ManifestError):
     """A manifest media type mirrord refuses, such as Docker schema1."""
+
+
+class DigestInvalidError(ManifestError):
+    """A digest mirrord does not accept: only ``sha256:`` with 64 and ``sha512:`` with
+    128 lower-case hex digits, wherever it comes from (header, descriptor, reference)."""
+
+    reason = "DigestInvalid"
+
+
+class LimitExceededError(MirrordError):
+    """Upstream data beyond one of mirrord's caps (manifest size, layers, index children
+    or depth, tag-list pages or tags, a pagination loop). The message names the limit,
+    the upstream and the configuration key that raises it. Never retried."""
+
+    reason = "LimitExceeded"
 
 
 class DigestMismatchError(MirrordError):
@@ -254,6 +290,13 @@ class ConnectError(RegistryError):
         return True
 
 
+class TransferTimeoutError(ConnectError):
+    """A request past its overall deadline, or a body slower than the minimum transfer
+    rate (stalled or trickled). Temporary: retried, and every attempt is bounded."""
+
+    reason = "Timeout"
+
+
 class TLSError(RegistryError):
     """TLS verification failed; never retried, never silently downgraded."""
 
@@ -282,9 +325,9 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 def ungrouped() -> Iterator[None]:
     """Re-raise an exception group escaping the block as :func:`first_error` of it::
 
-        with ungrouped():
-            async with anyio.create_task_group() as tg:
-                ...
+    with ungrouped():
+        async with anyio.create_task_group() as tg:
+            ...
     """
     try:
         yield

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from mirrord.cli._render import print_document
+from mirrord.core.reference import escaped
 from mirrord.core.units import human_bytes
 from mirrord.notify import DeliveryCounts
 from mirrord.sync import SyncResult
@@ -86,6 +87,9 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             print(f"  left out (over max_tags): {', '.join(stream_plan.left_out)}", file=out)
         if stream_plan.missing:
             print(f"  missing upstream: {', '.join(stream_plan.missing)}", file=out)
+        if stream_plan.invalid:
+            names = ", ".join(escaped(t, 80) for t in stream_plan.invalid)
+            print(f"  invalid tag names upstream (skipped): {names}", file=out)
         gone, delete = result.gone_upstream.get(stream_plan.stream, ((), False))
         for tag in gone:
             what = "delete" if delete else "gone"

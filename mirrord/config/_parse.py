@@ -48,6 +48,7 @@ from mirrord.config._values import (
     _repo_path,
     _schedule,
     _semver,
+    _size,
     _source,
     _tags,
     _timeout,
@@ -55,6 +56,7 @@ from mirrord.config._values import (
     _worker_name,
 )
 from mirrord.config._yaml import _At, _Doc
+from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.errors import ConfigError
 
@@ -83,9 +85,29 @@ _REGISTRY: dict[str, Callable[[_At], Any]] = {
     "insecure": _At.boolean,
     "tls_verify": _At.boolean,
     "ca_file": _At.path,
-    "max_concurrency": lambda a: a.integer(1),
-    "rate": _At.number,
+    "max_concurrency": lambda a: a.integer(1, 1000),
+    # At least a request every 100 seconds: a smaller rate never sends one.
+    "rate": lambda a: a.number(0.01, 1e6),
+    "request_timeout": lambda a: _timeout(a, maximum=86400.0),
+    "stall_timeout": lambda a: _timeout(a, maximum=3600.0),
+    "min_transfer_rate": lambda a: _size(a, minimum=0, maximum=1 << 30),
 }
+
+# The caps on upstream data (mirrord.core.limits): each at least 1 and at most a
+# bound past which the cap protects nothing.
+_LIMITS: dict[str, Callable[[_At], Any]] = {
+    "max_manifest_size": lambda a: _size(a, minimum=1024, maximum=1 << 30),
+    "max_layers": lambda a: a.integer(1, 1_000_000),
+    "max_index_children": lambda a: a.integer(1, 1_000_000),
+    "max_index_depth": lambda a: a.integer(1, 16),
+    "max_tag_pages": lambda a: a.integer(1, 1_000_000),
+    "max_upstream_tags": lambda a: a.integer(1, 100_000_000),
+}
+
+
+def _limits(at: _At) -> Limits:
+    keys = at.mapping(tuple(_LIMITS))
+    return Limits(**{k: _LIMITS[k](v) for k, v in keys.items()})
 
 
 def _registries(at: _At) -> dict[str, RegistryConfig]:
@@ -247,6 +269,7 @@ _TOP_KEYS = (
     "database_password_file",
     "worker_name",
     "lease",
+    "limits",
 )
 EMBEDDED_DEFAULT_YAML = """\
 version: 1
@@ -269,9 +292,21 @@ class Surroundings:
 
 def parse_document(text: str, file: str, surroundings: Surroundings) -> Config:
     """Parse and validate configuration text; ``file`` names it in errors."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses NUL and control characters
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            f"invalid YAML: character {chr(exc.character)!r} is not allowed (NUL and "
+            "control characters never belong in the file)",
+            file=file,
+            line=text[: exc.position].count("\n") + 1,
+        ) from None
     try:
         node = loader.get_single_node()
+    except RecursionError:  # flow lists nested hundreds deep
+        where = loader.get_mark().line + 1
+        loader.dispose()
+        raise ConfigError("invalid YAML: nested too deeply", file=file, line=where) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -286,6 +321,8 @@ def parse_document(text: str, file: str, surroundings: Surroundings) -> Config:
     try:
         doc = _Doc(file, surroundings.base, loader, surroundings.home)
         return _config(_At(doc, node, ""), surroundings.state_dir)
+    except RecursionError:  # merge keys or values nested past what anyone writes
+        raise ConfigError("nested too deeply", file=file) from None
     finally:
         loader.dispose()
 
@@ -316,6 +353,7 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         database=_database(keys),
         worker_name=_worker_name(keys["worker_name"]) if "worker_name" in keys else None,
         lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,
+        limits=_limits(keys["limits"]) if "limits" in keys else Limits(),
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path, PurePath
 from typing import Literal
 from urllib.parse import urlsplit
 
+from mirrord.core.limits import MIN_TRANSFER_RATE, REQUEST_TIMEOUT, STALL_TIMEOUT, Limits
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.core.reference import normalise_registry
 from mirrord.errors import ConfigError
@@ -36,7 +37,9 @@ class MirrorTarget:
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """Per host[:port]. ``insecure``: plain HTTP. ``rate``: requests/second."""
+    """Per host[:port]. ``insecure``: plain HTTP. ``rate``: requests/second. The
+    transfer bounds (seconds, bytes per second) are described in
+    :mod:`mirrord.core.limits`."""
 
     auth_file: Path | None = None
     insecure: bool = False
@@ -44,6 +47,9 @@ class RegistryConfig:
     ca_file: Path | None = None
     max_concurrency: int = 6
     rate: float | None = None
+    request_timeout: float = REQUEST_TIMEOUT
+    stall_timeout: float = STALL_TIMEOUT
+    min_transfer_rate: int = MIN_TRANSFER_RATE
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,7 @@ class Config:
     database: DatabaseConfig | None = None  # None: SQLite in state_dir
     worker_name: str | None = None  # None: host:pid
     lease: float = 60.0  # seconds a worker's claim on a stream lasts unless renewed
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
     def registry_config(self, host: str) -> RegistryConfig:
         """The settings for ``host[:port]``; defaults for a host not configured."""

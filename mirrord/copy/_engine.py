@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._plan import TagPlan
 from mirrord.copy._verify import verified_chunks
+from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode
 from mirrord.core.oci import Descriptor, Manifest, Platform
 from mirrord.errors import ManifestError, MirrordError, ungrouped
@@ -105,10 +107,12 @@ class CopyEngine:
         stats: CopyStats,
         *,
         retry: RetryPolicy = DEFAULT_RETRY,
+        limits: Limits | None = None,
     ) -> None:
         self.destination = destination
         self.stats = stats
         self.retry = retry
+        self.limits = limits or Limits()
         self._blobs = _Once()
         self._manifests = _Once()
         # digest -> a mirror repository known to hold it this run (a mount source)
@@ -131,7 +135,7 @@ class CopyEngine:
             if manifest.is_index:
                 raise ManifestError(f"{plan.tag}: nested index for {plan.platform}")
         await self._ensure_contents(
-            source, plan.source_repository, plan.mirror_repository, manifest
+            source, plan.source_repository, plan.mirror_repository, manifest, ()
         )
         await retrying(
             lambda: self.destination.put_manifest(plan.mirror_repository, plan.tag, manifest),
@@ -145,22 +149,43 @@ class CopyEngine:
         )
 
     async def _ensure_contents(
-        self, source: Source, src_repo: str, dst_repo: str, manifest: Manifest
+        self,
+        source: Source,
+        src_repo: str,
+        dst_repo: str,
+        manifest: Manifest,
+        parents: tuple[str, ...],
     ) -> None:
         """Everything ``manifest`` references is in ``dst_repo`` when this returns.
 
+        ``parents``: the indexes above it (their nesting is capped, a cycle refused).
         The first failure cancels the rest and is raised as itself, not as a group.
         """
+        where = f"{source.registry}/{src_repo}@{manifest.digest}"
+        index_level(manifest, parents, self.limits, where)
+        if manifest.is_index:
+            parents = (*parents, manifest.digest)
         with ungrouped():
             async with anyio.create_task_group() as tg:
                 for child in manifest.manifests:
-                    tg.start_soon(self._ensure_manifest, source, src_repo, dst_repo, child)
+                    tg.start_soon(
+                        self._ensure_manifest, source, src_repo, dst_repo, child, parents
+                    )
                 for blob in manifest.blobs:
                     tg.start_soon(self._ensure_blob, source, src_repo, dst_repo, blob)
 
     async def _ensure_manifest(
-        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
+        self,
+        source: Source,
+        src_repo: str,
+        dst_repo: str,
+        desc: Descriptor,
+        parents: tuple[str, ...],
     ) -> None:
+        if desc.digest in parents:  # before the once-per-digest gate: it would wait on itself
+            where = f"{source.registry}/{src_repo}@{parents[-1]}"
+            raise ManifestError(f"{where}: the index lists itself (or an index above it)")
+
         async def job() -> None:
             if await retrying(
                 lambda: self.destination.head_manifest(dst_repo, desc.digest),
@@ -170,7 +195,7 @@ class CopyEngine:
             ):
                 return
             child = await self._get_manifest(source, src_repo, desc.digest)
-            await self._ensure_contents(source, src_repo, dst_repo, child)
+            await self._ensure_contents(source, src_repo, dst_repo, child, parents)
             await retrying(
                 lambda: self.destination.put_manifest(dst_repo, child.digest, child),
                 f"push {dst_repo}@{child.digest}",
@@ -233,12 +258,14 @@ class CopyEngine:
         key = (id(source), repository, digest)
 
         async def fetch() -> None:
-            self._fetched[key] = await retrying(
+            manifest = await retrying(
                 lambda: source.get_manifest(repository, digest, digest),
                 f"GET manifest {repository}@{digest}",
                 self.retry,
                 self.stats.count_retry,
             )
+            check_manifest(manifest, self.limits, f"{source.registry}/{repository}@{digest}")
+            self._fetched[key] = manifest
 
         await self._fetching.run((f"{id(source)}/{repository}", digest), fetch)
         return self._fetched[key]

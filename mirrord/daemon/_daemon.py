@@ -5,8 +5,9 @@ Lifecycle:
 - start: take the state_dir's daemon lock (a second daemon on the same state
   refuses, exit 3, naming the first's pid), open the state, bind the listening
   socket, schedule every stream (never-synced streams run at once), tell systemd READY=1;
-- SIGHUP: reload the configuration; a file that does not load keeps the
-  running configuration (the log names file, line and key);
+- SIGHUP: reload the configuration; a file that does not load, or loads but could not
+  be scheduled (:func:`mirrord.sync.check_buildable`), keeps the running configuration
+  (the log names file, line and key);
 - SIGTERM/SIGINT: start no new run, let runs in flight finish for up to
   ``stop_timeout`` seconds, then cancel them (each records its job as Failed,
   "interrupted"; a tag is pushed only after its content, so the mirror never
@@ -38,6 +39,7 @@ from mirrord.daemon._server import HTTPServer
 from mirrord.errors import ConfigError, MirrordError, ungrouped
 from mirrord.prune import update_schedule_condition
 from mirrord.state import Store, hold_daemon_lock, open_store
+from mirrord.sync import check_buildable
 from mirrord.transports import open_destination
 
 log = logging.getLogger("mirrord.daemon")
@@ -241,6 +243,7 @@ class Daemon:
         )
         try:
             new = await anyio.to_thread.run_sync(load_config, path)
+            check_buildable(new)  # what loads but could not be scheduled is refused too
         except ConfigError as error:
             log.error(
                 "reload failed, still running the previous configuration: %s",

@@ -6,9 +6,9 @@ from mirrord.registry._auth import RegistryAuth, Token
 from mirrord.registry._challenge import Challenge, parse_challenges, request_scopes
 from mirrord.registry._client import RegistryClient
 from mirrord.registry._errors import parse_retry_after
+from mirrord.registry._options import RegistryOptions
 from mirrord.registry._retry import DEFAULT_RETRY, RetryPolicy, retrying
 from mirrord.registry._throttle import RegistryPacing
-from mirrord.registry._tls import RegistryOptions
 
 __all__ = [
     "DEFAULT_RETRY",

@@ -10,34 +10,72 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
 
-from mirrord.core.oci import MANIFEST_ACCEPT, Descriptor, Manifest, parse_manifest
-from mirrord.errors import NotFoundError, RegistryError
-from mirrord.registry._errors import (
-    error_from_response,
+import anyio
+
+from mirrord.core.oci import (
+    MANIFEST_ACCEPT,
+    Descriptor,
+    Manifest,
+    is_digest,
+    parse_digest,
+    parse_manifest,
 )
-from mirrord.registry._http import json_object, next_link, raw_chunks, with_query
-from mirrord.registry._session import RegistrySession
+from mirrord.core.reference import check_repository
+from mirrord.errors import LimitExceededError, NotFoundError, RegistryError
+from mirrord.registry._body import content_length, read_bounded, rebuilt
+from mirrord.registry._errors import error_from_response
+from mirrord.registry._http import json_object, raw_chunks, with_query
+from mirrord.registry._options import LIMIT_KEYS
+from mirrord.registry._session import ERROR_BODY_LIMIT, RegistrySession
+from mirrord.registry._urls import api_path, next_page
 
 TAG_PAGE_SIZE = 1000
 
 
 class RegistryClient(RegistrySession):
-    """The distribution-spec verbs over a :class:`RegistrySession`."""
+    """The distribution-spec verbs over a :class:`RegistrySession`.
+
+    Every name that goes into a URL is checked first (an invalid one raises
+    :class:`~mirrord.errors.InvalidNameError`, nothing is sent); every answer is bounded
+    (:mod:`._options`)."""
 
     # -- tags -----------------------------------------------------------------------
 
     async def list_tags(self, repository: str, page_size: int = TAG_PAGE_SIZE) -> list[str]:
-        """Every tag of ``repository``, following ``Link: <…>; rel="next"`` pages."""
-        url: str | None = f"/v2/{repository}/tags/list?n={page_size}"
+        """Every tag of ``repository``, following ``Link: <…>; rel="next"`` pages.
+
+        The tags are returned as the registry sent them, unchecked (an entry that is no
+        string comes back as a ``<type …>`` text that no tag grammar accepts): the
+        caller skips invalid ones by name. LimitExceededError past ``max_tag_pages``
+        pages or ``max_tags`` tags, or when a page links to one already read."""
+        tags_path = api_path(repository, "tags/list")
+        url: str | None = f"{tags_path}?n={page_size}"
         tags: list[str] = []
+        seen: set[str] = set()
         what = f"list tags of {repository}"
         while url:
+            if url in seen:
+                raise LimitExceededError(
+                    f"{self.registry}: {what}: the pagination Link leads back to a page "
+                    f"already read ({url[:200]!r}); a loop, refused"
+                )
+            seen.add(url)
+            if len(seen) > self.options.max_tag_pages:
+                raise LimitExceededError(
+                    f"{self.registry}: {what}: more than {self.options.max_tag_pages} pages "
+                    f"({LIMIT_KEYS['max_tag_pages']}); refused"
+                )
             response = await self._request("GET", url, what, ok=(200,))
             found = json_object(response, self.registry, what).get("tags") or []
             if not isinstance(found, list):
                 raise RegistryError(f"{what}: `tags` is not a list", registry=self.registry)
-            tags.extend(str(tag) for tag in found)
-            url = next_link(response)
+            tags.extend(tag if isinstance(tag, str) else _not_a_tag(tag) for tag in found)
+            if len(tags) > self.options.max_tags:
+                raise LimitExceededError(
+                    f"{self.registry}: {what}: more than {self.options.max_tags} tags "
+                    f"({LIMIT_KEYS['max_upstream_tags']}); refused"
+                )
+            url = next_page(response, tags_path, self.registry)
         return tags
 
     # -- manifests --------------------------------------------------------------------
@@ -48,7 +86,7 @@ class RegistryClient(RegistrySession):
         try:
             response = await self._request(
                 "HEAD",
-                f"/v2/{repository}/manifests/{reference}",
+                api_path(repository, "manifests", reference),
                 what,
                 ok=(200,),
                 headers={"Accept": MANIFEST_ACCEPT},
@@ -60,23 +98,35 @@ class RegistryClient(RegistrySession):
             # Without the header HEAD says nothing useful; only a GET can tell.
             manifest = await self.get_manifest(repository, reference)
             return manifest.descriptor()
+        parse_digest(digest, f"{self.registry}: {what}: Docker-Content-Digest")
+        size = content_length(response, self.registry, what) or 0
+        if size > self.options.max_manifest_size:
+            raise self._manifest_too_large(what, size)
         media_type = response.headers.get("content-type", "").split(";")[0]
-        size = int(response.headers.get("content-length") or 0)
         return Descriptor(media_type, digest, size)
+
+    def _manifest_too_large(self, what: str, size: int) -> LimitExceededError:
+        return LimitExceededError(
+            f"{self.registry}: {what}: the manifest is {size} bytes, over the limit of "
+            f"{self.options.max_manifest_size} ({LIMIT_KEYS['max_manifest_size']}); refused"
+        )
 
     async def get_manifest(
         self, repository: str, reference: str, expected_digest: str = ""
     ) -> Manifest:
-        """``GET`` a manifest; its digest is checked against ``reference`` when that is one."""
-        if not expected_digest and reference.startswith("sha"):
+        """``GET`` a manifest, read up to ``max_manifest_size``; its digest is checked
+        against ``expected_digest``, else against ``reference`` when that is a digest."""
+        if not expected_digest and is_digest(reference):
             expected_digest = reference
         what = f"GET manifest {repository}:{reference}"
         response = await self._request(
             "GET",
-            f"/v2/{repository}/manifests/{reference}",
+            api_path(repository, "manifests", reference),
             what,
             ok=(200,),
             headers={"Accept": MANIFEST_ACCEPT},
+            limit=self.options.max_manifest_size,
+            key=LIMIT_KEYS["max_manifest_size"],
         )
         return parse_manifest(
             response.content, response.headers.get("content-type", ""), expected_digest
@@ -86,7 +136,7 @@ class RegistryClient(RegistrySession):
         """``PUT`` the manifest's exact bytes under a tag or its digest."""
         await self._request(
             "PUT",
-            f"/v2/{repository}/manifests/{reference}",
+            api_path(repository, "manifests", reference),
             f"PUT manifest {repository}:{reference}",
             ok=(201, 200),
             content=manifest.raw,
@@ -96,7 +146,7 @@ class RegistryClient(RegistrySession):
     async def delete_manifest(self, repository: str, digest: str) -> None:
         await self._request(
             "DELETE",
-            f"/v2/{repository}/manifests/{digest}",
+            api_path(repository, "manifests", parse_digest(digest)),
             f"DELETE manifest {repository}@{digest}",
             ok=(202, 200),
         )
@@ -105,29 +155,49 @@ class RegistryClient(RegistrySession):
 
     async def head_blob(self, repository: str, digest: str) -> int | None:
         """The blob's size, or None when the repository does not have it."""
+        what = f"HEAD blob {digest}"
+        path = api_path(repository, "blobs", parse_digest(digest))
         try:
-            response = await self._request(
-                "HEAD", f"/v2/{repository}/blobs/{digest}", f"HEAD blob {digest}", ok=(200,)
-            )
+            response = await self._request("HEAD", path, what, ok=(200,))
         except NotFoundError:
             return None
-        return int(response.headers.get("content-length") or 0)
+        return content_length(response, self.registry, what) or 0
 
     @asynccontextmanager
     async def get_blob(self, repository: str, digest: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a blob's raw bytes; redirects are followed without our Authorization."""
+        """Stream a blob's raw bytes, at the minimum transfer rate (``stall_timeout``).
+
+        A redirect (a CDN) is followed without our Authorization when it leaves the
+        registry's origin (httpx drops it); the headers arrive within ``request_timeout``.
+        """
         what = f"GET blob {repository}@{digest}"
-        request = self._http.build_request("GET", self._url(f"/v2/{repository}/blobs/{digest}"))
+        request = self.build_request(
+            "GET", api_path(repository, "blobs", parse_digest(digest)), what
+        )
         borrower = object()  # the stream's own slot, whichever task consumes it
         await self._streams.acquire_on_behalf_of(borrower)
         try:
             async with self._limiter:
-                response = await self._send_request(request, what, stream=True)
+                await self._prepare(request)
+                try:
+                    with anyio.fail_after(self.options.request_timeout):
+                        response = await self._transmit(request, what)
+                except TimeoutError:
+                    raise self._overdue(what) from None
             try:
                 if response.status_code != 200:
-                    await response.aread()
-                    raise error_from_response(response, self.registry, what, self.credential_source)
-                yield raw_chunks(response, self.registry, what)
+                    body = await read_bounded(
+                        response,
+                        self.options,
+                        self.registry,
+                        what,
+                        limit=ERROR_BODY_LIMIT,
+                        truncate=True,
+                    )
+                    raise error_from_response(
+                        rebuilt(response, body), self.registry, what, self.credential_source
+                    )
+                yield raw_chunks(response, self.options, self.registry, what)
             finally:
                 await response.aclose()
         finally:
@@ -135,25 +205,27 @@ class RegistryClient(RegistrySession):
 
     async def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
         """Cross-repository mount. None when mounted (201); else the upload URL (202)."""
-        query = urlencode({"mount": digest, "from": from_repository})
+        query = urlencode(
+            {"mount": parse_digest(digest), "from": check_repository(from_repository)}
+        )
         response = await self._request(
             "POST",
-            f"/v2/{repository}/blobs/uploads/?{query}",
+            f"{api_path(repository, 'blobs/uploads/')}?{query}",
             f"mount {digest} from {from_repository}",
             ok=(201, 202),
         )
         if response.status_code == 201:
             return None
-        return self._location(response)
+        return self._location(response, repository)
 
     async def start_upload(self, repository: str) -> str:
         response = await self._request(
             "POST",
-            f"/v2/{repository}/blobs/uploads/",
+            api_path(repository, "blobs/uploads/"),
             f"start upload to {repository}",
             ok=(202,),
         )
-        return self._location(response)
+        return self._location(response, repository)
 
     async def upload_blob(
         self,
@@ -170,7 +242,9 @@ class RegistryClient(RegistrySession):
         location = location or await self.start_upload(repository)
         what = f"upload {descriptor.digest} to {repository}"
         if self.options.chunk_size:
-            location = await self._patch_chunks(location, chunks, self.options.chunk_size, what)
+            location = await self._patch_chunks(
+                repository, location, chunks, self.options.chunk_size, what
+            )
             body: Any = b""
             headers = {"Content-Length": "0"}
         else:
@@ -184,10 +258,18 @@ class RegistryClient(RegistrySession):
             ok=(201,),
             content=body,
             headers=headers,
+            # A streamed body takes as long as the upstream it comes from (which has its
+            # minimum rate); an empty one, like any other request, has the deadline.
+            deadline=not isinstance(body, AsyncIterable),
         )
 
     async def _patch_chunks(
-        self, location: str, chunks: AsyncIterable[bytes], chunk_size: int, what: str
+        self,
+        repository: str,
+        location: str,
+        chunks: AsyncIterable[bytes],
+        chunk_size: int,
+        what: str,
     ) -> str:
         offset = 0
         buffer = bytearray()
@@ -207,7 +289,7 @@ class RegistryClient(RegistrySession):
                 },
             )
             offset += len(piece)
-            return self._location(response)
+            return self._location(response, repository)
 
         async for chunk in chunks:
             buffer += chunk
@@ -217,3 +299,8 @@ class RegistryClient(RegistrySession):
         if buffer:
             location = await send(bytes(buffer))
         return location
+
+
+def _not_a_tag(entry: object) -> str:
+    """A tag-list entry that is no string, as a text no tag grammar accepts."""
+    return f"<{type(entry).__name__} {str(entry)[:100]}>"

@@ -19,6 +19,7 @@ from mirrord.errors import (
     RegistryError,
     ServerError,
     TLSError,
+    TransferTimeoutError,
     UnauthorizedError,
 )
 
@@ -39,16 +40,14 @@ def error_from_response(
     """
     status = response.status_code
     code, detail = _first_error(response)
-    message = f"{what}: {status} {response.reason_phrase}"
+    message = f"{what}: {status} {printable(response.reason_phrase[:100])}"
     if code:
         message += f" ({code}{': ' + detail if detail else ''})"
     if status == 401 and "insufficient_scope" in response.headers.get("www-authenticate", ""):
         # token.md: the credential is valid, the token it gets lacks this access.
         message += "; the credential was accepted but is not allowed this access"
     if status == 400 and _HTTPS_ONLY in response.text:
-        message += (
-            f"; {registry} speaks HTTPS: remove 'insecure: true' for it under 'registries:'"
-        )
+        message += f"; {registry} speaks HTTPS: remove 'insecure: true' for it under 'registries:'"
     if status == 401:
         source = credential_source or "anonymous (no credentials found)"
         return UnauthorizedError(
@@ -73,7 +72,12 @@ _PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAI
 
 
 def error_from_exception(exc: httpx.HTTPError, registry: str, what: str) -> RegistryError:
-    """Typed error for a transport failure: TLS failures are final, the rest temporary."""
+    """Typed error for a transport failure: TLS failures, redirect loops and redirects
+    to what is not HTTP are final; timeouts and the rest temporary."""
+    if isinstance(exc, httpx.TooManyRedirects | httpx.UnsupportedProtocol):
+        return RegistryError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
+    if isinstance(exc, httpx.TimeoutException):
+        return TransferTimeoutError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
     if not _is_tls_failure(exc):
         return ConnectError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
     if _speaks_plain_http(exc):
@@ -109,9 +113,14 @@ def _first_error(response: httpx.Response) -> tuple[str, str]:
         errors = json.loads(response.content).get("errors") or []
         first = errors[0]
         detail = first.get("message") or ""
-        return str(first.get("code", "")), str(detail)[:300]
-    except (ValueError, AttributeError, IndexError, TypeError):
+        return printable(str(first.get("code", ""))[:100]), printable(str(detail)[:300])
+    except (ValueError, AttributeError, IndexError, TypeError, KeyError, RecursionError):
         return "", ""
+
+
+def printable(text: str) -> str:
+    """Upstream text as it may go into a message: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _speaks_plain_http(exc: BaseException) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from mirrord.registry._tls import RegistryOptions
+from mirrord.registry._options import RegistryOptions
 
 
 class Throttle:

@@ -21,13 +21,25 @@ from mirrord.transports._registry import RegistryDestination
 RequestHook = Callable[[str, str, str], None]
 
 
-def registry_options(settings: RegistryConfig) -> RegistryOptions:
+def registry_options(config: Config, registry: str) -> RegistryOptions:
+    """How to reach ``registry`` under ``config``: its ``registries:`` entry, the
+    ``limits:``, and the hosts trusted with credentials as token realms (every host
+    configured under ``registries:``)."""
+    settings: RegistryConfig = config.registry_config(registry)
+    limits = config.limits
     return RegistryOptions(
         insecure=settings.insecure,
         tls_verify=settings.tls_verify,
         ca_file=settings.ca_file,
         max_concurrency=settings.max_concurrency,
         rate=settings.rate,
+        trusted_hosts=frozenset(config.registries),
+        max_manifest_size=limits.max_manifest_size,
+        max_tag_pages=limits.max_tag_pages,
+        max_tags=limits.max_upstream_tags,
+        request_timeout=settings.request_timeout,
+        stall_timeout=settings.stall_timeout,
+        min_transfer_rate=settings.min_transfer_rate,
     )
 
 
@@ -63,7 +75,7 @@ class ClientPool:
         )
         async with self._lock:
             if key not in self._clients:
-                options = registry_options(self.config.registry_config(registry))
+                options = registry_options(self.config, registry)
                 if self._override is not None:
                     options = self._override(registry, options)
                 if registry not in self._pacing:
@@ -104,7 +116,7 @@ async def open_destination(config: Config, pool: ClientPool) -> Destination:
     mirror = config.mirror
     if mirror.kind == "oci":
         assert mirror.path is not None
-        return OCILayoutDestination(mirror.path)
+        return OCILayoutDestination(mirror.path, config.limits.max_manifest_size)
     assert mirror.registry is not None
     client = await pool.client(mirror.registry, mirror.prefix)
     return RegistryDestination(client, mirror.prefix)

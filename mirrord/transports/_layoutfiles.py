@@ -19,11 +19,13 @@ at once. So:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -179,6 +181,20 @@ def _remove_unless_locked(path: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def read_small_file(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them (OSError otherwise): a blob
+    path that is a FIFO, a device or larger than a manifest may be is never read whole."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen: a directory fails it
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"{path} is larger than the {limit} bytes a manifest may be")
+    return data
 
 
 def check_writable(root: Path) -> None:

@@ -28,7 +28,16 @@ from typing import Any, BinaryIO
 
 import anyio
 
-from mirrord.core.oci import OCI_INDEX, Descriptor, Manifest, parse_manifest
+from mirrord.core.limits import Limits
+from mirrord.core.oci import (
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    is_digest,
+    parse_digest,
+    parse_manifest,
+)
+from mirrord.core.reference import check_repository, check_tag
 from mirrord.errors import NotFoundError, StorageError
 from mirrord.transports._layoutfiles import (
     IndexLock,
@@ -39,6 +48,7 @@ from mirrord.transports._layoutfiles import (
     create_locked,
     partial_path,
     read_generation,
+    read_small_file,
     remove_dead_leftovers,
     stamp,
 )
@@ -52,8 +62,9 @@ Entries = list[dict[str, Any]]
 class OCILayoutDestination:
     """A mirror in the OCI layout at ``root`` (created on first write)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_manifest_size: int = Limits().max_manifest_size) -> None:
         self.root = Path(root)
+        self.max_manifest_size = max_manifest_size
         self.description = f"oci:{self.root}"
         self._index_lock = anyio.Lock()
         self._layout_lock = threading.Lock()
@@ -73,8 +84,21 @@ class OCILayoutDestination:
         return f"oci:{self.root}:{repository}:{tag_or_digest}"
 
     def blob_path(self, digest: str) -> Path:
-        algorithm, _, hex_digest = digest.partition(":")
+        """``blobs/<algorithm>/<hex>`` of a checked digest: a DigestInvalidError for
+        anything but sha256/sha512 hex, so no text ever picks a file outside ``blobs/``."""
+        algorithm, _, hex_digest = parse_digest(digest, self.description).partition(":")
         return self.root / "blobs" / algorithm / hex_digest
+
+    async def read_manifest(self, digest: str) -> Manifest | None:
+        """The manifest stored as blob ``digest`` (checked); None when it is not there."""
+        path = self.blob_path(digest)
+        try:
+            raw = await anyio.to_thread.run_sync(read_small_file, path, self.max_manifest_size)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{self.description}: cannot read {digest}: {exc}") from exc
+        return parse_manifest(raw, expected_digest=digest)
 
     async def ping(self) -> None:
         """Check that the layout can be written (or created); create or remove nothing."""
@@ -93,13 +117,11 @@ class OCILayoutDestination:
         ]
 
     async def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
-        if reference.startswith("sha") and ":" in reference:
-            path = self.blob_path(reference)
-            if not path.exists():
-                return None
-            raw = await anyio.Path(path).read_bytes()
-            return parse_manifest(raw, expected_digest=reference).descriptor()
-        entry = await anyio.to_thread.run_sync(self._lookup, f"{repository}:{reference}")
+        if is_digest(reference):
+            manifest = await self.read_manifest(reference)
+            return manifest.descriptor() if manifest is not None else None
+        ref_name = _ref_name_of(repository, reference)
+        entry = await anyio.to_thread.run_sync(self._lookup, ref_name)
         return Descriptor.from_json(entry, "index.json") if entry else None
 
     async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
@@ -111,22 +133,24 @@ class OCILayoutDestination:
             ) from exc
 
     async def _put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        ref_name = None if is_digest(reference) else _ref_name_of(repository, reference)
         await anyio.to_thread.run_sync(self._write_file, manifest.digest, manifest.raw)
-        if reference.startswith("sha") and ":" in reference:
+        if ref_name is None:
             return
         entry: dict[str, Any] = {
             "mediaType": manifest.media_type,
             "digest": manifest.digest,
             "size": manifest.size,
-            "annotations": {REF_NAME: f"{repository}:{reference}"},
+            "annotations": {REF_NAME: ref_name},
         }
         if manifest.artifact_type and manifest.is_index:
             entry["artifactType"] = manifest.artifact_type
         async with self._index_lock:
-            await anyio.to_thread.run_sync(self._set_ref, f"{repository}:{reference}", entry)
+            await anyio.to_thread.run_sync(self._set_ref, ref_name, entry)
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
         """Drop every tag of ``repository`` that names ``digest``; blobs stay for GC."""
+        parse_digest(digest, self.description)
         try:
             async with self._index_lock:
                 removed = await anyio.to_thread.run_sync(self._drop_refs, repository, digest)
@@ -243,7 +267,7 @@ class OCILayoutDestination:
         try:
             data = json.loads(raw)
             entries = list(data.get("manifests") or [])
-        except (ValueError, AttributeError, TypeError) as exc:
+        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
             raise StorageError(f"{self.description}: {path} is not an image index: {exc}") from exc
         self._remember(entries, current)
         self._generation = generation
@@ -301,6 +325,12 @@ class OCILayoutDestination:
 
         self._update_index(change)
         return removed
+
+
+def _ref_name_of(repository: str, tag: str) -> str:
+    """``<repository>:<tag>`` for ``index.json``, both checked (InvalidNameError): no
+    ``a/b``, ``..``, ``latest\n`` or 200-character tag is ever written into it."""
+    return f"{check_repository(repository)}:{check_tag(tag)}"
 
 
 def _ref_name(entry: dict[str, Any]) -> str:

@@ -136,7 +136,7 @@ def test_shipped_examples_parse(name: str) -> None:
 def test_shipped_example_uses_every_key() -> None:
     text = (REPO / "config" / "mirrord.yaml").read_text()
     keys = set(_parse._TOP_KEYS) | set(_parse._STREAM_KEYS)
-    keys |= {"auth_file", "insecure", "tls_verify", "ca_file", "max_concurrency", "rate"}
+    keys |= set(_parse._REGISTRY) | set(_parse._LIMITS)
     keys |= {"url", "secret_file", "command", "timeout", "events", "listen", "token_file"}
     keys |= set(_parse._PRUNING)
     missing = [k for k in keys if f"{k}:" not in text]
