@@ -150,6 +150,11 @@ class Metrics:
         )
         for result in NOTIFY_RESULTS:
             self.notifications.labels(result)
+        self.lease_skips = Counter(
+            "mirrord_lease_skipped_runs",
+            "Runs skipped: another worker on the shared database held the stream's lease.",
+            registry=r,
+        )
         self.in_progress = Gauge("mirrord_runs_in_progress", "Runs in flight.", registry=r)
         self.reload_ok = Gauge(
             "mirrord_config_last_reload_successful",
@@ -223,6 +228,9 @@ class Metrics:
             for outcome in BLOB_OUTCOMES:
                 self.blobs.labels(name, outcome)
         self._known = wanted
+
+    def lease_skipped(self) -> None:
+        self.lease_skips.inc()
 
     def on_request(self, registry: str, method: str, path: str) -> None:
         """The ClientPool hook: one HTTP request is about to be sent."""
