@@ -29,6 +29,7 @@ from mirrord.state import Store
 
 log = logging.getLogger("mirrord.scheduler")
 
+HELD_REASONS = ("scheduled", "catch-up")  # every daemon fires these: one run is enough
 HOLD_FRACTION = 0.9  # of the period: a scheduled run keeps the stream this long
 
 
@@ -38,9 +39,9 @@ def lease_name(stream: str) -> str:
 
 def hold_after(schedule: str, reason: str, now: datetime | None = None) -> float:
     """Seconds a finished run keeps its stream's lease: none after a triggered run;
-    after a scheduled one most of the period less the jitter (the next due time stays
-    free for whichever daemon fires first)."""
-    if reason != "scheduled":
+    after a scheduled (or catch-up) one most of the period less the jitter (the next
+    due time stays free for whichever daemon fires first)."""
+    if reason not in HELD_REASONS:
         return 0.0
     period = Schedule.parse(schedule).period(now or datetime.now().astimezone())
     return max(0.0, period * HOLD_FRACTION - jitter_for(period))

@@ -86,4 +86,4 @@ def test_the_hold_after_a_run_leaves_the_next_due_time_free() -> None:
     assert hold_after("6h", "scheduled", now) == pytest.approx(6 * 3600 * 0.9 - 300)
     assert 0 < hold_after("*/10 * * * *", "scheduled", now) < 600
     assert hold_after("15m", "triggered", now) == 0.0
-    assert hold_after("15m", "catch-up", now) == 0.0
+    assert hold_after("15m", "catch-up", now) == pytest.approx(900 * 0.9 - 90)
