@@ -74,10 +74,16 @@ class RunGate:
                 self._leave()
 
     async def _take(self, what: str, new_lock: Callable[[], StateLock]) -> None:
+        if self._flock is not None and await self._flock.contended_async():
+            # an exclusive taker (`mirrord sync`, another daemon's pruner) waits: let
+            # the runs under way end and the lock go, so a busy daemon keeps no one out
+            log.info("%s waits: an exclusive run waits for the state lock", what)
+            while self._holders:
+                await self._idle.wait()
         if self._flock is None:
             lock = new_lock()
             waited = False
-            while not await lock.try_acquire_async():
+            while await lock.contended_async() or not await lock.try_acquire_async():
                 if not waited:
                     holder = await lock.holder_async() or "another process"
                     log.info(
