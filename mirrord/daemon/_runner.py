@@ -117,6 +117,13 @@ class Runner:
                 totals[registry] = totals.get(registry, 0.0) + seconds
         return totals
 
+    def pacing_figures(self) -> dict[str, tuple[int, int | None]]:
+        """Per registry of the pool in use: requests allowed in flight, pulls left."""
+        return {
+            registry: (pacing.adaptive.limit, pacing.pulls.remaining)
+            for registry, pacing in self._pool.pacings().items()
+        }
+
     # -- runs ----------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -158,9 +165,7 @@ class Runner:
                 log.info("%s: another worker holds the stream; %s skipped", name, what)
                 self.metrics.lease_skipped()
                 return
-            await self.store.abandon_running_jobs(
-                "interrupted: the worker running it died", stream=name
-            )
+            await self.store.abandon_running_jobs(stream=name)
             await self._sync(config, pool, stream, reason)
 
     async def _sync(self, config: Config, pool: ClientPool, stream: StreamConfig, why: str) -> None:
@@ -211,7 +216,7 @@ class Runner:
 
     async def abandon_stale(self) -> None:
         """Under the run lock: jobs still Running belong to a process that died."""
-        count = await self.store.abandon_running_jobs("interrupted: the process running it died")
+        count = await self.store.abandon_running_jobs()
         if count:
             log.warning("marked %d jobs left Running by a dead process as Failed", count)
 

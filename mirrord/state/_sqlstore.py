@@ -35,7 +35,14 @@ from mirrord.core.oci import parse_digest
 from mirrord.errors import StateError
 from mirrord.state._leases import MAX_MIRROR, MAX_REPOSITORY, Lease, check_claim
 from mirrord.state._migrations import now_or
-from mirrord.state._store import JobRun, OutboxEvent, PrunerCondition, ReceiverStatus, Store
+from mirrord.state._store import (
+    JOB_DIED,
+    JobRun,
+    OutboxEvent,
+    PrunerCondition,
+    ReceiverStatus,
+    Store,
+)
 
 T = TypeVar("T")
 
@@ -199,7 +206,7 @@ class SQLStore(Store):
 
     async def abandon_running_jobs(
         self,
-        message: str = "interrupted",
+        message: str = JOB_DIED,
         *,
         stream: str | None = None,
         now: datetime | None = None,

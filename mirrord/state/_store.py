@@ -31,6 +31,12 @@ from mirrord.state._lock import LOCK_FILE, QUEUE_FILE, RunLock, StateLock, hold_
 
 JOB_KINDS = ("sync", "prune")
 
+#: What a job left Running by a process that died records (``abandon_running_jobs``).
+JOB_DIED = (
+    "interrupted: the process running it died (killed or crashed); when it ended is "
+    "unknown, the finish time recorded is when this was noticed"
+)
+
 
 @dataclass(frozen=True)
 class JobRun:
@@ -253,7 +259,7 @@ class Store(LeaseStore):
     @abc.abstractmethod
     async def abandon_running_jobs(
         self,
-        message: str = "interrupted",
+        message: str = JOB_DIED,
         *,
         stream: str | None = None,
         now: datetime | None = None,
@@ -264,6 +270,9 @@ class Store(LeaseStore):
         counts as abandoned, this store's own included, except those of another live
         process: on PostgreSQL, of another worker whose store is still open (on SQLite
         no other process runs a job beside a holder of the run lock).
+
+        Their process is gone and when it ended is unknown: ``finished`` is ``now``, the
+        moment this was noticed, and ``message`` (by default :data:`JOB_DIED`) says so.
 
         ``stream``: only the jobs of that stream; call it holding the stream's lease,
         before this store starts its own job of the stream (its other jobs run on)."""
