@@ -38,7 +38,7 @@ from mirrord.daemon._sdnotify import SystemdNotifier
 from mirrord.daemon._server import HTTPServer
 from mirrord.errors import ConfigError, MirrordError, ungrouped
 from mirrord.prune import update_schedule_condition
-from mirrord.state import Store, hold_daemon_lock, open_store
+from mirrord.state import Store, open_state
 from mirrord.sync import check_buildable
 from mirrord.transports import open_destination
 
@@ -138,8 +138,8 @@ class Daemon:
         if self.stopping:
             checks["daemon"] = "stopping"
         try:
-            with anyio.fail_after(CHECK_TIMEOUT):
-                await self.store.list_jobs(limit=1)
+            # the database's reachability (a fresh connection), not the pool's say-so
+            await self.store.ping(CHECK_TIMEOUT)
         except (MirrordError, OSError) as error:  # TimeoutError is an OSError
             checks["state"] = str(error) or "timed out"
         try:
@@ -154,9 +154,14 @@ class Daemon:
 
     async def run(self) -> None:
         config = self._config
-        daemon_lock = hold_daemon_lock(config.state_dir)  # before anything else starts
+        store = await anyio.to_thread.run_sync(open_state, config)
         try:
-            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+            # before anything else starts (a look at the database on PostgreSQL)
+            daemon_lock = await anyio.to_thread.run_sync(store.hold_daemon_lock)
+        except BaseException:
+            await store.aclose()
+            raise
+        try:
             self._runner = Runner(config, store, self.metrics, self._notify_status)
             try:
                 http = HTTPServer(self, config.server.listen)

@@ -26,6 +26,9 @@ class RunGate:
     kept out, and a run waits (logging who holds the lock) while one is in
     progress. :meth:`exclusive` (the pruner) waits for the shared runs to end
     and keeps new ones out. ``on_acquire`` runs each time the lock is taken.
+    ``new_shared`` (several daemons on one database): the lock the runs take, shared
+    with the other daemons' runs (their leases keep them off each other's streams);
+    the pruner's stays exclusive, so it runs alone across the fleet.
     """
 
     def __init__(
@@ -34,8 +37,10 @@ class RunGate:
         *,
         on_acquire: Callable[[], Awaitable[None]] | None = None,
         poll_interval: float = 0.5,
+        new_shared: Callable[[], StateLock] | None = None,
     ) -> None:
         self._new_lock = new_lock
+        self._new_shared = new_shared or new_lock
         self._on_acquire = on_acquire
         self._poll = poll_interval
         self._flock: StateLock | None = None
@@ -51,7 +56,7 @@ class RunGate:
     @asynccontextmanager
     async def shared(self, what: str) -> AsyncIterator[None]:
         async with self._entry:
-            await self._take(what)
+            await self._take(what, self._new_shared)
         try:
             yield
         finally:
@@ -62,17 +67,23 @@ class RunGate:
         async with self._entry:
             while self._holders:
                 await self._idle.wait()
-            await self._take(what)
+            await self._take(what, self._new_lock)
             try:
                 yield
             finally:
                 self._leave()
 
-    async def _take(self, what: str) -> None:
+    async def _take(self, what: str, new_lock: Callable[[], StateLock]) -> None:
+        if self._flock is not None and await self._flock.contended_async():
+            # an exclusive taker (`mirrord sync`, another daemon's pruner) waits: let
+            # the runs under way end and the lock go, so a busy daemon keeps no one out
+            log.info("%s waits: an exclusive run waits for the state lock", what)
+            while self._holders:
+                await self._idle.wait()
         if self._flock is None:
-            lock = self._new_lock()
+            lock = new_lock()
             waited = False
-            while not await lock.try_acquire_async():
+            while await lock.contended_async() or not await lock.try_acquire_async():
                 if not waited:
                     holder = await lock.holder_async() or "another process"
                     log.info(

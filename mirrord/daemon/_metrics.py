@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import (
@@ -31,11 +31,10 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from mirrord import __version__
 from mirrord.core.imagestream import IMPORT_SUCCESS, Condition, ImageStream
+from mirrord.daemon._scraped import PacingFigures, ScrapedMetrics
 from mirrord.notify import DeliveryCounts
 from mirrord.prune import PruneResult
 from mirrord.sync import SyncResult
@@ -65,64 +64,6 @@ def failing_tags(stream: ImageStream) -> int:
         return any(c.type == IMPORT_SUCCESS and c.status == "False" for c in conditions)
 
     return sum(1 for t in stream.tags if not t.removed and failing(t.conditions))
-
-
-#: Per registry, read when scraped: (requests allowed in flight, pulls left or None).
-PacingFigures = Callable[[], dict[str, tuple[int, int | None]]]
-
-
-class _Dynamic(Collector):
-    """Values read when scraped: throttle waits, pacing figures and next scheduled runs."""
-
-    def __init__(
-        self,
-        throttle_waits: Callable[[], dict[str, float]],
-        next_runs: Callable[[], Iterable[tuple[str, datetime | None]]],
-        pacing: PacingFigures,
-    ) -> None:
-        self._throttle_waits = throttle_waits
-        self._next_runs = next_runs
-        self._pacing = pacing
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        waits = CounterMetricFamily(
-            "mirrord_registry_rate_limit_wait_seconds",
-            "Seconds requests waited for the per-registry rate limit or a 429's Retry-After.",
-            labels=["registry"],
-        )
-        for registry, seconds in sorted(self._throttle_waits().items()):
-            waits.add_metric([registry], seconds)
-        yield waits
-        yield from self._pacing_families()
-        upcoming = GaugeMetricFamily(
-            "mirrord_stream_next_run_timestamp_seconds",
-            "When the stream's next scheduled run is due (Unix time).",
-            labels=["stream"],
-        )
-        for name, moment in self._next_runs():
-            if moment is not None:
-                upcoming.add_metric([name], moment.timestamp())
-        yield upcoming
-
-
-    def _pacing_families(self) -> Iterator[GaugeMetricFamily]:
-        limit = GaugeMetricFamily(
-            "mirrord_registry_concurrency_limit",
-            "Requests to the registry allowed in flight now (halved on 429/503, then "
-            "recovering up to max_concurrency).",
-            labels=["registry"],
-        )
-        remaining = GaugeMetricFamily(
-            "mirrord_registry_ratelimit_remaining",
-            "Pulls the registry last said are left in its window (ratelimit-remaining).",
-            labels=["registry"],
-        )
-        for registry, (allowed, left) in sorted(self._pacing().items()):
-            limit.add_metric([registry], allowed)
-            if left is not None:
-                remaining.add_metric([registry], left)
-        yield limit
-        yield remaining
 
 
 class Metrics:
@@ -257,6 +198,11 @@ class Metrics:
         )
         for result in NOTIFY_RESULTS:
             self.notifications.labels(result)
+        self.lease_skips = Counter(
+            "mirrord_lease_skipped_runs",
+            "Runs skipped: another worker on the shared database held the stream's lease.",
+            registry=r,
+        )
         self.in_progress = Gauge("mirrord_runs_in_progress", "Runs in flight.", registry=r)
         self.reload_ok = Gauge(
             "mirrord_config_last_reload_successful",
@@ -277,7 +223,7 @@ class Metrics:
         next_runs: Callable[[], Iterable[tuple[str, datetime | None]]],
         pacing: PacingFigures = dict,
     ) -> None:
-        self.registry.register(_Dynamic(throttle_waits, next_runs, pacing))
+        self.registry.register(ScrapedMetrics(throttle_waits, next_runs, pacing))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -335,6 +281,9 @@ class Metrics:
             for outcome in BLOB_OUTCOMES:
                 self.blobs.labels(name, outcome)
         self._known = wanted
+
+    def lease_skipped(self) -> None:
+        self.lease_skips.inc()
 
     def on_request(self, registry: str, method: str, path: str, status: int) -> None:
         """The ClientPool hook: one HTTP request was answered ``status`` (0: no answer)."""

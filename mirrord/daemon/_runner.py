@@ -20,6 +20,7 @@ import anyio
 from mirrord.config import Config, StreamConfig
 from mirrord.core.imagestream import ImageStream
 from mirrord.core.units import human_bytes
+from mirrord.daemon._claim import hold_after, stream_claim
 from mirrord.daemon._gate import RunGate
 from mirrord.daemon._metrics import CURRENT_STREAM, Metrics
 from mirrord.errors import MirrordError
@@ -69,7 +70,10 @@ class Runner:
         self._pool = self._new_pool(config)
         self._leases: dict[ClientPool, int] = {}
         self._retired_waits: dict[str, float] = {}
-        self.gate = RunGate(store.acquire_run_lock, on_acquire=self.abandon_stale)
+        shared = (lambda: store.acquire_run_lock(shared=True)) if store.several_daemons else None
+        self.gate = RunGate(
+            store.acquire_run_lock, on_acquire=self.abandon_stale, new_shared=shared
+        )
         self._stopping = False
         self._waiting: set[anyio.CancelScope] = set()
 
@@ -161,6 +165,13 @@ class Runner:
                 log.info("%s: no longer configured; run skipped", name)
                 await self.fail_queued(name, "the stream no longer exists")
                 return
+            hold = hold_after(stream.schedule, reason)
+            claim = stream_claim(self.store, name, config.lease, hold=hold)
+            if not await stack.enter_async_context(claim):
+                log.info("%s: another worker holds the stream; %s skipped", name, what)
+                self.metrics.lease_skipped()
+                return
+            await self.store.abandon_running_jobs(stream=name)
             await self._sync(config, pool, stream, reason)
 
     async def _sync(self, config: Config, pool: ClientPool, stream: StreamConfig, why: str) -> None:

@@ -141,6 +141,7 @@ def job_dict(job: JobRun) -> dict[str, Any]:
         "finished": rfc3339(job.finished) if job.finished else None,
         "counts": {camel_case(k): v for k, v in job.counts.items()},
         "message": job.message,
+        "worker": job.worker,  # host:pid or worker_name: which daemon of a fleet ran it
     }
 
 

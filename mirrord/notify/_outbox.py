@@ -173,6 +173,8 @@ class Notifier:
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._max_parallel = max_parallel
+        # a claim outlives a batch's deliveries (each bounded by the HTTP timeout)
+        self._claim_for = max(300.0, 4 * http_timeout)
 
     @property
     def receivers(self) -> dict[str, str]:
@@ -197,14 +199,18 @@ class Notifier:
 
         ``deadline`` is an absolute time on :func:`anyio.current_time`'s clock
         (``time.monotonic()`` under asyncio): no delivery starts after it, and
-        those still in flight are abandoned untouched, still due for next time.
+        those still in flight are abandoned untouched, due again when their claim
+        (five minutes at least: :meth:`Store.claim_due_events`) lapses.
         """
         at = utc(now) if now is not None else datetime.now(UTC)
         delivered = failed = dead = 0
         seen: set[int] = set()
         async with self._http_client() as client:
             while deadline is None or anyio.current_time() < deadline:
-                due = await self._store.due_events(at, limit=_BATCH)
+                # claimed, not just read: daemons sharing one database deliver each once
+                due = await self._store.claim_due_events(
+                    self._store.worker, claim=self._claim_for, now=at, limit=_BATCH
+                )
                 batch = [e for e in due if e.id not in seen]
                 if not batch:
                     break

@@ -28,6 +28,7 @@ import anyio
 MAX_LEASE_NAME = 512
 MAX_WORKER = 255
 MAX_MIRROR = 1024
+MAX_REPOSITORY = 1024
 MAX_TTL = 86400.0
 
 
@@ -39,12 +40,14 @@ def default_worker() -> str:
 @dataclass(frozen=True)
 class Lease:
     """A live claim: ``name`` (a lease's, or ``MIRROR@DIGEST`` for a blob), who holds it,
-    since when (this worker's uninterrupted hold) and until when unless renewed."""
+    since when (this worker's uninterrupted hold) and until when unless renewed; for a
+    blob, ``repository``: where its holder streams it (a mount source once it is there)."""
 
     name: str
     worker: str
     acquired: datetime
     expires: datetime
+    repository: str = ""
 
 
 def check_claim(name: str, worker: str, ttl: float, *, what: str = "lease") -> None:
@@ -90,10 +93,14 @@ class LeaseStore(abc.ABC):
     # -- blobs in flight -----------------------------------------------------------
 
     @abc.abstractmethod
-    async def claim_blob(self, mirror: str, digest: str, worker: str, ttl: float) -> bool:
+    async def claim_blob(
+        self, mirror: str, digest: str, worker: str, ttl: float, *, repository: str = ""
+    ) -> bool:
         """Claim streaming blob ``digest`` into ``mirror`` (the destination: a registry
         host or an OCI layout) for ``ttl`` seconds; as :meth:`claim_lease` (the holder
-        renews by claiming again). ManifestError for a malformed digest."""
+        renews by claiming again). ``repository``: the repository of ``mirror`` it goes
+        into, for the waiting workers to mount it from (:meth:`blob_claim` shows it).
+        ManifestError for a malformed digest."""
 
     @abc.abstractmethod
     async def release_blob(self, mirror: str, digest: str, worker: str) -> bool:

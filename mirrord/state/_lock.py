@@ -20,6 +20,7 @@ import anyio
 from mirrord.errors import LockedError, StateError
 
 LOCK_FILE = "mirrord.lock"
+QUEUE_FILE = "mirrord.lock.queue"  # held by an exclusive taker waiting for LOCK_FILE
 DAEMON_LOCK_FILE = "mirrord-daemon.lock"  # held for a daemon's life (runs take LOCK_FILE)
 
 
@@ -31,7 +32,15 @@ class StateLock(abc.ABC):
     Use as ``with`` (blocking thread) or ``async with`` (polls, cancellable);
     ``wait`` and ``timeout`` (seconds) say whether and how long to wait for a holder.
     Refusals are :class:`LockedError` naming the holder and the lock.
+
+    Exclusive takers go first: one that waits holds the lock's :attr:`queue` meanwhile
+    (:meth:`enqueue`), and shared holders that keep the lock across many runs (the
+    daemons) look (:meth:`contended`), admit no new run, and let go when their runs
+    end, so a one-shot run or the pruner is not kept out by a busy fleet forever.
     """
+
+    queue: StateLock | None = None
+    """Set by the lock's maker: the lock an exclusive taker holds while it waits."""
 
     def __init__(
         self,
@@ -81,6 +90,49 @@ class StateLock(abc.ABC):
         """:meth:`release` without blocking the event loop."""
         self.release()
 
+    def taken(self) -> bool:
+        """Whether another object holds the lock exclusively now (a look: takes nothing)."""
+        return self.holder() is not None
+
+    def alive(self) -> bool:
+        """Whether this object still holds the lock (a database lock goes with its
+        connection: a holder checks, and takes it again when it is lost)."""
+        return self.held
+
+    async def alive_async(self) -> bool:
+        return self.alive()
+
+    def contended(self) -> bool:
+        """Whether an exclusive taker waits for this lock: shared holders let go soon."""
+        return self.queue is not None and self.queue.taken()
+
+    async def contended_async(self) -> bool:
+        if self.queue is None:
+            return False
+        return await self.queue.taken_async()
+
+    async def taken_async(self) -> bool:
+        return self.taken()
+
+    def enqueue(self) -> None:
+        """An exclusive taker that waits says so (nothing when another already does)."""
+        if self.queue is not None and not self.shared and not self.queue.held:
+            self.queue.try_acquire()
+
+    def dequeue(self) -> None:
+        """Done waiting (the lock is taken, or given up)."""
+        if self.queue is not None:
+            self.queue.release()
+
+    async def enqueue_async(self) -> None:
+        if self.queue is not None and not self.shared and not self.queue.held:
+            await self.queue.try_acquire_async()
+
+    async def dequeue_async(self) -> None:
+        if self.queue is not None:
+            with anyio.CancelScope(shield=True):
+                await self.queue.release_async()
+
     def _refuse(self, holder: str | None, waited: float | None) -> LockedError:
         who = holder or "another process"
         if waited is None:
@@ -97,24 +149,33 @@ class StateLock(abc.ABC):
         return self.timeout is not None and time.monotonic() - started >= self.timeout
 
     def acquire(self) -> None:
-        """Blocking acquire honouring ``wait`` and ``timeout``; LockedError when refused."""
+        """Blocking acquire honouring ``wait`` and ``timeout``; LockedError when refused.
+        An exclusive taker waiting holds the :attr:`queue` meanwhile."""
         started = time.monotonic()
-        while not self.try_acquire():
-            if not self.wait:
-                raise self._refuse(self.holder(), None)
-            if self._expired(started):
-                raise self._refuse(self.holder(), time.monotonic() - started)
-            time.sleep(self.poll_interval)
+        try:
+            while not self.try_acquire():
+                if not self.wait:
+                    raise self._refuse(self.holder(), None)
+                if self._expired(started):
+                    raise self._refuse(self.holder(), time.monotonic() - started)
+                self.enqueue()
+                time.sleep(self.poll_interval)
+        finally:
+            self.dequeue()
 
     async def acquire_async(self) -> None:
         """Like :meth:`acquire`, sleeping with anyio between attempts (cancellable)."""
         started = time.monotonic()
-        while not await self.try_acquire_async():
-            if not self.wait:
-                raise self._refuse(await self.holder_async(), None)
-            if self._expired(started):
-                raise self._refuse(await self.holder_async(), time.monotonic() - started)
-            await anyio.sleep(self.poll_interval)
+        try:
+            while not await self.try_acquire_async():
+                if not self.wait:
+                    raise self._refuse(await self.holder_async(), None)
+                if self._expired(started):
+                    raise self._refuse(await self.holder_async(), time.monotonic() - started)
+                await self.enqueue_async()
+                await anyio.sleep(self.poll_interval)
+        finally:
+            await self.dequeue_async()
 
     def __enter__(self) -> StateLock:
         self.acquire()
@@ -218,6 +279,24 @@ class RunLock(StateLock):
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._named = True
+
+    def taken(self) -> bool:
+        """Whether an exclusive ``flock`` is on the file now (probed with a shared one)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StateError(f"cannot open {self.path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                return True
+            raise StateError(f"cannot look at {self.path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)  # and the probe's lock with it
+        return False
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

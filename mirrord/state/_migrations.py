@@ -188,7 +188,11 @@ _V8 = (
     "CREATE INDEX job_runs_by_kind ON job_runs (kind, status, id)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# A blob claim names the repository its holder streams the blob into: a worker that
+# waited for it mounts it from there.
+_V9 = ("ALTER TABLE blob_claims ADD COLUMN repository TEXT NOT NULL DEFAULT ''",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

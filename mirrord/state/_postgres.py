@@ -39,6 +39,7 @@ from mirrord.state._postgres_lock import AdvisoryLock
 from mirrord.state._postgres_schema import (
     DAEMON_NAMESPACE,
     PRESENCE_NAMESPACE,
+    QUEUE_KEY,
     RUN_KEY,
     migrate,
     schema_version,
@@ -189,6 +190,28 @@ class PostgresStore(SQLStore):
                 "its presence lock; retry"
             )
 
+    async def ping(self, timeout: float = 5.0) -> None:
+        """A fresh connection answers: the pool would wait out its own timeout first."""
+
+        def check() -> None:
+            if self._pool is None:
+                raise StateError(f"state database {self.location} is closed")
+            conn = self.db.connect(connect_timeout=max(1, round(timeout)))
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error as exc:
+                raise self.db.error(exc, "does not answer") from exc
+            finally:
+                conn.close()
+
+        try:
+            with anyio.fail_after(timeout + 1):
+                await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+        except TimeoutError:
+            raise DatabaseUnavailableError(
+                f"state database {self.location}: no answer within {timeout:g}s"
+            ) from None
+
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -209,7 +232,7 @@ class PostgresStore(SQLStore):
     def acquire_run_lock(
         self, wait: bool = False, timeout: float | None = None, *, shared: bool = False
     ) -> StateLock:
-        return AdvisoryLock(
+        lock = AdvisoryLock(
             self.db.connect,
             self.db.error,
             RUN_KEY,
@@ -218,6 +241,9 @@ class PostgresStore(SQLStore):
             wait=wait,
             timeout=timeout,
         )
+        where = f"the run lock's queue in {self.location}"
+        lock.queue = AdvisoryLock(self.db.connect, self.db.error, QUEUE_KEY, where)
+        return lock
 
     def hold_daemon_lock(self) -> StateLock:
         key = zlib.crc32(self.worker.encode()) & 0x7FFFFFFF

@@ -121,13 +121,22 @@ _ALIVE = (
 )
 
 
-def abandon_running_jobs(conn: Conn, message: str, now: datetime, presence: int | None) -> int:
-    """Running jobs of gone processes (and this store's own) become Failed."""
+def abandon_running_jobs(
+    conn: Conn, message: str, now: datetime, presence: int | None, stream: str | None = None
+) -> int:
+    """Running jobs (of ``stream``) of gone processes (and this store's own) become Failed."""
+    where = "AND stream = %(stream)s " if stream is not None else ""
     return conn.execute(
         "UPDATE job_runs j SET status = 'Failed', finished = %(now)s, message = %(message)s "
-        "WHERE status = 'Running' AND (presence IS NULL OR presence = %(mine)s "
+        f"WHERE status = 'Running' {where}AND (presence IS NULL OR presence = %(mine)s "
         f"OR NOT {_ALIVE})",
-        {"now": now, "message": message, "mine": presence, "namespace": PRESENCE_NAMESPACE},
+        {
+            "now": now,
+            "message": message,
+            "mine": presence,
+            "namespace": PRESENCE_NAMESPACE,
+            "stream": stream,
+        },
     ).rowcount
 
 

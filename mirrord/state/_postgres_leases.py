@@ -22,25 +22,41 @@ _NOW = "clock_timestamp()"
 _LATER = "clock_timestamp() + make_interval(secs => %(ttl)s)"
 # acquired: kept while the same worker holds the row without a lapse, else now.
 _CLAIM = (
-    "INSERT INTO {table} AS l ({keys}, worker, acquired, expires) "
-    f"VALUES ({{marks}}, %(worker)s, {_NOW}, {_LATER}) "
-    "ON CONFLICT ({keys}) DO UPDATE SET worker = EXCLUDED.worker, "
+    "INSERT INTO {table} AS l ({keys}, worker, acquired, expires{columns}) "
+    f"VALUES ({{marks}}, %(worker)s, {_NOW}, {_LATER}{{extra}}) "
+    "ON CONFLICT ({keys}) DO UPDATE SET worker = EXCLUDED.worker{updates}, "
     "acquired = CASE WHEN l.worker = EXCLUDED.worker AND l.expires > EXCLUDED.acquired "
     "THEN l.acquired ELSE EXCLUDED.acquired END, expires = EXCLUDED.expires "
     "WHERE l.worker = EXCLUDED.worker OR l.expires <= EXCLUDED.acquired RETURNING worker"
 )
 
 
-def _claim(conn: Conn, table: str, keys: dict[str, str], worker: str, ttl: float) -> bool:
+def _claim(
+    conn: Conn,
+    table: str,
+    keys: dict[str, str],
+    worker: str,
+    ttl: float,
+    extra: dict[str, str] | None = None,
+) -> bool:
+    """Upsert the claim; ``extra``: more columns, set by whoever wins it."""
+    extra = extra or {}
     sql = _CLAIM.format(
-        table=table, keys=", ".join(keys), marks=", ".join(f"%({k})s" for k in keys)
+        table=table,
+        keys=", ".join(keys),
+        marks=", ".join(f"%({k})s" for k in keys),
+        columns="".join(f", {c}" for c in extra),
+        extra="".join(f", %({c})s" for c in extra),
+        updates="".join(f", {c} = EXCLUDED.{c}" for c in extra),
     )
-    row = conn.execute(sql.encode(), {**keys, "worker": worker, "ttl": ttl}).fetchone()
+    args = {**keys, **extra, "worker": worker, "ttl": ttl}
+    row = conn.execute(sql.encode(), args).fetchone()
     return row is not None
 
 
-def _lease(row: Any, name: str) -> Lease:
-    return Lease(name, row["worker"], rows.moment(row["acquired"]), rows.moment(row["expires"]))
+def _lease(row: Any, name: str, repository: str = "") -> Lease:
+    acquired, expires = rows.moment(row["acquired"]), rows.moment(row["expires"])
+    return Lease(name, row["worker"], acquired, expires, repository)
 
 
 # -- leases --------------------------------------------------------------------------
@@ -82,8 +98,11 @@ def live_leases(conn: Conn, worker: str | None) -> list[Lease]:
 # -- blobs in flight -----------------------------------------------------------------
 
 
-def claim_blob(conn: Conn, mirror: str, digest: str, worker: str, ttl: float) -> bool:
-    return _claim(conn, "blob_claims", {"mirror": mirror, "digest": digest}, worker, ttl)
+def claim_blob(
+    conn: Conn, mirror: str, digest: str, worker: str, ttl: float, repository: str
+) -> bool:
+    keys = {"mirror": mirror, "digest": digest}
+    return _claim(conn, "blob_claims", keys, worker, ttl, {"repository": repository})
 
 
 def release_blob(conn: Conn, mirror: str, digest: str, worker: str) -> bool:
@@ -101,4 +120,4 @@ def blob_claim(conn: Conn, mirror: str, digest: str) -> Lease | None:
         f"SELECT * FROM blob_claims WHERE mirror = %s AND digest = %s AND expires > {_NOW}",
         (mirror, digest),
     ).fetchone()
-    return _lease(row, f"{mirror}@{digest}") if row is not None else None
+    return _lease(row, f"{mirror}@{digest}", row["repository"]) if row is not None else None

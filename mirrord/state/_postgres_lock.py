@@ -26,6 +26,12 @@ _HOLDER = (
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 2 ORDER BY l.pid LIMIT 1"
 )
+_EXCLUSIVE = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.mode = 'ExclusiveLock' "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 2)"
+)
 _APP_PREFIX = "mirrord "
 
 
@@ -118,6 +124,24 @@ class AdvisoryLock(StateLock):
 
     async def release_async(self) -> None:
         await anyio.to_thread.run_sync(self.release)
+
+    def taken(self) -> bool:
+        """Whether some session holds the lock exclusively (a look at pg_locks)."""
+        conn = self._conn or self._connect()
+        try:
+            row = conn.execute(_EXCLUSIVE, self.key).fetchone()
+        except psycopg.Error as exc:
+            raise self._error(exc, f"cannot look at {self._where}") from exc
+        finally:
+            if conn is not self._conn:
+                conn.close()
+        return bool(row and row[0])
+
+    async def taken_async(self) -> bool:
+        return await anyio.to_thread.run_sync(self.taken)
+
+    async def alive_async(self) -> bool:
+        return await anyio.to_thread.run_sync(self.alive)
 
     def alive(self) -> bool:
         """Whether the lock is still held: its connection answers (it is lost with it)."""

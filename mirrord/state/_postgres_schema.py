@@ -28,6 +28,7 @@ MIGRATE_KEY = (NAMESPACE, 1)
 RUN_KEY = (NAMESPACE, 2)
 DAEMON_NAMESPACE = NAMESPACE + 1  # key: a hash of the worker name
 PRESENCE_NAMESPACE = NAMESPACE + 2  # key: a store's random presence number
+QUEUE_KEY = (NAMESPACE, 3)  # held by an exclusive taker waiting for the run lock
 
 _V1 = (
     """
@@ -167,7 +168,10 @@ _V8 = (
     "CHECK (status IN ('Queued', 'Running', 'Succeeded', 'Failed'))",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# A blob claim names the repository its holder streams the blob into.
+_V9 = ("ALTER TABLE blob_claims ADD COLUMN repository text NOT NULL DEFAULT ''",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = len(MIGRATIONS)
 if SCHEMA_VERSION != _migrations.SCHEMA_VERSION:  # pragma: no cover - a development slip
     raise ImportError("the PostgreSQL and SQLite schemas must have the same versions")

@@ -107,14 +107,20 @@ def trim_jobs(conn: sqlite3.Connection, kind: str, successful: int, failed: int)
 
 
 def abandon_running_jobs(
-    conn: sqlite3.Connection, message: str, now: datetime, presence: int | None
+    conn: sqlite3.Connection,
+    message: str,
+    now: datetime,
+    presence: int | None,
+    stream: str | None = None,
 ) -> int:
-    """Every Running job: beside a holder of the run lock no other process runs one."""
+    """Every Running job (of ``stream``): beside a holder of the run lock no other
+    process runs one."""
+    where, args = ("AND stream = ?", (stream,)) if stream is not None else ("", ())
     with tx(conn):
         return conn.execute(
             "UPDATE job_runs SET status = 'Failed', finished = ?, message = ? "
-            "WHERE status = 'Running'",
-            (ts(now), message),
+            f"WHERE status = 'Running' {where}",
+            (ts(now), message, *args),
         ).rowcount
 
 

@@ -16,8 +16,9 @@ from mirrord.state._migrations import dt, ts, tx
 
 # acquired: kept while the same worker holds the row without a lapse, else now.
 _CLAIM = (
-    "INSERT INTO {table} AS l ({keys}, worker, acquired, expires) VALUES ({marks}, ?, ?, ?) "
-    "ON CONFLICT ({keys}) DO UPDATE SET worker = excluded.worker, "
+    "INSERT INTO {table} AS l ({keys}, worker, acquired, expires{columns}) "
+    "VALUES ({marks}, ?, ?, ?{extra}) "
+    "ON CONFLICT ({keys}) DO UPDATE SET worker = excluded.worker{updates}, "
     "acquired = CASE WHEN l.worker = excluded.worker AND l.expires > excluded.acquired "
     "THEN l.acquired ELSE excluded.acquired END, expires = excluded.expires "
     "WHERE l.worker = excluded.worker OR l.expires <= excluded.acquired RETURNING worker"
@@ -29,19 +30,31 @@ def _now() -> datetime:
 
 
 def _claim(
-    conn: sqlite3.Connection, table: str, keys: dict[str, str], worker: str, ttl: float
+    conn: sqlite3.Connection,
+    table: str,
+    keys: dict[str, str],
+    worker: str,
+    ttl: float,
+    extra: dict[str, str] | None = None,
 ) -> bool:
-    now = _now()
-    sql = _CLAIM.format(table=table, keys=", ".join(keys), marks=", ".join("?" * len(keys)))
+    """Upsert the claim; ``extra``: more columns, set by whoever wins it."""
+    now, extra = _now(), extra or {}
+    sql = _CLAIM.format(
+        table=table,
+        keys=", ".join(keys),
+        marks=", ".join("?" * len(keys)),
+        columns="".join(f", {c}" for c in extra),
+        extra=", ?" * len(extra),
+        updates="".join(f", {c} = excluded.{c}" for c in extra),
+    )
+    args = (*keys.values(), worker, ts(now), ts(now + timedelta(seconds=ttl)), *extra.values())
     with tx(conn):
-        row = conn.execute(
-            sql, (*keys.values(), worker, ts(now), ts(now + timedelta(seconds=ttl)))
-        ).fetchone()
+        row = conn.execute(sql, args).fetchone()
     return row is not None
 
 
-def _lease(row: sqlite3.Row, name: str) -> Lease:
-    return Lease(name, row["worker"], dt(row["acquired"]), dt(row["expires"]))
+def _lease(row: sqlite3.Row, name: str, repository: str = "") -> Lease:
+    return Lease(name, row["worker"], dt(row["acquired"]), dt(row["expires"]), repository)
 
 
 # -- leases --------------------------------------------------------------------------
@@ -86,9 +99,10 @@ def live_leases(conn: sqlite3.Connection, worker: str | None) -> list[Lease]:
 
 
 def claim_blob(
-    conn: sqlite3.Connection, mirror: str, digest: str, worker: str, ttl: float
+    conn: sqlite3.Connection, mirror: str, digest: str, worker: str, ttl: float, repository: str
 ) -> bool:
-    return _claim(conn, "blob_claims", {"mirror": mirror, "digest": digest}, worker, ttl)
+    keys = {"mirror": mirror, "digest": digest}
+    return _claim(conn, "blob_claims", keys, worker, ttl, {"repository": repository})
 
 
 def release_blob(conn: sqlite3.Connection, mirror: str, digest: str, worker: str) -> bool:
@@ -105,4 +119,4 @@ def blob_claim(conn: sqlite3.Connection, mirror: str, digest: str) -> Lease | No
         "SELECT * FROM blob_claims WHERE mirror = ? AND digest = ? AND expires > ?",
         (mirror, digest, ts(_now())),
     ).fetchone()
-    return _lease(row, f"{mirror}@{digest}") if row is not None else None
+    return _lease(row, f"{mirror}@{digest}", row["repository"]) if row is not None else None

@@ -33,7 +33,7 @@ from mirrord.core.imagestream import (
 )
 from mirrord.core.oci import parse_digest
 from mirrord.errors import StateError
-from mirrord.state._leases import MAX_MIRROR, Lease, check_claim
+from mirrord.state._leases import MAX_MIRROR, MAX_REPOSITORY, Lease, check_claim
 from mirrord.state._migrations import now_or
 from mirrord.state._store import (
     JOB_DIED,
@@ -213,10 +213,14 @@ class SQLStore(Store):
         return await self._run(self.jobs.trim_jobs, kind, successful_limit, failed_limit)
 
     async def abandon_running_jobs(
-        self, message: str = JOB_DIED, *, now: datetime | None = None
+        self,
+        message: str = JOB_DIED,
+        *,
+        stream: str | None = None,
+        now: datetime | None = None,
     ) -> int:
         return await self._run(
-            self.jobs.abandon_running_jobs, message, now_or(now), self.presence
+            self.jobs.abandon_running_jobs, message, now_or(now), self.presence, stream
         )
 
     # -- notification outbox -------------------------------------------------------
@@ -298,9 +302,15 @@ class SQLStore(Store):
     async def leases(self, worker: str | None = None) -> list[Lease]:
         return await self._run(self.lease_sql.live_leases, worker)
 
-    async def claim_blob(self, mirror: str, digest: str, worker: str, ttl: float) -> bool:
+    async def claim_blob(
+        self, mirror: str, digest: str, worker: str, ttl: float, *, repository: str = ""
+    ) -> bool:
         _check_blob(mirror, digest, worker, ttl)
-        return await self._run(self.lease_sql.claim_blob, mirror, digest, worker, float(ttl))
+        if len(repository) > MAX_REPOSITORY:
+            raise ValueError(f"a repository name has at most {MAX_REPOSITORY} characters")
+        return await self._run(
+            self.lease_sql.claim_blob, mirror, digest, worker, float(ttl), repository
+        )
 
     async def release_blob(self, mirror: str, digest: str, worker: str) -> bool:
         _check_blob(mirror, digest, worker)

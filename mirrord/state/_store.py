@@ -22,9 +22,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+import anyio
+
 from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
+from mirrord.errors import StateError
 from mirrord.state._leases import LeaseStore
-from mirrord.state._lock import LOCK_FILE, RunLock, StateLock, hold_daemon_lock
+from mirrord.state._lock import LOCK_FILE, QUEUE_FILE, RunLock, StateLock, hold_daemon_lock
 
 JOB_KINDS = ("sync", "prune")
 JOB_STATUSES = ("Queued", "Running", "Succeeded", "Failed")
@@ -131,7 +134,9 @@ class Store(LeaseStore):
         which may run side by side (with leases keeping them off each other's streams)
         while no exclusive holder runs.
         """
-        return RunLock(self.state_dir / LOCK_FILE, wait=wait, timeout=timeout, shared=shared)
+        lock = RunLock(self.state_dir / LOCK_FILE, wait=wait, timeout=timeout, shared=shared)
+        lock.queue = RunLock(self.state_dir / QUEUE_FILE)
+        return lock
 
     def hold_daemon_lock(self) -> StateLock:
         """Taken (and returned held) by a daemon for its life; LockedError naming the
@@ -273,7 +278,11 @@ class Store(LeaseStore):
 
     @abc.abstractmethod
     async def abandon_running_jobs(
-        self, message: str = JOB_DIED, *, now: datetime | None = None
+        self,
+        message: str = JOB_DIED,
+        *,
+        stream: str | None = None,
+        now: datetime | None = None,
     ) -> int:
         """Mark jobs left Running by a killed process as Failed; how many.
 
@@ -283,7 +292,10 @@ class Store(LeaseStore):
         no other process runs a job beside a holder of the run lock).
 
         Their process is gone and when it ended is unknown: ``finished`` is ``now``, the
-        moment this was noticed, and ``message`` (by default :data:`JOB_DIED`) says so."""
+        moment this was noticed, and ``message`` (by default :data:`JOB_DIED`) says so.
+
+        ``stream``: only the jobs of that stream; call it holding the stream's lease,
+        before this store starts its own job of the stream (its other jobs run on)."""
 
     # -- notification outbox -------------------------------------------------------
 
@@ -358,6 +370,15 @@ class Store(LeaseStore):
         """The conditions of pruner ``name``, sorted by type."""
 
     # -- lifecycle -----------------------------------------------------------------
+
+    async def ping(self, timeout: float = 5.0) -> None:
+        """Check that the store answers within about ``timeout`` seconds (readiness);
+        StateError naming the store (DatabaseUnavailableError when it is away)."""
+        try:
+            with anyio.fail_after(timeout):
+                await self.list_jobs(limit=1)
+        except TimeoutError:
+            raise StateError(f"state {self.location}: no answer within {timeout:g}s") from None
 
     @abc.abstractmethod
     def close(self) -> None:

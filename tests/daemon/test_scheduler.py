@@ -14,7 +14,7 @@ import pytest
 from mirrord.core.schedule import Schedule
 from mirrord.daemon import JobSpec, RunGate, Scheduler
 from mirrord.daemon._scheduler import jitter_for
-from mirrord.state import LOCK_FILE, RunLock
+from mirrord.state import LOCK_FILE, RunLock, open_store
 
 
 def test_jitter_is_a_tenth_of_the_period_at_most_five_minutes() -> None:
@@ -261,3 +261,39 @@ async def test_a_job_without_a_schedule_runs_only_when_triggered() -> None:
         scheduler.update({"manual": JobSpec("1s", on_demand)})  # now it gets a schedule
         assert scheduler.jobs()[0].next_run is not None
         scheduler.stop()
+
+
+@pytest.mark.anyio
+async def test_a_busy_gate_lets_a_waiting_exclusive_taker_in_before_new_runs(
+    tmp_path: Path,
+) -> None:
+    """A one-shot `mirrord sync` waiting (it holds the lock's queue) is not kept out by
+    runs that keep starting: new runs wait until the running ones end, it runs, then they."""
+    state = tmp_path / "state"
+    state.mkdir()
+    daemon, oneshot = open_store(state), open_store(state)
+    gate = RunGate(daemon.acquire_run_lock, poll_interval=0.05)
+    order: list[str] = []
+
+    def exclusive_run() -> None:
+        with oneshot.acquire_run_lock(wait=True, timeout=20):
+            order.append("sync")
+
+    async def second_run() -> None:
+        async with gate.shared("two"):
+            order.append("two")
+
+    try:
+        async with anyio.create_task_group() as tg, gate.shared("one"):
+            tg.start_soon(anyio.to_thread.run_sync, exclusive_run)
+            with anyio.fail_after(10):
+                while not await daemon.acquire_run_lock().contended_async():
+                    await anyio.sleep(0.05)
+            tg.start_soon(second_run)
+            await anyio.sleep(0.5)
+            assert order == []  # "two" waits for "one" to end; the sync for the lock
+            order.append("one")
+        assert order == ["one", "sync", "two"]
+    finally:
+        daemon.close()
+        oneshot.close()

@@ -183,8 +183,10 @@ async def test_abandon_spares_the_running_jobs_of_live_workers(
         job = await alive.start_job("sync", "s")
         assert await other.abandon_running_jobs("gone?") == 0  # alive still runs it
         assert (await other.list_jobs())[0].status == "Running"
+        assert await other.abandon_running_jobs("gone?", stream="s") == 0  # per stream too
         alive.close()  # the worker is gone
-        assert await other.abandon_running_jobs("gone") == 1
+        assert await other.abandon_running_jobs("gone", stream="t") == 0  # another stream
+        assert await other.abandon_running_jobs("gone", stream="s") == 1
         [failed] = await other.list_jobs()
         assert (failed.id, failed.status, failed.worker) == (job, "Failed", "alive")
     finally:

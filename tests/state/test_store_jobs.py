@@ -57,6 +57,19 @@ async def test_jobs_finish_list_and_trim(store: Store) -> None:
 
 
 @pytest.mark.anyio
+async def test_abandoning_one_streams_jobs_leaves_the_others_running(store: Store) -> None:
+    a = await store.start_job("sync", "a", now=T0)
+    b = await store.start_job("sync", "b", now=T0)
+    both = await store.start_job("sync", None, now=T0)
+    assert await store.abandon_running_jobs("taken over", stream="a") == 1
+    assert await store.abandon_running_jobs("taken over", stream="a") == 0
+    jobs = {j.id: j for j in await store.list_jobs()}
+    assert (jobs[a].status, jobs[a].message) == ("Failed", "taken over")
+    assert jobs[b].status == jobs[both].status == "Running"
+    assert await store.abandon_running_jobs("gone") == 2
+
+
+@pytest.mark.anyio
 async def test_jobs_record_the_worker_that_ran_them(backend: Backend) -> None:
     one, two = backend.open(worker="db1:100"), backend.open(worker="db2:200")
     first = await one.start_job("sync", "a", now=T0)

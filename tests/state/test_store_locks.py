@@ -9,6 +9,7 @@ import subprocess
 import time
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 from harness.processes import spawn_python
 from harness.storetools import Backend
@@ -216,6 +217,36 @@ def test_shared_holders_run_together_and_keep_an_exclusive_one_out(backend: Back
         finish(holder)
     with store.acquire_run_lock(wait=True, timeout=10), pytest.raises(LockedError):
         store.acquire_run_lock(shared=True).acquire()
+
+
+@pytest.mark.anyio
+async def test_an_exclusive_taker_waiting_is_seen_by_shared_holders(backend: Backend) -> None:
+    """A busy fleet keeps the shared lock held: an exclusive taker says it waits, the
+    holders see it (and let go), and then it gets the lock."""
+    daemon, oneshot = backend.open(worker="d"), backend.open(worker="cli")
+    shared = daemon.acquire_run_lock(shared=True)
+    assert await shared.try_acquire_async()
+    assert not await shared.contended_async()
+    got = anyio.Event()
+
+    async def exclusive_run() -> None:
+        async with oneshot.acquire_run_lock(wait=True, timeout=30):
+            got.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(exclusive_run)
+        with anyio.fail_after(10):
+            while not await shared.contended_async():
+                await anyio.sleep(0.05)
+        assert not got.is_set()  # still kept out: the holder decides when to let go
+        await shared.release_async()
+        with anyio.fail_after(10):
+            await got.wait()
+    assert not await daemon.acquire_run_lock(shared=True).contended_async()  # queue left
+    assert await shared.try_acquire_async()  # and the lock is free again
+    assert await shared.alive_async()
+    await shared.release_async()
+    assert not await shared.alive_async()
 
 
 # -- daemon lock -----------------------------------------------------------------------

@@ -223,6 +223,21 @@ async def test_a_blob_claim_expires_when_its_holder_is_gone(backend: Backend) ->
     assert await b.claim_blob(MIRROR, BLOB, "b", 30)
 
 
+@pytest.mark.anyio
+async def test_a_blob_claim_names_where_its_holder_puts_it(backend: Backend) -> None:
+    a, b = backend.open(worker="a"), backend.open(worker="b")
+    assert await a.claim_blob(MIRROR, BLOB, "a", 30, repository="mirror/base")
+    claim = await b.blob_claim(MIRROR, BLOB)
+    assert claim is not None and (claim.worker, claim.repository) == ("a", "mirror/base")
+    # a refused claim changes nothing; the holder's renewal may move it
+    assert not await b.claim_blob(MIRROR, BLOB, "b", 30, repository="mirror/app")
+    assert (await b.blob_claim(MIRROR, BLOB)).repository == "mirror/base"  # type: ignore[union-attr]
+    assert await a.claim_blob(MIRROR, BLOB, "a", 30, repository="mirror/app")
+    assert (await b.blob_claim(MIRROR, BLOB)).repository == "mirror/app"  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        await a.claim_blob(MIRROR, BLOB, "a", 30, repository="r" * 1025)
+
+
 # -- outbox claims ---------------------------------------------------------------------
 
 
