@@ -20,6 +20,7 @@ class RegistryOptions:
     ``insecure`` speaks plain HTTP; ``tls_verify=False`` keeps HTTPS but skips
     verification; ``ca_file`` and ``<certs_dir>/<host>/*.crt`` add CAs, and a
     ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does).
+    ``cert_dir`` is one such directory given directly (``login --cert-dir``).
     ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
     uploads in pieces of that many bytes.
     """
@@ -32,6 +33,7 @@ class RegistryOptions:
     chunk_size: int = 0
     timeout: float = 60.0
     certs_dirs: tuple[Path, ...] = CERTS_DIRS
+    cert_dir: Path | None = None
 
 
 def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
@@ -46,14 +48,23 @@ def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
             context.load_verify_locations(cafile=str(options.ca_file))
         except (OSError, ssl.SSLError) as exc:
             raise TLSError(f"cannot load ca_file {options.ca_file}: {exc}", registry=host) from exc
-    for base in options.certs_dirs:
-        directory = base / host
-        if not directory.is_dir():
-            continue
+    directories = [base / host for base in options.certs_dirs]
+    if options.cert_dir is not None:
+        directories.append(options.cert_dir)
+    for directory in directories:
+        if directory.is_dir():
+            _load_directory(context, directory, host)
+    return context
+
+
+def _load_directory(context: ssl.SSLContext, directory: Path, host: str) -> None:
+    """``*.crt`` CAs and ``*.cert``/``*.key`` client pairs, as containers/image reads them."""
+    try:
         for ca in sorted(directory.glob("*.crt")):
             context.load_verify_locations(cafile=str(ca))
         for cert in sorted(directory.glob("*.cert")):
             key = cert.with_suffix(".key")
             if key.exists():
                 context.load_cert_chain(str(cert), str(key))
-    return context
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSError(f"cannot load the certificates in {directory}: {exc}", registry=host) from exc
