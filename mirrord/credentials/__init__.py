@@ -7,7 +7,8 @@ the first :class:`Credential`, or None for anonymous access.
 The keyring functions and the chain block: async code calls them through
 ``anyio.to_thread.run_sync``. :func:`login`, :func:`logout` and
 :func:`logout_all` are async and do that themselves; they write auth files the
-way ``podman login`` does (:func:`set_auth_entry`). No secret ever appears in a repr, log line or error.
+way ``podman login`` does (:func:`set_auth_entry`). No secret ever appears in a
+repr, log line or error.
 """
 
 from __future__ import annotations

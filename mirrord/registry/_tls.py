@@ -67,4 +67,5 @@ def _load_directory(context: ssl.SSLContext, directory: Path, host: str) -> None
             if key.exists():
                 context.load_cert_chain(str(cert), str(key))
     except (OSError, ssl.SSLError) as exc:
-        raise TLSError(f"cannot load the certificates in {directory}: {exc}", registry=host) from exc
+        message = f"cannot load the certificates in {directory}: {exc}"
+        raise TLSError(message, registry=host) from exc

@@ -32,12 +32,12 @@ from mirrord.errors import (
     ConnectError,
     DigestMismatchError,
     ForbiddenError,
+    InvalidCredentialsError,
     MirrordError,
     NotFoundError,
     RateLimitedError,
     RegistryError,
     ServerError,
-    InvalidCredentialsError,
     UnauthorizedError,
     UnsupportedManifestError,
 )
