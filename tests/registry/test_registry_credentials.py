@@ -227,9 +227,9 @@ async def test_login_checks_stores_and_logout_forgets(
     assert (credential.username, credential.source) == (user.username, "keyring")
     await assert_pull_and_push(reg, credential, image)
 
-    assert await logout(reg.host) is True
+    assert await logout(reg.host) == ["the keyring"]
     assert await resolve(reg, image.repo, {"HOME": str(home)}, use_keyring=True) is None
-    assert await logout(reg.host) is False
+    assert await logout(reg.host) == []
 
 
 async def test_login_with_a_wrong_password_stores_nothing(
