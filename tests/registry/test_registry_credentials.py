@@ -204,7 +204,12 @@ async def test_no_source_means_anonymous(
 
 
 @pytest.fixture
-def keyring_service(secret_service: Any) -> Iterator[Any]:
+def keyring_service(
+    secret_service: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    # logout also clears podman's auth file: a private one, never the user's.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg-run"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     secret_service.clear("mirrord:")
     yield secret_service
     secret_service.clear("mirrord:")
