@@ -221,3 +221,29 @@ def test_valid_password_is_stored_in_the_keyring(
     assert everything.exit_code == 0, everything.output
     assert f"the keyring: {basic_registry.host}" in everything.stdout
     assert keyring.get_password(f"mirrord:{basic_registry.host}", "__username__") is None
+
+
+def test_authfile_login_at_a_token_server_registry_is_read_by_skopeo(
+    tmp_path: Path, token_registry: RegistryProcess, robot: Credentials, repo_name: str
+) -> None:
+    """Bearer-token auth: login checks at the token server, skopeo gets a token with it."""
+    with token_registry.client() as http:
+        push_image(http, repo_name, "v1", seed=repo_name)
+    authfile = tmp_path / "auth.json"
+    reference = f"{token_registry.host}/{repo_name}:v1"
+    assert skopeo_inspect(authfile, reference).returncode != 0  # anonymous: refused
+    wrong = login(tmp_path, token_registry.host, robot.username, "Wr0ng-pa55",
+                  "--authfile", str(authfile), "--tls-verify=false")
+    assert (wrong.exit_code, wrong.stderr) == (1, (
+        f"error: invalid username or password for {token_registry.host} "
+        "(credentials from mirrord login)\n"))
+    assert not authfile.exists()
+
+    result = login(tmp_path, token_registry.host, robot.username, robot.password,
+                   "--authfile", str(authfile), "--tls-verify=false")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(authfile.read_text()) == {"auths": {token_registry.host: _entry(robot)}}
+    inspected = skopeo_inspect(authfile, reference)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["Name"] == f"{token_registry.host}/{repo_name}"
