@@ -133,8 +133,12 @@ def _write(path: Path, document: dict[str, Any]) -> None:
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
         raise CredentialError(f"auth file {path}: cannot write: {exc.strerror}") from None
-    dir_fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)  # the rename survives a crash
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename survives a crash
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        message = f"auth file {path}: written, but not synced: {exc.strerror}"
+        raise CredentialError(message) from None
