@@ -6,12 +6,17 @@ Session-scoped, started lazily on first use (~50 ms each):
     token_server      the token server (function view: reset before and after each test)
     token_registry    token auth through token_server; same users
     tls_registry      anonymous over https with a self-signed cert (`ca_file` to trust it)
+    postgres          a throwaway PostgreSQL cluster (harness.postgres; ~1.5 s to initdb)
 Per test:
     registry_factory  make your own: registry_factory(delete_enabled=False), (users=...),
                       (token_server=registry_factory.token_server()); stopped after the test
     repo_name         a repository name unique to this test ("t/<test>-<hex>")
     mirror_client / basic_client / token_client   harness RegistryHTTP clients (alice)
     alice / robot     harness.Credentials
+    hostile_registry  a fresh harness.hostile.HostileRegistry (lying upstream + catcher)
+    fault_proxy_factory   fault_proxy_factory(registry, seed=0) -> a started FaultProxy
+    refused_host      "127.0.0.1:PORT" where connections are refused (the port stays reserved)
+    pg_database       a fresh database in `postgres` (dropped after the test)
 
 Session registries are shared: use `repo_name` to keep tests apart and `reg.mark()` /
 `reg.requests(since=...)` to count only your own requests.
@@ -30,7 +35,12 @@ from typing import Any
 
 import pytest
 from harness import ALICE, ROBOT, USERS, Credentials
+from harness.faultproxy import FaultProxy
+from harness.hostile import HostileRegistry
 from harness.images import RegistryHTTP
+from harness.outage import refused_port
+from harness.postgres import PostgresCluster, PostgresDatabase
+from harness.postgres import _stop_all as _stop_all_clusters
 from harness.registry import _LIVE, RegistryProcess, _stop_all
 from harness.tokenserver import TokenServer
 
@@ -45,6 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _stop_all()  # anything a test started by hand and forgot
+    _stop_all_clusters()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -128,6 +139,20 @@ def tls_registry(harness_dir: Path) -> Iterator[RegistryProcess]:
     reg.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresCluster) -> Iterator[PostgresDatabase]:
+    database = postgres.create_database()
+    yield database
+    postgres.drop_database(database.name)
+
+
 class RegistryFactory:
     """`factory(**RegistryProcess kwargs)` -> a started registry in the test's tmp dir;
     `factory.token_server(users=USERS, **kw)` -> a started private TokenServer."""
@@ -195,3 +220,46 @@ def basic_client(basic_registry: RegistryProcess) -> Iterator[RegistryHTTP]:
 def token_client(token_registry: RegistryProcess) -> Iterator[RegistryHTTP]:
     with token_registry.client() as client:
         yield client
+
+
+@pytest.fixture
+def hostile_registry() -> Iterator[HostileRegistry]:
+    """A fresh hostile registry (and its catcher) per test; a crash inside the fake itself
+    fails the test."""
+    with HostileRegistry() as reg:
+        yield reg
+    assert not reg.errors, f"the hostile registry itself failed: {reg.errors!r}"
+
+
+class FaultProxyFactory:
+    """`factory(upstream, **FaultProxy kwargs)` -> a started FaultProxy; all stopped after
+    the test."""
+
+    def __init__(self) -> None:
+        self.proxies: list[FaultProxy] = []
+
+    def __call__(self, upstream: Any, **kw: Any) -> FaultProxy:
+        proxy = FaultProxy(upstream, **kw).start()
+        self.proxies.append(proxy)
+        return proxy
+
+    def close(self) -> list[BaseException]:
+        errors: list[BaseException] = []
+        for proxy in self.proxies:
+            proxy.stop()
+            errors += proxy.errors
+        return errors
+
+
+@pytest.fixture
+def fault_proxy_factory() -> Iterator[FaultProxyFactory]:
+    factory = FaultProxyFactory()
+    yield factory
+    errors = factory.close()
+    assert not errors, f"the fault proxy itself failed: {errors!r}"
+
+
+@pytest.fixture
+def refused_host() -> Iterator[str]:
+    with refused_port() as port:
+        yield f"127.0.0.1:{port}"

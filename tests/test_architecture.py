@@ -26,15 +26,20 @@ ALLOWED: dict[str, set[str]] = {
     "transports": {"core", "config", "registry", "credentials"},
     "copy": {"core", "registry", "transports"},
     "notify": {"core", "config", "state"},
-    "sync": {"core", "config", "registry", "transports", "copy", "state", "notify"},
+    "cluster": {"core", "config", "state"},
+    "signatures": {"core"},
+    "sync": {
+        "core", "config", "registry", "transports", "copy", "state", "notify", "cluster",
+        "signatures",
+    },
     "prune": {"core", "config", "registry", "transports", "state"},
     "daemon": {
         "core", "config", "registry", "credentials", "transports", "copy", "state",
-        "notify", "sync", "prune",
+        "notify", "cluster", "signatures", "sync", "prune",
     },
     "cli": {
         "core", "config", "registry", "credentials", "transports", "copy", "state",
-        "notify", "sync", "prune", "daemon",
+        "notify", "cluster", "signatures", "sync", "prune", "daemon",
     },
 }
 ROOT_MODULES = {"__init__", "__main__", "errors"}

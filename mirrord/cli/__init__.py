@@ -8,7 +8,15 @@ never loads the daemon's server stack.
 
 from __future__ import annotations
 
-from mirrord.cli import _daemon, _login, _notify, _prune, _streams, _sync  # noqa: F401
+from mirrord.cli import (  # noqa: F401  (each adds its commands to main)
+    _cluster,
+    _daemon,
+    _login,
+    _notify,
+    _prune,
+    _streams,
+    _sync,
+)
 from mirrord.cli._app import main
 
 __all__ = ["main"]

@@ -104,7 +104,7 @@ async def login_command(
     from mirrord.transports import registry_options
 
     host = login_key(registry).split("/", 1)[0]
-    options = registry_options(config.registry_config(host))
+    options = registry_options(config, host)
     if tls_verify is not None:
         options = dataclasses.replace(options, tls_verify=tls_verify)
     if cert_dir is not None:

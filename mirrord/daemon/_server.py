@@ -7,6 +7,8 @@
 ``/api/v1/streams``, ``/api/v1/streams/{name}``  the image streams (``describe`` data).
 ``/api/v1/jobs``  recent runs (``?limit=N&kind=sync|prune``).
 ``/api/v1/notifications``  each receiver's outbox and the failed deliveries.
+``/api/v1/cluster-resources[/FILE]``  the IDMS/ITMS/ICSP objects (YAML or JSON by
+              ``Accept``), or one generated file as written.
 ``POST /api/v1/streams/{name}/sync``  run a stream now; needs ``Authorization: Bearer
               <token>``, the token read from ``server.token_file`` (or the systemd
               credential ``api-token``). Without a configured token it is refused.
@@ -34,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mirrord.cluster import serve as serve_cluster_resources
 from mirrord.config import Config
 from mirrord.core.imagestream import ImageStream, rfc3339, to_openshift
 from mirrord.daemon._metrics import Metrics
@@ -162,6 +165,12 @@ class _API:
         config = self.daemon.config
         return JSONResponse(await status_document(self.daemon.store, config.notifications))
 
+    async def cluster_resources(self, request: Request) -> Response:
+        daemon, accept = self.daemon, request.headers.get("accept", "")
+        file = request.path_params.get("file")
+        rendered = await serve_cluster_resources(daemon.config, daemon.store, accept, file)
+        return Response(rendered.body, status_code=rendered.status, media_type=rendered.media_type)
+
     async def trigger(self, request: Request) -> Response:
         name = request.path_params["name"]
         client = request.client.host if request.client else "?"
@@ -193,6 +202,8 @@ def create_app(daemon: DaemonView) -> Starlette:
             Route("/api/v1/streams/{name:path}", api.stream),
             Route("/api/v1/jobs", api.jobs),
             Route("/api/v1/notifications", api.notifications),
+            Route("/api/v1/cluster-resources", api.cluster_resources),
+            Route("/api/v1/cluster-resources/{file:path}", api.cluster_resources),
         ]
     )
 

@@ -25,10 +25,12 @@ Sending one event (the POST or the command) is :mod:`._send`'s job.
 from __future__ import annotations
 
 from mirrord.notify._outbox import (
+    CLUSTER_RESOURCES_CHANGED,
     INSTANCE_ID,
     DeliveryCounts,
     DeliveryReport,
     Notifier,
+    cluster_resources_event,
     envelope_bytes,
     receiver_ids,
     status_document,
@@ -37,12 +39,14 @@ from mirrord.notify._outbox import (
 from mirrord.notify._send import EVENTS_MEDIA_TYPE, SIGNATURE_HEADER, sign
 
 __all__ = [
+    "CLUSTER_RESOURCES_CHANGED",
     "EVENTS_MEDIA_TYPE",
     "INSTANCE_ID",
     "SIGNATURE_HEADER",
     "DeliveryCounts",
     "DeliveryReport",
     "Notifier",
+    "cluster_resources_event",
     "envelope_bytes",
     "receiver_ids",
     "sign",

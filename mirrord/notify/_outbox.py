@@ -79,6 +79,24 @@ def tag_event(
     }
 
 
+CLUSTER_RESOURCES_CHANGED = "cluster-resources.changed"
+
+
+def cluster_resources_event(
+    directory: str, files: Mapping[str, str], *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The event for a change of the cluster handoff files: ``files`` maps each file
+    name to what happened to it (``written`` or ``removed``) in ``directory``."""
+    moment = utc(now) if now is not None else datetime.now(UTC)
+    return {
+        "id": str(uuid.uuid4()),
+        "timestamp": moment.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "action": CLUSTER_RESOURCES_CHANGED,
+        "target": {"directory": directory, "files": dict(sorted(files.items()))},
+        "source": {"addr": socket.gethostname(), "instanceID": INSTANCE_ID},
+    }
+
+
 def envelope_bytes(event: Mapping[str, Any]) -> bytes:
     """The exact body sent (and signed) for one event: ``{"events": [event]}``."""
     return json.dumps({"events": [dict(event)]}, separators=(",", ":"), sort_keys=True).encode()
@@ -167,9 +185,10 @@ class Notifier:
         return random.uniform(ceiling / 2, ceiling)
 
     async def publish(self, event: Mapping[str, Any], *, now: datetime | None = None) -> None:
-        """Queue ``event`` once per receiver (due at once); nothing when none is configured."""
-        for rid in self._receivers:
-            await self._store.enqueue_event(event, rid, now=now)
+        """Queue ``event`` once per receiver that takes its action (due at once)."""
+        for rid, receiver in self._receivers.items():
+            if event.get("action") in receiver.events:
+                await self._store.enqueue_event(event, rid, now=now)
 
     async def deliver_due(
         self, *, deadline: float | None = None, now: datetime | None = None

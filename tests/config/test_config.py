@@ -136,8 +136,8 @@ def test_shipped_examples_parse(name: str) -> None:
 def test_shipped_example_uses_every_key() -> None:
     text = (REPO / "config" / "mirrord.yaml").read_text()
     keys = set(_parse._TOP_KEYS) | set(_parse._STREAM_KEYS)
-    keys |= {"auth_file", "insecure", "tls_verify", "ca_file", "max_concurrency", "rate"}
-    keys |= {"url", "secret_file", "command", "timeout", "listen", "token_file"}
+    keys |= set(_parse._REGISTRY) | set(_parse._LIMITS) | {"default"}
+    keys |= {"url", "secret_file", "command", "timeout", "events", "listen", "token_file"}
     keys |= set(_parse._PRUNING)
     missing = [k for k in keys if f"{k}:" not in text]
     assert missing == []
@@ -333,6 +333,37 @@ def test_registry_config_lookup() -> None:
     assert RegistryConfig().max_concurrency == 6
 
 
+def test_retry_budgets_and_the_pull_floor_per_registry_and_by_default() -> None:
+    cfg = parse("""\
+        version: 1
+        registries:
+          docker.io: {ratelimit_min: 25}
+          default: {retry_budget: 10m, outage_budget: 90s}
+          127.0.0.1:5000: {outage_budget: "0"}
+        """)
+    assert RegistryConfig().retry_budget == 300 and RegistryConfig().outage_budget == 120
+    assert RegistryConfig().ratelimit_min == 10
+    hub = cfg.registry_config("docker.io")
+    assert (hub.retry_budget, hub.outage_budget, hub.ratelimit_min) == (600, 90, 25)
+    mirror = cfg.registry_config("127.0.0.1:5000")
+    assert (mirror.retry_budget, mirror.outage_budget) == (600, 0)  # "0": no retries
+    assert cfg.registry_config("quay.io") == RegistryConfig(retry_budget=600, outage_budget=90)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("retry_budget: 25h", r'registries\["quay\.io"\]\.retry_budget: at most 24h'),
+        ("outage_budget: 5", r"outage_budget: .*invalid duration"),
+        ("ratelimit_min: -1", r"ratelimit_min: must be 0 or more"),
+        ("retry_budgt: 5m", r"did you mean 'retry_budget'"),
+    ],
+)
+def test_retry_settings_are_checked(entry: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(f"version: 1\nregistries:\n  quay.io: {{{entry}}}\n")
+
+
 def test_stream_lookup() -> None:
     cfg = parse("version: 1\nstreams:\n  - from: quay.io/a/node-exporter\n")
     assert cfg.stream("a/node-exporter").source == "quay.io/a/node-exporter"
@@ -349,6 +380,18 @@ def test_server_host_and_port() -> None:
     assert (ServerConfig().host, ServerConfig().port) == ("127.0.0.1", 9464)
     server = parse("version: 1\nserver:\n  listen: '[::1]:8080'\n").server
     assert (server.host, server.port) == ("::1", 8080)
+
+
+def test_notification_events_choose_what_a_receiver_gets() -> None:
+    cfg = parse_config(
+        "version: 1\nnotifications:\n  - url: https://h.example/x\n    events: push\n"
+        "  - command: [true]\n",
+        FILE,
+    )
+    assert [n.events for n in cfg.notifications] == [
+        ("push",), ("push", "cluster-resources.changed")]
+    with pytest.raises(ConfigError, match=r"notifications\[0\]\.events\[0\]: unknown event 'pull'"):
+        parse_config("version: 1\nnotifications:\n  - command: [x]\n    events: [pull]\n", FILE)
 
 
 def test_notification_timeout_forms() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from harness.daemon_support import DaemonProcess
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
@@ -95,12 +96,26 @@ def test_trigger_needs_the_token_and_the_api_describes_streams_and_jobs(
             assert refused.json() == {"error": "limit must be a positive number"}
         assert len(daemon.get("/api/v1/jobs?limit=1").json()["items"]) == 1
 
-        # one event per new tag (1.0 in the catch-up run, 2.0 in the triggered one)
+        # one event per new tag (1.0 in the catch-up run, 2.0 in the triggered one), and
+        # one when the catch-up run first wrote the cluster resources
         outbox = daemon.get("/api/v1/notifications").json()
         assert outbox["failures"] == []
         assert [(r["receiver"], r["target"], r["delivered"]) for r in outbox["receivers"]] == [
-            ("command:noop", "true", 2)]
-        assert daemon.metric("mirrord_notifications_total", result="delivered") == 2
+            ("command:noop", "true", 3)]
+        assert daemon.metric("mirrord_notifications_total", result="delivered") == 3
+
+        listed = daemon.get("/api/v1/cluster-resources")
+        assert listed.status_code == 200 and listed.headers["content-type"].startswith(
+            "application/yaml")
+        documents = yaml.safe_load(listed.text)
+        kinds = [item["kind"] for item in documents["items"]]
+        assert kinds == ["ImageDigestMirrorSet", "ImageTagMirrorSet", "ImageContentSourcePolicy"]
+        as_json = daemon.http.get(
+            daemon.url + "/api/v1/cluster-resources", headers={"Accept": "application/json"})
+        assert as_json.json() == documents
+        conf = daemon.get("/api/v1/cluster-resources/registries.conf")
+        assert conf.text == (setup.state_dir / "cluster-resources" / "registries.conf").read_text()
+        assert daemon.get("/api/v1/cluster-resources/nope.yaml").status_code == 404
 
         assert daemon.get("/healthz").json() == {"status": "ok"}
         ready = daemon.get("/readyz")

@@ -1,8 +1,12 @@
-"""Integration-test harness: real registries, a token server and an image generator.
+"""Integration-test harness: real registries, a token server, an image generator, and the
+fakes for what real servers cannot do on demand.
 
 Independent of mirrord on purpose (plain httpx + subprocess), so it checks mirrord from the
 outside. Modules: `registry` (RegistryProcess), `tokenserver` (TokenServer), `images`
-(builders, pushers, RegistryHTTP), `tls` (self-signed certificates). Fixtures: tests/conftest.py.
+(builders, pushers, RegistryHTTP), `tls` (self-signed certificates); `hostile` (a lying
+upstream with a credential catcher; documents in `hostile_images`), `faultproxy` (an HTTP
+fault proxy in front of a real registry), `faults` (the fault rules both share), `reqlog`
+(their request logs), `outage` (timed outages, refused ports). Fixtures: tests/conftest.py.
 """
 
 from __future__ import annotations

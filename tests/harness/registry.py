@@ -75,7 +75,12 @@ class AccessEntry:
 
 
 def free_port() -> int:
-    """A port the kernel just considered free on 127.0.0.1 (bind 0, read, close)."""
+    """A port the kernel just considered free on 127.0.0.1 (bind 0, read, close).
+
+    Racy by nature (someone else may bind it before the caller does): only for a server that
+    must be told its port up front, and then retried on "address in use", as `start()` does.
+    A port where nothing must answer: `outage.refused_port()` (the `refused_host` fixture);
+    an in-process server: bind port 0 and read the port back."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -125,6 +130,7 @@ class RegistryProcess:
         self._htpasswd: Path | None = self._write_htpasswd(users) if users else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._probe: httpx.Client | None = None
+        self._placeholder: socket.socket | None = None  # holds the port while stopped
 
     # -- properties ------------------------------------------------------------------------
     @property
@@ -226,6 +232,7 @@ class RegistryProcess:
                                  + self._log_tail())
 
     def _launch(self, timeout: float) -> bool:
+        self._release_port()
         self.config_path.write_text(yaml.safe_dump(self._config(), sort_keys=False))
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
@@ -261,24 +268,44 @@ class RegistryProcess:
             self._probe.close()
             self._probe = None
 
-    def stop(self) -> None:
-        """Terminate (SIGTERM, then SIGKILL after 5 s) and wait. Storage is kept."""
+    def stop(self, *, keep_port: bool = False) -> None:
+        """Terminate (SIGTERM, then SIGKILL after 5 s) and wait. Storage is kept.
+
+        `keep_port`: hold the port until the next `start()` with a bound, non-listening
+        socket, so connections are refused (a real outage) and nothing else can take it."""
         self._close_probe()
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            _LIVE.discard(self)
+        if keep_port and self.port and self._placeholder is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # SO_REUSEADDR: the registry's own connections may linger in TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        _LIVE.discard(self)
+                sock.bind(("127.0.0.1", self.port))
+            except OSError:
+                sock.close()
+            else:
+                self._placeholder = sock
+        elif not keep_port:
+            self._release_port()
+
+    def _release_port(self) -> None:
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
 
     def restart(self) -> RegistryProcess:
-        """Stop and start again on the same port with the same storage."""
-        self.stop()
+        """Stop and start again on the same port with the same storage (the port is held
+        in between)."""
+        self.stop(keep_port=True)
         return self.start()
 
     def wipe(self) -> None:

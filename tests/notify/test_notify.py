@@ -20,7 +20,6 @@ from typing import Any
 
 import anyio
 import pytest
-from harness.registry import free_port
 
 from mirrord.config import NotificationConfig
 from mirrord.notify import (
@@ -272,10 +271,10 @@ async def test_a_retry_that_succeeds_clears_the_failure(
 
 @pytest.mark.anyio
 async def test_secret_and_url_token_never_reach_the_store(
-    tmp_path: Path, store: SQLiteStore, receiver: Receiver, key_file: Path
+    tmp_path: Path, store: SQLiteStore, receiver: Receiver, key_file: Path, refused_host: str
 ) -> None:
     receiver.statuses = [500]
-    refused = f"http://127.0.0.1:{free_port()}/hooks/{TOKEN}-path?token={TOKEN}"
+    refused = f"http://{refused_host}/hooks/{TOKEN}-path?token={TOKEN}"
     answering, down = (
         NotificationConfig(url=receiver.url(f"/hook?token={TOKEN}"), secret_file=key_file),
         NotificationConfig(url=refused, secret_file=key_file),
@@ -347,11 +346,11 @@ async def test_missing_program_is_a_failure(store: SQLiteStore, tmp_path: Path) 
 
 @pytest.mark.anyio
 async def test_one_failing_receiver_does_not_affect_the_others(
-    store: SQLiteStore, receiver: Receiver, tmp_path: Path
+    store: SQLiteStore, receiver: Receiver, tmp_path: Path, refused_host: str
 ) -> None:
     out = tmp_path / "event.json"
     down, exits_3 = (
-        NotificationConfig(url=f"http://127.0.0.1:{free_port()}/down"),
+        NotificationConfig(url=f"http://{refused_host}/down"),
         dataclasses.replace(script("import sys; sys.exit(3)"), name="exits-3"),
     )
     notifier = Notifier(store, [
@@ -433,3 +432,27 @@ def test_a_receiver_id_holds_no_secret_and_survives_a_token_rotation() -> None:
     command = NotificationConfig(command=("/usr/local/bin/on-new-image", f"--token={TOKEN}"))
     assert command.receiver_id == "command:on-new-image"
     assert dataclasses.replace(command, name="scan").receiver_id == "command:scan"
+
+
+@pytest.mark.anyio
+async def test_a_receiver_gets_only_the_actions_it_asked_for(tmp_path: Path) -> None:
+    from mirrord.notify import cluster_resources_event
+
+    store = open_store(tmp_path)
+    try:
+        everything = script("pass")
+        pushes = dataclasses.replace(script("pass"), name="pushes-only", events=("push",))
+        notifier = Notifier(store, [everything, pushes])
+        await notifier.publish(cluster_resources_event("/d", {"registries.conf": "written"}))
+        await notifier.publish(event())
+        queued = sorted(
+            (e.receiver, e.payload["action"]) for e in await store.due_events(limit=10)
+        )
+    finally:
+        store.close()
+    assert queued == sorted([
+        ("command:pushes-only", "push"),
+        (everything.receiver_id, "cluster-resources.changed"),
+        (everything.receiver_id, "push"),
+    ])
+

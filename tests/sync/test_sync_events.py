@@ -78,7 +78,8 @@ def test_one_signed_event_per_changed_tag_and_none_for_unchanged(
         mirror=f"docker://{mirror_registry.host}/events",
         streams=[{"from": f"{basic_registry.host}/{repo_name}", "tags": ["1.0", "2.0"]}],
         sources=[basic_registry],
-        extra={"notifications": [{"url": receiver.url, "secret_file": str(key_file)}]},
+        extra={"notifications": [
+            {"url": receiver.url, "secret_file": str(key_file), "events": ["push"]}]},
     )
 
     code, summary = setup.sync_json()
@@ -116,7 +117,7 @@ def test_a_failing_receiver_never_fails_the_sync(
         mirror=f"docker://{mirror_registry.host}/events-fail",
         streams=[{"from": f"{basic_registry.host}/{repo_name}", "tags": ["1.0"]}],
         sources=[basic_registry],
-        extra={"notifications": [{"url": receiver.url}]},
+        extra={"notifications": [{"url": receiver.url, "events": "push"}]},
     )
 
     code, summary = setup.sync_json()

@@ -11,7 +11,7 @@ from harness.images import (
     RegistryHTTP,
     push_image,
 )
-from harness.registry import RegistryProcess, free_port
+from harness.registry import RegistryProcess
 from harness.synctools import sync_setup
 
 
@@ -85,15 +85,16 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_json_counts_a_failed_stream_and_its_retries_like_the_text(
-    tmp_path: Path, mirror_registry: RegistryProcess, repo_name: str, fast_retries: None
+    tmp_path: Path, mirror_registry: RegistryProcess, repo_name: str, fast_retries: None,
+    refused_host: str,
 ) -> None:
-    down = f"127.0.0.1:{free_port()}"  # nothing listens: connection refused, retried
+    down = refused_host  # nothing listens: connection refused, retried
     setup = sync_setup(
         tmp_path,
         mirror=f"docker://{mirror_registry.host}/down",
         streams=[{"from": f"{down}/{repo_name}", "to": "app"}],
         sources=[],
-        settings={down: {"insecure": True}},
+        settings={down: {"insecure": True, "outage_budget": "1s"}},  # not the default 2m
     )
     text = setup.sync()
     code, summary = setup.sync_json()
@@ -105,14 +106,16 @@ def test_json_counts_a_failed_stream_and_its_retries_like_the_text(
 
 
 def test_an_unreachable_mirror_still_gets_a_json_document(
-    tmp_path: Path, basic_registry: RegistryProcess, repo_name: str, fast_retries: None
+    tmp_path: Path, basic_registry: RegistryProcess, repo_name: str, fast_retries: None,
+    refused_host: str,
 ) -> None:
-    down = f"127.0.0.1:{free_port()}"
+    down = refused_host
     setup = sync_setup(
         tmp_path,
         mirror=f"docker://{down}/m",
         streams=[{"from": f"{basic_registry.host}/{repo_name}"}],
         sources=[basic_registry],
+        settings={down: {"outage_budget": "1s"}},  # not the default 2m
     )
     result = setup.sync("-o", "json")
 
