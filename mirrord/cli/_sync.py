@@ -183,8 +183,8 @@ def _unreadable_auth_files(config: Config) -> list[str]:
     warnings: list[str] = []
     for host, settings in config.registries.items():
         path = settings.auth_file
-        if path is None or not path.exists():
-            continue  # absent: missing_file_warnings said so
+        if path is None or not path.is_file():
+            continue  # absent or not a file: missing_file_warnings said so
         try:
             read_auth_file(path, f'registries["{host}"].auth_file: {path}')
         except CredentialError as error:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mirrord.credentials._authfile import decode_json
+from mirrord.credentials._authfile import decode_json, read_secret_file
 from mirrord.credentials._credential import normalise_auth_key
 from mirrord.errors import CredentialError
 
@@ -100,12 +100,9 @@ def _legacy_alias(key: str) -> str:
 def _read(path: Path) -> dict[str, Any]:
     """The file's JSON object ({} when absent); CredentialError when it is not one."""
     origin = f"auth file {path}"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_secret_file(path, origin)  # bounded; a FIFO or device is refused
+    if raw is None:
         return {}
-    except OSError as exc:
-        raise CredentialError(f"{origin}: cannot read: {exc.strerror}") from None
     if not raw.strip():
         return {}
     document = decode_json(raw, origin)

@@ -1051,8 +1051,8 @@ def test_validate_warns_about_an_auth_file_it_cannot_read(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert lines == [
-        f'warning: registries["a.io"].auth_file: {tmp_path / "dir.json"}: cannot read: '
-        "Is a directory (mirrord cannot use it)",
+        f'warning: {path}:3: registries["a.io"].auth_file: {tmp_path / "dir.json"} is not a '
+        "regular file",
         f'warning: registries["b.io"].auth_file: {tmp_path / "broken.json"}: invalid JSON: '
         "Expecting ',' delimiter at line 1 column 42 (mirrord cannot use it)",
         f'warning: registries["c.io"].auth_file: {tmp_path / "list.json"}: expected a JSON '

@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import keyring
 import keyring.backends.fail
@@ -224,26 +225,47 @@ def test_valid_password_is_stored_in_the_keyring(
 
 
 def test_authfile_login_at_a_token_server_registry_is_read_by_skopeo(
-    tmp_path: Path, token_registry: RegistryProcess, robot: Credentials, repo_name: str
+    tmp_path: Path,
+    token_registry: RegistryProcess,
+    token_server: Any,
+    robot: Credentials,
+    repo_name: str,
 ) -> None:
-    """Bearer-token auth: login checks at the token server, skopeo gets a token with it."""
+    """Bearer-token auth: login checks at the token server, skopeo gets a token with it.
+    A plain-HTTP token server on another port must be listed under registries: first."""
     with token_registry.client() as http:
         push_image(http, repo_name, "v1", seed=repo_name)
     authfile = tmp_path / "auth.json"
     reference = f"{token_registry.host}/{repo_name}:v1"
     assert skopeo_inspect(authfile, reference).returncode != 0  # anonymous: refused
-    wrong = login(tmp_path, token_registry.host, robot.username, "Wr0ng-pa55",
-                  "--authfile", str(authfile), "--tls-verify=false")
+    tls_off = ("--authfile", str(authfile), "--tls-verify=false")
+
+    untrusted = login(tmp_path, token_registry.host, robot.username, robot.password, *tls_off)
+    assert untrusted.exit_code == 1, untrusted.output
+    realm_host = token_server.realm.split("://", 1)[1].split("/", 1)[0]
+    assert (f"check credentials: not checked: the token server {realm_host} is untrusted"
+            in untrusted.stderr)
+    assert not authfile.exists()  # an anonymous token proves nothing: nothing stored
+
+    config = tmp_path / "trusted.yaml"
+    config.write_text(f"version: 1\nstate_dir: {tmp_path / 'state'}\n"
+                      f"registries:\n  '{realm_host}': {{}}\n")
+    def trusted_login(password: str) -> Result:
+        args = ["login", token_registry.host, "-u", robot.username, "--password-stdin",
+                "--config", str(config), *tls_off]
+        return CliRunner().invoke(main, args, input=password + "\n")
+
+    wrong = trusted_login("Wr0ng-pa55")
     assert (wrong.exit_code, wrong.stderr) == (1, (
         f"error: invalid username or password for {token_registry.host} "
         "(credentials from mirrord login)\n"))
     assert not authfile.exists()
 
-    result = login(tmp_path, token_registry.host, robot.username, robot.password,
-                   "--authfile", str(authfile), "--tls-verify=false")
+    result = trusted_login(robot.password)
 
     assert result.exit_code == 0, result.output
     assert json.loads(authfile.read_text()) == {"auths": {token_registry.host: _entry(robot)}}
+    assert [(r.status, r.account) for r in token_server.requests][-1] == (200, robot.username)
     inspected = skopeo_inspect(authfile, reference)
     assert inspected.returncode == 0, inspected.stderr
     assert json.loads(inspected.stdout)["Name"] == f"{token_registry.host}/{repo_name}"
