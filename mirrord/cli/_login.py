@@ -66,6 +66,7 @@ def login(
     config_path: Path | None,
 ) -> None:
     """Check credentials against REGISTRY, then store them (like `podman login`)."""
+    _check_registry(registry)
     if password_stdin:
         if not username:
             fail("--password-stdin needs --username", EXIT_USAGE)
@@ -150,7 +151,19 @@ def logout(
             click.echo("No login credentials were stored")
         return
     assert registry is not None
+    _check_registry(registry)
     removed = run_async(lambda: remove_login(registry, authfile=authfile))
     if not removed:
         fail(f"not logged in to {registry}", EXIT_FAILED)
     click.echo(f"Removed login credentials for {registry} from {' and '.join(removed)}")
+
+
+def _check_registry(registry: str) -> None:
+    """A REGISTRY argument that names no registry is a usage error, before any prompt."""
+    from mirrord.credentials import login_key
+    from mirrord.errors import CredentialError
+
+    try:
+        login_key(registry)
+    except CredentialError as error:
+        fail(str(error), EXIT_USAGE)

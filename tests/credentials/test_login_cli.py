@@ -137,7 +137,7 @@ def test_repository_scoped_and_url_logins_keep_the_other_entries(
     assert everything.exit_code == 0, everything.output
     assert json.loads(authfile.read_text())["auths"] == {}
     bad = login(tmp_path, f"{basic_registry.host}/{repo_name}:v1", alice.username, "x")
-    assert bad.exit_code == 1 and "without a tag or digest" in bad.stderr
+    assert bad.exit_code == 2 and "without a tag or digest" in bad.stderr
 
 
 def test_wrong_password_names_the_registry_and_the_source_only(
