@@ -30,6 +30,7 @@ is the image-stream condition reason an import failure records.
   * LookasideError                  signatures that cannot be fetched from a lookaside
   * RegistryError                   a registry's answer, or no answer (``status``, ``code``)
     * UnauthorizedError             401
+      * InvalidCredentialsError     401 to a user name and password: they were refused
     * ForbiddenError                403
     * NotFoundError                 404
     * MethodNotAllowedError         405
@@ -250,6 +251,21 @@ class UnauthorizedError(RegistryError):
     """401: the credentials were refused (or none were found)."""
 
     reason = "Unauthorized"
+
+
+class InvalidCredentialsError(UnauthorizedError):
+    """401 to a request that carried a user name and password (the registry's Basic auth
+    or its token endpoint): the credentials are wrong. Names where they came from,
+    never their value."""
+
+    def __init__(self, *, registry: str, credential_source: str, code: str = "") -> None:
+        super().__init__(
+            f"invalid username or password for {registry} (credentials from {credential_source})",
+            status=401,
+            code=code,
+        )
+        self.registry = registry
+        self.credential_source = credential_source
 
 
 class ForbiddenError(RegistryError):

@@ -198,9 +198,28 @@ def validate(config_path: Path | None) -> None:
     """Check the configuration file and exit (2 when it is invalid).
 
     A registry's auth_file or ca_file absent on this machine is a warning (the
-    file may exist where mirrord runs); the exit status stays 0.
+    file may exist where mirrord runs), and so is an auth_file that is present but
+    cannot be read or is not an auth file; the exit status stays 0.
     """
     config = load(config_path)
-    for warning in missing_file_warnings(config):
+    for warning in (*missing_file_warnings(config), *_unreadable_auth_files(config)):
         echo_error(warning, "warning")
     click.echo(f"{config.path}: valid: {len(config.streams)} streams, mirror {config.mirror}")
+
+
+def _unreadable_auth_files(config: Config) -> list[str]:
+    """One line per configured ``auth_file`` that exists but cannot be used (unreadable,
+    a directory, not JSON, not an auth file); the error names the file, never a value."""
+    from mirrord.credentials import read_auth_file
+    from mirrord.errors import CredentialError
+
+    warnings: list[str] = []
+    for host, settings in config.registries.items():
+        path = settings.auth_file
+        if path is None or not path.is_file():
+            continue  # absent or not a file: missing_file_warnings said so
+        try:
+            read_auth_file(path, f'registries["{host}"].auth_file: {path}')
+        except CredentialError as error:
+            warnings.append(f"{error} (mirrord cannot use it)")
+    return warnings

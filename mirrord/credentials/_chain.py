@@ -4,7 +4,8 @@ In order, first hit wins:
 
 1. the registry's configured ``auth_file``;
 2. ``$REGISTRY_AUTH_FILE``;
-3. ``$XDG_RUNTIME_DIR/containers/auth.json``;
+3. ``$XDG_RUNTIME_DIR/containers/auth.json`` (podman's own file; without
+   ``$XDG_RUNTIME_DIR``, ``/run/containers/<uid>/auth.json`` as podman uses then);
 4. ``~/.config/containers/auth.json``;
 5. ``$DOCKER_CONFIG/config.json``, or ``~/.docker/config.json``;
 6. systemd credentials: each auth file in ``$CREDENTIALS_DIRECTORY``, by name;
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mirrord.credentials._authfile import read_auth_file
+from mirrord.credentials._authwrite import default_auth_file
 from mirrord.credentials._credential import Credential, LookupStep, registry_host
 from mirrord.credentials._keyring import KEYRING_SOURCE, keyring_lookup
 from mirrord.credentials._systemd import systemd_auth_documents
@@ -100,8 +102,8 @@ def auth_file_sources(env: Mapping[str, str] | None = None) -> list[tuple[str, P
     sources: list[tuple[str, Path]] = []
     if value := environ.get("REGISTRY_AUTH_FILE"):
         sources.append((f"$REGISTRY_AUTH_FILE ({value})", Path(value)))
-    if value := environ.get("XDG_RUNTIME_DIR"):
-        path = Path(value, "containers", "auth.json")
+    if environ.get("XDG_RUNTIME_DIR") or env is None:
+        path = default_auth_file(env)
         sources.append((f"auth file {path}", path))
     home = _home(environ, fallback=env is None)
     if home is not None:
@@ -132,7 +134,7 @@ def _walk(
     if directory := environ.get("CREDENTIALS_DIRECTORY"):
         yield from _probe_systemd(Path(directory), host, repository)
     if use_keyring:
-        credential, outcome = keyring_lookup(host)
+        credential, outcome = keyring_lookup(host, repository)
         yield _Probe(LookupStep(KEYRING_SOURCE, outcome), credential)
 
 

@@ -15,6 +15,7 @@ import httpx
 from mirrord.errors import (
     ConnectError,
     ForbiddenError,
+    InvalidCredentialsError,
     MethodNotAllowedError,
     NameResolutionError,
     NotFoundError,
@@ -41,10 +42,16 @@ def error_from_response(
 ) -> RegistryError:
     """Build the typed error for a non-success ``response`` to the request ``what``.
 
-    The body must already be read (or be a HEAD response, which has none).
+    The body must already be read (or be a HEAD response, which has none). A 401 to a
+    request that sent a user name and password (Basic auth, at the registry or at its
+    token endpoint) is :class:`InvalidCredentialsError`: those credentials are wrong.
     """
     status = response.status_code
     code, detail = _first_error(response)
+    if status == 401 and credential_source and _sent_basic(response):
+        return InvalidCredentialsError(
+            registry=registry, credential_source=credential_source, code=code
+        )
     message = f"{what}: {status} {printable(response.reason_phrase[:100])}"
     if code:
         message += f" ({code}{': ' + detail if detail else ''})"
@@ -67,6 +74,15 @@ def error_from_response(
         return ForbiddenError(message, registry=registry, status=status, code=code)
     cls = _BY_STATUS.get(status, ServerError if status >= 500 else RegistryError)
     return cls(message, registry=registry, status=status, code=code)
+
+
+def _sent_basic(response: httpx.Response) -> bool:
+    """True when the request that got ``response`` carried Basic credentials."""
+    try:
+        authorization = response.request.headers.get("authorization", "")
+    except RuntimeError:  # a response built without a request (tests)
+        return False
+    return authorization.lower().startswith("basic ")
 
 
 # What Go's net/http answers a plain HTTP request on a TLS port.

@@ -45,7 +45,8 @@ class RegistryOptions:
 
     ``insecure`` speaks plain HTTP; ``tls_verify=False`` keeps HTTPS but skips
     verification; ``ca_file`` and ``<certs_dir>/<host>/*.crt`` add CAs, and a
-    ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does).
+    ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does);
+    ``cert_dir`` is one such directory given directly (``login --cert-dir``).
     ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
     uploads in pieces of that many bytes. ``retry_budget`` and ``outage_budget``
     bound (in seconds) the retries of 429/503 answers and of connection failures
@@ -63,6 +64,7 @@ class RegistryOptions:
     rate: float | None = None
     chunk_size: int = 0
     certs_dirs: tuple[Path, ...] = CERTS_DIRS
+    cert_dir: Path | None = None
     trusted_hosts: frozenset[str] = frozenset()
     max_manifest_size: int = _DEFAULT.max_manifest_size
     max_tag_pages: int = _DEFAULT.max_tag_pages

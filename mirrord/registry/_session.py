@@ -32,6 +32,7 @@ from mirrord.errors import (
     NotFoundError,
     RegistryError,
     TransferTimeoutError,
+    UnauthorizedError,
 )
 from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
 from mirrord.registry._body import read_bounded, rebuilt
@@ -104,6 +105,7 @@ class RegistrySession:
             headers={"User-Agent": f"mirrord/{__version__}"},
         )
         self._pinged = False
+        self._withheld_from = ""  # a token realm the credential was not sent to
         self._ping_lock = anyio.Lock()
 
     async def __aenter__(self) -> Self:
@@ -175,6 +177,11 @@ class RegistrySession:
         scheme = await self.ping()
         if scheme == "bearer":
             await self.auth.token((), refresh=True)
+            if self._withheld_from:
+                # An anonymous token proves nothing about the credential.
+                why = f"{self._withheld_from} is untrusted: list it under registries:"
+                raise UnauthorizedError(f"check credentials: not checked: the token server "
+                                        f"{why}", registry=self.registry)
         elif scheme == "basic":
             await self._request("GET", "/v2/", "check credentials", ok=(200,))
 
@@ -192,6 +199,7 @@ class RegistrySession:
             params.append(("account", credential.username))
             auth = httpx.BasicAuth(credential.username, credential.password)
         elif credential is not None:
+            self._withheld_from = host_port(realm)
             what += (
                 " (asked without credentials: the realm is another host, not over verified "
                 "HTTPS; list it under registries: to trust it)"

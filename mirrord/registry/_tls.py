@@ -31,24 +31,30 @@ def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
     context.load_verify_locations(cafile=certifi.where())
     if options.ca_file:
         _load_ca(context, Path(options.ca_file), host, "ca_file")
-    for base in options.certs_dirs:
-        directory = base / host
-        if not directory.is_dir():
-            continue
-        for ca in sorted(directory.glob("*.crt")):
-            _load_ca(context, ca, host, "CA")
-        for cert in sorted(directory.glob("*.cert")):
-            key = cert.with_suffix(".key")
-            if key.exists():
-                _check_regular(cert, host, "client certificate")
-                _check_regular(key, host, "client key")
-                try:
-                    context.load_cert_chain(str(cert), str(key))
-                except (OSError, ssl.SSLError) as exc:
-                    raise TLSError(
-                        f"cannot load client certificate {cert}: {exc}", registry=host
-                    ) from exc
+    directories = [base / host for base in options.certs_dirs]
+    if options.cert_dir is not None:
+        directories.append(options.cert_dir)
+    for directory in directories:
+        if directory.is_dir():
+            _load_directory(context, directory, host)
     return context
+
+
+def _load_directory(context: ssl.SSLContext, directory: Path, host: str) -> None:
+    """``*.crt`` CAs and ``*.cert``/``*.key`` client pairs, as containers/image reads them."""
+    for ca in sorted(directory.glob("*.crt")):
+        _load_ca(context, ca, host, "CA")
+    for cert in sorted(directory.glob("*.cert")):
+        key = cert.with_suffix(".key")
+        if key.exists():
+            _check_regular(cert, host, "client certificate")
+            _check_regular(key, host, "client key")
+            try:
+                context.load_cert_chain(str(cert), str(key))
+            except (OSError, ssl.SSLError) as exc:
+                raise TLSError(
+                    f"cannot load client certificate {cert}: {exc}", registry=host
+                ) from exc
 
 
 def _load_ca(context: ssl.SSLContext, path: Path, host: str, what: str) -> None:

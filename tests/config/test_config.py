@@ -1063,3 +1063,32 @@ def test_validate_prints_the_warnings_and_still_succeeds(tmp_path: Path) -> None
     path.write_text("version: 1\n")
     result = CliRunner().invoke(main, ["validate", "--config", str(path)])
     assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_validate_warns_about_an_auth_file_it_cannot_read(tmp_path: Path) -> None:
+    """Present but unusable: a directory, broken JSON, a JSON list. Readable: no warning."""
+    (tmp_path / "dir.json").mkdir()
+    (tmp_path / "broken.json").write_text('{"auths": {"quay.io": {"auth": "c2VjcmV0"')
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "good.json").write_text('{"auths": {"r.io": {"auth": "YTpi"}}}')
+    path = tmp_path / "mirrord.yaml"
+    path.write_text(
+        "version: 1\nregistries:\n"
+        "  a.io: {auth_file: dir.json}\n"
+        "  b.io: {auth_file: broken.json}\n"
+        "  c.io: {auth_file: list.json}\n"
+        "  r.io: {auth_file: good.json}\n"
+    )
+    result = CliRunner().invoke(main, ["validate", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f'warning: {path}:3: registries["a.io"].auth_file: {tmp_path / "dir.json"} is not a '
+        "regular file",
+        f'warning: registries["b.io"].auth_file: {tmp_path / "broken.json"}: invalid JSON: '
+        "Expecting ',' delimiter at line 1 column 42 (mirrord cannot use it)",
+        f'warning: registries["c.io"].auth_file: {tmp_path / "list.json"}: expected a JSON '
+        "object at the top level (mirrord cannot use it)",
+    ]
+    assert "c2VjcmV0" not in result.output
+    assert result.stdout.startswith(f"{path}: valid: 0 streams")

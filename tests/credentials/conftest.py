@@ -28,6 +28,16 @@ def clean_keyring(secret_service: PrivateSecretService) -> Iterator[PrivateSecre
     secret_service.clear("mirrord:")
 
 
+@pytest.fixture(autouse=True)
+def private_podman_auth_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """podman's auth file ($XDG_RUNTIME_DIR/containers/auth.json) under ``tmp_path``, and
+    no $REGISTRY_AUTH_FILE: login/logout never touch the real user's files."""
+    runtime = tmp_path / "xdg-run"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    return runtime / "containers" / "auth.json"
+
+
 @pytest.fixture
 def registry() -> str:
     """A registry host[:port] no other test uses (keyring entries never collide)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
 import anyio
 import keyring
 import keyring.backends.fail
@@ -64,9 +67,9 @@ def test_logout_removes(registry: str) -> None:
         return None
 
     anyio.run(lambda: login(registry, "alice", "pw", check=accept))
-    assert anyio.run(logout, registry) is True
+    assert anyio.run(logout, registry) == ["the keyring"]
     assert keyring_credential(registry) is None
-    assert anyio.run(logout, registry) is False
+    assert anyio.run(logout, registry) == []
 
 
 @pytest.fixture
@@ -76,21 +79,45 @@ def no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("no_keyring")
-def test_login_without_keyring_checks_first_then_says_valid_but_not_stored(
-    registry: str,
+def test_login_without_keyring_falls_back_to_podmans_auth_file(
+    registry: str, tmp_path: Path
 ) -> None:
     checked: list[Credential] = []
 
     async def check(credential: Credential) -> None:
         checked.append(credential)
 
-    with pytest.raises(CredentialError) as caught:
-        anyio.run(lambda: login(registry, "alice", "s3cret-pw", check=check))
+    env = {"XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    stored = anyio.run(lambda: login(registry, "alice", "s3cret-pw", check=check, env=env))
+
     assert [c.username for c in checked] == ["alice"]
+    path = tmp_path / "run" / "containers" / "auth.json"
+    assert stored.where == f"auth file {path}" and stored.key == registry
+    assert stored.why.startswith("no keyring is reachable")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    credential = resolve_credential(registry, env={**env, "HOME": str(tmp_path)})
+    assert credential is not None and (credential.username, credential.password) == (
+        "alice", "s3cret-pw")
+    assert anyio.run(lambda: logout(registry, env=env)) == [f"auth file {path}"]
+    assert resolve_credential(registry, env={**env, "HOME": str(tmp_path)}) is None
+
+
+@pytest.mark.usefixtures("no_keyring")
+def test_login_without_keyring_or_writable_file_says_valid_but_not_stored(
+    registry: str, tmp_path: Path
+) -> None:
+    async def check(credential: Credential) -> None:
+        return None
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    env = {"XDG_RUNTIME_DIR": str(blocker)}
+    with pytest.raises(CredentialError) as caught:
+        anyio.run(lambda: login(registry, "alice", "s3cret-pw", check=check, env=env))
     message = str(caught.value)
     assert message.startswith(f"login to {registry}: the credentials are valid, but they were "
-                              "not stored")
-    assert "no Secret Service is available" in message
+                              "not stored: no keyring is reachable")
+    assert "--authfile" in message
     assert "s3cret-pw" not in message
 
 

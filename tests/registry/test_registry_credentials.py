@@ -205,7 +205,12 @@ async def test_no_source_means_anonymous(
 
 
 @pytest.fixture
-def keyring_service(secret_service: Any) -> Iterator[Any]:
+def keyring_service(
+    secret_service: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    # logout also clears podman's auth file: a private one, never the user's.
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg-run"))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
     secret_service.clear("mirrord:")
     yield secret_service
     secret_service.clear("mirrord:")
@@ -228,9 +233,9 @@ async def test_login_checks_stores_and_logout_forgets(
     assert (credential.username, credential.source) == (user.username, "keyring")
     await assert_pull_and_push(reg, credential, image)
 
-    assert await logout(reg.host) is True
+    assert await logout(reg.host) == ["the keyring"]
     assert await resolve(reg, image.repo, {"HOME": str(home)}, use_keyring=True) is None
-    assert await logout(reg.host) is False
+    assert await logout(reg.host) == []
 
 
 async def test_login_with_a_wrong_password_stores_nothing(
