@@ -17,7 +17,8 @@ from typing import Any
 import anyio
 
 from mirrord.config import Config
-from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream, TagStatus, to_openshift
+from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream, TagStatus
+from mirrord.core.openshift import to_openshift
 from mirrord.core.selection import prioritize_tags
 from mirrord.core.units import ago
 from mirrord.state import open_state, state_exists

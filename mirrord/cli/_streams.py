@@ -91,7 +91,7 @@ def _run_import(request: ImportRequest, config_path: Path | None, output: str) -
 def _print_import(outcome: ImportOutcome, output: str, dry_run: bool) -> None:
     from mirrord.cli._describe import describe_text
     from mirrord.cli._sync_output import print_plan, summary
-    from mirrord.core.imagestream import to_openshift
+    from mirrord.core.openshift import to_openshift
 
     result, stream = outcome.result, outcome.stream
     name = outcome.plan.stream.name
@@ -153,7 +153,7 @@ def streams(config_path: Path | None, output: str) -> None:
 def describe(name: str, config_path: Path | None, output: str) -> None:
     """Show a stream like `oc describe is`: tags, history with ages, conditions."""
     from mirrord.cli._describe import describe_text, read_streams
-    from mirrord.core.imagestream import to_openshift
+    from mirrord.core.openshift import to_openshift
 
     config = load(config_path, embedded=True)
     found = run_async(lambda: read_streams(config, name))

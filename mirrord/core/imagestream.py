@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.errors import ConfigError
@@ -328,65 +328,15 @@ def record_removed(status: TagStatus, now: datetime, *, delete_removed_tags: boo
     return replace(status, removed_at=now)
 
 
-def _event_dict(event: TagEvent) -> dict[str, Any]:
-    return {
-        "created": rfc3339(event.created),
-        "dockerImageReference": event.docker_image_reference,
-        "image": event.image,
-        "generation": event.generation,
-    }
-
-
-def _condition_dict(condition: Condition) -> dict[str, Any]:
-    return {
-        "type": condition.type,
-        "status": condition.status,
-        "reason": condition.reason,
-        "message": condition.message,
-        "generation": condition.generation,
-        "lastTransitionTime": rfc3339(condition.last_transition_time),
-    }
-
-
-def _tag_status_dict(status: TagStatus) -> dict[str, Any]:
-    out: dict[str, Any] = {"tag": status.tag, "items": [_event_dict(e) for e in status.items]}
-    if status.conditions:  # omitempty, as OpenShift serialises it
-        out["conditions"] = [_condition_dict(c) for c in status.conditions]
-    return out
-
-
-def to_openshift(stream: ImageStream, *, include_removed: bool = False) -> dict[str, Any]:
-    """The ``image.openshift.io/v1`` ImageStream JSON of a stream (tags sorted by name)."""
-    tags = sorted((t for t in stream.tags if include_removed or not t.removed), key=lambda t: t.tag)
-    spec_tags = [
-        {
-            "name": t.tag,
-            "from": {"kind": "DockerImage", "name": f"{stream.source}:{t.tag}"},
-            "importPolicy": {"scheduled": stream.scheduled, "importMode": stream.import_mode.value},
-            "referencePolicy": {"type": stream.reference_policy.value},
-        }
-        for t in tags
-    ]
-    metadata: dict[str, Any] = {
-        "name": stream.name,
-        "generation": stream.generation,
-        "creationTimestamp": rfc3339(stream.created),
-    }
-    annotations = {}
-    if stream.last_synced is not None:
-        # OpenShift stamps the same annotation when an import of the repository succeeds.
-        annotations[REPOSITORY_CHECK] = rfc3339(stream.last_synced)
-    if stream.failure is not None:
-        annotations[IMPORT_FAILURE] = f"{stream.failure.reason}: {stream.failure.message}"
-    if annotations:
-        metadata["annotations"] = annotations
-    return {
-        "apiVersion": "image.openshift.io/v1",
-        "kind": "ImageStream",
-        "metadata": metadata,
-        "spec": {"lookupPolicy": {"local": False}, "tags": spec_tags},
-        "status": {
-            "dockerImageRepository": stream.docker_image_repository,
-            "tags": [_tag_status_dict(t) for t in tags],
-        },
-    }
+def tag_origin(stream: ImageStream, status: TagStatus) -> str | None:
+    """The repository a tag's current image was tagged from (``mirrord tag``), when it
+    is neither the stream's source nor its mirror repository; None for a tag the stream
+    imports itself (or one with no history). Read from ``items[0]``'s reference: a
+    ``mirrord tag`` event records the reference it was tagged from."""
+    current = status.current
+    if current is None:
+        return None
+    repository = current.docker_image_reference.rpartition("@")[0]
+    if repository in (stream.source, stream.docker_image_repository):
+        return None
+    return repository

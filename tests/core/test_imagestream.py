@@ -21,8 +21,8 @@ from mirrord.core.imagestream import (
     record_import,
     record_removed,
     rfc3339,
-    to_openshift,
 )
+from mirrord.core.openshift import to_openshift
 from mirrord.errors import ConfigError
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -268,8 +268,10 @@ def test_to_openshift_shape() -> None:
     json.dumps(doc)  # plain JSON
     assert doc["apiVersion"] == "image.openshift.io/v1"
     assert doc["kind"] == "ImageStream"
-    assert doc["metadata"] == {
-        "name": "ubi9/ubi",
+    assert doc["metadata"] == {  # the names: tests/core/test_openshift.py
+        "name": "ubi",
+        "namespace": "ubi9",
+        "annotations": {"mirrord.io/stream": "ubi9/ubi"},
         "generation": 2,
         "creationTimestamp": "2024-04-30T12:00:00Z",
     }
