@@ -11,18 +11,16 @@ import anyio
 import click
 
 from mirrord.cli._app import (
-    OnError,
     config_option,
     error_document,
-    fail,
     load,
     main,
     output_option,
     run_async,
 )
-from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
-from mirrord.config import Config, StreamConfig, missing_file_warnings
-from mirrord.errors import ConfigError, MirrordError
+from mirrord.cli._exitcodes import EXIT_FAILED
+from mirrord.config import Config, missing_file_warnings
+from mirrord.errors import MirrordError
 
 
 @main.command()
@@ -52,12 +50,11 @@ def sync(
         error_document(error, output, dryRun=dry_run)
 
     config = load(config_path, embedded=True, on_error=document)
-    selected = _select_streams(config, streams, on_error=document)
     show_progress = sys.stdout.isatty() if progress is None else progress
     ok = run_async(
         lambda: run_sync_command(
             config,
-            selected,
+            streams,
             dry_run=dry_run,
             output=output,
             wait=wait,
@@ -68,20 +65,9 @@ def sync(
     sys.exit(0 if ok else EXIT_FAILED)
 
 
-def _select_streams(
-    config: Config, names: tuple[str, ...], on_error: OnError
-) -> list[StreamConfig]:
-    """The streams named by ``--stream`` (all without one); exit 2 on an unknown name."""
-    try:
-        return [config.stream(name) for name in names] if names else list(config.streams)
-    except ConfigError as error:
-        on_error(error)
-        fail(str(error), EXIT_USAGE)
-
-
 async def run_sync_command(
     config: Config,
-    streams: Sequence[StreamConfig],
+    names: Sequence[str],
     *,
     dry_run: bool,
     output: str,
@@ -90,31 +76,41 @@ async def run_sync_command(
 ) -> bool:
     """``mirrord sync``: True when every selected tag is in the mirror.
 
+    ``names`` (``--stream``) may name configured streams and streams the state holds
+    (created by ``import-image`` or ``tag``); none: the configured streams and the
+    stored ones marked scheduled, as the daemon runs them. An unknown name raises
+    ConfigError (exit 2) before anything runs.
+
     A run that cannot start (the mirror unreachable, the state unusable, the lock
     held) raises; the CLI prints the error (and, with ``-o json|yaml``, a document
     naming it on stdout, as for a configuration that does not load).
     """
     from mirrord.cli._sync_output import live_progress, print_plan, print_summary
     from mirrord.state import Store, open_state, state_exists
-    from mirrord.sync import SyncResult, plan_once, sync_once
+    from mirrord.sync import SyncResult, plan_once, runnable, sync_once
     from mirrord.transports import ClientPool
 
     result = SyncResult()
     async with AsyncExitStack() as stack:
         store: Store | None = None
-        if not dry_run or state_exists(config):  # a dry run creates no state
+        exists = state_exists(config)
+        if names and not exists:
+            runnable(config, [], names)  # an unknown name fails before the state is created
+        if not dry_run or exists:  # a dry run creates no state
             store = await anyio.to_thread.run_sync(open_state, config)
             stack.push_async_callback(store.aclose)
+        stored = await store.list_streams() if store is not None else []
+        config, streams = runnable(config, stored, names)
         pool = await stack.enter_async_context(ClientPool(config))
         if dry_run:
-            result = await plan_once(config, store, pool, list(streams))
+            result = await plan_once(config, store, pool, streams)
             print_plan(result)
         else:
             assert store is not None
             await stack.enter_async_context(store.acquire_run_lock(wait=wait))
             await store.abandon_running_jobs("interrupted: the process running it died")
             with live_progress(result, progress):
-                await sync_once(config, store, pool, list(streams), result=result)
+                await sync_once(config, store, pool, streams, result=result)
     print_summary(result, output)
     return result.ok
 

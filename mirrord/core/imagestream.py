@@ -31,6 +31,11 @@ from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.errors import ConfigError
 
 IMPORT_SUCCESS = "ImportSuccess"
+# Set by `mirrord tag` (message: "DockerImage REF" or "ImageStreamTag STREAM:TAG", what
+# the tag was pointed at): the tag follows
+# that, not the stream's source; cleared by an import from the stream's source. It is
+# mirrord's record of the tag's ``spec.tags[].from``, not an OpenShift status condition.
+TAGGED = "Tagged"
 REPOSITORY_CHECK = "openshift.io/image.dockerRepositoryCheck"  # annotation: last full sync
 IMPORT_FAILURE = "mirrord.io/import-failure"  # annotation: the stream as a whole failed
 CREATED_BY = ("config", "import-image")
@@ -228,6 +233,7 @@ def record_import(
     tag: str = "",
     source_digest: str = "",
     platform: str = "",
+    tagged_from: str = "",
 ) -> ImportResult:
     """Apply a successful import of ``digest`` to a tag (``tag`` names it when ``status`` is None).
 
@@ -236,6 +242,8 @@ def record_import(
     different source alone adds no event; it updates ``items[0]``'s source_digest and
     platform.
     Success always clears the ``ImportSuccess`` condition and a removal mark.
+    ``tagged_from``: the import is a ``mirrord tag`` of that reference (recorded as the
+    ``Tagged`` condition); without it the tag follows the stream's source again.
     """
     if status is None:
         if not tag:
@@ -270,7 +278,12 @@ def record_import(
             platform=platform,
         )
         items = (event, *items)
-    conditions = tuple(c for c in status.conditions if c.type != IMPORT_SUCCESS)
+    conditions = tuple(c for c in status.conditions if c.type not in (IMPORT_SUCCESS, TAGGED))
+    if tagged_from:
+        old = status.condition(TAGGED)
+        since = old.last_transition_time if old and old.message == tagged_from else now
+        tagged = Condition(TAGGED, "True", "Tagged", tagged_from, generation, since)
+        conditions = (tagged, *conditions)
     new = replace(status, items=items, conditions=conditions, removed_at=None)
     return ImportResult(new, changed, previous)
 
@@ -328,15 +341,8 @@ def record_removed(status: TagStatus, now: datetime, *, delete_removed_tags: boo
     return replace(status, removed_at=now)
 
 
-def tag_origin(stream: ImageStream, status: TagStatus) -> str | None:
-    """The repository a tag's current image was tagged from (``mirrord tag``), when it
-    is neither the stream's source nor its mirror repository; None for a tag the stream
-    imports itself (or one with no history). Read from ``items[0]``'s reference: a
-    ``mirrord tag`` event records the reference it was tagged from."""
-    current = status.current
-    if current is None:
-        return None
-    repository = current.docker_image_reference.rpartition("@")[0]
-    if repository in (stream.source, stream.docker_image_repository):
-        return None
-    return repository
+def tag_origin(status: TagStatus) -> str | None:
+    """Where ``mirrord tag`` pointed the tag (its ``Tagged`` condition), None for a tag
+    the stream imports from its own source."""
+    condition = status.condition(TAGGED)
+    return condition.message if condition is not None else None

@@ -26,6 +26,7 @@ from typing import Any
 from mirrord.core.imagestream import (
     IMPORT_FAILURE,
     REPOSITORY_CHECK,
+    TAGGED,
     Condition,
     ImageStream,
     TagEvent,
@@ -112,20 +113,31 @@ def _condition_dict(condition: Condition) -> dict[str, Any]:
 def tag_status_dict(status: TagStatus) -> dict[str, Any]:
     """One ``status.tags[]`` entry: the tag's history (newest first) and conditions."""
     out: dict[str, Any] = {"tag": status.tag, "items": [_event_dict(e) for e in status.items]}
-    if status.conditions:  # omitempty, as OpenShift serialises it
-        out["conditions"] = [_condition_dict(c) for c in status.conditions]
+    conditions = [c for c in status.conditions if c.type != TAGGED]  # that one is spec
+    if conditions:  # omitempty, as OpenShift serialises it
+        out["conditions"] = [_condition_dict(c) for c in conditions]
     return out
 
 
+def _tag_from(stream: ImageStream, status: TagStatus) -> dict[str, Any]:
+    """``spec.tags[].from``: the source's tag, or what ``mirrord tag`` pointed it at (an
+    ``ImageStreamTag`` of another mirrord stream, or a ``DockerImage``)."""
+    origin = tag_origin(status)
+    if origin is None:
+        return {"kind": "DockerImage", "name": f"{stream.source}:{status.tag}"}
+    kind, _, reference = origin.partition(" ")
+    if kind == "ImageStreamTag" and reference:
+        other, _, tag = reference.rpartition(":")
+        namespace, name = object_names(other)
+        return {"kind": kind, "namespace": namespace, "name": f"{name}:{tag}"}
+    return {"kind": "DockerImage", "name": reference or origin}
+
+
 def _spec_tag(stream: ImageStream, status: TagStatus) -> dict[str, Any]:
-    origin = tag_origin(stream, status)
-    if origin is not None and status.current is not None:  # `mirrord tag`, as `oc tag` by digest
-        source = f"{origin}@{status.current.image}"
-    else:
-        source = f"{stream.source}:{status.tag}"
+    origin = tag_origin(status)
     return {
         "name": status.tag,
-        "from": {"kind": "DockerImage", "name": source},
+        "from": _tag_from(stream, status),
         "importPolicy": {
             "scheduled": stream.scheduled and origin is None,
             "importMode": stream.import_mode.value,

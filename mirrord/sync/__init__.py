@@ -22,6 +22,7 @@ from mirrord.sync._import_run import ImportOutcome, import_image
 from mirrord.sync._recorder import ImportedStream, mirror_repository_name, stream_spec
 from mirrord.sync._result import Failure, SyncResult, TagResult
 from mirrord.sync._run import plan_once, sync_once
+from mirrord.sync._streams import runnable, with_stored
 from mirrord.sync._syncer import Syncer
 
 __all__ = [
@@ -40,7 +41,9 @@ __all__ = [
     "parse_target",
     "plan_once",
     "resolve",
+    "runnable",
     "stored_streams",
     "stream_spec",
     "sync_once",
+    "with_stored",
 ]

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mirrord.core.imagestream import ImageStream, TagEvent, TagStatus
+from mirrord.core.imagestream import TAGGED, Condition, ImageStream, TagEvent, TagStatus
 from mirrord.core.openshift import object_names, to_openshift
 from mirrord.core.reference import REPOSITORY_RE
 
@@ -55,7 +55,7 @@ def test_long_names_are_cut_with_a_hash_and_stay_distinct() -> None:
     first = "a" * 70 + "/" + "b" * 70 + "/" + ("c" * 60 + "/") * 4 + "x"
     second = first[:-1] + "y"
     ns1, name1 = object_names(first)
-    ns2, name2 = object_names(second)
+    _, name2 = object_names(second)
     assert valid_namespace(ns1) and valid_name(name1) and valid_name(name2)
     assert len(ns1) == 63 and name1 != name2
 
@@ -76,12 +76,18 @@ def test_document_is_a_valid_imagestream() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     digest = "sha256:" + "a" * 64
     event = TagEvent(now, f"quay.io/other/img@{digest}", digest, 1)
+    by_docker = Condition(TAGGED, "True", "Tagged", "DockerImage quay.io/other/img:2", 1, now)
+    by_stream = Condition(TAGGED, "True", "Tagged", "ImageStreamTag team_a/tools/cli:1.0", 1, now)
     stream = ImageStream(
         name="team_a/tools/cli",
         docker_image_repository="mirror:5000/team_a/tools/cli",
         source="quay.io/team/cli",
         generation=1,
-        tags=(TagStatus("1.0", (event,)),),
+        tags=(
+            TagStatus("1.0", (event,)),
+            TagStatus("2.0", (event,), (by_docker,)),
+            TagStatus("stable", (event,), (by_stream,)),
+        ),
         scheduled=True,
         import_mode="PreserveOriginal",
         reference_policy="Source",
@@ -92,9 +98,16 @@ def test_document_is_a_valid_imagestream() -> None:
     assert (meta["namespace"], meta["name"]) == ("team-a", "tools.cli")
     assert valid_namespace(meta["namespace"]) and valid_name(meta["name"])
     assert meta["annotations"]["mirrord.io/stream"] == "team_a/tools/cli"
-    # a tag pointed elsewhere (`mirrord tag`) is tagged from there, by digest, unscheduled
-    assert doc["spec"]["tags"][0]["from"] == {
-        "kind": "DockerImage",
-        "name": f"quay.io/other/img@{digest}",
+    tags = {t["name"]: t for t in doc["spec"]["tags"]}
+    assert tags["1.0"]["from"] == {"kind": "DockerImage", "name": "quay.io/team/cli:1.0"}
+    assert tags["1.0"]["importPolicy"]["scheduled"] is True
+    # tags pointed elsewhere (`mirrord tag`) are tagged from there, and not scheduled
+    assert tags["2.0"]["from"] == {"kind": "DockerImage", "name": "quay.io/other/img:2"}
+    assert tags["2.0"]["importPolicy"]["scheduled"] is False
+    assert tags["stable"]["from"] == {
+        "kind": "ImageStreamTag",
+        "namespace": "team-a",
+        "name": "tools.cli:1.0",
     }
-    assert doc["spec"]["tags"][0]["importPolicy"]["scheduled"] is False
+    # the Tagged record is spec, never an OpenShift status condition
+    assert all("conditions" not in t for t in doc["status"]["tags"])
