@@ -304,9 +304,7 @@ def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[Stre
         tags: tuple[str, ...] | None = None
         if not stream.import_all:
             # a tag `mirrord tag` pointed elsewhere is not re-imported from the source
-            tags = tuple(
-                t.tag for t in stream.tags if not t.removed and tag_origin(t) is None
-            )
+            tags = tuple(t.tag for t in stream.tags if not t.removed and tag_origin(t) is None)
             if not tags:
                 continue
         out.append(
