@@ -11,6 +11,7 @@ from __future__ import annotations
 from mirrord.cli import (  # noqa: F401  (each adds its commands to main)
     _cluster,
     _daemon,
+    _edit,
     _login,
     _notify,
     _prune,
