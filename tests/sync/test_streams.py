@@ -154,8 +154,14 @@ def test_deleting_a_configured_stream_says_it_comes_back(
     document = json.loads(gone.stdout)
     assert document["dryRun"] is False
     assert document["items"] == [
-        {"name": "conf", "found": True, "deleted": True, "tags": 1, "tagEvents": 1,
-         "configured": True}
+        {
+            "name": "conf",
+            "found": True,
+            "deleted": True,
+            "tags": 1,
+            "tagEvents": 1,
+            "configured": True,
+        }
     ]
     assert stored(setup, "conf") is None
     text = run(setup, "delete", "conf", "--confirm")  # not in the state any more
@@ -172,9 +178,7 @@ def test_delete_while_a_sync_holds_the_lock_is_refused(
 
     async def hold_and_delete() -> Result:
         async with open_store(setup.state_dir) as store, store.acquire_run_lock():
-            return await anyio.to_thread.run_sync(
-                lambda: run(setup, "delete", "conf", "--confirm")
-            )
+            return await anyio.to_thread.run_sync(lambda: run(setup, "delete", "conf", "--confirm"))
 
     refused = anyio.run(hold_and_delete)
     assert refused.exit_code == 3, refused.output

@@ -85,9 +85,7 @@ def test_tag_points_a_stream_tag_at_another_source_tag(
     doc = json.loads(run(setup, "describe", "app", "-o", "json").stdout)
     spec = {t["name"]: t for t in doc["spec"]["tags"]}
     assert spec["stable"]["from"] == {"kind": "DockerImage", "name": source}
-    assert all(
-        c["type"] != TAGGED for t in doc["status"]["tags"] for c in t.get("conditions", [])
-    )
+    assert all(c["type"] != TAGGED for t in doc["status"]["tags"] for c in t.get("conditions", []))
 
 
 def test_scheduled_runs_leave_a_tagged_tag_alone(
