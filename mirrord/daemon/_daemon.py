@@ -32,7 +32,7 @@ from anyio.abc import TaskStatus
 from mirrord.config import Config, load_config
 from mirrord.core.imagestream import rfc3339
 from mirrord.daemon._metrics import Metrics
-from mirrord.daemon._runner import Runner, ever_synced, stored_streams
+from mirrord.daemon._runner import Runner, ever_synced, is_scheduled, stored_streams
 from mirrord.daemon._scheduler import DEFAULT_MAX_RUNS, JobSpec, Scheduler
 from mirrord.daemon._sdnotify import SystemdNotifier
 from mirrord.daemon._server import HTTPServer
@@ -101,7 +101,7 @@ class Daemon:
 
     def annotations(self, name: str) -> dict[str, str]:
         for job in self.scheduler.jobs():
-            if job.name == name:
+            if job.name == name and job.schedule is not None:
                 out = {"mirrord.io/schedule": job.schedule}
                 if job.next_run is not None:
                     out["mirrord.io/next-run"] = rfc3339(job.next_run)
@@ -302,6 +302,8 @@ class Daemon:
         run = self.runner.run_stream
         specs = {
             s.name: JobSpec(s.schedule, run, catch_up=s.name not in synced)
+            if is_scheduled(s)
+            else JobSpec(None, run)  # import-image without --scheduled: on demand
             for s in effective.streams
         }
         if not config.pruning.suspend:

@@ -24,7 +24,7 @@ from mirrord.daemon._metrics import CURRENT_STREAM, Metrics
 from mirrord.errors import MirrordError
 from mirrord.prune import run_prune
 from mirrord.state import Store
-from mirrord.sync import SyncResult, sync_once
+from mirrord.sync import ImportedStream, SyncResult, sync_once
 from mirrord.sync import stored_streams as stored_import_streams
 from mirrord.transports import ClientPool
 
@@ -32,15 +32,17 @@ log = logging.getLogger("mirrord.daemon")
 
 
 def stored_streams(config: Config, images: Sequence[ImageStream]) -> tuple[StreamConfig, ...]:
-    """Streams created by ``mirrord import-image`` and marked scheduled, not in the file.
-    Blocks (reads the stored specs): call it in a worker thread."""
+    """Streams created by ``mirrord import-image``, not in the file: scheduled or not,
+    every one can be triggered. Blocks (reads the stored specs): call it in a worker
+    thread."""
     configured = {s.name for s in config.streams}
-    wanted = [
-        s
-        for s in images
-        if s.created_by == "import-image" and s.scheduled and s.name not in configured
-    ]
+    wanted = [s for s in images if s.created_by == "import-image" and s.name not in configured]
     return stored_import_streams(config, wanted) if wanted else ()
+
+
+def is_scheduled(stream: StreamConfig) -> bool:
+    """Configured streams run on their schedule; import-image ones when ``--scheduled``."""
+    return not isinstance(stream, ImportedStream) or stream.scheduled
 
 
 def ever_synced(image: ImageStream) -> bool:

@@ -15,6 +15,8 @@ Rules:
   triggers that arrive while a run is waiting or in flight collapse into one
   further run.
 - **Catch-up.** A job added with ``catch_up`` runs at once (streams never synced).
+- **On demand.** A job without a schedule (an ``import-image`` stream not marked
+  ``--scheduled``) runs only when triggered.
 """
 
 from __future__ import annotations
@@ -53,9 +55,10 @@ def _now() -> datetime:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job to schedule: its schedule, what runs, and whether it runs once at start."""
+    """A job to schedule: its schedule (None: only when triggered), what runs, and
+    whether it runs once at start."""
 
-    schedule: str
+    schedule: str | None
     run: RunFunc
     catch_up: bool = False
 
@@ -63,7 +66,7 @@ class JobSpec:
 @dataclass(frozen=True)
 class JobInfo:
     name: str
-    schedule: str
+    schedule: str | None
     next_run: datetime | None
     running: bool
     pending: bool
@@ -83,14 +86,17 @@ class _Job:
 
     def set_schedule(self, spec: JobSpec) -> None:
         self.spec = spec
-        self.schedule = Schedule.parse(spec.schedule)
+        self.schedule = Schedule.parse(spec.schedule) if spec.schedule is not None else None
         now = self.anchor = _now()
-        self.jitter = jitter_for(self.schedule.period(now))
+        self.jitter = jitter_for(self.schedule.period(now)) if self.schedule else 0.0
         self.grid: datetime | None = None
+        self.next_run: datetime | None = None
         self.advance(now)
 
     def advance(self, now: datetime) -> None:
         """The first scheduled time after ``now`` (and after the last one), jittered."""
+        if self.schedule is None:
+            return  # on demand only
         after = max(now, self.grid) if self.grid else now
         self.grid = self.schedule.next_after(after, self.anchor)
         delay = timedelta(seconds=random.uniform(0, self.jitter))

@@ -241,3 +241,23 @@ async def test_exclusive_waits_for_shared_runs_and_keeps_new_ones_out(tmp_path: 
         tg.start_soon(hold, "exclusive", "prune", 0.1, 0.2)
         tg.start_soon(hold, "shared", "b", 0.2, 0.1)
     assert order == ["a in", "a out", "prune in", "prune out", "b in", "b out"]
+
+
+@pytest.mark.anyio
+async def test_a_job_without_a_schedule_runs_only_when_triggered() -> None:
+    """An import-image stream not marked --scheduled: never on a timer, and a trigger runs it."""
+    on_demand = Recorder()
+    scheduler = Scheduler()
+    async with anyio.create_task_group() as tg:
+        await tg.start(scheduler.serve)
+        scheduler.update({"manual": JobSpec(None, on_demand)})
+        await anyio.sleep(0.3)
+        assert on_demand.runs == []
+        [info] = scheduler.jobs()
+        assert (info.schedule, info.next_run) == (None, None)
+        assert scheduler.trigger("manual", "triggered")
+        await anyio.sleep(0.2)
+        assert [r[1] for r in on_demand.runs] == ["triggered"]
+        scheduler.update({"manual": JobSpec("1s", on_demand)})  # now it gets a schedule
+        assert scheduler.jobs()[0].next_run is not None
+        scheduler.stop()
