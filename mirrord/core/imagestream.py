@@ -278,14 +278,22 @@ def record_import(
             platform=platform,
         )
         items = (event, *items)
-    conditions = tuple(c for c in status.conditions if c.type not in (IMPORT_SUCCESS, TAGGED))
-    if tagged_from:
-        old = status.condition(TAGGED)
-        since = old.last_transition_time if old and old.message == tagged_from else now
-        tagged = Condition(TAGGED, "True", "Tagged", tagged_from, generation, since)
-        conditions = (tagged, *conditions)
+    conditions = _after_import(status, tagged_from, generation, now)
     new = replace(status, items=items, conditions=conditions, removed_at=None)
     return ImportResult(new, changed, previous)
+
+
+def _after_import(
+    status: TagStatus, tagged_from: str, generation: int, now: datetime
+) -> tuple[Condition, ...]:
+    """The conditions after a successful import: no ``ImportSuccess``; ``Tagged`` only
+    for a ``mirrord tag`` (kept since its first time for the same target)."""
+    conditions = tuple(c for c in status.conditions if c.type not in (IMPORT_SUCCESS, TAGGED))
+    if not tagged_from:
+        return conditions
+    old = status.condition(TAGGED)
+    since = old.last_transition_time if old and old.message == tagged_from else now
+    return (Condition(TAGGED, "True", "Tagged", tagged_from, generation, since), *conditions)
 
 
 def record_failure(
