@@ -87,7 +87,7 @@ class Syncer:
         self._stats = result.stats
         destination = await open_destination(self.config, self.pool)
         reach = f"reach the mirror {destination.description}"
-        await retrying(destination.ping, reach, on_wait=result.stats.count_retry)
+        await retrying(destination.ping, reach, self.pool.retry, result.stats.count_retry)
         selected = list(streams if streams is not None else self.config.streams)
         plans: dict[str, StreamPlan] = {}
         async with anyio.create_task_group() as tg:
@@ -117,7 +117,8 @@ class Syncer:
                 listed = await retrying(
                     lambda: source.list_tags(stream.source_repository),
                     f"list tags of {stream.source}",
-                    on_wait=self._stats.count_retry,
+                    self.pool.retry,
+                    self._stats.count_retry,
                 )
                 all_tags, invalid = _valid_tags(stream, listed)
             selection = select_tags(all_tags if all_tags is not None else [], stream)
@@ -197,14 +198,16 @@ class Syncer:
             found = await retrying(
                 lambda: source.head_manifest(stream.source_repository, tag),
                 f"HEAD {stream.source}:{tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             if found is None:
                 raise NotFoundError(f"{stream.source}:{tag}: manifest unknown", status=404)
             mirrored = await retrying(
                 lambda: destination.head_manifest(base.mirror_repository, tag),
                 f"HEAD mirror {base.mirror_repository}:{tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             imported = None
             if mode is ImportMode.LEGACY and mirrored and self._legacy_sources:
@@ -216,7 +219,9 @@ class Syncer:
 
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
         """Copy every image, then the signatures of those that are in the mirror."""
-        engine = CopyEngine(destination, result.stats, limits=self.config.limits)
+        engine = CopyEngine(
+            destination, result.stats, limits=self.config.limits, retry=self.pool.retry
+        )
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
         for signatures in (False, True):
             failed = {r.plan.mirrored_digest or r.plan.source_digest for r in result.failed}
@@ -239,29 +244,44 @@ class Syncer:
         stream: StreamConfig,
         plan: TagPlan,
     ) -> None:
-        stats = result.stats
         if plan.action is Action.FAILED:
             outcome = TagResult(plan, "failed", error=plan.error)
         elif plan.action is Action.UNCHANGED:
             outcome = TagResult(plan, "unchanged")
         else:
-            source = self._sources[stream.name]
-            async with images:
+            try:
+                await images.acquire()
+            except anyio.get_cancelled_exc_class():
+                result.skipped += 1  # cut while waiting for its turn: never started
+                raise
+            try:
                 if self._should_stop():  # SIGTERM: copies under way finish, no new ones
                     result.skipped += 1
                     return
-                try:
-                    image = await engine.copy_tag(source, plan)
-                    outcome = TagResult(plan, "copied", image=image)
-                except MirrordError as error:
-                    log.error(
-                        "%s:%s failed: %s",
-                        stream.name,
-                        plan.tag,
-                        error,
-                        extra={"reason": error.reason},
-                    )
-                    outcome = TagResult(plan, "failed", error=error)
+                outcome = await self._copy(result, engine, stream, plan)
+            finally:
+                images.release()
+        await self._count(result, stream, plan, outcome)
+
+    async def _copy(
+        self, result: SyncResult, engine: CopyEngine, stream: StreamConfig, plan: TagPlan
+    ) -> TagResult:
+        try:
+            image = await engine.copy_tag(self._sources[stream.name], plan)
+        except anyio.get_cancelled_exc_class():
+            result.cut += 1  # the stop's grace period ran out mid-copy
+            raise
+        except MirrordError as error:
+            log.error(
+                "%s:%s failed: %s", stream.name, plan.tag, error, extra={"reason": error.reason}
+            )
+            return TagResult(plan, "failed", error=error)
+        return TagResult(plan, "copied", image=image)
+
+    async def _count(
+        self, result: SyncResult, stream: StreamConfig, plan: TagPlan, outcome: TagResult
+    ) -> None:
+        stats = result.stats
         if outcome.outcome == "copied":
             assert outcome.image is not None
             log.info(
@@ -307,7 +327,8 @@ class Syncer:
             size = await retrying(
                 lambda: _image_bytes(source, plan, self.config.limits),
                 f"read {plan.source_repository}:{plan.tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             estimated[plan.stream, plan.tag] = TagResult(
                 replace(plan, bytes_to_copy=size), "planned"
