@@ -12,6 +12,7 @@ from mirrord.cli import (  # noqa: F401  (each adds its commands to main)
     _cluster,
     _completion,
     _daemon,
+    _edit,
     _login,
     _notify,
     _prune,

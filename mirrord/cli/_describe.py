@@ -16,11 +16,14 @@ from typing import Any
 
 import anyio
 
-from mirrord.config import Config
-from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream, TagStatus, to_openshift
-from mirrord.core.selection import prioritize_tags
+from mirrord.config import Config, StreamConfig
+from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream, TagStatus, tag_origin
+from mirrord.core.openshift import STREAM_ANNOTATION, object_names, to_openshift
+from mirrord.core.selection import cosign_tags, is_cosign_tag, prioritize_tags
 from mirrord.core.units import ago
 from mirrord.state import open_state, state_exists
+
+STATUS_ANNOTATION = "mirrord.io/status"
 
 
 async def read_streams(config: Config, name: str | None = None) -> list[ImageStream]:
@@ -54,15 +57,31 @@ def last_updated(stream: ImageStream) -> datetime | None:
 
 
 def _ordered(stream: ImageStream) -> list[TagStatus]:
-    by_name = {t.tag: t for t in stream.tags}
+    """The image tags, ``latest`` first then newest versions; cosign tags are not among
+    them (they travel with their image, :func:`signature_tags`)."""
+    by_name = {t.tag: t for t in stream.tags if not is_cosign_tag(t.tag)}
     return [by_name[name] for name in prioritize_tags(by_name)]
+
+
+def signature_tags(stream: ImageStream) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """Cosign ``sha256-<hex>.sig/.att/.sbom`` tags by the image they belong to
+    (``{digest: tags}``), and those whose image no tag of the stream points at."""
+    cosign = [t.tag for t in stream.tags if is_cosign_tag(t.tag) and not t.removed]
+    images = {t.current.image for t in stream.tags if t.current and not is_cosign_tag(t.tag)}
+    owned = {digest: cosign_tags(digest, cosign) for digest in images}
+    claimed = {tag for tags in owned.values() for tag in tags}
+    return {d: t for d, t in owned.items() if t}, [t for t in cosign if t not in claimed]
+
+
+def image_tag_count(stream: ImageStream) -> int:
+    return sum(1 for t in stream.tags if not t.removed and not is_cosign_tag(t.tag))
 
 
 def describe_text(stream: ImageStream, now: datetime | None = None) -> str:
     """``oc describe is``-style text of one stream."""
     now = now or datetime.now(UTC)
-    images = {event.image for t in stream.tags for event in t.items}
-    visible = [t for t in stream.tags if not t.removed]
+    images = {event.image for t in stream.tags if not is_cosign_tag(t.tag) for event in t.items}
+    signatures, orphans = signature_tags(stream)
     fields = [
         ("Name", stream.name),
         ("Created", ago(stream.created, now)),
@@ -75,7 +94,7 @@ def describe_text(stream: ImageStream, now: datetime | None = None) -> str:
         ("Import Mode", stream.import_mode),
         ("Reference Policy", stream.reference_policy),
         ("Unique Images", str(len(images))),
-        ("Tags", str(len(visible))),
+        ("Tags", str(image_tag_count(stream))),
     ]
     lines = [f"{label + ':':<19}{value}" for label, value in fields]
     if stream.failure is not None:
@@ -84,14 +103,31 @@ def describe_text(stream: ImageStream, now: datetime | None = None) -> str:
         lines.append(f"    {ago(failure.last_transition_time, now)}")
     for status in _ordered(stream):
         lines.append("")
-        lines.extend(_tag_lines(stream, status, now))
+        lines.extend(_tag_lines(stream, status, now, signatures))
+    if orphans:
+        lines += ["", "Signatures of images no tag points at:"]
+        lines += [f"  {tag}" for tag in orphans]
     return "\n".join(lines) + "\n"
 
 
-def _tag_lines(stream: ImageStream, status: TagStatus, now: datetime) -> list[str]:
-    origin = f"{stream.source}:{status.tag}"
+def tag_text(stream: ImageStream, status: TagStatus, now: datetime | None = None) -> str:
+    """One tag's history, like ``oc describe istag``-ish text of ``describe STREAM:TAG``."""
+    now = now or datetime.now(UTC)
+    signatures, _ = signature_tags(stream)
+    head = [f"{'Name:':<19}{stream.name}:{status.tag}", f"{'Stream:':<19}{stream.name}", ""]
+    return "\n".join(head + _tag_lines(stream, status, now, signatures)) + "\n"
+
+
+def _tag_lines(
+    stream: ImageStream,
+    status: TagStatus,
+    now: datetime,
+    signatures: dict[str, tuple[str, ...]],
+) -> list[str]:
+    tagged = tag_origin(status)
+    origin = tagged.partition(" ")[2] if tagged else f"{stream.source}:{status.tag}"
     lines = [status.tag, f"  tagged from {origin}"]
-    if stream.scheduled:
+    if stream.scheduled and tagged is None:
         lines.append(f"    updates automatically from registry {origin}")
     if stream.reference_policy == "Local":
         lines.append("    prefer registry pullthrough when referencing this tag")
@@ -104,6 +140,8 @@ def _tag_lines(stream: ImageStream, status: TagStatus, now: datetime) -> list[st
         if not event.docker_image_reference.endswith(event.image):
             lines.append(f"      image {event.image}")
         lines.append(f"      {ago(event.created, now)}")
+        if index == 0 and (signed := signatures.get(event.image)):
+            lines.append(f"      signatures: {', '.join(signed)}")
     for condition in status.conditions:
         if condition.status == "False":
             lines.append(f"  ! error: Import failed ({condition.reason}): {condition.message}")
@@ -116,26 +154,68 @@ def _tag_lines(stream: ImageStream, status: TagStatus, now: datetime) -> list[st
 # -- the list ----------------------------------------------------------------------
 
 
+NOT_SYNCED = "not synced yet"
+
+
+def stream_status(stream: ImageStream) -> str:
+    """The STATUS column: failing, synced, partly synced (some tags imported, no
+    complete run yet) or not synced yet."""
+    if failing_tags(stream) or stream.failure is not None:
+        return "failing"
+    if stream.last_synced is not None:
+        return "synced"
+    return "partly synced" if any(t.items for t in stream.tags) else NOT_SYNCED
+
+
 def stream_row(stream: ImageStream, now: datetime) -> dict[str, Any]:
     updated = last_updated(stream)
     return {
         "name": stream.name,
         "imageRepository": stream.docker_image_repository,
-        "tags": sum(1 for t in stream.tags if not t.removed),
+        "tags": image_tag_count(stream),
         "updated": ago(updated, now) if updated else "",
         # a stream whose tags could not even be listed, with none recorded: "stream"
         "failing": len(failing_tags(stream)) or ("stream" if stream.failure else 0),
+        "status": stream_status(stream),
     }
 
 
-def streams_table(streams: Sequence[ImageStream], now: datetime | None = None) -> str:
-    """``NAME  IMAGE REPOSITORY  TAGS  UPDATED  FAILING``, one stream a line."""
+def pending(config: Config, stored: Sequence[ImageStream]) -> list[StreamConfig]:
+    """The configured streams the state does not hold yet (never synced)."""
+    known = {s.name for s in stored}
+    return [s for s in config.streams if s.name not in known]
+
+
+def _mirror_repository(config: Config, stream: StreamConfig) -> str:
+    mirror = config.mirror
+    if mirror.kind == "oci":
+        return f"{mirror}:{stream.to}"
+    return f"{mirror.registry}/{mirror.repository(stream.to)}"
+
+
+def pending_row(config: Config, stream: StreamConfig) -> dict[str, Any]:
+    return {
+        "name": stream.name,
+        "imageRepository": _mirror_repository(config, stream),
+        "tags": len(stream.tags) if stream.tags is not None else "",
+        "updated": "",
+        "failing": 0,
+        "status": NOT_SYNCED,
+    }
+
+
+def streams_table(
+    streams: Sequence[ImageStream],
+    now: datetime | None = None,
+    pending_rows: Sequence[dict[str, Any]] = (),
+) -> str:
+    """``NAME  IMAGE REPOSITORY  TAGS  UPDATED  FAILING  STATUS``, one stream a line,
+    sorted by name: the stored streams and the configured ones not synced yet."""
     now = now or datetime.now(UTC)
-    header = ("NAME", "IMAGE REPOSITORY", "TAGS", "UPDATED", "FAILING")
-    rows = [header] + [
-        (r["name"], r["imageRepository"], str(r["tags"]), r["updated"], str(r["failing"]))
-        for r in (stream_row(s, now) for s in streams)
-    ]
+    header = ("NAME", "IMAGE REPOSITORY", "TAGS", "UPDATED", "FAILING", "STATUS")
+    found = sorted([stream_row(s, now) for s in streams] + list(pending_rows), key=_by_name)
+    keys = ("name", "imageRepository", "tags", "updated", "failing", "status")
+    rows = [header] + [tuple(str(r[k]) for k in keys) for r in found]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -144,11 +224,44 @@ def streams_table(streams: Sequence[ImageStream], now: datetime | None = None) -
     return "\n".join(lines) + "\n"
 
 
-def stream_list(streams: Sequence[ImageStream]) -> dict[str, Any]:
-    """An ``image.openshift.io/v1`` ImageStreamList."""
+def _by_name(row: dict[str, Any]) -> str:
+    return str(row["name"])
+
+
+def pending_document(config: Config, stream: StreamConfig) -> dict[str, Any]:
+    """An ImageStream of a configured stream not synced yet: its spec, an empty status."""
+    namespace, name = object_names(stream.name)
+    tags = [
+        {
+            "name": tag,
+            "from": {"kind": "DockerImage", "name": f"{stream.source}:{tag}"},
+            "importPolicy": {"scheduled": True, "importMode": stream.import_mode.value},
+            "referencePolicy": {"type": stream.reference_policy.value},
+        }
+        for tag in stream.tags or ()
+    ]
+    return {
+        "apiVersion": "image.openshift.io/v1",
+        "kind": "ImageStream",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": {STREAM_ANNOTATION: stream.name, STATUS_ANNOTATION: "NotSynced"},
+        },
+        "spec": {"lookupPolicy": {"local": False}, "tags": tags},
+        "status": {"dockerImageRepository": _mirror_repository(config, stream)},
+    }
+
+
+def stream_list(
+    streams: Sequence[ImageStream], pending_docs: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """An ``image.openshift.io/v1`` ImageStreamList (configured streams not synced yet
+    carry the ``mirrord.io/status: NotSynced`` annotation)."""
+    items = [to_openshift(s) for s in streams] + list(pending_docs)
     return {
         "apiVersion": "image.openshift.io/v1",
         "kind": "ImageStreamList",
         "metadata": {},
-        "items": [to_openshift(s) for s in streams],
+        "items": sorted(items, key=lambda d: d["metadata"]["annotations"][STREAM_ANNOTATION]),
     }

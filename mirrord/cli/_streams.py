@@ -119,7 +119,7 @@ def _run_import(
 def _print_import(outcome: ImportOutcome, output: str, dry_run: bool) -> None:
     from mirrord.cli._describe import describe_text
     from mirrord.cli._sync_output import print_plan, summary
-    from mirrord.core.imagestream import to_openshift
+    from mirrord.core.openshift import to_openshift
 
     result, stream = outcome.result, outcome.stream
     name = outcome.plan.stream.name
@@ -161,39 +161,70 @@ def _print_import(outcome: ImportOutcome, output: str, dry_run: bool) -> None:
 @config_option
 @output_option
 def streams(config_path: Path | None, output: str) -> None:
-    """List the image streams: mirror repository, tags, last update, failing tags."""
-    from mirrord.cli._describe import read_streams, stream_list, streams_table
+    """List the image streams: stored ones and configured ones not synced yet, with
+    their mirror repository, tags, last update, failing tags and status."""
+    from mirrord.cli._describe import (
+        pending,
+        pending_document,
+        pending_row,
+        read_streams,
+        stream_list,
+        streams_table,
+    )
 
     config = load(config_path, embedded=True)
     found = run_async(lambda: read_streams(config))
+    waiting = pending(config, found)
     if output != "text":
-        click.echo(render(stream_list(found), output), nl=False)
-    elif not found:
+        documents = [pending_document(config, s) for s in waiting]
+        click.echo(render(stream_list(found, documents), output), nl=False)
+    elif not found and not waiting:
         click.echo("No image streams found.", err=True)
     else:
-        click.echo(streams_table(found), nl=False)
+        rows = [pending_row(config, s) for s in waiting]
+        click.echo(streams_table(found, pending_rows=rows), nl=False)
 
 
 @main.command()
-@click.argument("name", metavar="STREAM", shell_complete=complete_streams)
+@click.argument("name", metavar="STREAM[:TAG]", shell_complete=complete_streams)
 @config_option
 @output_option
 def describe(name: str, config_path: Path | None, output: str) -> None:
-    """Show a stream like `oc describe is`: tags, history with ages, conditions."""
-    from mirrord.cli._describe import describe_text, read_streams
-    from mirrord.core.imagestream import to_openshift
+    """Show a stream like `oc describe is`: tags, history with ages, conditions; or,
+    for STREAM:TAG, that one tag's history."""
+    from mirrord.cli._describe import describe_text, read_streams, tag_text
+    from mirrord.core.openshift import tag_status_dict, to_openshift
 
     config = load(config_path, embedded=True)
-    found = run_async(lambda: read_streams(config, name))
+    stream_name, tag = _split_tag(name)
+    found = run_async(lambda: read_streams(config, stream_name))
     if not found:
-        if any(s.name == name for s in config.streams):
+        if any(s.name == stream_name for s in config.streams):
             fail(
-                f'the image stream "{name}" is configured but has not been imported yet '
-                f"(run: mirrord sync --stream {name})",
+                f'the image stream "{stream_name}" is configured but has not been imported yet '
+                f"(run: mirrord sync --stream {stream_name})",
                 EXIT_FAILED,
             )
-        fail(f'image stream "{name}" not found', EXIT_FAILED)
+        fail(f'image stream "{stream_name}" not found', EXIT_FAILED)
+    stream = found[0]
+    if tag is None:
+        if output != "text":
+            click.echo(render(to_openshift(stream), output), nl=False)
+        else:
+            click.echo(describe_text(stream), nl=False)
+        return
+    status = stream.tag(tag)
+    if status is None:
+        fail(f'image stream tag "{stream_name}:{tag}" not found', EXIT_FAILED)
     if output != "text":
-        click.echo(render(to_openshift(found[0]), output), nl=False)
+        click.echo(render({"stream": stream.name, **tag_status_dict(status)}, output), nl=False)
     else:
-        click.echo(describe_text(found[0]), nl=False)
+        click.echo(tag_text(stream, status), nl=False)
+
+
+def _split_tag(name: str) -> tuple[str, str | None]:
+    """``STREAM[:TAG]``: a stream name has no ``:`` (it is a repository path)."""
+    stream, sep, tag = name.partition(":")
+    if sep and not tag:
+        fail(f"{name!r}: expected STREAM or STREAM:TAG", EXIT_USAGE)
+    return stream, tag or None

@@ -12,21 +12,19 @@ import anyio
 import click
 
 from mirrord.cli._app import (
-    OnError,
     config_option,
     echo_error,
     error_document,
-    fail,
     load,
     main,
     output_option,
     run_async,
 )
 from mirrord.cli._completion import complete_streams
-from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
+from mirrord.cli._exitcodes import EXIT_FAILED
 from mirrord.cli._signals import Interruption, run_stoppable, stop_timeout_option
-from mirrord.config import Config, StreamConfig, missing_file_warnings
-from mirrord.errors import ConfigError, MirrordError
+from mirrord.config import Config, missing_file_warnings
+from mirrord.errors import MirrordError
 
 if TYPE_CHECKING:
     from mirrord.sync import SyncResult
@@ -71,12 +69,11 @@ def sync(
         error_document(error, output, dryRun=dry_run)
 
     config = load(config_path, embedded=True, on_error=document)
-    selected = _select_streams(config, streams, on_error=document)
     show_progress = sys.stdout.isatty() if progress is None else progress
     ok, interruption = run_async(
         lambda: run_sync_command(
             config,
-            selected,
+            streams,
             dry_run=dry_run,
             output=output,
             wait=wait,
@@ -91,20 +88,9 @@ def sync(
     sys.exit(0 if ok else EXIT_FAILED)
 
 
-def _select_streams(
-    config: Config, names: tuple[str, ...], on_error: OnError
-) -> list[StreamConfig]:
-    """The streams named by ``--stream`` (all without one); exit 2 on an unknown name."""
-    try:
-        return [config.stream(name) for name in names] if names else list(config.streams)
-    except ConfigError as error:
-        on_error(error)
-        fail(str(error), EXIT_USAGE)
-
-
 async def run_sync_command(
     config: Config,
-    streams: Sequence[StreamConfig],
+    names: Sequence[str],
     *,
     dry_run: bool,
     output: str,
@@ -115,6 +101,11 @@ async def run_sync_command(
     """``mirrord sync``: True when every selected tag is in the mirror, and the stop
     signal received (see :mod:`._signals`; the summary is printed either way).
 
+    ``names`` (``--stream``) may name configured streams and streams the state holds
+    (created by ``import-image`` or ``tag``); none: the configured streams and the
+    stored ones marked scheduled, as the daemon runs them. An unknown name raises
+    ConfigError (exit 2) before anything runs.
+
     A run that cannot start (the mirror unreachable, the state unusable, the lock
     held) raises; the CLI prints the error (and, with ``-o json|yaml``, a document
     naming it on stdout, as for a configuration that does not load).
@@ -124,9 +115,7 @@ async def run_sync_command(
 
     result = SyncResult()
     _, interruption = await run_stoppable(
-        lambda should_stop: _sync_body(
-            config, streams, result, dry_run, wait, progress, should_stop
-        ),
+        lambda should_stop: _sync_body(config, names, result, dry_run, wait, progress, should_stop),
         stop_timeout,
     )
     result.interrupted = interruption.name
@@ -138,7 +127,7 @@ async def run_sync_command(
 
 async def _sync_body(
     config: Config,
-    streams: Sequence[StreamConfig],
+    names: Sequence[str],
     result: SyncResult,
     dry_run: bool,
     wait: bool,
@@ -148,17 +137,22 @@ async def _sync_body(
     """Open the state and clients, take the lock, run (or plan) into ``result``."""
     from mirrord.cli._sync_output import live_progress, print_plan
     from mirrord.state import Store, open_state, state_exists
-    from mirrord.sync import plan_once, sync_once
+    from mirrord.sync import plan_once, runnable, sync_once
     from mirrord.transports import ClientPool
 
     async with AsyncExitStack() as stack:
         store: Store | None = None
-        if not dry_run or state_exists(config):  # a dry run creates no state
+        exists = state_exists(config)
+        if names and not exists:
+            runnable(config, [], names)  # an unknown name fails before the state is created
+        if not dry_run or exists:  # a dry run creates no state
             store = await anyio.to_thread.run_sync(open_state, config)
             stack.push_async_callback(store.aclose)
+        stored = await store.list_streams() if store is not None else []
+        config, streams = runnable(config, stored, names)
         pool = await stack.enter_async_context(ClientPool(config))
         if dry_run:
-            await plan_once(config, store, pool, list(streams), result=result)
+            await plan_once(config, store, pool, streams, result=result)
             print_plan(result)
         else:
             assert store is not None
@@ -166,7 +160,7 @@ async def _sync_body(
             await store.abandon_running_jobs()
             with live_progress(result, progress):
                 await sync_once(
-                    config, store, pool, list(streams), result=result, should_stop=should_stop
+                    config, store, pool, streams, result=result, should_stop=should_stop
                 )
 
 

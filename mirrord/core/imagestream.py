@@ -25,12 +25,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.errors import ConfigError
 
 IMPORT_SUCCESS = "ImportSuccess"
+# Set by `mirrord tag` (message: "DockerImage REF" or "ImageStreamTag STREAM:TAG", what
+# the tag was pointed at): the tag follows
+# that, not the stream's source; cleared by an import from the stream's source. It is
+# mirrord's record of the tag's ``spec.tags[].from``, not an OpenShift status condition.
+TAGGED = "Tagged"
 REPOSITORY_CHECK = "openshift.io/image.dockerRepositoryCheck"  # annotation: last full sync
 IMPORT_FAILURE = "mirrord.io/import-failure"  # annotation: the stream as a whole failed
 CREATED_BY = ("config", "import-image")
@@ -228,6 +233,7 @@ def record_import(
     tag: str = "",
     source_digest: str = "",
     platform: str = "",
+    tagged_from: str = "",
 ) -> ImportResult:
     """Apply a successful import of ``digest`` to a tag (``tag`` names it when ``status`` is None).
 
@@ -236,6 +242,8 @@ def record_import(
     different source alone adds no event; it updates ``items[0]``'s source_digest and
     platform.
     Success always clears the ``ImportSuccess`` condition and a removal mark.
+    ``tagged_from``: the import is a ``mirrord tag`` of that reference (recorded as the
+    ``Tagged`` condition); without it the tag follows the stream's source again.
     """
     if status is None:
         if not tag:
@@ -270,9 +278,22 @@ def record_import(
             platform=platform,
         )
         items = (event, *items)
-    conditions = tuple(c for c in status.conditions if c.type != IMPORT_SUCCESS)
+    conditions = _after_import(status, tagged_from, generation, now)
     new = replace(status, items=items, conditions=conditions, removed_at=None)
     return ImportResult(new, changed, previous)
+
+
+def _after_import(
+    status: TagStatus, tagged_from: str, generation: int, now: datetime
+) -> tuple[Condition, ...]:
+    """The conditions after a successful import: no ``ImportSuccess``; ``Tagged`` only
+    for a ``mirrord tag`` (kept since its first time for the same target)."""
+    conditions = tuple(c for c in status.conditions if c.type not in (IMPORT_SUCCESS, TAGGED))
+    if not tagged_from:
+        return conditions
+    old = status.condition(TAGGED)
+    since = old.last_transition_time if old and old.message == tagged_from else now
+    return (Condition(TAGGED, "True", "Tagged", tagged_from, generation, since), *conditions)
 
 
 def record_failure(
@@ -328,65 +349,8 @@ def record_removed(status: TagStatus, now: datetime, *, delete_removed_tags: boo
     return replace(status, removed_at=now)
 
 
-def _event_dict(event: TagEvent) -> dict[str, Any]:
-    return {
-        "created": rfc3339(event.created),
-        "dockerImageReference": event.docker_image_reference,
-        "image": event.image,
-        "generation": event.generation,
-    }
-
-
-def _condition_dict(condition: Condition) -> dict[str, Any]:
-    return {
-        "type": condition.type,
-        "status": condition.status,
-        "reason": condition.reason,
-        "message": condition.message,
-        "generation": condition.generation,
-        "lastTransitionTime": rfc3339(condition.last_transition_time),
-    }
-
-
-def _tag_status_dict(status: TagStatus) -> dict[str, Any]:
-    out: dict[str, Any] = {"tag": status.tag, "items": [_event_dict(e) for e in status.items]}
-    if status.conditions:  # omitempty, as OpenShift serialises it
-        out["conditions"] = [_condition_dict(c) for c in status.conditions]
-    return out
-
-
-def to_openshift(stream: ImageStream, *, include_removed: bool = False) -> dict[str, Any]:
-    """The ``image.openshift.io/v1`` ImageStream JSON of a stream (tags sorted by name)."""
-    tags = sorted((t for t in stream.tags if include_removed or not t.removed), key=lambda t: t.tag)
-    spec_tags = [
-        {
-            "name": t.tag,
-            "from": {"kind": "DockerImage", "name": f"{stream.source}:{t.tag}"},
-            "importPolicy": {"scheduled": stream.scheduled, "importMode": stream.import_mode.value},
-            "referencePolicy": {"type": stream.reference_policy.value},
-        }
-        for t in tags
-    ]
-    metadata: dict[str, Any] = {
-        "name": stream.name,
-        "generation": stream.generation,
-        "creationTimestamp": rfc3339(stream.created),
-    }
-    annotations = {}
-    if stream.last_synced is not None:
-        # OpenShift stamps the same annotation when an import of the repository succeeds.
-        annotations[REPOSITORY_CHECK] = rfc3339(stream.last_synced)
-    if stream.failure is not None:
-        annotations[IMPORT_FAILURE] = f"{stream.failure.reason}: {stream.failure.message}"
-    if annotations:
-        metadata["annotations"] = annotations
-    return {
-        "apiVersion": "image.openshift.io/v1",
-        "kind": "ImageStream",
-        "metadata": metadata,
-        "spec": {"lookupPolicy": {"local": False}, "tags": spec_tags},
-        "status": {
-            "dockerImageRepository": stream.docker_image_repository,
-            "tags": [_tag_status_dict(t) for t in tags],
-        },
-    }
+def tag_origin(status: TagStatus) -> str | None:
+    """Where ``mirrord tag`` pointed the tag (its ``Tagged`` condition), None for a tag
+    the stream imports from its own source."""
+    condition = status.condition(TAGGED)
+    return condition.message if condition is not None else None

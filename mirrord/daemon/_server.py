@@ -45,7 +45,8 @@ from starlette.routing import Route
 
 from mirrord.cluster import serve as serve_cluster_resources
 from mirrord.config import Config
-from mirrord.core.imagestream import ImageStream, rfc3339, to_openshift
+from mirrord.core.imagestream import ImageStream, rfc3339
+from mirrord.core.openshift import to_openshift
 from mirrord.core.units import camel_case
 from mirrord.daemon._metrics import Metrics
 from mirrord.errors import CredentialError, ListenError, MirrordError

@@ -120,13 +120,21 @@ class SQLStore(Store):
         platform: str = "",
         generation: int | None = None,
         now: datetime | None = None,
+        tagged_from: str = "",
     ) -> ImportResult:
         at = now_or(now)
 
         def rule(status: TagStatus, stream_generation: int) -> ImportResult:
             gen = stream_generation if generation is None else generation
             return record_import(
-                status, digest, reference, gen, at, source_digest=source_digest, platform=platform
+                status,
+                digest,
+                reference,
+                gen,
+                at,
+                source_digest=source_digest,
+                platform=platform,
+                tagged_from=tagged_from,
             )
 
         return await self._tag_rule(stream, tag, rule)

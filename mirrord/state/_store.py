@@ -192,10 +192,12 @@ class Store(LeaseStore):
         platform: str = "",
         generation: int | None = None,
         now: datetime | None = None,
+        tagged_from: str = "",
     ) -> ImportResult:
         """:func:`~mirrord.imagestream.record_import` in one transaction.
 
-        ``source_digest`` and ``platform``: where the import came from (see ``TagEvent``).
+        ``source_digest`` and ``platform``: where the import came from (see ``TagEvent``);
+        ``tagged_from``: a ``mirrord tag`` of that reference (the ``Tagged`` condition).
         """
 
     @abc.abstractmethod

@@ -22,9 +22,12 @@ from mirrord.sync._import_run import ImportOutcome, import_image
 from mirrord.sync._recorder import ImportedStream, mirror_repository_name, stream_spec
 from mirrord.sync._result import Failure, SyncResult, TagResult
 from mirrord.sync._run import plan_once, sync_once
+from mirrord.sync._streams import Deletion, delete_streams, runnable, with_stored
 from mirrord.sync._syncer import Syncer
+from mirrord.sync._tag import TagOutcome, run_tag
 
 __all__ = [
+    "Deletion",
     "Failure",
     "ImportOutcome",
     "ImportPlan",
@@ -33,14 +36,19 @@ __all__ = [
     "Refusal",
     "SyncResult",
     "Syncer",
+    "TagOutcome",
     "TagResult",
     "check_buildable",
+    "delete_streams",
     "import_image",
     "mirror_repository_name",
     "parse_target",
     "plan_once",
     "resolve",
+    "run_tag",
+    "runnable",
     "stored_streams",
     "stream_spec",
     "sync_once",
+    "with_stored",
 ]

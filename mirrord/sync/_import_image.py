@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mirrord.config import Config, StreamConfig
-from mirrord.core.imagestream import ImageStream
+from mirrord.core.imagestream import ImageStream, tag_origin
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.core.reference import parse
 from mirrord.core.selection import Criteria, select_tags
@@ -292,7 +292,8 @@ def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[Stre
 
     Each carries its stored flags (``scheduled``, import mode, reference policy) and
     its tags: every tag of the repository (``tags=None``, capped by ``max_tags``) for
-    a stream created with ``--all``, else the tags it has imported. The instances are
+    a stream created with ``--all``, else the tags it has imported (not those
+    ``mirrord tag`` pointed at another source; a stream with none is left out). The instances are
     :class:`~mirrord.sync.ImportedStream`, so a run keeps them ``import-image``.
     """
     configured = {s.name for s in config.streams}
@@ -302,7 +303,8 @@ def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[Stre
             continue
         tags: tuple[str, ...] | None = None
         if not stream.import_all:
-            tags = tuple(t.tag for t in stream.tags if not t.removed)
+            # a tag `mirrord tag` pointed elsewhere is not re-imported from the source
+            tags = tuple(t.tag for t in stream.tags if not t.removed and tag_origin(t) is None)
             if not tags:
                 continue
         out.append(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import StreamPlan
-from mirrord.core.imagestream import StreamSpec, TagStatus, docker_image_reference
+from mirrord.core.imagestream import StreamSpec, TagStatus, docker_image_reference, tag_origin
 from mirrord.errors import MirrordError, NotFoundError
 from mirrord.notify import Notifier, tag_event
 from mirrord.state import Store
@@ -184,7 +184,11 @@ class Recorder:
         known = await self.store.get_stream(stream.name)
         upstream = set(stream_plan.all_tags or ())
         statuses = known.tags if known else ()
-        gone = [s for s in statuses if s.tag not in upstream and not s.removed and s.items]
+        gone = [  # a tag `mirrord tag` pointed elsewhere never came from this upstream
+            s
+            for s in statuses
+            if s.tag not in upstream and not s.removed and s.items and tag_origin(s) is None
+        ]
         if not gone:
             return
         # Deleting by digest removes every tag naming it: keep the digests live tags still

@@ -18,6 +18,7 @@ from mirrord.cluster import default_directory as default_cluster_directory
 from mirrord.cluster import refresh as refresh_cluster_resources
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Imported, StreamPlan
+from mirrord.core.imagestream import tag_origin
 from mirrord.core.units import camel_case
 from mirrord.errors import MirrordError
 from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
@@ -64,7 +65,7 @@ async def _gone_upstream(store: Store, plan: StreamPlan) -> tuple[str, ...]:
     return tuple(
         t.tag
         for t in (known.tags if known else ())
-        if t.tag not in upstream and not t.removed and t.items
+        if t.tag not in upstream and not t.removed and t.items and tag_origin(t) is None
     )
 
 

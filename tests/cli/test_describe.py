@@ -119,7 +119,15 @@ def test_describe_text_shows_history_ages_and_conditions() -> None:
 def test_streams_table_counts_tags_and_failing_tags() -> None:
     lines = streams_table([_stream()], now=NOW).splitlines()
 
-    assert lines[0].split() == ["NAME", "IMAGE", "REPOSITORY", "TAGS", "UPDATED", "FAILING"]
+    assert lines[0].split() == [
+        "NAME",
+        "IMAGE",
+        "REPOSITORY",
+        "TAGS",
+        "UPDATED",
+        "FAILING",
+        "STATUS",
+    ]
     assert lines[1].split() == [
         "team/app",
         "mirror.local:5000/m/team/app",
@@ -128,6 +136,7 @@ def test_streams_table_counts_tags_and_failing_tags() -> None:
         "minutes",
         "ago",
         "1",
+        "failing",
     ]
 
 
@@ -159,13 +168,21 @@ def test_readers_create_nothing_and_explain_unknown_streams(setup: Setup) -> Non
     unknown = run(setup, "describe", "nope")
     not_yet = run(setup, "describe", "never")
 
-    assert empty.exit_code == 0 and "No image streams found." in empty.stderr
-    assert json.loads(as_json.stdout) == {
-        "apiVersion": "image.openshift.io/v1",
-        "kind": "ImageStreamList",
-        "metadata": {},
-        "items": [],
-    }
+    # the configured streams are listed before any sync, saying so (issue 13)
+    assert empty.exit_code == 0 and empty.stderr == ""
+    rows = [line.split() for line in empty.stdout.splitlines()]
+    assert rows[0][-1] == "STATUS"
+    assert [(r[0], r[1].endswith(f"/{r[0]}"), r[-3:]) for r in rows[1:]] == [
+        ("app", True, ["not", "synced", "yet"]),
+        ("never", True, ["not", "synced", "yet"]),
+    ]
+    listed = json.loads(as_json.stdout)
+    assert listed["kind"] == "ImageStreamList"
+    assert [i["metadata"]["annotations"] for i in listed["items"]] == [
+        {"mirrord.io/stream": "app", "mirrord.io/status": "NotSynced"},
+        {"mirrord.io/stream": "never", "mirrord.io/status": "NotSynced"},
+    ]
+    assert [t["name"] for t in listed["items"][0]["spec"]["tags"]] == ["1.0", "missing"]
     assert unknown.exit_code == 1
     assert unknown.stderr == 'error: image stream "nope" not found\n'
     assert not_yet.exit_code == 1
@@ -184,7 +201,10 @@ def test_describe_and_streams_after_a_sync(setup: Setup, basic_registry: Registr
 
     assert table.exit_code == 0
     row = table.stdout.splitlines()[1].split()
-    assert row[0] == "app" and row[1].endswith("/app") and row[2] == "2" and row[-1] == "1"
+    assert row[0] == "app" and row[1].endswith("/app") and row[2] == "2"
+    assert row[-2:] == ["1", "failing"]
+    assert table.stdout.splitlines()[2].split()[0] == "never"
+    assert table.stdout.splitlines()[2].endswith("not synced yet")
     assert text.exit_code == 0
     assert "! error: Import failed (NotFound)" in text.stdout
     assert "Less than a second ago" in text.stdout or "seconds ago" in text.stdout
@@ -196,7 +216,8 @@ def test_describe_and_streams_after_a_sync(setup: Setup, basic_registry: Registr
     assert tags["missing"]["items"] == []
     assert tags["missing"]["conditions"][0]["reason"] == "NotFound"
     assert listed["kind"] == "ImageStreamList"
-    assert [i["metadata"]["name"] for i in listed["items"]] == ["app"]
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["app", "never"]
+    assert "mirrord.io/status" not in listed["items"][0]["metadata"]["annotations"]
 
 
 def test_readers_work_while_a_sync_holds_the_lock_and_a_write(setup: Setup) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from mirrord.core.imagestream import (
     IMPORT_SUCCESS,
+    TAGGED,
     Condition,
     ImageStream,
     StreamSpec,
@@ -21,8 +22,9 @@ from mirrord.core.imagestream import (
     record_import,
     record_removed,
     rfc3339,
-    to_openshift,
+    tag_origin,
 )
+from mirrord.core.openshift import to_openshift
 from mirrord.errors import ConfigError
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -268,8 +270,10 @@ def test_to_openshift_shape() -> None:
     json.dumps(doc)  # plain JSON
     assert doc["apiVersion"] == "image.openshift.io/v1"
     assert doc["kind"] == "ImageStream"
-    assert doc["metadata"] == {
-        "name": "ubi9/ubi",
+    assert doc["metadata"] == {  # the names: tests/core/test_openshift.py
+        "name": "ubi",
+        "namespace": "ubi9",
+        "annotations": {"mirrord.io/stream": "ubi9/ubi"},
         "generation": 2,
         "creationTimestamp": "2024-04-30T12:00:00Z",
     }
@@ -317,3 +321,16 @@ def test_to_openshift_can_include_removed_tags() -> None:
 def test_rfc3339_drops_microseconds_and_uses_z() -> None:
     moment = datetime(2024, 5, 1, 14, 0, 1, 999_999, tzinfo=timezone(timedelta(hours=2)))
     assert rfc3339(moment) == "2024-05-01T12:00:01Z"
+
+
+def test_a_tagged_import_is_marked_until_the_source_is_imported_again() -> None:
+    first = record_import(None, A, ref(A), 1, T0, tag="stable", tagged_from="DockerImage q/x:1")
+    assert tag_origin(first.status) == "DockerImage q/x:1" and first.changed
+    again = record_import(
+        first.status, A, ref(A), 2, T0 + timedelta(hours=1), tagged_from="DockerImage q/x:1"
+    )
+    kept = again.status.condition(TAGGED)
+    assert kept is not None and kept.last_transition_time == T0  # same target: same since
+    assert not again.changed
+    back = record_import(again.status, B, ref(B), 3, T0 + timedelta(hours=2))
+    assert tag_origin(back.status) is None and back.changed

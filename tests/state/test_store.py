@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from harness.storetools import Backend
 
-from mirrord.core.imagestream import IMPORT_SUCCESS, StreamSpec, to_openshift
+from mirrord.core.imagestream import IMPORT_SUCCESS, StreamSpec
+from mirrord.core.openshift import to_openshift
 from mirrord.errors import StateError
 from mirrord.state import Store
 
