@@ -53,7 +53,8 @@ def sync(
 
     config = load(config_path, embedded=True, on_error=document)
     selected = _select_streams(config, streams, on_error=document)
-    show_progress = sys.stdout.isatty() if progress is None else progress
+    # Never off a terminal (a pipe, a file, journald), whatever --progress says.
+    show_progress = sys.stdout.isatty() and progress is not False
     ok = run_async(
         lambda: run_sync_command(
             config,
@@ -94,7 +95,8 @@ async def run_sync_command(
     held) raises; the CLI prints the error (and, with ``-o json|yaml``, a document
     naming it on stdout, as for a configuration that does not load).
     """
-    from mirrord.cli._sync_output import live_progress, print_plan, print_summary
+    from mirrord.cli._live import live_progress
+    from mirrord.cli._sync_output import print_plan, print_summary
     from mirrord.state import Store, open_state, state_exists
     from mirrord.sync import SyncResult, plan_once, sync_once
     from mirrord.transports import ClientPool

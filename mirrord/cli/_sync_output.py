@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
 
 from mirrord.cli._render import print_document
@@ -122,33 +119,3 @@ def notifications_line(counts: DeliveryCounts) -> str:
     if counts.failed or counts.given_up:
         line += " (`mirrord notifications` shows why)"
     return line
-
-
-class _LiveStatus:
-    """One status line that rich re-renders from its refresh thread: images, bytes, rate."""
-
-    def __init__(self, result: SyncResult) -> None:
-        self.result = result
-        self.started = time.monotonic()
-
-    def __rich__(self) -> str:
-        s = self.result.stats
-        done = s.images_copied + s.images_unchanged + s.images_failed
-        streamed = s.bytes_streamed[0]
-        rate = streamed / max(time.monotonic() - self.started, 0.001)
-        return (
-            f"[bold]mirroring[/bold] {done} images ({s.images_copied} copied, "
-            f"{s.images_failed} failed), {human_bytes(streamed)} at {human_bytes(rate)}/s"
-        )
-
-
-@contextmanager
-def live_progress(result: SyncResult, enabled: bool) -> Iterator[None]:
-    """A live display of images done, bytes streamed and the rate, on a terminal."""
-    if not enabled:
-        yield
-        return
-    from rich.live import Live
-
-    with Live(_LiveStatus(result), refresh_per_second=4, transient=True):
-        yield
