@@ -30,6 +30,7 @@ def summary(result: SyncResult) -> dict[str, Any]:
             "present": stats.blobs_present,
         },
         "bytes": stats.bytes_copied,
+        **({"bytesToCopy": result.planned_bytes} if result.dry_run else {}),
         "seconds": round(result.seconds, 3),
         "retries": stats.retries,
         "failures": [
@@ -65,7 +66,6 @@ def _notifications(counts: DeliveryCounts) -> dict[str, int]:
 def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
     """The dry run's plan: each tag with what would happen, and the bytes to copy."""
     out = out or sys.stdout
-    total = 0
     for stream_plan in result.plans:
         print(f"stream {stream_plan.stream}:", file=out)
         if stream_plan.error is not None:
@@ -74,8 +74,7 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             plan = r.plan
             detail = plan.source_digest or ""
             if r.outcome == "planned":
-                total += plan.bytes_to_copy or 0
-                detail += f" ({human_bytes(plan.bytes_to_copy or 0)})"
+                detail += f" ({human_bytes(plan.bytes_to_copy or 0)}) -> {plan.mirror_reference}"
             if r.error is not None:
                 detail = str(r.error)
             word = "copy" if r.outcome == "planned" else r.outcome
@@ -92,7 +91,13 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             what = "delete" if delete else "gone"
             why = "(delete_removed_tags)" if delete else "(kept in the mirror)"
             print(f"  {what:<9} {tag:<30} gone upstream {why}", file=out)
-    print(f"would copy {human_bytes(total)} (blobs already in the mirror are skipped)", file=out)
+    shared = sum(r.plan.bytes_to_copy or 0 for r in result.results) - result.planned_bytes
+    note = f", {human_bytes(shared)} shared between images counted once" if shared > 0 else ""
+    print(
+        f"would copy {human_bytes(result.planned_bytes)} in {len(result.planned_blobs)} blobs"
+        f"{note} (blobs already in the mirror are skipped)",
+        file=out,
+    )
 
 
 def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> None:

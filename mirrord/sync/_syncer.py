@@ -189,6 +189,7 @@ class Syncer:
             tag=tag,
             source_repository=stream.source_repository,
             mirror_repository=destination.repository(stream.to),
+            mirror_reference=destination.reference(destination.repository(stream.to), tag),
             action=Action.FAILED,
             import_mode=mode,
             platform=stream.platform,
@@ -281,6 +282,7 @@ class Syncer:
 
     async def _estimate(self, result: SyncResult) -> None:
         """Dry run: read the manifests of what would be copied, to count its bytes."""
+        self._planned_blobs: dict[str, int] = {}
         outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
         estimated: dict[tuple[str, str], TagResult] = {}
         async with anyio.create_task_group() as tg:
@@ -295,6 +297,7 @@ class Syncer:
         result.results = [
             estimated[plan.stream, plan.tag] for sp in result.plans for plan in sp.tags
         ]
+        result.planned_blobs = dict(self._planned_blobs)
         for outcome in result.results:  # what a run would count (planned ones are copies)
             result.stats.images_unchanged += outcome.outcome == "unchanged"
             result.stats.images_failed += outcome.outcome == "failed"
@@ -304,14 +307,16 @@ class Syncer:
     ) -> None:
         source = self._sources[plan.stream]
         try:
-            size = await retrying(
-                lambda: _image_bytes(source, plan, self.config.limits),
+            blobs = await retrying(
+                lambda: _image_blobs(source, plan, self.config.limits),
                 f"read {plan.source_repository}:{plan.tag}",
                 on_wait=self._stats.count_retry,
             )
             estimated[plan.stream, plan.tag] = TagResult(
-                replace(plan, bytes_to_copy=size), "planned"
+                replace(plan, bytes_to_copy=sum(blobs.values())), "planned"
             )
+            # A blob shared by several images is copied once (then mounted): counted once.
+            self._planned_blobs.update(blobs)
         except MirrordError as error:
             estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
 
@@ -336,8 +341,8 @@ def _valid_tags(stream: StreamConfig, listed: list[str]) -> tuple[list[str], tup
     return valid, wanted_invalid(invalid, stream)
 
 
-async def _image_bytes(source: Source, plan: TagPlan, limits: Limits) -> int:
-    """Bytes of every blob the tag's image (all platforms of an index) references."""
+async def _image_blobs(source: Source, plan: TagPlan, limits: Limits) -> dict[str, int]:
+    """Digest -> size of every blob the tag's image (all platforms of an index) references."""
     assert plan.source is not None
     where = f"{source.registry}/{plan.source_repository}@{plan.source.digest}"
     manifest = await source.get_manifest(plan.source_repository, plan.source.digest)
@@ -350,4 +355,4 @@ async def _image_bytes(source: Source, plan: TagPlan, limits: Limits) -> int:
         ]
         for child in children:
             check_manifest(child, limits, f"{where} child {child.digest}")
-    return sum(blob.size for child in children for blob in child.blobs)
+    return {blob.digest: blob.size for child in children for blob in child.blobs}
