@@ -21,6 +21,8 @@ from mirrord.core.units import human_bytes
 from mirrord.sync import SyncResult
 
 MAX_STREAMS_SHOWN = 4
+MAX_BLOBS_SHOWN = 3
+LARGE_BLOB = 1 << 20  # smaller blobs come and go too fast to be worth a line
 
 
 class LiveStatus:
@@ -38,20 +40,42 @@ class LiveStatus:
             return Text("mirroring: planning (listing tags, reading the heads)…")
         lines = [Text(self.headline(plans))]
         lines += [Text(f"  {line}") for line in self.streams_in_flight(plans)]
+        lines += [Text(f"  {line}") for line in self.blobs_in_flight()]
         return Text("\n").join(lines)
 
     def headline(self, plans: list[Any]) -> str:
-        """``mirroring 12/331 images (10 copied, 0 failed), 103.1 MiB at 44.4 MiB/s, ETA 0:42``."""
+        """``mirroring 12/331 images (10 copied, 0 failed), 103.1 MiB/228.4 MiB at
+        44.4 MiB/s, ETA 0:42``: bytes of the planned total once it is known (the
+        blobs the mirror had or mounted count as done), the ETA by bytes then."""
         stats = self.result.stats
         total = sum(len(p.tags) for p in plans)
         done = len(self.result.results)
         elapsed = max(time.monotonic() - self.started, 0.001)
         streamed = stats.bytes_streamed[0]
+        planned = self.result.planned_bytes
+        bytes_done = min(streamed + stats.bytes_skipped, planned)
+        size = f"{human_bytes(streamed)}"
+        eta = _eta(done, total, elapsed)
+        if planned:
+            size = f"{human_bytes(bytes_done)}/{human_bytes(planned)}"
+            eta = _eta(bytes_done, planned, elapsed) if done < total else "0:00"
         return (
             f"mirroring {done}/{total} images ({stats.images_copied} copied, "
-            f"{stats.images_failed} failed), {human_bytes(streamed)} at "
-            f"{human_bytes(streamed / elapsed)}/s, ETA {_eta(done, total, elapsed)}"
+            f"{stats.images_failed} failed), {size} at "
+            f"{human_bytes(streamed / elapsed)}/s, ETA {eta}"
         )
+
+    def blobs_in_flight(self) -> list[str]:
+        """The largest blobs being streamed: ``blob sha256:0123456789ab (120.0 MiB) into R``."""
+        large = [
+            (size, digest, repo)
+            for digest, (repo, size) in list(self.result.stats.streaming.items())
+            if size >= LARGE_BLOB
+        ]
+        return [
+            f"blob {digest[:19]} ({human_bytes(size)}) into {repo}"
+            for size, digest, repo in sorted(large, reverse=True)[:MAX_BLOBS_SHOWN]
+        ]
 
     def streams_in_flight(self, plans: list[Any]) -> list[str]:
         """``stream done/total`` for the streams with tags still to finish."""
@@ -65,7 +89,7 @@ class LiveStatus:
 
 
 def _eta(done: int, total: int, elapsed: float) -> str:
-    """Remaining images at the rate so far (``--`` before the first one finishes)."""
+    """What remains of ``total`` at the rate so far (``--`` before anything is done)."""
     if done >= total:
         return "0:00"
     if done == 0:

@@ -116,7 +116,9 @@ async def run_sync_command(
             await stack.enter_async_context(store.acquire_run_lock(wait=wait))
             await store.abandon_running_jobs("interrupted: the process running it died")
             with live_progress(result, progress):
-                await sync_once(config, store, pool, list(streams), result=result)
+                await sync_once(
+                    config, store, pool, list(streams), result=result, estimate_bytes=progress
+                )
     print_summary(result, output)
     return result.ok
 

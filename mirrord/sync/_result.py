@@ -36,8 +36,9 @@ class SyncResult:
     # A dry run's tags recorded in the state but gone upstream, per stream, and whether
     # the stream deletes them from the mirror (delete_removed_tags).
     gone_upstream: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
-    # A dry run's blobs of the images to copy, digest -> size, each blob once however
-    # many images share it (a run streams it once and mounts it elsewhere).
+    # The blobs of the images to copy, digest -> size, each once however many images
+    # share it (a run streams it once, mounts it elsewhere): a dry run's, or a run's
+    # sized before copying (estimate_bytes).
     planned_blobs: dict[str, int] = field(default_factory=dict)
 
     @property

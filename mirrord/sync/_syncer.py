@@ -62,8 +62,12 @@ class Syncer:
         on_result: ResultHook | None = None,
         legacy_sources: Callable[[str, str], Awaitable[Imported | None]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        estimate_bytes: bool = False,
     ) -> None:
+        """``estimate_bytes``: before copying, read the manifests of what will be copied
+        and set ``result.planned_blobs`` (for a live display's total; no request more)."""
         self.config = config
+        self._estimate_bytes = estimate_bytes
         self.pool = pool
         self._on_result = on_result
         self._legacy_sources = legacy_sources
@@ -219,6 +223,8 @@ class Syncer:
         """Copy every image, then the signatures of those that are in the mirror."""
         engine = CopyEngine(destination, result.stats, limits=self.config.limits)
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
+        if self._estimate_bytes:
+            await self._size_copies(result, engine, images)
         for signatures in (False, True):
             failed = {r.plan.mirrored_digest or r.plan.source_digest for r in result.failed}
             async with anyio.create_task_group() as tg:
@@ -231,6 +237,25 @@ class Syncer:
                             why = f"{plan.tag}: not copied, its image {plan.subject} failed"
                             plan = plan.failed(SubjectFailedError(why))
                         tg.start_soon(self._execute_tag, result, engine, images, stream, plan)
+
+    async def _size_copies(
+        self, result: SyncResult, engine: CopyEngine, images: anyio.Semaphore
+    ) -> None:
+        """``result.planned_blobs`` of every image to copy, each shared blob once."""
+        async def size(plan: TagPlan) -> None:
+            async with images:
+                try:
+                    result.planned_blobs.update(
+                        await engine.blobs_of(self._sources[plan.stream], plan)
+                    )
+                except MirrordError:  # the copy meets the same error and reports it
+                    return
+
+        async with anyio.create_task_group() as tg:
+            for stream_plan in result.plans:
+                for plan in stream_plan.tags:
+                    if plan.action is Action.COPY:
+                        tg.start_soon(size, plan)
 
     async def _execute_tag(
         self,

@@ -13,17 +13,25 @@ import time
 from pathlib import Path
 
 import pyte
-from harness.images import RegistryHTTP, push_image
+from harness.images import RegistryHTTP, make_layer, push_image
 from harness.registry import RegistryProcess
 from harness.synctools import Setup, sync_setup
+
+from mirrord.core.units import human_bytes
 
 COLUMNS, LINES = 200, 60
 LOG_LINE = re.compile(r"(INFO|WARNING|ERROR) +mirrord[.\w]*: ")
 
 
-def _images(client: RegistryHTTP, repo: str, count: int) -> None:
-    for i in range(count):
-        push_image(client, repo, f"v{i}", seed=f"{repo}/{i}", layer_sizes=(200_000,))
+def _images(client: RegistryHTTP, repo: str, count: int) -> int:
+    """Push `count` images sharing a base layer; the bytes of their blobs, each once."""
+    base = make_layer(150_000, seed=f"{repo}-base")
+    images = [
+        push_image(client, repo, f"v{i}", seed=f"{repo}/{i}", layers=(base,),
+                   layer_sizes=(200_000,))
+        for i in range(count)
+    ]
+    return sum({b.digest: b.size for image in images for b in image.blobs}.values())
 
 
 def _setup(tmp_path: Path, mirror: RegistryProcess, source: RegistryProcess, repo: str,
@@ -85,7 +93,7 @@ def test_the_display_counts_to_the_total_and_logs_never_share_its_line(
     tmp_path: Path, basic_registry: RegistryProcess, mirror_registry: RegistryProcess,
     basic_client: RegistryHTTP, repo_name: str,
 ) -> None:
-    _images(basic_client, repo_name, 6)
+    total = _images(basic_client, repo_name, 6)
     code, output = _in_pty(_setup(tmp_path, mirror_registry, basic_registry, repo_name, "live"))
 
     assert code == 0, output.decode(errors="replace")[-3000:]
@@ -93,7 +101,12 @@ def test_the_display_counts_to_the_total_and_logs_never_share_its_line(
     rows = [row for screen in screens for row in screen]
     progress = [row for row in rows if row.startswith("mirroring")]
     assert progress, "no live display on a terminal"
-    assert any(row.startswith("mirroring 6/6 images (6 copied, 0 failed)") for row in progress)
+    # The totals are known from the start: images, and bytes (the shared base once).
+    assert all(re.match(r"mirroring(: planning| \d/6 images)", row) for row in progress)
+    size = human_bytes(total)
+    assert f"mirroring 6/6 images (6 copied, 0 failed), {size}/{size} at " in "\n".join(
+        progress
+    ), progress
     assert not any("mirroring 0 images" in row for row in rows)
     # Log records (one "copied" line per image) are drawn while the display is up...
     logs = [row for row in screens[-1] if LOG_LINE.search(row)]
