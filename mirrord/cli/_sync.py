@@ -36,7 +36,7 @@ from mirrord.errors import ConfigError, MirrordError
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Live progress display (default: when stdout is a terminal).",
+    help="Live progress display when stdout is a terminal (never off one).",
 )
 def sync(
     config_path: Path | None,
