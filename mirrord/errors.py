@@ -33,12 +33,16 @@ is the image-stream condition reason an import failure records.
     * ForbiddenError                403
     * NotFoundError                 404
     * MethodNotAllowedError         405
-    * RateLimitedError              429 (temporary; ``retry_after``)
+    * RateLimitedError              429, or a pull floor reached (temporary; ``retry_after``)
     * ServerError                   5xx (temporary)
-    * ConnectError                  no connection, or it broke (temporary)
+    * ConnectError                  no connection, or it broke (temporary; ``Unreachable``)
+      * NameResolutionError         the host name does not resolve (never retried)
       * TransferTimeoutError        a request over its deadline, a body below the minimum
                                     rate (temporary: retried, each try bounded; ``Timeout``)
-    * TLSError                      TLS verification failed (never retried)
+    * TLSError                      TLS failed: verification, plain HTTP (never retried)
+
+How long a temporary error is retried is :mod:`mirrord.registry`'s decision (a time
+budget for 429/503 and for connection failures, attempts for the rest).
 
 Messages never contain a secret: credentials are named by their source
 ("auth file /etc/mirrord/pull-secret.json", "keyring"), never by their value.
@@ -239,7 +243,7 @@ class RegistryError(MirrordError):
 
     @property
     def temporary(self) -> bool:
-        return self.status >= 500
+        return self.status >= 500 or self.status == 408  # 408: the server timed out waiting
 
 
 class UnauthorizedError(RegistryError):
@@ -285,6 +289,8 @@ class ServerError(RegistryError):
 class ConnectError(RegistryError):
     """The registry could not be reached, or the connection broke mid-request."""
 
+    reason = "Unreachable"
+
     @property
     def temporary(self) -> bool:
         return True
@@ -297,8 +303,18 @@ class TransferTimeoutError(ConnectError):
     reason = "Timeout"
 
 
+class NameResolutionError(ConnectError):
+    """The registry's host name does not resolve: retrying will not make it resolve."""
+
+    @property
+    def temporary(self) -> bool:
+        return False
+
+
 class TLSError(RegistryError):
     """TLS verification failed; never retried, never silently downgraded."""
+
+    reason = "TLSError"
 
     @property
     def temporary(self) -> bool:

@@ -3,7 +3,8 @@
 
 Exit codes: 0 success; 1 some image (or stream) failed, the rest completed;
 2 bad usage or configuration (nothing was touched); 3 another run holds the
-state lock; 130 interrupted.
+state lock; 128 + the signal when SIGINT (130) or SIGTERM (143) stopped it (see
+:mod:`._signals`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import click
 from mirrord.cli._app import config_option, load, main, output_option, run_async
 from mirrord.cli._exitcodes import EXIT_FAILED
 from mirrord.cli._render import print_document, table
+from mirrord.cli._signals import run_stoppable, stop_timeout_option
 from mirrord.config import Config
 from mirrord.core.imagestream import rfc3339
 from mirrord.core.schedule import parse_duration
@@ -63,6 +64,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Also delete the manifests from the mirror (default: pruning.pruneRegistry).",
 )
 @output_option
+@stop_timeout_option
 @click.pass_context
 def prune(
     ctx: click.Context,
@@ -72,10 +74,13 @@ def prune(
     keep_younger_than: float | None,
     prune_registry: bool | None,
     output: str,
+    stop_timeout: float,
 ) -> None:
     """Prune old tag revisions (and their manifests) like `oc adm prune images`.
 
     A dry run unless --confirm. `mirrord prune status` shows the pruner's conditions.
+    SIGTERM/SIGINT: it may finish for --stop-timeout seconds, then is cut (recorded as
+    interrupted; exit 143/130).
     """
     from mirrord.prune import PruneOverrides
 
@@ -86,7 +91,17 @@ def prune(
     overrides = PruneOverrides(keep_tag_revisions, keep_younger_than, prune_registry)
     if not confirm:
         click.echo(DRY_RUN_LINE, err=output != "text")
-    ok = run_async(lambda: _prune_command(config, confirm, overrides, output))
+    ok, interruption = run_async(
+        lambda: run_stoppable(
+            lambda _: _prune_command(config, confirm, overrides, output), stop_timeout
+        )
+    )
+    if interruption.requested:
+        if ok is None and output != "text":  # cut: no result to print
+            why = {"reason": "Interrupted", "message": interruption.describe()}
+            print_document({"dryRun": not confirm, "ok": False, "error": why}, output)
+        click.echo(f"error: {interruption.describe()}", err=True)
+        sys.exit(interruption.exit_code)
     sys.exit(0 if ok else EXIT_FAILED)
 
 
@@ -121,7 +136,7 @@ async def _prune_command(
         stack.push_async_callback(store.aclose)
         if confirm:
             await stack.enter_async_context(store.acquire_run_lock(wait=False))
-            await store.abandon_running_jobs("interrupted: the process running it died")
+            await store.abandon_running_jobs()
         pool = await stack.enter_async_context(ClientPool(config))
         result = await run_prune(config, store, pool, confirm=confirm, overrides=overrides)
     if output != "text":

@@ -23,7 +23,9 @@ def summary(result: SyncResult) -> dict[str, Any]:
             "failed": result.failed_count,
             "planned": result.planned_count,
             "skipped": result.skipped,
+            "cut": result.cut,
         },
+        "interrupted": result.interrupted or None,
         "blobs": {
             "copied": stats.blobs_copied,
             "mounted": stats.blobs_mounted,
@@ -33,6 +35,7 @@ def summary(result: SyncResult) -> dict[str, Any]:
         **({"bytesToCopy": result.planned_bytes} if result.dry_run else {}),
         "seconds": round(result.seconds, 3),
         "retries": stats.retries,
+        "rateLimitWaitSeconds": round(stats.rate_limit_waits, 3),
         "failures": [
             {"stream": f.stream, "tag": f.tag, "reason": f.reason, "message": f.message}
             for f in result.failures()
@@ -113,6 +116,12 @@ def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> No
         )
     if result.notifications is not None:
         print(notifications_line(result.notifications), file=out)
+    if result.interrupted:
+        print(
+            f"interrupted by {result.interrupted}: {result.skipped} copies not started, "
+            f"{result.cut} cut short (their tags keep their previous images)",
+            file=out,
+        )
     print(result.summary_line(), file=out)
 
 

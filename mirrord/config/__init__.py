@@ -19,6 +19,7 @@ from mirrord.config._locate import (
 )
 from mirrord.config._parse import EMBEDDED_DEFAULT_YAML, Surroundings, parse_document
 from mirrord.config._types import (
+    DEFAULT_REGISTRY,
     Config,
     DatabaseConfig,
     Defaults,
@@ -31,6 +32,7 @@ from mirrord.config._types import (
 )
 
 __all__ = [
+    "DEFAULT_REGISTRY",
     "EMBEDDED_DEFAULT_YAML",
     "Config",
     "DatabaseConfig",

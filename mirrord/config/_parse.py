@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from mirrord.config._types import (
+    DEFAULT_REGISTRY,
     NOTIFICATION_EVENTS,
     Config,
     DatabaseConfig,
@@ -80,6 +81,17 @@ def _defaults(at: _At) -> Defaults:
     return dataclasses.replace(Defaults(), **{k: _POLICY[k](v) for k, v in keys.items()})
 
 
+MAX_BUDGET = 24 * 3600.0
+
+
+def _budget(at: _At) -> float:
+    """A retry budget: a Go duration from 0 (no retries) to 24h."""
+    seconds = _duration(at)
+    if seconds > MAX_BUDGET:
+        raise at.error(f"at most 24h, got {at.text()!r}")
+    return seconds
+
+
 _REGISTRY: dict[str, Callable[[_At], Any]] = {
     "auth_file": _At.path,
     "insecure": _At.boolean,
@@ -91,6 +103,9 @@ _REGISTRY: dict[str, Callable[[_At], Any]] = {
     "request_timeout": lambda a: _timeout(a, maximum=86400.0),
     "stall_timeout": lambda a: _timeout(a, maximum=3600.0),
     "min_transfer_rate": lambda a: _size(a, minimum=0, maximum=1 << 30),
+    "retry_budget": _budget,
+    "outage_budget": _budget,
+    "ratelimit_min": lambda a: a.integer(0, 1_000_000),
 }
 
 # The caps on upstream data (mirrord.core.limits): each at least 1 and at most a
@@ -111,16 +126,25 @@ def _limits(at: _At) -> Limits:
 
 
 def _registries(at: _At) -> dict[str, RegistryConfig]:
-    out: dict[str, RegistryConfig] = {}
+    """Each host's settings; a ``default`` entry is what the others start from."""
+    entries: dict[str, tuple[_At, dict[str, _At]]] = {}
     lines: dict[str, int] = {}
     for key, value in at.entries(None, quoted=True):
-        host = _host(key, str(key.node.value))
-        if host in out:
-            raise key.error(f"{key.node.value!r} is the same registry as line {lines[host]}")
+        name = str(key.node.value)
+        host = DEFAULT_REGISTRY if name == DEFAULT_REGISTRY else _host(key, name)
+        if host in entries:
+            raise key.error(f"{name!r} is the same registry as line {lines[host]}")
         lines[host] = key.line
-        keys = value.mapping(tuple(_REGISTRY))
-        out[host] = RegistryConfig(**{k: _REGISTRY[k](v) for k, v in keys.items()})
-    return out
+        entries[host] = (key, value.mapping(tuple(_REGISTRY)))
+    base = RegistryConfig()
+    if DEFAULT_REGISTRY in entries:
+        base = _registry_entry(base, *entries[DEFAULT_REGISTRY])
+    return {host: _registry_entry(base, *entry) for host, entry in entries.items()}
+
+
+def _registry_entry(base: RegistryConfig, key: _At, keys: dict[str, _At]) -> RegistryConfig:
+    return dataclasses.replace(base, **{k: _REGISTRY[k](v) for k, v in keys.items()})
+
 
 
 def _stream(at: _At, defaults: Defaults) -> StreamConfig:
@@ -290,6 +314,26 @@ class Surroundings:
     state_dir: Path
 
 
+MAX_NESTING = 64  # mappings and lists inside one another; a configuration needs ~5
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse nesting past :data:`MAX_NESTING` before composing: PyYAML's parser keeps
+    its own stack, its composer recurses (slowly, into a RecursionError, when a file
+    opens thousands of ``[``)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise ConfigError(
+                    f"invalid YAML: nested more than {MAX_NESTING} deep", file=file, line=line
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def parse_document(text: str, file: str, surroundings: Surroundings) -> Config:
     """Parse and validate configuration text; ``file`` names it in errors."""
     try:
@@ -302,8 +346,9 @@ def parse_document(text: str, file: str, surroundings: Surroundings) -> Config:
             line=text[: exc.position].count("\n") + 1,
         ) from None
     try:
+        _check_depth(text, file)
         node = loader.get_single_node()
-    except RecursionError:  # flow lists nested hundreds deep
+    except RecursionError:  # a fallback: _check_depth stops nesting long before
         where = loader.get_mark().line + 1
         loader.dispose()
         raise ConfigError("invalid YAML: nested too deeply", file=file, line=where) from None

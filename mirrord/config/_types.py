@@ -39,7 +39,12 @@ class MirrorTarget:
 class RegistryConfig:
     """Per host[:port]. ``insecure``: plain HTTP. ``rate``: requests/second. The
     transfer bounds (seconds, bytes per second) are described in
-    :mod:`mirrord.core.limits`."""
+    :mod:`mirrord.core.limits`.
+
+    ``retry_budget`` / ``outage_budget``: seconds a request answered 429/503, or failing
+    to connect, is retried. ``ratelimit_min``: below this many Docker Hub pulls left
+    (``ratelimit-remaining``), no new manifest pull starts at the registry.
+    """
 
     auth_file: Path | None = None
     insecure: bool = False
@@ -50,6 +55,14 @@ class RegistryConfig:
     request_timeout: float = REQUEST_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     min_transfer_rate: int = MIN_TRANSFER_RATE
+    retry_budget: float = 300.0
+    outage_budget: float = 120.0
+    ratelimit_min: int = 10
+
+
+#: The ``registries:`` entry whose settings every other entry (and unlisted host) starts
+#: from. Never a registry: a host without a dot or port is a Docker Hub namespace.
+DEFAULT_REGISTRY = "default"
 
 
 @dataclass(frozen=True)
@@ -193,8 +206,10 @@ class Config:
     limits: Limits = dataclasses.field(default_factory=Limits)
 
     def registry_config(self, host: str) -> RegistryConfig:
-        """The settings for ``host[:port]``; defaults for a host not configured."""
-        return self.registries.get(normalise_registry(host)) or RegistryConfig()
+        """The settings for ``host[:port]``; the ``default`` entry's (or the built-in
+        defaults) for a host not configured."""
+        found = self.registries.get(normalise_registry(host))
+        return found or self.registries.get(DEFAULT_REGISTRY) or RegistryConfig()
 
     def stream(self, name: str) -> StreamConfig:
         """The stream called ``name``; ConfigError (with a hint) when there is none."""

@@ -72,7 +72,7 @@ class Daemon:
         self._abandon = anyio.Event()
         self._scheduler_done = anyio.Event()
         self._http_done = anyio.Event()
-        self.metrics.watch(self._throttle_waits, self._next_runs)
+        self.metrics.watch(self._throttle_waits, self._next_runs, self._pacing_figures)
         self.metrics.set_mirror(config.mirror.registry)
         self.metrics.config_loaded(True)
 
@@ -222,12 +222,15 @@ class Daemon:
             await anyio.sleep(interval)
 
     async def _refresh_streams(self) -> None:
+        """Pick up scheduled import-image streams; notice jobs a killed one-shot run left
+        Running (when the lock is free), so their finish time is near their end."""
         while True:
             await anyio.sleep(STORE_REFRESH)
             if self.stopping:
                 return
             try:
                 await self._reschedule()
+                await self.runner.cleanup_stale()
             except MirrordError as error:
                 log.warning("cannot look for new image streams: %s", error)
 
@@ -330,6 +333,9 @@ class Daemon:
 
     def _throttle_waits(self) -> dict[str, float]:
         return self._runner.throttle_waits() if self._runner is not None else {}
+
+    def _pacing_figures(self) -> dict[str, tuple[int, int | None]]:
+        return self._runner.pacing_figures() if self._runner is not None else {}
 
     def _next_runs(self) -> Iterable[tuple[str, datetime | None]]:
         return [(j.name, j.next_run) for j in self.scheduler.jobs() if j.name != PRUNE_JOB]

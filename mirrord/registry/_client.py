@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from urllib.parse import urlencode
 
 import anyio
+import httpx
 
 from mirrord.core.oci import (
     MANIFEST_ACCEPT,
@@ -21,7 +21,7 @@ from mirrord.core.oci import (
     parse_manifest,
 )
 from mirrord.core.reference import check_repository
-from mirrord.errors import LimitExceededError, NotFoundError, RegistryError
+from mirrord.errors import LimitExceededError, MirrordError, NotFoundError, RegistryError
 from mirrord.registry._body import content_length, read_bounded, rebuilt
 from mirrord.registry._errors import error_from_response
 from mirrord.registry._http import json_object, raw_chunks, with_query
@@ -30,6 +30,34 @@ from mirrord.registry._session import ERROR_BODY_LIMIT, RegistrySession
 from mirrord.registry._urls import api_path, next_page
 
 TAG_PAGE_SIZE = 1000
+
+
+class _UntilFailure:
+    """A streamed ``PATCH`` body that ends early, and cleanly, when its source fails.
+
+    The registry then answers the PATCH with the session's URL for what it holds,
+    which a ``DELETE`` can cancel. A body cut short mid-request instead leaves its
+    bytes in the registry's ``_uploads`` and a session URL distribution 2.8 cannot
+    cancel (it answers ``BLOB_UPLOAD_INVALID`` and keeps the data). The source's error
+    is kept in ``error`` for the caller to raise; nothing is committed without the
+    final ``PUT``, and the verifying stream never hands over the last chunk of
+    content that does not match.
+    """
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+        self._started = False
+        self.error: MirrordError | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._started:  # a resend (after a 401): the source cannot be read twice
+            raise httpx.StreamConsumed()
+        self._started = True
+        try:
+            async for chunk in self._chunks:
+                yield chunk
+        except MirrordError as error:
+            self.error = error
 
 
 class RegistryClient(RegistrySession):
@@ -115,7 +143,10 @@ class RegistryClient(RegistrySession):
         self, repository: str, reference: str, expected_digest: str = ""
     ) -> Manifest:
         """``GET`` a manifest, read up to ``max_manifest_size``; its digest is checked
-        against ``expected_digest``, else against ``reference`` when that is a digest."""
+        against ``expected_digest``, else against ``reference`` when that is a digest.
+
+        A ``GET`` is a pull: below the registry's pull floor it is not sent (RateLimitedError
+        saying when pulls resume)."""
         if not expected_digest and is_digest(reference):
             expected_digest = reference
         what = f"GET manifest {repository}:{reference}"
@@ -124,6 +155,7 @@ class RegistryClient(RegistrySession):
             api_path(repository, "manifests", reference),
             what,
             ok=(200,),
+            pull=True,
             headers={"Accept": MANIFEST_ACCEPT},
             limit=self.options.max_manifest_size,
             key=LIMIT_KEYS["max_manifest_size"],
@@ -236,49 +268,79 @@ class RegistryClient(RegistrySession):
     ) -> None:
         """Upload ``chunks`` (which the caller verifies) as ``descriptor``'s blob.
 
-        A monolithic streaming ``PUT`` by default; chunked ``PATCH``es when the
-        registry asks for them (``OCI-Chunk-Min-Length``) or ``chunk_size`` is set.
+        One streamed ``PATCH`` then the closing ``PUT`` by default; ``PATCH``es of
+        ``chunk_size`` bytes when that is set.
+        The upload session (``location`` when given) is this call's: when the upload
+        fails or is cancelled, the session is cancelled too (``DELETE``).
         """
-        location = location or await self.start_upload(repository)
-        what = f"upload {descriptor.digest} to {repository}"
+        # The session's latest URL (each PATCH answers with the next one).
+        session = [location or await self.start_upload(repository)]
+        try:
+            what = f"upload {descriptor.digest} to {repository}"
+            await self._upload(repository, session, descriptor, chunks, what)
+        except BaseException:
+            await self.cancel_upload(session[0])
+            raise
+
+    async def _upload(
+        self,
+        repository: str,
+        session: list[str],
+        descriptor: Descriptor,
+        chunks: AsyncIterable[bytes],
+        what: str,
+    ) -> None:
         if self.options.chunk_size:
-            location = await self._patch_chunks(
-                repository, location, chunks, self.options.chunk_size, what
-            )
-            body: Any = b""
-            headers = {"Content-Length": "0"}
+            await self._patch_chunks(repository, session, chunks, self.options.chunk_size, what)
         else:
-            body = chunks
-            headers = {"Content-Length": str(descriptor.size)}
-        headers["Content-Type"] = "application/octet-stream"
+            await self._patch_stream(repository, session, chunks, what)
         await self._request(
             "PUT",
-            with_query(location, digest=descriptor.digest),
+            with_query(session[0], digest=descriptor.digest),
             what,
             ok=(201,),
-            content=body,
-            headers=headers,
-            # A streamed body takes as long as the upstream it comes from (which has its
-            # minimum rate); an empty one, like any other request, has the deadline.
-            deadline=not isinstance(body, AsyncIterable),
+            content=b"",
+            headers={"Content-Length": "0", "Content-Type": "application/octet-stream"},
         )
+
+    async def _patch_stream(
+        self, repository: str, session: list[str], chunks: AsyncIterable[bytes], what: str
+    ) -> None:
+        """The whole blob in one streamed PATCH (chunked transfer encoding), as docker and
+        containers/image send it; a source failure ends the body (see _UntilFailure)."""
+        body = _UntilFailure(chunks)
+        response = await self._request(
+            "PATCH",
+            session[0],
+            what,
+            ok=(202,),
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+            # A streamed body takes as long as the upstream it comes from (which has its
+            # minimum rate); every other request has the deadline.
+            deadline=False,
+        )
+        session[0] = self._location(response, repository)
+        if body.error is not None:
+            raise body.error
 
     async def _patch_chunks(
         self,
         repository: str,
-        location: str,
+        session: list[str],
         chunks: AsyncIterable[bytes],
         chunk_size: int,
         what: str,
-    ) -> str:
+    ) -> None:
+        """PATCH ``chunks`` in pieces of ``chunk_size``; ``session[0]`` follows the URL."""
         offset = 0
         buffer = bytearray()
 
-        async def send(piece: bytes) -> str:
+        async def send(piece: bytes) -> None:
             nonlocal offset
             response = await self._request(
                 "PATCH",
-                location,
+                session[0],
                 what,
                 ok=(202,),
                 content=piece,
@@ -289,16 +351,15 @@ class RegistryClient(RegistrySession):
                 },
             )
             offset += len(piece)
-            return self._location(response, repository)
+            session[0] = self._location(response, repository)
 
         async for chunk in chunks:
             buffer += chunk
             while len(buffer) >= chunk_size:
-                location = await send(bytes(buffer[:chunk_size]))
+                await send(bytes(buffer[:chunk_size]))
                 del buffer[:chunk_size]
         if buffer:
-            location = await send(bytes(buffer))
-        return location
+            await send(bytes(buffer))
 
 
 def _not_a_tag(entry: object) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import socket
 import ssl
 import time
+from typing import TypeVar
 
 import httpx
 
@@ -14,6 +16,7 @@ from mirrord.errors import (
     ConnectError,
     ForbiddenError,
     MethodNotAllowedError,
+    NameResolutionError,
     NotFoundError,
     RateLimitedError,
     RegistryError,
@@ -22,6 +25,8 @@ from mirrord.errors import (
     TransferTimeoutError,
     UnauthorizedError,
 )
+
+_E = TypeVar("_E", bound=BaseException)
 
 _BY_STATUS: dict[int, type[RegistryError]] = {
     401: UnauthorizedError,
@@ -72,14 +77,25 @@ _PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAI
 
 
 def error_from_exception(exc: httpx.HTTPError, registry: str, what: str) -> RegistryError:
-    """Typed error for a transport failure: TLS failures, redirect loops and redirects
-    to what is not HTTP are final; timeouts and the rest temporary."""
+    """Typed error for a transport failure: a name that does not resolve, TLS failures,
+    redirect loops and redirects to what is not HTTP are final; timeouts and the rest
+    (refused, reset) temporary."""
     if isinstance(exc, httpx.TooManyRedirects | httpx.UnsupportedProtocol):
         return RegistryError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
     if isinstance(exc, httpx.TimeoutException):
-        return TransferTimeoutError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
+        return TransferTimeoutError(
+            f"{what}: timed out: {type(exc).__name__}: {_describe(exc)}", registry=registry
+        )
+    if (unresolved := _cause(exc, socket.gaierror)) is not None:
+        return NameResolutionError(
+            f"{what}: cannot reach the registry: its host name does not resolve ({unresolved})",
+            registry=registry,
+        )
     if not _is_tls_failure(exc):
-        return ConnectError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
+        return ConnectError(
+            f"{what}: cannot reach the registry: {type(exc).__name__}: {_describe(exc)}",
+            registry=registry,
+        )
     if _speaks_plain_http(exc):
         return TLSError(
             f"{what}: TLS handshake failed, the answer looks like plain HTTP ({exc}); "
@@ -134,10 +150,29 @@ def _speaks_plain_http(exc: BaseException) -> bool:
     return any(reason in text for reason in _PLAIN_HTTP_REASONS)
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
+def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first exception of ``kind`` in ``exc``'s chain of causes (``exc`` included)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
+        if isinstance(seen, kind):
+            return seen
         seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """``exc``'s message, with the OS error under it when that says more (httpx's
+    "All connection attempts failed" hides "Connection refused")."""
+    text = str(exc) or type(exc).__name__
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror and seen.strerror not in text:
+            return f"{text} ({seen.strerror})"
+        seen = seen.__cause__ or seen.__context__
+    return text
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    if _cause(exc, ssl.SSLError) is not None:
+        return True
     return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in type(exc).__name__

@@ -47,7 +47,10 @@ class RegistryOptions:
     verification; ``ca_file`` and ``<certs_dir>/<host>/*.crt`` add CAs, and a
     ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does).
     ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
-    uploads in pieces of that many bytes. ``trusted_hosts`` are the other hosts
+    uploads in pieces of that many bytes. ``retry_budget`` and ``outage_budget``
+    bound (in seconds) the retries of 429/503 answers and of connection failures
+    (see :mod:`._retry`); ``ratelimit_min`` is the pull floor of :mod:`._ratelimit`.
+    ``trusted_hosts`` are the other hosts
     (``host[:port]``) that may receive this registry's credential as a Bearer token
     realm over plain HTTP: the hosts configured under ``registries:``. The bounds are
     described in the module docstring.
@@ -67,3 +70,6 @@ class RegistryOptions:
     request_timeout: float = REQUEST_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     min_transfer_rate: int = MIN_TRANSFER_RATE
+    retry_budget: float = 300.0
+    outage_budget: float = 120.0
+    ratelimit_min: int = 10

@@ -6,8 +6,11 @@ streamed holds a slot of a second limiter of the same size instead (the GET
 holds a request slot only until its headers arrive): a blob streamed from this
 registry into this same registry then never waits for a slot its own stream
 holds, and the connection pool (twice the limit) always has room for both. Errors come back as
-the typed exceptions of :mod:`mirrord.errors`; nothing here retries (callers decide
-that from ``.temporary``). The verbs are :class:`~mirrord.registry.RegistryClient`'s.
+the typed exceptions of :mod:`mirrord.errors`; nothing here retries (callers do, with
+:func:`~mirrord.registry.retrying` and :attr:`RegistrySession.retry`). Every answer feeds
+the registry's pacing: a 429 or 503 pauses it and halves its concurrency, successes
+restore it, and Docker Hub's ``ratelimit-remaining`` is read. The verbs are
+:class:`~mirrord.registry.RegistryClient`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ import anyio
 import httpx
 
 from mirrord.core.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
-from mirrord.errors import ConnectError, RegistryError, TransferTimeoutError
+from mirrord.errors import (
+    ConnectError,
+    MirrordError,
+    NotFoundError,
+    RegistryError,
+    TransferTimeoutError,
+)
 from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
 from mirrord.registry._body import read_bounded, rebuilt
 from mirrord.registry._challenge import Challenge
@@ -33,6 +42,7 @@ from mirrord.registry._errors import (
 )
 from mirrord.registry._http import json_object
 from mirrord.registry._options import LIMIT_KEYS, MAX_JSON_BODY, RegistryOptions
+from mirrord.registry._retry import RetryPolicy
 from mirrord.registry._throttle import RegistryPacing
 from mirrord.registry._tls import ssl_context
 from mirrord.registry._urls import host_port, same_origin, upload_location
@@ -41,6 +51,7 @@ log = logging.getLogger("mirrord.registry")
 
 ERROR_BODY_LIMIT = 64 << 10  # an error answer is read this far (for its OCI error code)
 MAX_TOKEN_LIFETIME = 24 * 3600.0  # a token is fetched again at least daily
+CANCEL_TIMEOUT = 5.0  # seconds one upload cancellation (or all of them at close) may take
 
 
 class RegistrySession:
@@ -64,10 +75,16 @@ class RegistrySession:
         self.credential = credential
         self.requests: Counter[str] = Counter()
         self._on_request = on_request
-        pacing = pacing or RegistryPacing.for_options(self.options)
-        self._limiter = pacing.requests
-        self._streams = pacing.streams
-        self.throttle = pacing.throttle
+        self.pacing = pacing or RegistryPacing.for_options(self.options)
+        self._limiter = self.pacing.requests
+        self._streams = self.pacing.streams
+        self.throttle = self.pacing.throttle
+        self.retry = RetryPolicy(
+            budget=self.options.retry_budget, outage_budget=self.options.outage_budget
+        )
+        # Upload sessions given up on whose DELETE failed (the registry was down): tried
+        # again when the client closes.
+        self.abandoned_uploads: list[str] = []
         self.auth = RegistryAuth(credential, self._fetch_token)
         # Plain HTTP needs no TLS context (building one costs tens of milliseconds).
         verify = ssl_context(host, self.options) if not self.options.insecure else False
@@ -92,7 +109,42 @@ class RegistrySession:
         await self.aclose()
 
     async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT):
+            while self.abandoned_uploads:
+                if not await self._delete_upload(self.abandoned_uploads.pop(0)):
+                    break
         await self._http.aclose()
+
+    # -- upload sessions given up on -----------------------------------------------------
+
+    async def cancel_upload(self, location: str) -> None:
+        """``DELETE`` an upload session mirrord gives up on, so the registry drops what it
+        holds of the blob (``_uploads``). Never raises: a session that cannot be deleted
+        now (the registry is down) is tried again when the client closes."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT) as scope:
+            if await self._delete_upload(location):
+                return
+        if scope.cancelled_caught:
+            log.info("%s: cancelling an upload session timed out", self.registry)
+        self.abandoned_uploads.append(location)
+
+    async def _delete_upload(self, location: str) -> bool:
+        """True when the session is gone, or cannot be deleted at all; False when the
+        registry could not be asked (tried again at close).
+
+        Distribution 2.8 answers ``404 BLOB_UPLOAD_INVALID`` for a session holding more
+        than its URL says (a body cut short) and then fails to drop it; the registry's
+        upload purging removes it later. Monolithic uploads avoid that case (see
+        ``_client._CompletedBody``)."""
+        try:
+            await self._request("DELETE", location, "cancel upload", ok=(204, 202, 200))
+        except NotFoundError as error:
+            if error.code == "BLOB_UPLOAD_INVALID":
+                log.info("%s: the registry cannot cancel the session: %s", self.registry, error)
+        except MirrordError as error:
+            log.info("%s: cannot cancel an upload session yet: %s", self.registry, error)
+            return False
+        return True
 
     @property
     def credential_source(self) -> str:
@@ -198,9 +250,20 @@ class RegistrySession:
         return upload_location(response, self.base_url, repository, self.registry)
 
     async def _request(
-        self, method: str, url: str, what: str, *, ok: tuple[int, ...], **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        ok: tuple[int, ...],
+        pull: bool = False,
+        **kwargs: Any,
     ) -> httpx.Response:
+        """Send within the registry's limits; ``pull``: a manifest GET, which the pull floor
+        may refuse (checked holding the slot, so queued pulls see the latest figure)."""
         async with self._limiter:
+            if pull:
+                self.pacing.pulls.check(self.registry)
             response = await self._send(method, url, what, **kwargs)
         if response.status_code not in ok:
             raise error_from_response(response, self.registry, what, self.credential_source)
@@ -303,10 +366,20 @@ class RegistrySession:
                 "a new token is ready, so the upload can be retried",
                 registry=self.registry,
             ) from exc
-        if response.status_code == 429:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            self.throttle.pause(retry_after if retry_after is not None else 1.0)
+        self._pace(response)
         return response
+
+    def _pace(self, response: httpx.Response) -> None:
+        """What an answer tells the registry's pacing (see the module docstring)."""
+        self.pacing.pulls.observe(self.registry, response.headers)
+        status = response.status_code
+        if status in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is not None or status == 429:
+                self.throttle.pause(retry_after if retry_after is not None else 1.0)
+            self.pacing.adaptive.slow_down(self.registry)
+        elif status < 400:
+            self.pacing.adaptive.success()
 
     async def _ping_once(self) -> None:
         # Learn the challenge once, so every later request is authorised up front

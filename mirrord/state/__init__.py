@@ -15,6 +15,7 @@ from mirrord.state._open import database_password, open_state, state_exists
 from mirrord.state._postgres import PostgresStore
 from mirrord.state._sqlite import SQLiteStore, open_store, store_exists
 from mirrord.state._store import (
+    JOB_DIED,
     JOB_KINDS,
     JobRun,
     OutboxEvent,
@@ -24,6 +25,7 @@ from mirrord.state._store import (
 )
 
 __all__ = [
+    "JOB_DIED",
     "JOB_KINDS",
     "LOCK_FILE",
     "JobRun",

@@ -35,7 +35,14 @@ from mirrord.core.oci import parse_digest
 from mirrord.errors import StateError
 from mirrord.state._leases import MAX_MIRROR, Lease, check_claim
 from mirrord.state._migrations import now_or
-from mirrord.state._store import JobRun, OutboxEvent, PrunerCondition, ReceiverStatus, Store
+from mirrord.state._store import (
+    JOB_DIED,
+    JobRun,
+    OutboxEvent,
+    PrunerCondition,
+    ReceiverStatus,
+    Store,
+)
 
 T = TypeVar("T")
 
@@ -198,7 +205,7 @@ class SQLStore(Store):
         return await self._run(self.jobs.trim_jobs, kind, successful_limit, failed_limit)
 
     async def abandon_running_jobs(
-        self, message: str = "interrupted", *, now: datetime | None = None
+        self, message: str = JOB_DIED, *, now: datetime | None = None
     ) -> int:
         return await self._run(
             self.jobs.abandon_running_jobs, message, now_or(now), self.presence

@@ -28,6 +28,12 @@ from mirrord.state._lock import LOCK_FILE, RunLock, StateLock, hold_daemon_lock
 
 JOB_KINDS = ("sync", "prune")
 
+#: What a job left Running by a process that died records (``abandon_running_jobs``).
+JOB_DIED = (
+    "interrupted: the process running it died (killed or crashed); when it ended is "
+    "unknown, the finish time recorded is when this was noticed"
+)
+
 
 @dataclass(frozen=True)
 class JobRun:
@@ -247,14 +253,17 @@ class Store(LeaseStore):
 
     @abc.abstractmethod
     async def abandon_running_jobs(
-        self, message: str = "interrupted", *, now: datetime | None = None
+        self, message: str = JOB_DIED, *, now: datetime | None = None
     ) -> int:
         """Mark jobs left Running by a killed process as Failed; how many.
 
         Call it holding the run lock, while this store runs nothing. Every Running job
         counts as abandoned, this store's own included, except those of another live
         process: on PostgreSQL, of another worker whose store is still open (on SQLite
-        no other process runs a job beside a holder of the run lock)."""
+        no other process runs a job beside a holder of the run lock).
+
+        Their process is gone and when it ended is unknown: ``finished`` is ``now``, the
+        moment this was noticed, and ``message`` (by default :data:`JOB_DIED`) says so."""
 
     # -- notification outbox -------------------------------------------------------
 

@@ -31,6 +31,10 @@ class SyncResult:
     dry_run: bool = False
     # Copies not started because a stop was requested (the next run does them).
     skipped: int = 0
+    # Copies cut short when the stop's grace period ran out (their tags are unchanged).
+    cut: int = 0
+    # The signal that stopped the run ("SIGTERM"), set by the command that caught it.
+    interrupted: str = ""
     # Notification deliveries at the end of the run (None: no receiver configured).
     notifications: DeliveryCounts | None = None
     # A dry run's tags recorded in the state but gone upstream, per stream, and whether
@@ -66,6 +70,8 @@ class SyncResult:
             and not self.stream_errors
             and not self.skipped
             and not self.invalid_tags
+            and not self.cut
+            and not self.interrupted
         )
 
     @property

@@ -64,8 +64,7 @@ class Syncer:
         should_stop: Callable[[], bool] = lambda: False,
         estimate_bytes: bool = False,
     ) -> None:
-        """``estimate_bytes``: before copying, read the manifests of what will be copied
-        and set ``result.planned_blobs`` (for a live display's total; no request more)."""
+        # estimate_bytes: size the copies first (result.planned_blobs, a display's total)
         self.config = config
         self._estimate_bytes = estimate_bytes
         self.pool = pool
@@ -91,7 +90,7 @@ class Syncer:
         self._stats = result.stats
         destination = await open_destination(self.config, self.pool)
         reach = f"reach the mirror {destination.description}"
-        await retrying(destination.ping, reach, on_wait=result.stats.count_retry)
+        await retrying(destination.ping, reach, self.pool.retry, result.stats.count_retry)
         selected = list(streams if streams is not None else self.config.streams)
         plans: dict[str, StreamPlan] = {}
         async with anyio.create_task_group() as tg:
@@ -121,7 +120,8 @@ class Syncer:
                 listed = await retrying(
                     lambda: source.list_tags(stream.source_repository),
                     f"list tags of {stream.source}",
-                    on_wait=self._stats.count_retry,
+                    self.pool.retry,
+                    self._stats.count_retry,
                 )
                 all_tags, invalid = _valid_tags(stream, listed)
             selection = select_tags(all_tags if all_tags is not None else [], stream)
@@ -202,14 +202,16 @@ class Syncer:
             found = await retrying(
                 lambda: source.head_manifest(stream.source_repository, tag),
                 f"HEAD {stream.source}:{tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             if found is None:
                 raise NotFoundError(f"{stream.source}:{tag}: manifest unknown", status=404)
             mirrored = await retrying(
                 lambda: destination.head_manifest(base.mirror_repository, tag),
                 f"HEAD mirror {base.mirror_repository}:{tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             imported = None
             if mode is ImportMode.LEGACY and mirrored and self._legacy_sources:
@@ -221,7 +223,9 @@ class Syncer:
 
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
         """Copy every image, then the signatures of those that are in the mirror."""
-        engine = CopyEngine(destination, result.stats, limits=self.config.limits)
+        engine = CopyEngine(
+            destination, result.stats, limits=self.config.limits, retry=self.pool.retry
+        )
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
         if self._estimate_bytes:
             await self._size_copies(result, engine, images)
@@ -242,20 +246,19 @@ class Syncer:
         self, result: SyncResult, engine: CopyEngine, images: anyio.Semaphore
     ) -> None:
         """``result.planned_blobs`` of every image to copy, each shared blob once."""
+
         async def size(plan: TagPlan) -> None:
             async with images:
                 try:
-                    result.planned_blobs.update(
-                        await engine.blobs_of(self._sources[plan.stream], plan)
-                    )
+                    blobs = await engine.blobs_of(self._sources[plan.stream], plan)
                 except MirrordError:  # the copy meets the same error and reports it
                     return
+                result.planned_blobs.update(blobs)
 
+        copies = [p for sp in result.plans for p in sp.tags if p.action is Action.COPY]
         async with anyio.create_task_group() as tg:
-            for stream_plan in result.plans:
-                for plan in stream_plan.tags:
-                    if plan.action is Action.COPY:
-                        tg.start_soon(size, plan)
+            for plan in copies:
+                tg.start_soon(size, plan)
 
     async def _execute_tag(
         self,
@@ -265,29 +268,44 @@ class Syncer:
         stream: StreamConfig,
         plan: TagPlan,
     ) -> None:
-        stats = result.stats
         if plan.action is Action.FAILED:
             outcome = TagResult(plan, "failed", error=plan.error)
         elif plan.action is Action.UNCHANGED:
             outcome = TagResult(plan, "unchanged")
         else:
-            source = self._sources[stream.name]
-            async with images:
+            try:
+                await images.acquire()
+            except anyio.get_cancelled_exc_class():
+                result.skipped += 1  # cut while waiting for its turn: never started
+                raise
+            try:
                 if self._should_stop():  # SIGTERM: copies under way finish, no new ones
                     result.skipped += 1
                     return
-                try:
-                    image = await engine.copy_tag(source, plan)
-                    outcome = TagResult(plan, "copied", image=image)
-                except MirrordError as error:
-                    log.error(
-                        "%s:%s failed: %s",
-                        stream.name,
-                        plan.tag,
-                        error,
-                        extra={"reason": error.reason},
-                    )
-                    outcome = TagResult(plan, "failed", error=error)
+                outcome = await self._copy(result, engine, stream, plan)
+            finally:
+                images.release()
+        await self._count(result, stream, plan, outcome)
+
+    async def _copy(
+        self, result: SyncResult, engine: CopyEngine, stream: StreamConfig, plan: TagPlan
+    ) -> TagResult:
+        try:
+            image = await engine.copy_tag(self._sources[stream.name], plan)
+        except anyio.get_cancelled_exc_class():
+            result.cut += 1  # the stop's grace period ran out mid-copy
+            raise
+        except MirrordError as error:
+            log.error(
+                "%s:%s failed: %s", stream.name, plan.tag, error, extra={"reason": error.reason}
+            )
+            return TagResult(plan, "failed", error=error)
+        return TagResult(plan, "copied", image=image)
+
+    async def _count(
+        self, result: SyncResult, stream: StreamConfig, plan: TagPlan, outcome: TagResult
+    ) -> None:
+        stats = result.stats
         if outcome.outcome == "copied":
             assert outcome.image is not None
             log.info(
@@ -307,14 +325,13 @@ class Syncer:
 
     async def _estimate(self, result: SyncResult) -> None:
         """Dry run: read the manifests of what would be copied, to count its bytes."""
-        self._planned_blobs: dict[str, int] = {}
         outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
         estimated: dict[tuple[str, str], TagResult] = {}
         async with anyio.create_task_group() as tg:
             for stream_plan in result.plans:
                 for plan in stream_plan.tags:
                     if plan.action is Action.COPY:
-                        tg.start_soon(self._estimate_tag, estimated, plan)
+                        tg.start_soon(self._estimate_tag, estimated, plan, result.planned_blobs)
                     else:
                         estimated[plan.stream, plan.tag] = TagResult(
                             plan, outcomes[plan.action], error=plan.error
@@ -322,26 +339,26 @@ class Syncer:
         result.results = [
             estimated[plan.stream, plan.tag] for sp in result.plans for plan in sp.tags
         ]
-        result.planned_blobs = dict(self._planned_blobs)
         for outcome in result.results:  # what a run would count (planned ones are copies)
             result.stats.images_unchanged += outcome.outcome == "unchanged"
             result.stats.images_failed += outcome.outcome == "failed"
 
     async def _estimate_tag(
-        self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan
+        self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan, seen: dict[str, int]
     ) -> None:
         source = self._sources[plan.stream]
         try:
             blobs = await retrying(
                 lambda: _image_blobs(source, plan, self.config.limits),
                 f"read {plan.source_repository}:{plan.tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             estimated[plan.stream, plan.tag] = TagResult(
                 replace(plan, bytes_to_copy=sum(blobs.values())), "planned"
             )
             # A blob shared by several images is copied once (then mounted): counted once.
-            self._planned_blobs.update(blobs)
+            seen.update(blobs)
         except MirrordError as error:
             estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
 

@@ -11,9 +11,15 @@ from collections.abc import Callable
 
 import anyio
 
-from mirrord.config import Config, RegistryConfig
+from mirrord.config import DEFAULT_REGISTRY, Config, RegistryConfig
 from mirrord.credentials import Credential, resolve_credential
-from mirrord.registry import RegistryClient, RegistryOptions, RegistryPacing
+from mirrord.registry import (
+    RegistryClient,
+    RegistryOptions,
+    RegistryPacing,
+    RetryPolicies,
+    RetryPolicy,
+)
 from mirrord.transports._base import Destination
 from mirrord.transports._ocilayout import OCILayoutDestination
 from mirrord.transports._registry import RegistryDestination
@@ -33,13 +39,32 @@ def registry_options(config: Config, registry: str) -> RegistryOptions:
         ca_file=settings.ca_file,
         max_concurrency=settings.max_concurrency,
         rate=settings.rate,
-        trusted_hosts=frozenset(config.registries),
+        trusted_hosts=frozenset(config.registries) - {DEFAULT_REGISTRY},
         max_manifest_size=limits.max_manifest_size,
         max_tag_pages=limits.max_tag_pages,
         max_tags=limits.max_upstream_tags,
         request_timeout=settings.request_timeout,
         stall_timeout=settings.stall_timeout,
         min_transfer_rate=settings.min_transfer_rate,
+        retry_budget=settings.retry_budget,
+        outage_budget=settings.outage_budget,
+        ratelimit_min=settings.ratelimit_min,
+    )
+
+
+def retry_policy(settings: RegistryConfig) -> RetryPolicy:
+    return RetryPolicy(budget=settings.retry_budget, outage_budget=settings.outage_budget)
+
+
+def retry_policies(config: Config) -> RetryPolicies:
+    """Each configured registry's retry policy; the ``default`` entry's for the others."""
+    return RetryPolicies(
+        default=retry_policy(config.registry_config(DEFAULT_REGISTRY)),
+        registries={
+            host: retry_policy(settings)
+            for host, settings in config.registries.items()
+            if host != DEFAULT_REGISTRY
+        },
     )
 
 
@@ -92,6 +117,15 @@ class ClientPool:
     def clients(self) -> list[RegistryClient]:
         """The clients opened so far (for metrics: each has its ``throttle``)."""
         return list(self._clients.values())
+
+    def pacings(self) -> dict[str, RegistryPacing]:
+        """Each registry's pacing (limits, throttle, pull allowance), shared by its clients."""
+        return dict(self._pacing)
+
+    @property
+    def retry(self) -> RetryPolicies:
+        """The retry policy of every registry, as the configuration sets them."""
+        return retry_policies(self.config)
 
     def _hook_for(self, registry: str) -> Callable[[str, str], None] | None:
         hook = self._on_request

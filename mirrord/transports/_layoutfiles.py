@@ -89,7 +89,11 @@ def commit(written: Path, target: Path) -> None:
 
 
 def atomic_write(target: Path, data: bytes, temp: Path | None = None) -> os.stat_result:
-    """Replace ``target`` with ``data`` (written at ``temp``); the new file's stat."""
+    """Replace ``target`` with ``data`` (written at ``temp``); the new file's stat.
+
+    When anything fails (a full disk fails the write, the flush, the fsync, and the
+    ``close()`` that flushes again), ``temp`` is removed and ``target`` is untouched.
+    """
     temp = temp or temp_path(target)
     out = create_locked(temp)
     try:
@@ -99,8 +103,20 @@ def atomic_write(target: Path, data: bytes, temp: Path | None = None) -> os.stat
         commit(temp, target)
         return os.fstat(out.fileno())
     finally:
+        close_and_discard(out, temp)
+
+
+def close_and_discard(out: BinaryIO, path: Path) -> None:
+    """Close ``out`` and remove ``path`` if it is still there (a write that failed; one
+    renamed into place is not there any more). Never raises for the close: when it
+    fails, the write before it failed too (a full disk fails the close's flush again)
+    and that error is the one on its way; a file already renamed was flushed and
+    fsynced, so nothing of it is lost."""
+    try:
         out.close()
-        temp.unlink(missing_ok=True)  # only still there when something failed
+    except OSError as exc:
+        log.debug("%s: closing after a failed write: %s", path, exc)
+    path.unlink(missing_ok=True)
 
 
 def writer_pid(name: str) -> int | None:

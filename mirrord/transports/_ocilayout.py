@@ -44,6 +44,7 @@ from mirrord.transports._layoutfiles import (
     Stamp,
     atomic_write,
     check_writable,
+    close_and_discard,
     commit,
     create_locked,
     partial_path,
@@ -125,12 +126,12 @@ class OCILayoutDestination:
         return Descriptor.from_json(entry, "index.json") if entry else None
 
     async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        """Store the manifest's file, then (for a tag) its ``index.json`` entry; a
+        StorageError names which of them could not be written."""
         try:
             await self._put_manifest(repository, reference, manifest)
         except OSError as exc:
-            raise StorageError(
-                f"{self.description}: cannot store {manifest.digest}: {exc}"
-            ) from exc
+            raise self._error(f"cannot store manifest {manifest.digest}", exc) from exc
 
     async def _put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
         ref_name = None if is_digest(reference) else _ref_name_of(repository, reference)
@@ -148,6 +149,9 @@ class OCILayoutDestination:
         async with self._index_lock:
             await anyio.to_thread.run_sync(self._set_ref, ref_name, entry)
 
+    def _error(self, what: str, exc: OSError) -> StorageError:
+        return StorageError(f"{self.description}: {what}: {exc.strerror or exc}")
+
     async def delete_manifest(self, repository: str, digest: str) -> None:
         """Drop every tag of ``repository`` that names ``digest``; blobs stay for GC."""
         parse_digest(digest, self.description)
@@ -155,9 +159,7 @@ class OCILayoutDestination:
             async with self._index_lock:
                 removed = await anyio.to_thread.run_sync(self._drop_refs, repository, digest)
         except OSError as exc:
-            raise StorageError(
-                f"{self.description}: cannot untag {repository}@{digest}: {exc}"
-            ) from exc
+            raise self._error(f"cannot untag {repository}@{digest}", exc) from exc
         if not removed:
             raise NotFoundError(f"{self.description}: {repository}@{digest} is not tagged")
 
@@ -189,9 +191,10 @@ class OCILayoutDestination:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(_discard, raw, ingest)
         except OSError as exc:
-            raise StorageError(
-                f"{self.description}: cannot store blob {descriptor.digest}: {exc}"
-            ) from exc
+            raise self._error(f"cannot store blob {descriptor.digest}", exc) from exc
+
+    async def cancel_upload(self, repository: str, upload: str) -> None:
+        return None  # no sessions: a write that never happened left nothing behind
 
     async def aclose(self) -> None:
         return None
@@ -213,21 +216,30 @@ class OCILayoutDestination:
         with self._layout_lock:
             if self._layout_ready:
                 return
-            for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
-            remove_dead_leftovers(self.root)
+            try:
+                for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
+                    (self.root / sub).mkdir(parents=True, exist_ok=True)
+                remove_dead_leftovers(self.root)
+            except OSError as exc:
+                raise self._error("cannot create the layout's directories", exc) from exc
             if not (self.root / "oci-layout").exists():
-                atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
+                try:
+                    atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
+                except OSError as exc:
+                    raise self._error("cannot write oci-layout", exc) from exc
             # Under the index lock: two writers must never both find index.json
             # missing and the later one overwrite the first's tag.
-            self._update_index(self._create_if_missing)
+            self._update_index(self._create_if_missing, "creating it")
             self._layout_ready = True
 
     def _write_file(self, digest: str, data: bytes) -> None:
         self._ensure_layout()
         path = self.blob_path(digest)
         if not path.exists():
-            atomic_write(path, data, partial_path(self.root, digest))
+            try:
+                atomic_write(path, data, partial_path(self.root, digest))
+            except OSError as exc:
+                raise self._error(f"cannot write manifest {digest}", exc) from exc
 
     def _read_index(self) -> Entries:
         """``index.json``'s entries as they are now (re-read only when it changed)."""
@@ -278,8 +290,15 @@ class OCILayoutDestination:
         self._refs = {name: e for e in entries if (name := _ref_name(e))}
         self._stamp = current
 
-    def _update_index(self, change: Callable[[Entries], Entries | None]) -> None:
-        """Read-modify-write ``index.json`` under the layout's lock (None: no write)."""
+    def _update_index(self, change: Callable[[Entries], Entries | None], why: str) -> None:
+        """Read-modify-write ``index.json`` under the layout's lock (None: no write);
+        ``why`` says what for, in the StorageError of a failure."""
+        try:
+            self._update_index_locked(change)
+        except OSError as exc:
+            raise self._error(f"cannot write index.json ({why})", exc) from exc
+
+    def _update_index_locked(self, change: Callable[[Entries], Entries | None]) -> None:
         with IndexLock(self.root) as lock, self._cache_lock:
             generation = lock.generation()
             if generation != self._generation:
@@ -305,7 +324,7 @@ class OCILayoutDestination:
             kept = [e for e in entries if _ref_name(e) != ref_name]
             return [*kept, entry]
 
-        self._update_index(change)
+        self._update_index(change, f"tagging {ref_name} as {entry['digest']}")
 
     def _drop_refs(self, repository: str, digest: str) -> int:
         if not (self.root / "index.json").exists():
@@ -323,7 +342,7 @@ class OCILayoutDestination:
             removed = len(entries) - len(kept)
             return kept if removed else None
 
-        self._update_index(change)
+        self._update_index(change, f"untagging {repository}@{digest}")
         return removed
 
 
@@ -344,5 +363,4 @@ def _finish(raw: BinaryIO, ingest: Path, target: Path) -> None:
 
 
 def _discard(raw: BinaryIO, ingest: Path) -> None:
-    raw.close()
-    ingest.unlink(missing_ok=True)  # only still there when the write failed
+    close_and_discard(raw, ingest)  # only still there when the write failed

@@ -29,7 +29,9 @@ async def read_manifest(destination: Destination, repository: str, digest: str) 
         client = destination.client
         try:
             return await retrying(
-                lambda: client.get_manifest(repository, digest), f"GET {repository}@{digest}"
+                lambda: client.get_manifest(repository, digest),
+                f"GET {repository}@{digest}",
+                client.retry,
             )
         except NotFoundError:
             return None

@@ -54,5 +54,8 @@ class RegistryDestination:
     ) -> None:
         await self.client.upload_blob(repository, descriptor, chunks, location=upload)
 
+    async def cancel_upload(self, repository: str, upload: str) -> None:
+        await self.client.cancel_upload(upload)
+
     async def aclose(self) -> None:
         await self.client.aclose()

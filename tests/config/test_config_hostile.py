@@ -31,7 +31,7 @@ def refused(text: str, tmp_path: Path) -> ConfigError:
 @pytest.mark.parametrize(("text", "line", "message"), [
     (BASE + "x: \"\x01\"\n", 3, "character '\\x01' is not allowed"),
     (BASE + "version2: 1\x00\n", 3, "character '\\x00' is not allowed"),
-    (BASE + "streams: " + "[" * 1000 + "]" * 1000 + "\n", 3, "nested too deeply"),
+    (BASE + "streams: " + "[" * 1000 + "]" * 1000 + "\n", 3, "nested more than 64 deep"),
     (BASE + "streams:\n  - from: 127.0.0.1:5000/x\n    include: ['a{99999999999}']\n", 5,
      "repetition number is too large"),
     (BASE + "registries:\n  127.0.0.1:5000:\n    auth_file: \"\\0\"\n" + STREAM, 5,
