@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})))
@@ -88,3 +90,42 @@ def message_line(level: str, message: str) -> str:
          "msg": message, "args": None}
     )
     return JSONFormatter().format(record)
+
+
+class ConsoleHandler(logging.Handler):
+    """Emits each record through a rich ``console`` (printed above its live display),
+    formatted by ``formatter``; the text is never read as rich markup."""
+
+    def __init__(self, console: Any, formatter: logging.Formatter | None) -> None:
+        super().__init__()
+        self.console = console
+        self.setFormatter(formatter or PlainFormatter(with_time=True))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.text import Text
+
+        try:
+            self.console.print(Text(self.format(record)), soft_wrap=True)
+        except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+            self.handleError(record)
+
+
+@contextmanager
+def logs_through(console: Any) -> Iterator[None]:
+    """While the block runs, root handlers writing to a terminal print through
+    ``console`` instead (so a live display is never overwritten); others stay."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [
+        ConsoleHandler(console, h.formatter) if _to_terminal(h) else h for h in saved
+    ]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved
+
+
+def _to_terminal(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    isatty = getattr(stream, "isatty", None)
+    return isinstance(handler, logging.StreamHandler) and callable(isatty) and bool(isatty())

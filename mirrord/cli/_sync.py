@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 @click.option(
     "--progress/--no-progress",
     default=None,
-    help="Live progress display (default: when stdout is a terminal).",
+    help="Live progress display when stdout is a terminal (never off one).",
 )
 @stop_timeout_option
 def sync(
@@ -69,7 +69,8 @@ def sync(
         error_document(error, output, dryRun=dry_run)
 
     config = load(config_path, embedded=True, on_error=document)
-    show_progress = sys.stdout.isatty() if progress is None else progress
+    # Never off a terminal (a pipe, a file, journald), whatever --progress says.
+    show_progress = sys.stdout.isatty() and progress is not False
     ok, interruption = run_async(
         lambda: run_sync_command(
             config,
@@ -135,7 +136,8 @@ async def _sync_body(
     should_stop: Callable[[], bool],
 ) -> None:
     """Open the state and clients, take the lock, run (or plan) into ``result``."""
-    from mirrord.cli._sync_output import live_progress, print_plan
+    from mirrord.cli._live import live_progress
+    from mirrord.cli._sync_output import print_plan
     from mirrord.state import Store, open_state, state_exists
     from mirrord.sync import plan_once, runnable, sync_once
     from mirrord.transports import ClientPool
@@ -160,7 +162,13 @@ async def _sync_body(
             await store.abandon_running_jobs()
             with live_progress(result, progress):
                 await sync_once(
-                    config, store, pool, streams, result=result, should_stop=should_stop
+                    config,
+                    store,
+                    pool,
+                    streams,
+                    result=result,
+                    should_stop=should_stop,
+                    estimate_bytes=progress,
                 )
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
 
 from mirrord.cli._render import print_document
@@ -40,6 +37,7 @@ def summary(result: SyncResult) -> dict[str, Any]:
             "rejected": stats.signatures_rejected,
         },
         "bytes": stats.bytes_copied,
+        **({"bytesToCopy": result.planned_bytes} if result.dry_run else {}),
         "seconds": round(result.seconds, 3),
         "retries": stats.retries,
         "rateLimitWaitSeconds": round(stats.rate_limit_waits, 3),
@@ -76,7 +74,6 @@ def _notifications(counts: DeliveryCounts) -> dict[str, int]:
 def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
     """The dry run's plan: each tag with what would happen, and the bytes to copy."""
     out = out or sys.stdout
-    total = 0
     for stream_plan in result.plans:
         print(f"stream {stream_plan.stream}:", file=out)
         if stream_plan.error is not None:
@@ -85,8 +82,7 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             plan = r.plan
             detail = plan.source_digest or ""
             if r.outcome == "planned":
-                total += plan.bytes_to_copy or 0
-                detail += f" ({human_bytes(plan.bytes_to_copy or 0)})"
+                detail += f" ({human_bytes(plan.bytes_to_copy or 0)}) -> {plan.mirror_reference}"
             if r.error is not None:
                 detail = str(r.error)
             word = "copy" if r.outcome == "planned" else r.outcome
@@ -103,7 +99,13 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             what = "delete" if delete else "gone"
             why = "(delete_removed_tags)" if delete else "(kept in the mirror)"
             print(f"  {what:<9} {tag:<30} gone upstream {why}", file=out)
-    print(f"would copy {human_bytes(total)} (blobs already in the mirror are skipped)", file=out)
+    shared = sum(r.plan.bytes_to_copy or 0 for r in result.results) - result.planned_bytes
+    note = f", {human_bytes(shared)} shared between images counted once" if shared > 0 else ""
+    print(
+        f"would copy {human_bytes(result.planned_bytes)} in {len(result.planned_blobs)} blobs"
+        f"{note} (blobs already in the mirror are skipped)",
+        file=out,
+    )
 
 
 def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> None:
@@ -136,33 +138,3 @@ def notifications_line(counts: DeliveryCounts) -> str:
     if counts.failed or counts.given_up:
         line += " (`mirrord notifications` shows why)"
     return line
-
-
-class _LiveStatus:
-    """One status line that rich re-renders from its refresh thread: images, bytes, rate."""
-
-    def __init__(self, result: SyncResult) -> None:
-        self.result = result
-        self.started = time.monotonic()
-
-    def __rich__(self) -> str:
-        s = self.result.stats
-        done = s.images_copied + s.images_unchanged + s.images_failed
-        streamed = s.bytes_streamed[0]
-        rate = streamed / max(time.monotonic() - self.started, 0.001)
-        return (
-            f"[bold]mirroring[/bold] {done} images ({s.images_copied} copied, "
-            f"{s.images_failed} failed), {human_bytes(streamed)} at {human_bytes(rate)}/s"
-        )
-
-
-@contextmanager
-def live_progress(result: SyncResult, enabled: bool) -> Iterator[None]:
-    """A live display of images done, bytes streamed and the rate, on a terminal."""
-    if not enabled:
-        yield
-        return
-    from rich.live import Live
-
-    with Live(_LiveStatus(result), refresh_per_second=4, transient=True):
-        yield

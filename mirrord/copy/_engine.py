@@ -67,9 +67,14 @@ class CopyStats:
     signatures_rejected: int = 0  # tags the verification policy refused (not moved)
     # Bytes streamed so far, updated chunk by chunk (for live progress).
     bytes_streamed: list[int] = field(default_factory=lambda: [0])
+    # Bytes of blobs the mirror already had or mounted (for live progress).
+    bytes_skipped: int = 0
+    # The blobs being streamed now: digest -> (mirror repository, size) (live progress).
+    streaming: dict[str, tuple[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int | float]:
-        return {k: v for k, v in vars(self).items() if k != "bytes_streamed"}
+        live = ("bytes_streamed", "bytes_skipped", "streaming")
+        return {k: v for k, v in vars(self).items() if k not in live}
 
     def count_retry(self, error: MirrordError, delay: float) -> None:
         """The ``on_wait`` hook of :func:`retrying`: one retry, and a 429's (503's) wait."""
@@ -164,8 +169,28 @@ class CopyEngine:
         self._fetched: dict[tuple[int, str, str], Manifest] = {}
         self._fetching = _Once()
 
-    async def copy_tag(self, source: Source, plan: TagPlan) -> CopiedImage:
-        """Copy what ``plan``'s source tag names and point the mirror tag at it last."""
+    async def blobs_of(self, source: Source, plan: TagPlan) -> dict[str, int]:
+        """Digest -> size of every blob copying ``plan`` needs (before copying it: the
+        manifests read are kept for the copy, so this costs no request more)."""
+        manifest, _, _ = await self._root_manifest(source, plan)
+        return await self._blobs_under(source, plan.source_repository, manifest, ())
+
+    async def _blobs_under(
+        self, source: Source, repo: str, manifest: Manifest, parents: tuple[str, ...]
+    ) -> dict[str, int]:
+        index_level(manifest, parents, self.limits, f"{source.registry}/{repo}@{manifest.digest}")
+        found = {blob.digest: blob.size for blob in manifest.blobs}
+        for child in manifest.manifests:
+            if child.digest in parents:
+                raise ManifestError(f"{source.registry}/{repo}@{manifest.digest}: index cycle")
+            fetched = await self._get_manifest(source, repo, child.digest)
+            found.update(
+                await self._blobs_under(source, repo, fetched, (*parents, manifest.digest))
+            )
+        return found
+
+    async def _root_manifest(self, source: Source, plan: TagPlan) -> tuple[Manifest, str, str]:
+        """The manifest the tag will point at, the source digest, the platform picked."""
         assert plan.source is not None
         manifest = await self._get_manifest(source, plan.source_repository, plan.source.digest)
         source_digest, platform = manifest.digest, ""
@@ -175,6 +200,11 @@ class CopyEngine:
             manifest = await self._get_manifest(source, plan.source_repository, child.digest)
             if manifest.is_index:
                 raise ManifestError(f"{plan.tag}: nested index for {plan.platform}")
+        return manifest, source_digest, platform
+
+    async def copy_tag(self, source: Source, plan: TagPlan) -> CopiedImage:
+        """Copy what ``plan``'s source tag names and point the mirror tag at it last."""
+        manifest, source_digest, platform = await self._root_manifest(source, plan)
         await self._ensure_contents(
             source, plan.source_repository, plan.mirror_repository, manifest, ()
         )
@@ -295,6 +325,7 @@ class CopyEngine:
         digest = desc.digest
         if await self.destination.blob_exists(dst_repo, digest):
             self.stats.blobs_present += 1
+            self.stats.bytes_skipped += desc.size
             self._located.setdefault(digest, dst_repo)
             return
         # One transfer of a digest at a time: a later one waits, then mounts it.
@@ -317,13 +348,16 @@ class CopyEngine:
             upload = await self.destination.mount_blob(dst_repo, desc.digest, mount_from)
             if upload is None:
                 self.stats.blobs_mounted += 1
+                self.stats.bytes_skipped += desc.size
                 return
+        self.stats.streaming[desc.digest] = (dst_repo, desc.size)
         try:
             async with source.get_blob(src_repo, desc.digest) as chunks:
                 stream = verified_chunks(chunks, desc, self.stats.bytes_streamed)
                 owned, upload = upload, None  # write_blob cancels it if the write fails
                 await self.destination.write_blob(dst_repo, desc, stream, owned or None)
         finally:
+            self.stats.streaming.pop(desc.digest, None)
             if upload:  # the source failed before the write began
                 await self.destination.cancel_upload(dst_repo, upload)
         self.stats.blobs_copied += 1

@@ -47,6 +47,8 @@ class TagPlan:
     bytes_to_copy: int | None = None
     # A signature tag travelling with its image: the digest of that image in the mirror.
     subject: str | None = None
+    # Where the image lands: the mirror's reference of the tag (shown by a dry run).
+    mirror_reference: str = ""
 
     @property
     def mirrored_digest(self) -> str | None:

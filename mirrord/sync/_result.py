@@ -40,6 +40,15 @@ class SyncResult:
     # A dry run's tags recorded in the state but gone upstream, per stream, and whether
     # the stream deletes them from the mirror (delete_removed_tags).
     gone_upstream: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
+    # The blobs of the images to copy, digest -> size, each once however many images
+    # share it (a run streams it once, mounts it elsewhere): a dry run's, or a run's
+    # sized before copying (estimate_bytes).
+    planned_blobs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def planned_bytes(self) -> int:
+        """A dry run's bytes to copy, a shared blob counted once."""
+        return sum(self.planned_blobs.values())
 
     @property
     def failed(self) -> list[TagResult]:

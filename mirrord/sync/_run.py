@@ -78,6 +78,7 @@ async def sync_once(
     result: SyncResult | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     complete: bool = True,
+    estimate_bytes: bool = False,
 ) -> SyncResult:
     """One recorded sync run (a job in the store), as the CLI and the daemon run it.
 
@@ -85,6 +86,7 @@ async def sync_once(
     ``should_stop`` is asked before each copy starts (a stop signal).
     ``complete``: the streams carry their whole selection, so a stream with no
     failure is marked synced (False for ``import-image`` of one tag among several).
+    ``estimate_bytes``: size the copies first (``result.planned_blobs``, for a display).
     """
     notifier = Notifier(store, config.notifications) if config.notifications else None
     result = result or SyncResult()
@@ -100,6 +102,7 @@ async def sync_once(
             on_result=recorder,
             legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
             should_stop=should_stop,
+            estimate_bytes=estimate_bytes,
         )
         await recorder.prepare(streams)
         await syncer.run(streams, result=result)

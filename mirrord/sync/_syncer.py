@@ -63,8 +63,11 @@ class Syncer:
         on_result: ResultHook | None = None,
         legacy_sources: Callable[[str, str], Awaitable[Imported | None]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        estimate_bytes: bool = False,
     ) -> None:
+        # estimate_bytes: size the copies first (result.planned_blobs, a display's total)
         self.config = config
+        self._estimate_bytes = estimate_bytes
         self.pool = pool
         self._on_result = on_result
         self._legacy_sources = legacy_sources
@@ -191,6 +194,7 @@ class Syncer:
             tag=tag,
             source_repository=stream.source_repository,
             mirror_repository=destination.repository(stream.to),
+            mirror_reference=destination.reference(destination.repository(stream.to), tag),
             action=Action.FAILED,
             import_mode=mode,
             platform=stream.platform,
@@ -229,6 +233,8 @@ class Syncer:
 
     async def _execute_all(self, result: SyncResult, engine: CopyEngine) -> None:
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
+        if self._estimate_bytes:
+            await self._size_copies(result, engine, images)
         for signatures in (False, True):
             failed = {r.plan.mirrored_digest or r.plan.source_digest for r in result.failed}
             async with anyio.create_task_group() as tg:
@@ -241,6 +247,24 @@ class Syncer:
                             why = f"{plan.tag}: not copied, its image {plan.subject} failed"
                             plan = plan.failed(SubjectFailedError(why))
                         tg.start_soon(self._execute_tag, result, engine, images, stream, plan)
+
+    async def _size_copies(
+        self, result: SyncResult, engine: CopyEngine, images: anyio.Semaphore
+    ) -> None:
+        """``result.planned_blobs`` of every image to copy, each shared blob once."""
+
+        async def size(plan: TagPlan) -> None:
+            async with images:
+                try:
+                    blobs = await engine.blobs_of(self._sources[plan.stream], plan)
+                except MirrordError:  # the copy meets the same error and reports it
+                    return
+                result.planned_blobs.update(blobs)
+
+        copies = [p for sp in result.plans for p in sp.tags if p.action is Action.COPY]
+        async with anyio.create_task_group() as tg:
+            for plan in copies:
+                tg.start_soon(size, plan)
 
     async def _execute_tag(
         self,
@@ -313,7 +337,7 @@ class Syncer:
             for stream_plan in result.plans:
                 for plan in stream_plan.tags:
                     if plan.action is Action.COPY:
-                        tg.start_soon(self._estimate_tag, estimated, plan)
+                        tg.start_soon(self._estimate_tag, estimated, plan, result.planned_blobs)
                     else:
                         estimated[plan.stream, plan.tag] = TagResult(
                             plan, outcomes[plan.action], error=plan.error
@@ -326,19 +350,21 @@ class Syncer:
             result.stats.images_failed += outcome.outcome == "failed"
 
     async def _estimate_tag(
-        self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan
+        self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan, seen: dict[str, int]
     ) -> None:
         source = self._sources[plan.stream]
         try:
-            size = await retrying(
-                lambda: _image_bytes(source, plan, self.config.limits),
+            blobs = await retrying(
+                lambda: _image_blobs(source, plan, self.config.limits),
                 f"read {plan.source_repository}:{plan.tag}",
                 self.pool.retry,
                 self._stats.count_retry,
             )
             estimated[plan.stream, plan.tag] = TagResult(
-                replace(plan, bytes_to_copy=size), "planned"
+                replace(plan, bytes_to_copy=sum(blobs.values())), "planned"
             )
+            # A blob shared by several images is copied once (then mounted): counted once.
+            seen.update(blobs)
         except MirrordError as error:
             estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
 
@@ -363,8 +389,8 @@ def _valid_tags(stream: StreamConfig, listed: list[str]) -> tuple[list[str], tup
     return valid, wanted_invalid(invalid, stream)
 
 
-async def _image_bytes(source: Source, plan: TagPlan, limits: Limits) -> int:
-    """Bytes of every blob the tag's image (all platforms of an index) references."""
+async def _image_blobs(source: Source, plan: TagPlan, limits: Limits) -> dict[str, int]:
+    """Digest -> size of every blob the tag's image (all platforms of an index) references."""
     assert plan.source is not None
     where = f"{source.registry}/{plan.source_repository}@{plan.source.digest}"
     manifest = await source.get_manifest(plan.source_repository, plan.source.digest)
@@ -377,4 +403,4 @@ async def _image_bytes(source: Source, plan: TagPlan, limits: Limits) -> int:
         ]
         for child in children:
             check_manifest(child, limits, f"{where} child {child.digest}")
-    return sum(blob.size for child in children for blob in child.blobs)
+    return {blob.digest: blob.size for child in children for blob in child.blobs}

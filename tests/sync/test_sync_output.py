@@ -14,6 +14,8 @@ from harness.images import (
 from harness.registry import RegistryProcess
 from harness.synctools import sync_setup
 
+from mirrord.core.units import human_bytes
+
 
 def test_dry_run_changes_nothing(
     tmp_path: Path,
@@ -146,3 +148,43 @@ def test_bad_configurations_exit_2_and_touch_nothing(tmp_path: Path) -> None:
         assert not (tmp_path / f"state{n}").exists()
         validate = CliRunner().invoke(main, ["validate", "--config", str(path)])
         assert validate.exit_code == 2
+
+
+def test_a_dry_run_counts_a_shared_blob_once_and_shows_where_each_image_lands(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    from harness.images import make_layer
+
+    base = make_layer(300_000, seed=f"{repo_name}-base")
+    images = [
+        push_image(basic_client, repo_name, f"v{i}", seed=f"{repo_name}/{i}",
+                   layers=(base,), layer_sizes=(5_000 + i,))
+        for i in range(3)
+    ]
+    unique = {b.digest: b.size for image in images for b in image.blobs}
+    per_image = sum(b.size for image in images for b in image.blobs)
+    assert per_image - sum(unique.values()) == 2 * base.size  # the base is shared
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/shared",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "app", "max_tags": -1}],
+        sources=[basic_registry],
+    )
+
+    text = setup.sync("--dry-run")
+    code, planned = setup.sync_json("--dry-run")
+
+    assert text.exit_code == 0 and code == 0, text.output
+    assert planned["bytesToCopy"] == sum(unique.values())
+    assert f"would copy {human_bytes(sum(unique.values()))} in {len(unique)} blobs" in text.output
+    for image in images:
+        where = f"{mirror_registry.host}/shared/app:{image.tag}"
+        assert re.search(rf"^  copy +{image.tag} +{image.digest} \(.*\) -> {where}$",
+                         text.output, re.M), text.output
+    # The run copies what the dry run said, byte for byte.
+    code, done = setup.sync_json()
+    assert code == 0 and done["bytes"] == planned["bytesToCopy"]
