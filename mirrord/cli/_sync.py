@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     default=None,
     help="Live progress display (default: when stdout is a terminal).",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="HEAD every tag at the mirror (finds tags changed there out of band) "
+    "instead of one tag listing per repository checked against the state.",
+)
 @stop_timeout_option
 def sync(
     config_path: Path | None,
@@ -51,9 +57,14 @@ def sync(
     output: str,
     wait: bool,
     progress: bool | None,
+    verify: bool,
     stop_timeout: float,
 ) -> None:
     """Mirror every configured stream once, then exit (non-zero if any image failed).
+
+    An unchanged tag costs one HEAD at the source; the mirror is checked with one tag
+    listing per repository against the state (a tag deleted there is copied again).
+    --verify HEADs every mirror tag too, so a tag overwritten there is found.
 
     SIGTERM or SIGINT: no new copy starts, copies in flight get --stop-timeout seconds,
     the summary is printed and the exit status is 143 (SIGTERM) or 130 (SIGINT)."""
@@ -73,6 +84,7 @@ def sync(
             wait=wait,
             progress=show_progress and not dry_run,
             stop_timeout=stop_timeout,
+            verify=verify,
         ),
         on_error=document,
     )
@@ -102,6 +114,7 @@ async def run_sync_command(
     wait: bool,
     progress: bool,
     stop_timeout: float = 30.0,
+    verify: bool = False,
 ) -> tuple[bool, Interruption]:
     """``mirrord sync``: True when every selected tag is in the mirror, and the stop
     signal received (see :mod:`._signals`; the summary is printed either way).
@@ -116,7 +129,7 @@ async def run_sync_command(
     result = SyncResult()
     _, interruption = await run_stoppable(
         lambda should_stop: _sync_body(
-            config, streams, result, dry_run, wait, progress, should_stop
+            config, streams, result, dry_run, wait, progress, should_stop, verify
         ),
         stop_timeout,
     )
@@ -133,6 +146,7 @@ async def _sync_body(
     wait: bool,
     progress: bool,
     should_stop: Callable[[], bool],
+    verify: bool = False,
 ) -> None:
     """Open the state and clients, take the lock, run (or plan) into ``result``."""
     from mirrord.cli._sync_output import live_progress, print_plan
@@ -155,7 +169,13 @@ async def _sync_body(
             await store.abandon_running_jobs()
             with live_progress(result, progress):
                 await sync_once(
-                    config, store, pool, list(streams), result=result, should_stop=should_stop
+                    config,
+                    store,
+                    pool,
+                    list(streams),
+                    result=result,
+                    should_stop=should_stop,
+                    verify=verify,
                 )
 
 

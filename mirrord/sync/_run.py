@@ -76,6 +76,7 @@ async def sync_once(
     result: SyncResult | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     complete: bool = True,
+    verify: bool = False,
 ) -> SyncResult:
     """One recorded sync run (a job in the store), as the CLI and the daemon run it.
 
@@ -83,6 +84,8 @@ async def sync_once(
     ``should_stop`` is asked before each copy starts (a stop signal).
     ``complete``: the streams carry their whole selection, so a stream with no
     failure is marked synced (False for ``import-image`` of one tag among several).
+    ``verify``: ``HEAD`` every tag at the mirror instead of trusting one tag listing
+    plus the state (finds a tag overwritten in the mirror out of band).
     """
     destination = await open_destination(config, pool)
     notifier = Notifier(store, config.notifications) if config.notifications else None
@@ -93,6 +96,8 @@ async def sync_once(
         on_result=recorder,
         legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
         should_stop=should_stop,
+        recorded=recorder.recorded,
+        verify=verify,
     )
     result = result or SyncResult()
     await recorder.prepare(streams)
