@@ -36,7 +36,7 @@ def _setup(
         sources=[],
         settings={source.host: {"insecure": True}, proxy.host: {"insecure": True}},
     )
-    code, doc, err = run_sync(setup)
+    code, _, err = run_sync(setup)
     assert code == 0, err
     return setup, proxy, tags
 
@@ -58,11 +58,11 @@ def test_a_no_op_re_sync_lists_the_mirror_once_instead_of_a_head_per_tag(
         tmp_path, registry_factory, fault_proxy_factory, mirror_registry, repo_name
     )
     proxy.log.clear()
-    code, doc, err = run_sync(setup, "--verify")
+    code, _, err = run_sync(setup, "--verify")
     assert code == 0, err
     verify_heads, _, verify_puts = _mirror_requests(proxy)
     proxy.log.clear()
-    code, doc, err = run_sync(setup)
+    code, _, err = run_sync(setup)
     assert code == 0, err
     heads, listings, puts = _mirror_requests(proxy)
     print(f"mirror requests per unchanged tag: --verify {verify_heads / TAGS:.2f} HEAD, "
@@ -84,7 +84,7 @@ def test_a_tag_deleted_in_the_mirror_out_of_band_is_repaired_by_a_normal_run(
     mirror_client.delete_manifest(mirror_repo, tags["t0"])
     assert mirror_client.head_manifest(mirror_repo, "t0") is None
     proxy.log.clear()
-    code, doc, err = run_sync(setup)
+    code, _, err = run_sync(setup)
     assert code == 0, err
     heads, listings, puts = _mirror_requests(proxy)
     assert listings == 1 and heads == 2 and puts == 2, proxy.log.counts()
@@ -103,11 +103,11 @@ def test_verify_finds_a_tag_overwritten_in_the_mirror_out_of_band(
     intruder = push(mirror_client, build_image(mirror_repo, "t3", seed="intruder",
                                                layer_sizes=(300,)))
     assert mirror_client.head_manifest(mirror_repo, "t3") == intruder.digest != tags["t3"]
-    code, doc, err = run_sync(setup)  # the documented trade-off: the listing shows t3
+    code, _, err = run_sync(setup)  # the documented trade-off: the listing shows t3
     assert code == 0, err
     assert mirror_client.head_manifest(mirror_repo, "t3") == intruder.digest
     proxy.log.clear()
-    code, doc, err = run_sync(setup, "--verify")
+    code, _, err = run_sync(setup, "--verify")
     assert code == 0, err
     assert _mirror_requests(proxy)[0] >= TAGS
     assert mirror_client.head_manifest(mirror_repo, "t3") == tags["t3"]
