@@ -54,7 +54,7 @@ def test_a_no_op_re_sync_lists_the_mirror_once_instead_of_a_head_per_tag(
     tmp_path: Path, registry_factory: Any, fault_proxy_factory: Any,
     mirror_registry: RegistryProcess, repo_name: str,
 ) -> None:
-    setup, proxy, tags = _setup(
+    setup, proxy, _ = _setup(
         tmp_path, registry_factory, fault_proxy_factory, mirror_registry, repo_name
     )
     proxy.log.clear()
