@@ -54,6 +54,7 @@ from mirrord.config._values import (
     _tags,
     _timeout,
     _url,
+    _verify_every,
     _worker_name,
 )
 from mirrord.config._yaml import _At, _Doc
@@ -293,6 +294,7 @@ _TOP_KEYS = (
     "database_password_file",
     "worker_name",
     "lease",
+    "verify_every",
     "limits",
 )
 EMBEDDED_DEFAULT_YAML = """\
@@ -398,6 +400,9 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         database=_database(keys),
         worker_name=_worker_name(keys["worker_name"]) if "worker_name" in keys else None,
         lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,
+        verify_every=(
+            _verify_every(keys["verify_every"]) if "verify_every" in keys else Config.verify_every
+        ),
         limits=_limits(keys["limits"]) if "limits" in keys else Limits(),
     )
 

@@ -225,6 +225,14 @@ def _lease(at: _At) -> float:
     return seconds
 
 
+def _verify_every(at: _At) -> float:
+    """How often the daemon HEADs every mirror tag: 0 (never) or 1m to 30d."""
+    seconds = _duration(at)
+    if seconds != 0 and not 60 <= seconds <= 30 * 86400:
+        raise at.error(f"verify_every is 0 (never) or from 1m to 720h, got {at.text()!r}")
+    return seconds
+
+
 def _digest(at: _At) -> str:
     """A content digest (``sha256:`` and 64 hex digits, or ``sha512:`` and 128)."""
     value = at.text()
