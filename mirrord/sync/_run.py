@@ -14,8 +14,6 @@ from functools import partial
 
 import anyio
 
-from mirrord.cluster import default_directory as default_cluster_directory
-from mirrord.cluster import refresh as refresh_cluster_resources
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Imported, StreamPlan
 from mirrord.errors import MirrordError
@@ -110,6 +108,10 @@ async def sync_once(
             await store.finish_job(job, "Failed", _counts(result), _why(error, result)[:2000])
         raise
     await _finish_job(config, store, job, result)
+    # Imported here: the cluster-resource stack is not needed before the first request.
+    from mirrord.cluster import default_directory as default_cluster_directory
+    from mirrord.cluster import refresh as refresh_cluster_resources
+
     changes = await refresh_cluster_resources(config, store)
     if notifier is not None and changes:
         directory = str(default_cluster_directory(config))
