@@ -24,7 +24,6 @@ from mirrord.config._types import (
     DEFAULT_REGISTRY,
     NOTIFICATION_EVENTS,
     Config,
-    DatabaseConfig,
     Defaults,
     MirrorTarget,
     NotificationConfig,
@@ -37,7 +36,7 @@ from mirrord.config._values import (
     _LISTEN_RE,
     _RECEIVER_NAME_RE,
     _choice,
-    _database_url,
+    _database,
     _duration,
     _host,
     _lease,
@@ -404,17 +403,4 @@ def _config(root: _At, default_state_dir: Path) -> Config:
             _verify_every(keys["verify_every"]) if "verify_every" in keys else Config.verify_every
         ),
         limits=_limits(keys["limits"]) if "limits" in keys else Limits(),
-    )
-
-
-def _database(keys: dict[str, _At]) -> DatabaseConfig | None:
-    """``database:`` and its ``database_password_file:`` (which needs it)."""
-    password_file = keys.get("database_password_file")
-    if "database" not in keys:
-        if password_file is not None:
-            raise password_file.error("`database_password_file` needs `database:`")
-        return None
-    return DatabaseConfig(
-        url=_database_url(keys["database"]),
-        password_file=password_file.path() if password_file is not None else None,
     )

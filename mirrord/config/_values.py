@@ -6,7 +6,7 @@ import difflib
 import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from mirrord.config._types import MirrorTarget
+from mirrord.config._types import DatabaseConfig, MirrorTarget
 from mirrord.config._yaml import _FLOAT, _INT, _At
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.core.oci import DIGEST_HELP, is_digest
@@ -285,3 +285,16 @@ def _semver(at: _At) -> str:
     except ValueError as exc:
         raise at.error(f"invalid semver range {value!r}: {exc}") from None
     return value
+
+
+def _database(keys: dict[str, _At]) -> DatabaseConfig | None:
+    """``database:`` and its ``database_password_file:`` (which needs it)."""
+    password_file = keys.get("database_password_file")
+    if "database" not in keys:
+        if password_file is not None:
+            raise password_file.error("`database_password_file` needs `database:`")
+        return None
+    return DatabaseConfig(
+        url=_database_url(keys["database"]),
+        password_file=password_file.path() if password_file is not None else None,
+    )
