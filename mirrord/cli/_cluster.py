@@ -14,25 +14,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import click
 
 from mirrord.cli._app import echo_error, fail, load, main, run_async
 from mirrord.cli._exitcodes import EXIT_USAGE
-from mirrord.cluster import (
-    Change,
-    ClusterResources,
-    Inputs,
-    build,
-    default_directory,
-    mirror_target,
-    plan_changes,
-    write_files,
-)
 from mirrord.config import Config
 from mirrord.errors import ConfigError
 from mirrord.state import Store, open_state, state_exists
+
+if TYPE_CHECKING:  # mirrord.cluster is imported by the command that needs it (start-up)
+    from mirrord.cluster import Change, ClusterResources, Inputs
 
 
 @main.command("cluster-resources")
@@ -64,6 +58,8 @@ def cluster_resources(
 ) -> None:
     """Write ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentSourcePolicy and
     registries.conf files naming the mirror for what it holds."""
+    from mirrord.cluster import plan_changes, write_files
+
     configs = _registry_configs([load(p, embedded=True) for p in config_paths or (None,)])
     directory = output_dir or _default_directory(configs, streams)
     resources, inputs = run_async(lambda: _build(configs, streams, per_repository))
@@ -79,6 +75,8 @@ def cluster_resources(
 def _registry_configs(configs: list[Config]) -> list[Config]:
     """The configurations with a registry mirror; exit 2 when none has one (an OCI
     layout is not something a cluster or podman can pull from)."""
+    from mirrord.cluster import mirror_target
+
     wanted: list[Config] = []
     for config in configs:
         try:
@@ -96,6 +94,8 @@ def _registry_configs(configs: list[Config]) -> list[Config]:
 
 
 def _default_directory(configs: Sequence[Config], streams: Sequence[str]) -> Path:
+    from mirrord.cluster import default_directory
+
     if len(configs) > 1 or streams:
         why = "--stream" if streams else "several --config"
         fail(
@@ -110,6 +110,8 @@ def _default_directory(configs: Sequence[Config], streams: Sequence[str]) -> Pat
 async def _build(
     configs: Sequence[Config], streams: Sequence[str], per_repository: bool
 ) -> tuple[ClusterResources, Inputs]:
+    from mirrord.cluster import build
+
     async with AsyncExitStack() as stack:
         sources: list[tuple[Config, Store | None]] = []
         for config in configs:

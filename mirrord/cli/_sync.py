@@ -50,6 +50,12 @@ if TYPE_CHECKING:
     default=None,
     help="Live progress display when stdout is a terminal (never off one).",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="HEAD every tag at the mirror (finds tags changed there out of band) "
+    "instead of one tag listing per repository checked against the state.",
+)
 @stop_timeout_option
 def sync(
     config_path: Path | None,
@@ -58,9 +64,14 @@ def sync(
     output: str,
     wait: bool,
     progress: bool | None,
+    verify: bool,
     stop_timeout: float,
 ) -> None:
     """Mirror every configured stream once, then exit (non-zero if any image failed).
+
+    An unchanged tag costs one HEAD at the source; the mirror is checked with one tag
+    listing per repository against the state (a tag deleted there is copied again).
+    --verify HEADs every mirror tag too, so a tag overwritten there is found.
 
     SIGTERM or SIGINT: no new copy starts, copies in flight get --stop-timeout seconds,
     the summary is printed and the exit status is 143 (SIGTERM) or 130 (SIGINT)."""
@@ -80,6 +91,7 @@ def sync(
             wait=wait,
             progress=show_progress and not dry_run,
             stop_timeout=stop_timeout,
+            verify=verify,
         ),
         on_error=document,
     )
@@ -98,6 +110,7 @@ async def run_sync_command(
     wait: bool,
     progress: bool,
     stop_timeout: float = 30.0,
+    verify: bool = False,
 ) -> tuple[bool, Interruption]:
     """``mirrord sync``: True when every selected tag is in the mirror, and the stop
     signal received (see :mod:`._signals`; the summary is printed either way).
@@ -116,7 +129,9 @@ async def run_sync_command(
 
     result = SyncResult()
     _, interruption = await run_stoppable(
-        lambda should_stop: _sync_body(config, names, result, dry_run, wait, progress, should_stop),
+        lambda should_stop: _sync_body(
+            config, names, result, dry_run, wait, progress, should_stop, verify
+        ),
         stop_timeout,
     )
     result.interrupted = interruption.name
@@ -134,6 +149,7 @@ async def _sync_body(
     wait: bool,
     progress: bool,
     should_stop: Callable[[], bool],
+    verify: bool = False,
 ) -> None:
     """Open the state and clients, take the lock, run (or plan) into ``result``."""
     from mirrord.cli._live import live_progress
@@ -169,6 +185,7 @@ async def _sync_body(
                     result=result,
                     should_stop=should_stop,
                     estimate_bytes=progress,
+                    verify=verify,
                 )
 
 

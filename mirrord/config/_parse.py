@@ -26,7 +26,6 @@ from mirrord.config._signing import _lookaside, _policy
 from mirrord.config._types import (
     NOTIFICATION_EVENTS,
     Config,
-    DatabaseConfig,
     Defaults,
     MirrorTarget,
     NotificationConfig,
@@ -38,7 +37,7 @@ from mirrord.config._values import (
     _LISTEN_RE,
     _RECEIVER_NAME_RE,
     _choice,
-    _database_url,
+    _database,
     _lease,
     _max_tags,
     _mirror,
@@ -52,6 +51,7 @@ from mirrord.config._values import (
     _tags,
     _timeout,
     _url,
+    _verify_every,
     _worker_name,
 )
 from mirrord.config._yaml import _At, _Doc
@@ -205,6 +205,7 @@ _TOP_KEYS = (
     "database_password_file",
     "worker_name",
     "lease",
+    "verify_every",
     "limits",
     "lookaside_dir",
     "lookaside_url",
@@ -313,21 +314,11 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         database=_database(keys),
         worker_name=_worker_name(keys["worker_name"]) if "worker_name" in keys else None,
         lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,
+        verify_every=(
+            _verify_every(keys["verify_every"]) if "verify_every" in keys else Config.verify_every
+        ),
         limits=_limits(keys["limits"]) if "limits" in keys else Limits(),
         lookaside_dir=keys["lookaside_dir"].path() if "lookaside_dir" in keys else None,
         lookaside_url=_lookaside(keys["lookaside_url"]) if "lookaside_url" in keys else None,
         **_policy(keys.get("policy")),
-    )
-
-
-def _database(keys: dict[str, _At]) -> DatabaseConfig | None:
-    """``database:`` and its ``database_password_file:`` (which needs it)."""
-    password_file = keys.get("database_password_file")
-    if "database" not in keys:
-        if password_file is not None:
-            raise password_file.error("`database_password_file` needs `database:`")
-        return None
-    return DatabaseConfig(
-        url=_database_url(keys["database"]),
-        password_file=password_file.path() if password_file is not None else None,
     )

@@ -206,6 +206,9 @@ class Config:
     database: DatabaseConfig | None = None  # None: SQLite in state_dir
     worker_name: str | None = None  # None: host:pid
     lease: float = 60.0  # seconds a worker's claim on a stream lasts unless renewed
+    # Seconds between the daemon's runs that HEAD every mirror tag (0: never); the
+    # others trust one tag listing plus the state (an overwrite in the mirror waits).
+    verify_every: float = 86400.0
     limits: Limits = dataclasses.field(default_factory=Limits)
     # The mirror's own lookaside directory (None: <state_dir>/sigstore).
     lookaside_dir: Path | None = None

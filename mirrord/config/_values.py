@@ -6,7 +6,7 @@ import difflib
 import re
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from mirrord.config._types import MirrorTarget
+from mirrord.config._types import DatabaseConfig, MirrorTarget
 from mirrord.config._yaml import _FLOAT, _INT, _At
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.core.oci import DIGEST_HELP, is_digest
@@ -225,6 +225,14 @@ def _lease(at: _At) -> float:
     return seconds
 
 
+def _verify_every(at: _At) -> float:
+    """How often the daemon HEADs every mirror tag: 0 (never) or 1m to 30d."""
+    seconds = _duration(at)
+    if seconds != 0 and not 60 <= seconds <= 30 * 86400:
+        raise at.error(f"verify_every is 0 (never) or from 1m to 720h, got {at.text()!r}")
+    return seconds
+
+
 def _digest(at: _At) -> str:
     """A content digest (``sha256:`` and 64 hex digits, or ``sha512:`` and 128)."""
     value = at.text()
@@ -277,3 +285,16 @@ def _semver(at: _At) -> str:
     except ValueError as exc:
         raise at.error(f"invalid semver range {value!r}: {exc}") from None
     return value
+
+
+def _database(keys: dict[str, _At]) -> DatabaseConfig | None:
+    """``database:`` and its ``database_password_file:`` (which needs it)."""
+    password_file = keys.get("database_password_file")
+    if "database" not in keys:
+        if password_file is not None:
+            raise password_file.error("`database_password_file` needs `database:`")
+        return None
+    return DatabaseConfig(
+        url=_database_url(keys["database"]),
+        password_file=password_file.path() if password_file is not None else None,
+    )

@@ -75,6 +75,8 @@ class Runner:
             store.acquire_run_lock, on_acquire=self.abandon_stale, new_shared=shared
         )
         self._stopping = False
+        # Each stream's last run that HEADed every mirror tag (time.monotonic()).
+        self._verified: dict[str, float] = {}
         self._waiting: set[anyio.CancelScope] = set()
 
     def _new_pool(self, config: Config) -> ClientPool:
@@ -174,6 +176,15 @@ class Runner:
             await self.store.abandon_running_jobs(stream=name)
             await self._sync(config, pool, stream, reason)
 
+    def _verify_due(self, config: Config, name: str, now: float) -> bool:
+        """True when this run of ``name`` HEADs every mirror tag: its first since the
+        daemon started, then once per ``verify_every`` (never when that is 0)."""
+        last = self._verified.get(name)
+        if config.verify_every == 0 or (last is not None and now - last < config.verify_every):
+            return False
+        self._verified[name] = now
+        return True
+
     async def _sync(self, config: Config, pool: ClientPool, stream: StreamConfig, why: str) -> None:
         context = CURRENT_STREAM.set(stream.name)
         result = SyncResult()
@@ -190,6 +201,7 @@ class Runner:
                 [stream],
                 result=result,
                 should_stop=lambda: self._stopping,
+                verify=self._verify_due(config, stream.name, started),
             )
             outcome = "succeeded" if result.ok else "failed"
         except anyio.get_cancelled_exc_class():

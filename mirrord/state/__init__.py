@@ -9,10 +9,11 @@ interface (and :class:`StateLock` for its locks).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from mirrord.state._leases import Lease, default_worker
 from mirrord.state._lock import LOCK_FILE, RunLock, StateLock, hold_daemon_lock
 from mirrord.state._open import database_password, open_state, state_exists
-from mirrord.state._postgres import PostgresStore
 from mirrord.state._sqlite import SQLiteStore, open_store, store_exists
 from mirrord.state._store import (
     JOB_DIED,
@@ -46,3 +47,15 @@ __all__ = [
     "state_exists",
     "store_exists",
 ]
+
+if TYPE_CHECKING:
+    from mirrord.state._postgres import PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    """``PostgresStore`` on first use: psycopg loads only where a database is used."""
+    if name == "PostgresStore":
+        from mirrord.state._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,6 @@ from typing import Protocol
 
 from mirrord.errors import CredentialError
 from mirrord.state._leases import default_worker
-from mirrord.state._postgres import PostgresStore, database_has_state
 from mirrord.state._sqlite import SQLiteStore, store_exists
 from mirrord.state._store import Store
 
@@ -92,6 +91,9 @@ def open_state(settings: StateSettings, *, worker: str | None = None) -> Store:
     database = settings.database
     if database is None:
         return SQLiteStore(settings.state_dir, worker=name)
+    # psycopg is imported only when a database is configured (start-up of a sync).
+    from mirrord.state._postgres import PostgresStore
+
     password, source = database_password(database.password_file)
     return PostgresStore(
         database.url,
@@ -108,5 +110,7 @@ def state_exists(settings: StateSettings) -> bool:
     database = settings.database
     if database is None:
         return store_exists(settings.state_dir)
+    from mirrord.state._postgres import database_has_state
+
     password, source = database_password(database.password_file)
     return database_has_state(database.url, password=password, password_source=source)

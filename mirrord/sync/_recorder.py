@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import StreamPlan
-from mirrord.core.imagestream import StreamSpec, TagStatus, docker_image_reference, tag_origin
+from mirrord.core.imagestream import (
+    StreamSpec,
+    TagEvent,
+    TagStatus,
+    docker_image_reference,
+    tag_origin,
+)
 from mirrord.errors import MirrordError, NotFoundError
 from mirrord.notify import Notifier, tag_event
 from mirrord.state import Store
@@ -88,6 +94,16 @@ class Recorder:
             self._known[stream.name] = (recorded.generation, {t.tag: t for t in recorded.tags})
             if recorded.failure is not None:
                 self._failing.add(stream.name)
+
+    def recorded(self, stream: str) -> dict[str, TagEvent]:
+        """The current image recorded for each tag of ``stream`` (removed tags left out),
+        as :meth:`prepare` read it: what this run may take the mirror to hold."""
+        _, statuses = self._known.get(stream, (0, {}))
+        return {
+            tag: current
+            for tag, status in statuses.items()
+            if not status.removed and (current := status.current) is not None
+        }
 
     def _unchanged_in_store(
         self, stream: str, tag: str, digest: str, reference: str, source: tuple[str, str]

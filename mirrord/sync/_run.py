@@ -14,8 +14,6 @@ from functools import partial
 
 import anyio
 
-from mirrord.cluster import default_directory as default_cluster_directory
-from mirrord.cluster import refresh as refresh_cluster_resources
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Imported, StreamPlan
 from mirrord.core.imagestream import tag_origin
@@ -79,6 +77,7 @@ async def sync_once(
     should_stop: Callable[[], bool] = lambda: False,
     complete: bool = True,
     estimate_bytes: bool = False,
+    verify: bool = False,
 ) -> SyncResult:
     """One recorded sync run (a job in the store), as the CLI and the daemon run it.
 
@@ -87,6 +86,8 @@ async def sync_once(
     ``complete``: the streams carry their whole selection, so a stream with no
     failure is marked synced (False for ``import-image`` of one tag among several).
     ``estimate_bytes``: size the copies first (``result.planned_blobs``, for a display).
+    ``verify``: ``HEAD`` every tag at the mirror instead of trusting one tag listing
+    plus the state (finds a tag overwritten in the mirror out of band).
     """
     notifier = Notifier(store, config.notifications) if config.notifications else None
     result = result or SyncResult()
@@ -103,6 +104,8 @@ async def sync_once(
             legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
             should_stop=should_stop,
             estimate_bytes=estimate_bytes,
+            recorded=recorder.recorded,
+            verify=verify,
         )
         await recorder.prepare(streams)
         await syncer.run(streams, result=result)
@@ -112,6 +115,10 @@ async def sync_once(
             await store.finish_job(job, "Failed", _counts(result), _why(error, result)[:2000])
         raise
     await _finish_job(config, store, job, result)
+    # Imported here: the cluster-resource stack is not needed before the first request.
+    from mirrord.cluster import default_directory as default_cluster_directory
+    from mirrord.cluster import refresh as refresh_cluster_resources
+
     changes = await refresh_cluster_resources(config, store)
     if notifier is not None and changes:
         directory = str(default_cluster_directory(config))

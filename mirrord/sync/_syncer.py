@@ -1,10 +1,19 @@
 """One run: config → tag selection → plan → copy → record → notify.
 
 Streams are planned concurrently (one tag listing per repository, one ``HEAD``
-per tag at the source and one at the mirror), then every tag that changed is
+per tag at the source), then every tag that changed is
 copied by one shared :class:`~mirrord.copy.CopyEngine`, so a blob shared by
 several repositories is streamed once and mounted elsewhere. A failing image
 never stops the others; the run's result says which failed and why.
+
+The mirror side of planning: when the state recorded what the mirror's tags were
+given (``recorded``), one tag listing of each mirror repository stands in for a
+``HEAD`` per tag. A tag is ``HEAD``ed at the mirror only when the listing, the
+record and the source disagree (not listed, no record, the record says the source
+changed). A tag deleted from the mirror out of band is therefore repaired on every
+run (the listing lacks it); a tag *overwritten* out of band, at the same name, is
+found only by a verifying run (``verify=True``: ``mirrord sync --verify``, the
+daemon's ``verify_every``), which ``HEAD``s every tag as before.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from mirrord.core.selection import (
 )
 from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
+from mirrord.sync._mirrorview import MirrorView, RecordedHook
 from mirrord.sync._result import SyncResult, TagResult
 from mirrord.sync._signing import SignatureGate
 from mirrord.transports import ClientPool, Destination, Source, open_destination
@@ -64,14 +74,19 @@ class Syncer:
         legacy_sources: Callable[[str, str], Awaitable[Imported | None]] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         estimate_bytes: bool = False,
+        recorded: RecordedHook | None = None,
+        verify: bool = False,
     ) -> None:
-        # estimate_bytes: size the copies first (result.planned_blobs, a display's total)
+        """``estimate_bytes``: size the copies first (``result.planned_blobs``, a
+        display's total). ``recorded`` (the state's view of the mirror) lets a listing replace the
+        mirror ``HEAD`` of an unchanged tag; ``verify`` disables that (HEAD every tag)."""
         self.config = config
         self._estimate_bytes = estimate_bytes
         self.pool = pool
         self._on_result = on_result
         self._legacy_sources = legacy_sources
         self._should_stop = should_stop
+        self._mirror = MirrorView(None if verify else recorded)
         # Each stream's source client, resolved once while planning (credentials included).
         self._sources: dict[str, Source] = {}
         # The run's counters (planning retries count too); replaced by each run().
@@ -135,6 +150,7 @@ class Syncer:
         tags = [t for t in selection.selected if stream.tags is not None or not is_cosign_tag(t)]
         # An explicit tag the source lacks is planned too: its HEAD fails as NotFound.
         tags += [t for t in selection.missing if t not in tags]
+        await self._mirror.list(stream, destination, self.pool.retry, self._stats.count_retry)
         plans = await self._plan_tags(stream, source, destination, tags)
         if stream.signatures and all_tags:
             plans += await self._plan_signatures(stream, source, destination, plans, all_tags)
@@ -208,6 +224,9 @@ class Syncer:
             )
             if found is None:
                 raise NotFoundError(f"{stream.source}:{tag}: manifest unknown", status=404)
+            if known := self._mirror.known(stream, tag, found):
+                planned[tag] = base.with_heads(Action.UNCHANGED, found, known)
+                return
             mirrored = await retrying(
                 lambda: destination.head_manifest(base.mirror_repository, tag),
                 f"HEAD mirror {base.mirror_repository}:{tag}",

@@ -1,0 +1,93 @@
+"""The mirror side of planning: one tag listing instead of a ``HEAD`` per tag.
+
+The state records which image each mirror tag was given. When the mirror
+repository's tag listing still shows a tag and the record says the mirror holds
+what the source's ``HEAD`` names, the tag is unchanged without asking the mirror.
+Any disagreement (not listed, no record, the source moved) falls back to a ``HEAD``.
+
+The trade-off: a tag deleted from the mirror out of band is repaired on every run
+(the listing lacks it); a tag overwritten out of band under the same name is not
+seen until a verifying run ``HEAD``s every tag (``mirrord sync --verify``, the
+daemon's ``verify_every``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from mirrord.config import StreamConfig
+from mirrord.copy import Action, Imported, decide
+from mirrord.core.imagestream import TagEvent
+from mirrord.core.oci import Descriptor
+from mirrord.errors import MirrordError, NotFoundError
+from mirrord.registry import RetryPolicies, retrying
+from mirrord.transports import Destination
+
+log = logging.getLogger("mirrord.sync")
+
+# A stream's recorded current mirror image per tag (removed tags left out).
+RecordedHook = Callable[[str], Mapping[str, TagEvent]]
+RetryHook = Callable[[MirrordError, float], None]
+
+
+class MirrorView:
+    """What the mirror holds, as one listing per repository and the state agree.
+
+    ``recorded`` None (no state, or a verifying run): :meth:`known` is always None,
+    so every tag is ``HEAD``ed at the mirror."""
+
+    def __init__(self, recorded: RecordedHook | None) -> None:
+        self._recorded = recorded
+        # Per stream: the mirror's listed tags and the records, read once.
+        self._listings: dict[str, frozenset[str]] = {}
+        self._records: dict[str, Mapping[str, TagEvent]] = {}
+
+    async def list(
+        self,
+        stream: StreamConfig,
+        destination: Destination,
+        policy: RetryPolicies,
+        on_retry: RetryHook,
+    ) -> None:
+        """List ``stream``'s mirror repository once, if the state has records to check.
+
+        The listing is bounded as the upstream one is (pages, tags). A listing that
+        fails is no failure of the stream: its tags are then ``HEAD``ed one by one."""
+        records = self._recorded(stream.name) if self._recorded is not None else {}
+        if not records:
+            return
+        repository = destination.repository(stream.to)
+        try:
+            listed = await retrying(
+                lambda: destination.list_tags(repository),
+                f"list tags of mirror {repository}",
+                policy,
+                on_retry,
+            )
+        except NotFoundError:
+            listed = []  # the repository is gone from the mirror: every tag is repaired
+        except MirrordError as error:
+            log.info("stream %s: %s; checking each tag instead", stream.name, error)
+            return
+        self._listings[stream.name] = frozenset(listed)
+        self._records[stream.name] = records
+
+    def known(self, stream: StreamConfig, tag: str, found: Descriptor) -> Descriptor | None:
+        """The mirror's descriptor of ``tag`` when the listing and the record agree it
+        is unchanged against ``found`` (the source's HEAD); None: ``HEAD`` the mirror."""
+        listed = self._listings.get(stream.name)
+        if listed is None or tag not in listed:
+            return None
+        event = self._records[stream.name].get(tag)
+        if event is None:
+            return None
+        # Only the digest of a mirror descriptor is used downstream (size not recorded).
+        guess = Descriptor(found.media_type, event.image, found.size)
+        imported = (
+            Imported(event.image, event.source_digest, event.platform)
+            if event.source_digest
+            else None
+        )
+        action = decide(found, guess, stream.import_mode, stream.platform, imported)
+        return guess if action is Action.UNCHANGED else None

@@ -1,0 +1,31 @@
+"""Start-up (issue 17): what `mirrord sync` does not need is not imported by the CLI or
+the sync code path. A sys.modules check in a fresh interpreter, not a timed test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+# Heavy stacks a sync without a database, a daemon or cluster resources never uses.
+NOT_AT_START = ("mirrord.cluster", "mirrord.daemon", "mirrord.signatures", "psycopg")
+
+
+@pytest.mark.parametrize("modules", ["mirrord.cli", "mirrord.cli, mirrord.sync, mirrord.state"])
+def test_the_cli_and_the_sync_path_do_not_import_the_heavy_stacks(modules: str) -> None:
+    code = (
+        f"import sys, json, {modules}\n"
+        f"print(json.dumps([m for m in {list(NOT_AT_START)!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert json.loads(out) == []
+
+
+def test_the_state_still_offers_the_postgres_store_on_demand() -> None:
+    from mirrord.state import PostgresStore
+
+    assert PostgresStore.__name__ == "PostgresStore"
