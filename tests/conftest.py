@@ -6,6 +6,7 @@ Session-scoped, started lazily on first use (~50 ms each):
     token_server      the token server (function view: reset before and after each test)
     token_registry    token auth through token_server; same users
     tls_registry      anonymous over https with a self-signed cert (`ca_file` to trust it)
+    postgres          a throwaway PostgreSQL cluster (harness.postgres; ~1.5 s to initdb)
 Per test:
     registry_factory  make your own: registry_factory(delete_enabled=False), (users=...),
                       (token_server=registry_factory.token_server()); stopped after the test
@@ -15,6 +16,7 @@ Per test:
     hostile_registry  a fresh harness.hostile.HostileRegistry (lying upstream + catcher)
     fault_proxy_factory   fault_proxy_factory(registry, seed=0) -> a started FaultProxy
     refused_host      "127.0.0.1:PORT" where connections are refused (the port stays reserved)
+    pg_database       a fresh database in `postgres` (dropped after the test)
 
 Session registries are shared: use `repo_name` to keep tests apart and `reg.mark()` /
 `reg.requests(since=...)` to count only your own requests.
@@ -37,6 +39,8 @@ from harness.faultproxy import FaultProxy
 from harness.hostile import HostileRegistry
 from harness.images import RegistryHTTP
 from harness.outage import refused_port
+from harness.postgres import PostgresCluster, PostgresDatabase
+from harness.postgres import _stop_all as _stop_all_clusters
 from harness.registry import _LIVE, RegistryProcess, _stop_all
 from harness.tokenserver import TokenServer
 
@@ -51,6 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _stop_all()  # anything a test started by hand and forgot
+    _stop_all_clusters()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -132,6 +137,20 @@ def tls_registry(harness_dir: Path) -> Iterator[RegistryProcess]:
     reg = _start(harness_dir / "tls", tls=True)
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def pg_database(postgres: PostgresCluster) -> Iterator[PostgresDatabase]:
+    database = postgres.create_database()
+    yield database
+    postgres.drop_database(database.name)
 
 
 class RegistryFactory:

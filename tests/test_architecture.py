@@ -27,15 +27,19 @@ ALLOWED: dict[str, set[str]] = {
     "copy": {"core", "registry", "transports"},
     "notify": {"core", "config", "state"},
     "cluster": {"core", "config", "state"},
-    "sync": {"core", "config", "registry", "transports", "copy", "state", "notify", "cluster"},
+    "signatures": {"core"},
+    "sync": {
+        "core", "config", "registry", "transports", "copy", "state", "notify", "cluster",
+        "signatures",
+    },
     "prune": {"core", "config", "registry", "transports", "state"},
     "daemon": {
         "core", "config", "registry", "credentials", "transports", "copy", "state",
-        "notify", "cluster", "sync", "prune",
+        "notify", "cluster", "signatures", "sync", "prune",
     },
     "cli": {
         "core", "config", "registry", "credentials", "transports", "copy", "state",
-        "notify", "cluster", "sync", "prune", "daemon",
+        "notify", "cluster", "signatures", "sync", "prune", "daemon",
     },
 }
 ROOT_MODULES = {"__init__", "__main__", "errors"}

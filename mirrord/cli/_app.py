@@ -3,7 +3,8 @@
 
 Exit codes: 0 success; 1 some image (or stream) failed, the rest completed;
 2 bad usage or configuration (nothing was touched); 3 another run holds the
-state lock; 130 interrupted.
+state lock; 128 + the signal when SIGINT (130) or SIGTERM (143) stopped it (see
+:mod:`._signals`).
 """
 
 from __future__ import annotations
@@ -59,9 +60,16 @@ def exit_code(error: MirrordError) -> int:
 def load(
     config_path: Path | None, *, embedded: bool = False, on_error: OnError | None = None
 ) -> Config:
-    """Load the config or exit 2 with the file/line/key message (``on_error`` first)."""
+    """Load the config or exit 2 with the file/line/key message (``on_error`` first).
+
+    What loads but could not run (a schedule, a registry's options) is refused here too,
+    so ``validate`` accepts only what ``sync`` and the daemon can build."""
+    from mirrord.sync import check_buildable
+
     try:
-        return load_config_or_embedded(config_path) if embedded else load_config(config_path)
+        config = load_config_or_embedded(config_path) if embedded else load_config(config_path)
+        check_buildable(config)
+        return config
     except ConfigError as error:
         if on_error is not None:
             on_error(error)

@@ -32,7 +32,7 @@ from mirrord.cluster import (
 )
 from mirrord.config import Config
 from mirrord.errors import ConfigError
-from mirrord.state import Store, open_store, store_exists
+from mirrord.state import Store, open_state, state_exists
 
 
 @main.command("cluster-resources")
@@ -114,8 +114,8 @@ async def _build(
         sources: list[tuple[Config, Store | None]] = []
         for config in configs:
             store: Store | None = None
-            if store_exists(config.state_dir):  # a reader never creates the state
-                store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+            if state_exists(config):  # a reader never creates the state
+                store = await anyio.to_thread.run_sync(open_state, config)
                 stack.push_async_callback(store.aclose)
             sources.append((config, store))
         resources, inputs = await build(sources, names=streams, per_repository=per_repository)

@@ -20,14 +20,14 @@ from mirrord.config import Config
 from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream, TagStatus, to_openshift
 from mirrord.core.selection import prioritize_tags
 from mirrord.core.units import ago
-from mirrord.state import open_store, store_exists
+from mirrord.state import open_state, state_exists
 
 
 async def read_streams(config: Config, name: str | None = None) -> list[ImageStream]:
     """Every stored stream (or the one called ``name``); [] without a database."""
-    if not store_exists(config.state_dir):
+    if not state_exists(config):
         return []
-    async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
+    async with await anyio.to_thread.run_sync(open_state, config) as store:
         if name is None:
             return await store.list_streams()
         found = await store.get_stream(name)

@@ -67,3 +67,6 @@ def setup_logging(fmt: str = "text", level: str = "info", stream: str = "stderr"
     root.setLevel(level.upper())
     # httpx logs every request at INFO; that is our metrics' job, not the log's.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # psycopg's pool logs every connection it lends at INFO; its warnings (a failed
+    # connection attempt, never with the password) stay.
+    logging.getLogger("psycopg").setLevel(logging.WARNING)

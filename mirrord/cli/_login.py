@@ -44,7 +44,7 @@ async def login_command(config: Config, registry: str, username: str, password: 
     from mirrord.registry import RegistryClient
     from mirrord.transports import registry_options
 
-    options = registry_options(config.registry_config(registry))
+    options = registry_options(config, registry)
 
     async def check(credential: Credential) -> None:
         async with RegistryClient(registry, credential=credential, options=options) as client:

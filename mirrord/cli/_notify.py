@@ -34,11 +34,11 @@ def notifications(config_path: Path | None, output: str, failures: int) -> None:
 
 async def _document(config: Config, failures: int) -> dict[str, Any]:
     from mirrord.notify import status_document
-    from mirrord.state import open_store, store_exists
+    from mirrord.state import open_state, state_exists
 
-    if not store_exists(config.state_dir):  # no state yet: nothing was ever queued
+    if not state_exists(config):  # no state yet: nothing was ever queued
         return await status_document(None, config.notifications, failures=failures)
-    async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
+    async with await anyio.to_thread.run_sync(open_state, config) as store:
         return await status_document(store, config.notifications, failures=failures)
 
 

@@ -17,6 +17,7 @@ import click
 from mirrord.cli._app import config_option, load, main, output_option, run_async
 from mirrord.cli._exitcodes import EXIT_FAILED
 from mirrord.cli._render import print_document, table
+from mirrord.cli._signals import run_stoppable, stop_timeout_option
 from mirrord.config import Config
 from mirrord.core.imagestream import rfc3339
 from mirrord.core.schedule import parse_duration
@@ -63,6 +64,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Also delete the manifests from the mirror (default: pruning.pruneRegistry).",
 )
 @output_option
+@stop_timeout_option
 @click.pass_context
 def prune(
     ctx: click.Context,
@@ -72,10 +74,13 @@ def prune(
     keep_younger_than: float | None,
     prune_registry: bool | None,
     output: str,
+    stop_timeout: float,
 ) -> None:
     """Prune old tag revisions (and their manifests) like `oc adm prune images`.
 
     A dry run unless --confirm. `mirrord prune status` shows the pruner's conditions.
+    SIGTERM/SIGINT: it may finish for --stop-timeout seconds, then is cut (recorded as
+    interrupted; exit 143/130).
     """
     from mirrord.prune import PruneOverrides
 
@@ -86,7 +91,17 @@ def prune(
     overrides = PruneOverrides(keep_tag_revisions, keep_younger_than, prune_registry)
     if not confirm:
         click.echo(DRY_RUN_LINE, err=output != "text")
-    ok = run_async(lambda: _prune_command(config, confirm, overrides, output))
+    ok, interruption = run_async(
+        lambda: run_stoppable(
+            lambda _: _prune_command(config, confirm, overrides, output), stop_timeout
+        )
+    )
+    if interruption.requested:
+        if ok is None and output != "text":  # cut: no result to print
+            why = {"reason": "Interrupted", "message": interruption.describe()}
+            print_document({"dryRun": not confirm, "ok": False, "error": why}, output)
+        click.echo(f"error: {interruption.describe()}", err=True)
+        sys.exit(interruption.exit_code)
     sys.exit(0 if ok else EXIT_FAILED)
 
 
@@ -108,20 +123,20 @@ async def _prune_command(
     config: Config, confirm: bool, overrides: PruneOverrides, output: str
 ) -> bool:
     from mirrord.prune import run_prune
-    from mirrord.state import open_store, store_exists
+    from mirrord.state import open_state, open_store, state_exists
     from mirrord.transports import ClientPool
 
     async with AsyncExitStack() as stack:
-        if confirm or store_exists(config.state_dir):
+        if confirm or state_exists(config):
             os.makedirs(config.state_dir, exist_ok=True)
-            store = await anyio.to_thread.run_sync(open_store, config.state_dir)
+            store = await anyio.to_thread.run_sync(open_state, config)
         else:  # nothing recorded yet; a dry run must not create the state to find that out
             empty = stack.enter_context(tempfile.TemporaryDirectory(prefix="mirrord-prune-"))
             store = await anyio.to_thread.run_sync(open_store, empty)
         stack.push_async_callback(store.aclose)
         if confirm:
             await stack.enter_async_context(store.acquire_run_lock(wait=False))
-            await store.abandon_running_jobs("interrupted: the process running it died")
+            await store.abandon_running_jobs()
         pool = await stack.enter_async_context(ClientPool(config))
         result = await run_prune(config, store, pool, confirm=confirm, overrides=overrides)
     if output != "text":
@@ -187,12 +202,12 @@ def _print_result(result: PruneResult) -> None:
 
 async def _status(config: Config) -> dict[str, Any]:
     from mirrord.prune import PRUNER
-    from mirrord.state import open_store, store_exists
+    from mirrord.state import open_state, state_exists
 
     conditions: list[PrunerCondition] = []
     jobs: list[JobRun] = []
-    if store_exists(config.state_dir):  # a reader never creates the state
-        async with await anyio.to_thread.run_sync(open_store, config.state_dir) as store:
+    if state_exists(config):  # a reader never creates the state
+        async with await anyio.to_thread.run_sync(open_state, config) as store:
             conditions = await store.pruner_conditions(PRUNER)
             pruning = config.pruning
             limit = pruning.successful_jobs_history_limit + pruning.failed_jobs_history_limit

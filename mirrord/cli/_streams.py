@@ -10,7 +10,8 @@ import click
 
 from mirrord.cli._app import config_option, fail, load, main, output_option, run_async
 from mirrord.cli._exitcodes import EXIT_FAILED, EXIT_USAGE
-from mirrord.cli._render import render
+from mirrord.cli._render import print_document, render
+from mirrord.cli._signals import run_stoppable, stop_timeout_option
 from mirrord.core.modes import ImportMode, ReferencePolicy
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 @click.option("--wait/--no-wait", default=False, help="Wait for a running sync, not refuse.")
 @config_option
 @output_option
+@stop_timeout_option
 def import_image(
     target: str,
     from_ref: str | None,
@@ -57,8 +59,11 @@ def import_image(
     wait: bool,
     config_path: Path | None,
     output: str,
+    stop_timeout: float,
 ) -> None:
-    """Import STREAM[:TAG] into the mirror, like `oc import-image` (copies the images)."""
+    """Import STREAM[:TAG] into the mirror, like `oc import-image` (copies the images).
+
+    SIGTERM/SIGINT stop it as they stop `mirrord sync` (exit 143/130)."""
     from mirrord.sync import ImportRequest
 
     request = ImportRequest(
@@ -73,19 +78,33 @@ def import_image(
         dry_run=dry_run,
         wait=wait,
     )
-    _run_import(request, config_path, output)
+    _run_import(request, config_path, output, stop_timeout)
 
 
-def _run_import(request: ImportRequest, config_path: Path | None, output: str) -> None:
-    from mirrord.sync import Refusal
+def _run_import(
+    request: ImportRequest, config_path: Path | None, output: str, stop_timeout: float
+) -> None:
+    from mirrord.sync import Refusal, SyncResult
     from mirrord.sync import import_image as run_import
 
     config = load(config_path, embedded=True)
-    outcome = run_async(lambda: run_import(config, request))
+    result = SyncResult()
+    outcome, interruption = run_async(
+        lambda: run_stoppable(
+            lambda stop: run_import(config, request, should_stop=stop, result=result),
+            stop_timeout,
+        )
+    )
     if isinstance(outcome, Refusal):
         fail(outcome.message, EXIT_USAGE if outcome.usage else EXIT_FAILED)
-    _print_import(outcome, output, request.dry_run)
-    sys.exit(0 if outcome.result.ok else EXIT_FAILED)
+    if outcome is not None:
+        _print_import(outcome, output, request.dry_run)
+    elif output != "text":  # cut: the stream as stored is not known here
+        reason = {"reason": "Interrupted", "message": interruption.describe()}
+        print_document({"interrupted": interruption.name, "error": reason}, output)
+    if interruption.requested:
+        fail(interruption.describe(), interruption.exit_code)
+    sys.exit(0 if outcome is not None and outcome.result.ok else EXIT_FAILED)
 
 
 def _print_import(outcome: ImportOutcome, output: str, dry_run: bool) -> None:

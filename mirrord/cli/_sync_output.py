@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from mirrord.cli._render import print_document
+from mirrord.core.reference import escaped
 from mirrord.core.units import human_bytes
 from mirrord.notify import DeliveryCounts
 from mirrord.sync import SyncResult
@@ -25,7 +26,9 @@ def summary(result: SyncResult) -> dict[str, Any]:
             "failed": result.failed_count,
             "planned": result.planned_count,
             "skipped": result.skipped,
+            "cut": result.cut,
         },
+        "interrupted": result.interrupted or None,
         "blobs": {
             "copied": stats.blobs_copied,
             "mounted": stats.blobs_mounted,
@@ -34,6 +37,7 @@ def summary(result: SyncResult) -> dict[str, Any]:
         "bytes": stats.bytes_copied,
         "seconds": round(result.seconds, 3),
         "retries": stats.retries,
+        "rateLimitWaitSeconds": round(stats.rate_limit_waits, 3),
         "failures": [
             {"stream": f.stream, "tag": f.tag, "reason": f.reason, "message": f.message}
             for f in result.failures()
@@ -86,6 +90,9 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             print(f"  left out (over max_tags): {', '.join(stream_plan.left_out)}", file=out)
         if stream_plan.missing:
             print(f"  missing upstream: {', '.join(stream_plan.missing)}", file=out)
+        if stream_plan.invalid:
+            names = ", ".join(escaped(t, 80) for t in stream_plan.invalid)
+            print(f"  invalid tag names upstream (skipped): {names}", file=out)
         gone, delete = result.gone_upstream.get(stream_plan.stream, ((), False))
         for tag in gone:
             what = "delete" if delete else "gone"
@@ -107,6 +114,12 @@ def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> No
         )
     if result.notifications is not None:
         print(notifications_line(result.notifications), file=out)
+    if result.interrupted:
+        print(
+            f"interrupted by {result.interrupted}: {result.skipped} copies not started, "
+            f"{result.cut} cut short (their tags keep their previous images)",
+            file=out,
+        )
     print(result.summary_line(), file=out)
 
 

@@ -19,7 +19,9 @@ from mirrord.config._locate import (
 )
 from mirrord.config._parse import EMBEDDED_DEFAULT_YAML, Surroundings, parse_document
 from mirrord.config._types import (
+    DEFAULT_REGISTRY,
     Config,
+    DatabaseConfig,
     Defaults,
     MirrorTarget,
     NotificationConfig,
@@ -30,8 +32,10 @@ from mirrord.config._types import (
 )
 
 __all__ = [
+    "DEFAULT_REGISTRY",
     "EMBEDDED_DEFAULT_YAML",
     "Config",
+    "DatabaseConfig",
     "Defaults",
     "MirrorTarget",
     "NotificationConfig",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,8 @@ from mirrord.config._parse import EMBEDDED_DEFAULT_YAML, Surroundings, parse_doc
 from mirrord.config._types import Config
 from mirrord.config._yaml import _At, _Doc
 from mirrord.errors import ConfigError
+
+MAX_CONFIG_BYTES = 4 << 20  # thousands of streams fit in far less
 
 
 def _is_root() -> bool:
@@ -64,8 +67,22 @@ def parse_config(text: str, path: str | Path = "<config>") -> Config:
 def load_config(path: str | Path | None = None) -> Config:
     """Read and parse ``path`` (default: :func:`default_config_path`)."""
     file = Path(path).expanduser() if path is not None else default_config_path()
+    raw = read_config_file(file)
     try:
-        raw = file.read_bytes()
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError("not UTF-8 text", file=str(file), line=line) from None
+    return parse_config(text, file)
+
+
+def read_config_file(file: Path) -> bytes:
+    """The file's bytes: a regular file of at most :data:`MAX_CONFIG_BYTES`.
+
+    A FIFO, a device (``/dev/zero``), a directory or a larger file is a ConfigError;
+    the file is opened without blocking, so a FIFO without a writer never hangs."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(
             "configuration file not found (pass --config FILE or set $MIRRORD_CONFIG)",
@@ -73,12 +90,17 @@ def load_config(path: str | Path | None = None) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(file)) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError("not UTF-8 text", file=str(file), line=line) from None
-    return parse_config(text, file)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen: a directory fails it
+        os.close(fd)
+        raise ConfigError("not a regular file (a FIFO, device or directory)", file=str(file))
+    with os.fdopen(fd, "rb") as stream:
+        try:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc.strerror}", file=str(file)) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES >> 20} MiB", file=str(file))
+    return raw
 
 
 def embedded_default_config() -> Config:
@@ -113,8 +135,8 @@ def missing_file_warnings(config: Config) -> tuple[str, ...]:
     if config.path is None:
         return ()
     try:
-        loader = yaml.SafeLoader(config.path.read_bytes().decode("utf-8-sig"))
-    except (OSError, ValueError):
+        loader = yaml.SafeLoader(read_config_file(config.path).decode("utf-8-sig"))
+    except (ConfigError, ValueError, yaml.YAMLError):
         return ()
     try:
         node = loader.get_single_node()
@@ -134,6 +156,11 @@ def _missing_files(registries: _At | None) -> tuple[str, ...]:
     for _, entry in registries.entries(None, quoted=True) if registries is not None else ():
         values = entry.mapping(None)
         for name in ("auth_file", "ca_file"):
-            if name in values and not (path := values[name].path()).exists():
+            if name not in values:
+                continue
+            path = values[name].path()
+            if not path.exists():
                 warnings.append(str(values[name].error(f"{path} does not exist on this machine")))
+            elif not path.is_file():
+                warnings.append(str(values[name].error(f"{path} is not a regular file")))
     return tuple(warnings)

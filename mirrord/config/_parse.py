@@ -21,8 +21,10 @@ from typing import Any
 import yaml
 
 from mirrord.config._types import (
+    DEFAULT_REGISTRY,
     NOTIFICATION_EVENTS,
     Config,
+    DatabaseConfig,
     Defaults,
     MirrorTarget,
     NotificationConfig,
@@ -35,8 +37,10 @@ from mirrord.config._values import (
     _LISTEN_RE,
     _RECEIVER_NAME_RE,
     _choice,
+    _database_url,
     _duration,
     _host,
+    _lease,
     _max_tags,
     _mirror,
     _pinned,
@@ -45,12 +49,15 @@ from mirrord.config._values import (
     _repo_path,
     _schedule,
     _semver,
+    _size,
     _source,
     _tags,
     _timeout,
     _url,
+    _worker_name,
 )
 from mirrord.config._yaml import _At, _Doc
+from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.errors import ConfigError
 
@@ -74,27 +81,70 @@ def _defaults(at: _At) -> Defaults:
     return dataclasses.replace(Defaults(), **{k: _POLICY[k](v) for k, v in keys.items()})
 
 
+MAX_BUDGET = 24 * 3600.0
+
+
+def _budget(at: _At) -> float:
+    """A retry budget: a Go duration from 0 (no retries) to 24h."""
+    seconds = _duration(at)
+    if seconds > MAX_BUDGET:
+        raise at.error(f"at most 24h, got {at.text()!r}")
+    return seconds
+
+
 _REGISTRY: dict[str, Callable[[_At], Any]] = {
     "auth_file": _At.path,
     "insecure": _At.boolean,
     "tls_verify": _At.boolean,
     "ca_file": _At.path,
-    "max_concurrency": lambda a: a.integer(1),
-    "rate": _At.number,
+    "max_concurrency": lambda a: a.integer(1, 1000),
+    # At least a request every 100 seconds: a smaller rate never sends one.
+    "rate": lambda a: a.number(0.01, 1e6),
+    "request_timeout": lambda a: _timeout(a, maximum=86400.0),
+    "stall_timeout": lambda a: _timeout(a, maximum=3600.0),
+    "min_transfer_rate": lambda a: _size(a, minimum=0, maximum=1 << 30),
+    "retry_budget": _budget,
+    "outage_budget": _budget,
+    "ratelimit_min": lambda a: a.integer(0, 1_000_000),
+}
+
+# The caps on upstream data (mirrord.core.limits): each at least 1 and at most a
+# bound past which the cap protects nothing.
+_LIMITS: dict[str, Callable[[_At], Any]] = {
+    "max_manifest_size": lambda a: _size(a, minimum=1024, maximum=1 << 30),
+    "max_layers": lambda a: a.integer(1, 1_000_000),
+    "max_index_children": lambda a: a.integer(1, 1_000_000),
+    "max_index_depth": lambda a: a.integer(1, 16),
+    "max_tag_pages": lambda a: a.integer(1, 1_000_000),
+    "max_upstream_tags": lambda a: a.integer(1, 100_000_000),
 }
 
 
+def _limits(at: _At) -> Limits:
+    keys = at.mapping(tuple(_LIMITS))
+    return Limits(**{k: _LIMITS[k](v) for k, v in keys.items()})
+
+
 def _registries(at: _At) -> dict[str, RegistryConfig]:
-    out: dict[str, RegistryConfig] = {}
+    """Each host's settings; a ``default`` entry is what the others start from."""
+    entries: dict[str, tuple[_At, dict[str, _At]]] = {}
     lines: dict[str, int] = {}
     for key, value in at.entries(None, quoted=True):
-        host = _host(key, str(key.node.value))
-        if host in out:
-            raise key.error(f"{key.node.value!r} is the same registry as line {lines[host]}")
+        name = str(key.node.value)
+        host = DEFAULT_REGISTRY if name == DEFAULT_REGISTRY else _host(key, name)
+        if host in entries:
+            raise key.error(f"{name!r} is the same registry as line {lines[host]}")
         lines[host] = key.line
-        keys = value.mapping(tuple(_REGISTRY))
-        out[host] = RegistryConfig(**{k: _REGISTRY[k](v) for k, v in keys.items()})
-    return out
+        entries[host] = (key, value.mapping(tuple(_REGISTRY)))
+    base = RegistryConfig()
+    if DEFAULT_REGISTRY in entries:
+        base = _registry_entry(base, *entries[DEFAULT_REGISTRY])
+    return {host: _registry_entry(base, *entry) for host, entry in entries.items()}
+
+
+def _registry_entry(base: RegistryConfig, key: _At, keys: dict[str, _At]) -> RegistryConfig:
+    return dataclasses.replace(base, **{k: _REGISTRY[k](v) for k, v in keys.items()})
+
 
 
 def _stream(at: _At, defaults: Defaults) -> StreamConfig:
@@ -239,6 +289,11 @@ _TOP_KEYS = (
     "notifications",
     "server",
     "pruning",
+    "database",
+    "database_password_file",
+    "worker_name",
+    "lease",
+    "limits",
 )
 EMBEDDED_DEFAULT_YAML = """\
 version: 1
@@ -259,11 +314,44 @@ class Surroundings:
     state_dir: Path
 
 
+MAX_NESTING = 64  # mappings and lists inside one another; a configuration needs ~5
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse nesting past :data:`MAX_NESTING` before composing: PyYAML's parser keeps
+    its own stack, its composer recurses (slowly, into a RecursionError, when a file
+    opens thousands of ``[``)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise ConfigError(
+                    f"invalid YAML: nested more than {MAX_NESTING} deep", file=file, line=line
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def parse_document(text: str, file: str, surroundings: Surroundings) -> Config:
     """Parse and validate configuration text; ``file`` names it in errors."""
-    loader = yaml.SafeLoader(text)
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses NUL and control characters
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            f"invalid YAML: character {chr(exc.character)!r} is not allowed (NUL and "
+            "control characters never belong in the file)",
+            file=file,
+            line=text[: exc.position].count("\n") + 1,
+        ) from None
+    try:
+        _check_depth(text, file)
         node = loader.get_single_node()
+    except RecursionError:  # a fallback: _check_depth stops nesting long before
+        where = loader.get_mark().line + 1
+        loader.dispose()
+        raise ConfigError("invalid YAML: nested too deeply", file=file, line=where) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -278,6 +366,8 @@ def parse_document(text: str, file: str, surroundings: Surroundings) -> Config:
     try:
         doc = _Doc(file, surroundings.base, loader, surroundings.home)
         return _config(_At(doc, node, ""), surroundings.state_dir)
+    except RecursionError:  # merge keys or values nested past what anyone writes
+        raise ConfigError("nested too deeply", file=file) from None
     finally:
         loader.dispose()
 
@@ -305,4 +395,21 @@ def _config(root: _At, default_state_dir: Path) -> Config:
         notifications=_notifications(keys.get("notifications", empty)),
         server=_server(keys["server"]) if "server" in keys else ServerConfig(),
         pruning=_pruning(keys["pruning"]) if "pruning" in keys else PruningConfig(),
+        database=_database(keys),
+        worker_name=_worker_name(keys["worker_name"]) if "worker_name" in keys else None,
+        lease=_lease(keys["lease"]) if "lease" in keys else Config.lease,
+        limits=_limits(keys["limits"]) if "limits" in keys else Limits(),
+    )
+
+
+def _database(keys: dict[str, _At]) -> DatabaseConfig | None:
+    """``database:`` and its ``database_password_file:`` (which needs it)."""
+    password_file = keys.get("database_password_file")
+    if "database" not in keys:
+        if password_file is not None:
+            raise password_file.error("`database_password_file` needs `database:`")
+        return None
+    return DatabaseConfig(
+        url=_database_url(keys["database"]),
+        password_file=password_file.path() if password_file is not None else None,
     )

@@ -10,6 +10,7 @@ from pathlib import Path, PurePath
 from typing import Literal
 from urllib.parse import urlsplit
 
+from mirrord.core.limits import MIN_TRANSFER_RATE, REQUEST_TIMEOUT, STALL_TIMEOUT, Limits
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.core.reference import normalise_registry
 from mirrord.errors import ConfigError
@@ -36,7 +37,14 @@ class MirrorTarget:
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """Per host[:port]. ``insecure``: plain HTTP. ``rate``: requests/second."""
+    """Per host[:port]. ``insecure``: plain HTTP. ``rate``: requests/second. The
+    transfer bounds (seconds, bytes per second) are described in
+    :mod:`mirrord.core.limits`.
+
+    ``retry_budget`` / ``outage_budget``: seconds a request answered 429/503, or failing
+    to connect, is retried. ``ratelimit_min``: below this many Docker Hub pulls left
+    (``ratelimit-remaining``), no new manifest pull starts at the registry.
+    """
 
     auth_file: Path | None = None
     insecure: bool = False
@@ -44,6 +52,17 @@ class RegistryConfig:
     ca_file: Path | None = None
     max_concurrency: int = 6
     rate: float | None = None
+    request_timeout: float = REQUEST_TIMEOUT
+    stall_timeout: float = STALL_TIMEOUT
+    min_transfer_rate: int = MIN_TRANSFER_RATE
+    retry_budget: float = 300.0
+    outage_budget: float = 120.0
+    ratelimit_min: int = 10
+
+
+#: The ``registries:`` entry whose settings every other entry (and unlisted host) starts
+#: from. Never a registry: a host without a dot or port is a Docker Hub namespace.
+DEFAULT_REGISTRY = "default"
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,20 @@ class PruningConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    """A shared PostgreSQL state database (top-level ``database:``). ``url`` is the libpq
+    URL as written, never with a password in it; the password comes from
+    ``password_file``, the systemd credential ``database-password`` or libpq itself
+    (``PGPASSFILE``, ``~/.pgpass``)."""
+
+    url: str
+    password_file: Path | None = None
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None
     mirror: MirrorTarget
@@ -167,10 +200,16 @@ class Config:
     notifications: tuple[NotificationConfig, ...] = ()
     server: ServerConfig = ServerConfig()
     pruning: PruningConfig = PruningConfig()
+    database: DatabaseConfig | None = None  # None: SQLite in state_dir
+    worker_name: str | None = None  # None: host:pid
+    lease: float = 60.0  # seconds a worker's claim on a stream lasts unless renewed
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
     def registry_config(self, host: str) -> RegistryConfig:
-        """The settings for ``host[:port]``; defaults for a host not configured."""
-        return self.registries.get(normalise_registry(host)) or RegistryConfig()
+        """The settings for ``host[:port]``; the ``default`` entry's (or the built-in
+        defaults) for a host not configured."""
+        found = self.registries.get(normalise_registry(host))
+        return found or self.registries.get(DEFAULT_REGISTRY) or RegistryConfig()
 
     def stream(self, name: str) -> StreamConfig:
         """The stream called ``name``; ConfigError (with a hint) when there is none."""

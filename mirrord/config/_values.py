@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from mirrord.config._types import MirrorTarget
 from mirrord.config._yaml import _FLOAT, _INT, _At
 from mirrord.core.modes import ImportMode, ReferencePolicy
-from mirrord.core.oci import parse_digest
-from mirrord.core.reference import normalise_registry, parse_repository
+from mirrord.core.oci import DIGEST_HELP, is_digest
+from mirrord.core.reference import is_repository, is_tag, normalise_registry, parse_repository
 from mirrord.core.schedule import parse_duration, schedule_interval, validate_cron
 from mirrord.core.selection import parse_semver_range
-from mirrord.errors import InvalidReferenceError, ManifestError
+from mirrord.core.units import parse_size
+from mirrord.errors import InvalidReferenceError
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?")
 _PLATFORM_RE = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(?:/[a-z0-9_.]+)?")
 _LISTEN_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 _RECEIVER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -27,7 +26,7 @@ _PATH_HELP = "lower-case components of letters, digits and . _ - separated by /"
 
 def _repo_path(at: _At) -> str:
     value = at.text()
-    if not _PATH_RE.fullmatch(value) or len(value) > 255:
+    if not is_repository(value):
         raise at.error(f"invalid repository path {value!r}: {_PATH_HELP}")
     return value
 
@@ -45,8 +44,9 @@ def _host(at: _At, value: str) -> str:
     _refuse_userinfo(at, value)
     if "://" in value or "/" in value:
         raise at.error(f"expected host[:port] (no scheme, no path), got {value!r}")
-    if not _HOST_RE.fullmatch(value):
-        raise at.error(f"invalid registry host {value!r}")
+    match = _HOST_RE.fullmatch(value)
+    if not match or (match.group(1) and not 0 < int(match.group(1)) <= 65535):
+        raise at.error(f"invalid registry host {value!r} (host[:port], port 1-65535)")
     return normalise_registry(value)
 
 
@@ -64,7 +64,7 @@ def _mirror(at: _At) -> MirrorTarget:
     if value.startswith("docker://"):
         _refuse_userinfo(at, value[len("docker://") :])
         host, _, prefix = value[len("docker://") :].strip("/").partition("/")
-        if prefix and not _PATH_RE.fullmatch(prefix):
+        if prefix and not is_repository(prefix):
             raise at.error(f"invalid mirror prefix {prefix!r}: {_PATH_HELP}")
         return MirrorTarget("registry", registry=_host(at, host), prefix=prefix)
     if value.startswith("oci:") and value[4:].strip():
@@ -93,11 +93,26 @@ def _duration(at: _At) -> float:
         raise at.error(str(exc)) from None
 
 
-def _timeout(at: _At) -> float:
-    """Seconds, from a number or a Go duration; must be positive."""
-    value = at.number() if at.node.tag in (_INT, _FLOAT) else _duration(at)
-    if value <= 0:
-        raise at.error("must be more than 0")
+def _timeout(at: _At, maximum: float = 3600.0) -> float:
+    """Seconds, from a number or a Go duration; more than 0, at most ``maximum``."""
+    value = at.number(maximum=maximum) if at.node.tag in (_INT, _FLOAT) else _duration(at)
+    if not 0 < value <= maximum:
+        raise at.error(f"must be more than 0 and at most {maximum:g}s")
+    return value
+
+
+def _size(at: _At, minimum: int = 1, maximum: int = 1 << 40) -> int:
+    """Bytes, from an integer or a size (``4MiB``, ``512KiB``), from ``minimum`` to
+    ``maximum``."""
+    if at.node.tag == _INT:
+        value = at.integer(minimum)
+    else:
+        try:
+            value = parse_size(at.text())
+        except ValueError as exc:
+            raise at.error(str(exc)) from None
+    if not minimum <= value <= maximum:
+        raise at.error(f"must be from {minimum} to {maximum} bytes, got {value}")
     return value
 
 
@@ -136,15 +151,86 @@ def _url(at: _At) -> str:
     return value
 
 
+_DB_HELP = "expected postgresql://USER@HOST[:PORT]/DBNAME"
+_DB_PASSWORD = (
+    "a password never goes in the database URL: remove it, and put it in "
+    "`database_password_file:`, the systemd credential database-password or PGPASSFILE"
+)
+# libpq connection parameters a `database:` URL may carry (host: a Unix socket directory).
+_DB_PARAMS = frozenset(
+    {
+        "host", "hostaddr", "connect_timeout", "options", "passfile", "target_session_attrs",
+        "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir", "sslsni",
+        "channel_binding", "gssencmode", "keepalives", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+    }
+)
+_DB_NAME_RE = re.compile(r"[^\x00-\x20\x7f/]{1,63}")
+_WORKER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,54}")
+
+
+def _database_url(at: _At) -> str:
+    """A libpq URL naming one host and one database, with a user and no password.
+
+    The password check comes first, so no message below can echo one."""
+    value = at.text()
+    netloc = value.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    if ":" in netloc.rpartition("@")[0] or re.search(r"[?&]password=", value):
+        raise at.error(_DB_PASSWORD)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise at.error(f"{_DB_HELP}, got {value!r} ({exc})") from None
+    if parts.scheme not in ("postgresql", "postgres") or parts.fragment:
+        raise at.error(f"{_DB_HELP}, got {value!r}")
+    params = dict(query)
+    for key, _ in query:
+        if key not in _DB_PARAMS:
+            hint = difflib.get_close_matches(key, _DB_PARAMS, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise at.error(f"unknown libpq parameter {key!r} in the database URL{extra}")
+    if len(params) != len(query):
+        raise at.error("a libpq parameter is given twice in the database URL")
+    socket_dir = params.get("host", "")
+    if not parts.hostname and not socket_dir.startswith("/"):
+        raise at.error(f"{_DB_HELP} (the host is missing), got {value!r}")
+    host = parts.hostname or ""
+    if host and not _HOST_RE.fullmatch(f"[{host}]" if ":" in host else host):
+        raise at.error(f"invalid database host {host!r}")
+    if port is not None and not 1 <= port <= 65535:
+        raise at.error(f"invalid database port {port}")
+    for what, raw in (("user", parts.username or ""), ("database name", parts.path[1:])):
+        if not _DB_NAME_RE.fullmatch(unquote(raw)):
+            raise at.error(f"{_DB_HELP} (the {what} is missing or invalid), got {value!r}")
+    return value
+
+
+def _worker_name(at: _At) -> str:
+    name = at.text()
+    if not _WORKER_RE.fullmatch(name):
+        raise at.error(
+            f"expected up to 55 letters, digits and . _ : @ - (starting with a letter or "
+            f"digit), got {name!r}"
+        )
+    return name
+
+
+def _lease(at: _At) -> float:
+    """A worker's lease on a stream: 5s to 1h (it renews a third of the way through)."""
+    seconds = _duration(at)
+    if not 5 <= seconds <= 3600:
+        raise at.error(f"a lease lasts from 5s to 1h, got {at.text()!r}")
+    return seconds
+
+
 def _digest(at: _At) -> str:
     """A content digest (``sha256:`` and 64 hex digits, or ``sha512:`` and 128)."""
     value = at.text()
-    try:
-        return parse_digest(value)
-    except ManifestError:
-        raise at.error(
-            f"invalid digest {value!r}: expected sha256: and 64 lower-case hex digits"
-        ) from None
+    if not is_digest(value):
+        raise at.error(f"invalid digest {value!r}: {DIGEST_HELP}")
+    return value
 
 
 def _tags(at: _At) -> tuple[str, ...]:
@@ -154,7 +240,7 @@ def _tags(at: _At) -> tuple[str, ...]:
     seen: dict[str, int] = {}
     for item in items:
         tag = item.text()
-        if not _TAG_RE.fullmatch(tag):
+        if not is_tag(tag):
             raise item.error(f"invalid tag {tag!r}")
         if tag in seen:
             raise item.error(f"tag {tag!r} is listed twice (also line {seen[tag]})")
@@ -178,7 +264,8 @@ def _regexes(at: _At | None) -> tuple[re.Pattern[str], ...]:
     for item in at.texts() if at is not None else ():
         try:
             out.append(re.compile(item.text()))
-        except re.error as exc:
+        # OverflowError: a{99999999999}; RecursionError: parentheses nested too deep
+        except (re.error, OverflowError, RecursionError) as exc:
             raise item.error(f"invalid regular expression {item.text()!r}: {exc}") from None
     return tuple(out)
 

@@ -8,6 +8,7 @@ raise a :class:`ConfigError` naming ``file:line: key.path``. Unknown keys get a
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ _CREDENTIAL_KEYS = frozenset(
         "bearer",
     }
 )
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 and C1, tab allowed
+MAX_INTEGER = 2**53  # every integer setting is far below; a float holds it exactly
+NAME_MAX, PATH_MAX = 255, 4096  # Linux's limits for a file name and a path
 
 _NULL, _BOOL = "tag:yaml.org,2002:null", "tag:yaml.org,2002:bool"
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
@@ -138,6 +143,9 @@ class _At:
         value = str(self.node.value).strip()
         if not value:
             raise self.error("must not be empty")
+        if bad := _CONTROL.search(value):
+            # A quoted "\0" or "\x01" passes the YAML reader; no value needs one.
+            raise self.error(f"control character {bad.group()!r} in the value")
         return value
 
     def texts(self) -> tuple[_At, ...]:
@@ -152,16 +160,26 @@ class _At:
             raise self.error(f"expected {what}, got {_kind(self.node)}")
         return self.doc.loader.construct_object(self.node, deep=True)
 
-    def integer(self, minimum: int | None = None) -> int:
+    def integer(self, minimum: int | None = None, maximum: int = MAX_INTEGER) -> int:
+        """An integer in range (the default maximum keeps every value storable in
+        SQLite and usable in arithmetic)."""
         value = int(self._typed({_INT}, "an integer"))
         if minimum is not None and value < minimum:
             raise self.error(f"must be {minimum} or more, got {value}")
+        if value > maximum:
+            raise self.error(f"must be at most {maximum}, got {str(value)[:30]}")
         return value
 
-    def number(self) -> float:
-        value = float(self._typed({_INT, _FLOAT}, "a number"))
-        if not value > 0 or value == float("inf"):
-            raise self.error(f"must be a positive number, got {value}")
+    def number(self, minimum: float = 0.0, maximum: float = 1e9) -> float:
+        """A positive number: more than 0 and at least ``minimum``, at most ``maximum``."""
+        try:
+            value = float(self._typed({_INT, _FLOAT}, "a number"))
+        except OverflowError:  # an integer with hundreds of digits
+            raise self.error("the number is too large") from None
+        if not value > 0 or not minimum <= value <= maximum:
+            raise self.error(
+                f"must be a positive number from {minimum:g} to {maximum:g}, got {value:g}"
+            )
         return value
 
     def boolean(self) -> bool:
@@ -170,10 +188,23 @@ class _At:
     def path(self, text: str | None = None) -> Path:
         """A path; ``~`` is the home directory, a relative path starts at the file's."""
         value = text if text is not None else self.text()
+        if _CONTROL.search(value):
+            raise self.error("a path must not hold NUL or control characters")
         if value == "~" or value.startswith("~/"):
             value = str(self.doc.home) + value[1:]
         path = Path(value)
-        return path if path.is_absolute() else self.doc.base / path
+        path = path if path.is_absolute() else self.doc.base / path
+        longest = max((len(_encoded(p)) for p in path.parts), default=0)
+        if longest > NAME_MAX:
+            raise self.error(f"a path component is longer than {NAME_MAX} bytes")
+        if len(_encoded(str(path))) > PATH_MAX:
+            raise self.error(f"the path is longer than {PATH_MAX} bytes")
+        return path
+
+
+def _encoded(name: str) -> bytes:
+    """``name`` as the file system sees it (what os.fsencode does, without os)."""
+    return name.encode("utf-8", "surrogateescape")
 
 
 def _did_you_mean(name: str, allowed: Collection[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mirrord.copy._engine import CopiedImage, CopyEngine, CopyStats, select_platform
+from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._plan import Action, Imported, StreamPlan, TagPlan, decide
 from mirrord.copy._verify import verified_chunks
 
@@ -14,7 +15,9 @@ __all__ = [
     "Imported",
     "StreamPlan",
     "TagPlan",
+    "check_manifest",
     "decide",
+    "index_level",
     "select_platform",
     "verified_chunks",
 ]

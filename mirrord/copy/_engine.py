@@ -4,8 +4,15 @@ Per image: the manifest is fetched by digest (and checked), an index's children
 are ensured before the index, every blob is ensured before the manifest that
 references it, and the tag is pushed last, so a tag never names anything the
 mirror lacks. Blobs go HEAD → mount → stream, once per (repository, digest) per
-run however many images share them. Temporary failures are retried with
-backoff; an image that still fails does not stop the others.
+run however many images share them. Failures are retried as the failing
+registry's policy says (:func:`~mirrord.registry.retrying`); an image that still
+fails does not stop the others. An upload session given up on is cancelled.
+
+A manifest ``PUT`` that fails is checked with a ``HEAD``: when the mirror already
+holds the intended digest (another run wrote it), the push counts as done.
+Distribution answers ``DIGEST_INVALID`` / ``MANIFEST_BLOB_UNKNOWN`` to a manifest
+``PUT`` while another client is still linking a blob it references: those are
+retried too.
 """
 
 from __future__ import annotations
@@ -13,18 +20,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import anyio
 
+from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._plan import TagPlan
 from mirrord.copy._verify import verified_chunks
+from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode
 from mirrord.core.oci import Descriptor, Manifest, Platform
-from mirrord.errors import ManifestError, MirrordError, ungrouped
-from mirrord.registry import DEFAULT_RETRY, RetryPolicy, retrying
+from mirrord.errors import ManifestError, MirrordError, RegistryError, ungrouped
+from mirrord.registry import (
+    DEFAULT_RETRY,
+    Condition,
+    RetryPolicies,
+    RetryPolicy,
+    condition,
+    retrying,
+)
 from mirrord.transports import Destination, Source
 
+T = TypeVar("T")
 log = logging.getLogger("mirrord.copy")
+
+#: What distribution answers a manifest PUT racing another client's blob link.
+RACY_MANIFEST_CODES = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 
 
 @dataclass
@@ -48,9 +69,9 @@ class CopyStats:
         return {k: v for k, v in vars(self).items() if k != "bytes_streamed"}
 
     def count_retry(self, error: MirrordError, delay: float) -> None:
-        """The ``on_wait`` hook of :func:`retrying`: one retry, and a 429's wait."""
+        """The ``on_wait`` hook of :func:`retrying`: one retry, and a 429's (503's) wait."""
         self.retries += 1
-        if error.reason == "RateLimited":
+        if condition(error) is Condition.SLOW_DOWN:
             self.rate_limit_waits += delay
 
 
@@ -104,11 +125,13 @@ class CopyEngine:
         destination: Destination,
         stats: CopyStats,
         *,
-        retry: RetryPolicy = DEFAULT_RETRY,
+        retry: RetryPolicy | RetryPolicies = DEFAULT_RETRY,
+        limits: Limits | None = None,
     ) -> None:
         self.destination = destination
         self.stats = stats
         self.retry = retry
+        self.limits = limits or Limits()
         self._blobs = _Once()
         self._manifests = _Once()
         # digest -> a mirror repository known to hold it this run (a mount source)
@@ -131,53 +154,98 @@ class CopyEngine:
             if manifest.is_index:
                 raise ManifestError(f"{plan.tag}: nested index for {plan.platform}")
         await self._ensure_contents(
-            source, plan.source_repository, plan.mirror_repository, manifest
+            source, plan.source_repository, plan.mirror_repository, manifest, ()
         )
-        await retrying(
-            lambda: self.destination.put_manifest(plan.mirror_repository, plan.tag, manifest),
-            f"push tag {plan.mirror_repository}:{plan.tag}",
-            self.retry,
-            self.stats.count_retry,
-        )
-        self.stats.manifests_pushed += 1
+        where = f"{plan.mirror_repository}:{plan.tag}"
+        await self._push_manifest(plan.mirror_repository, plan.tag, manifest, f"push tag {where}")
         return CopiedImage(
             manifest.digest, manifest.media_type, manifest.size, source_digest, platform
         )
 
+    async def _retrying(
+        self,
+        operation: Callable[[], Awaitable[T]],
+        what: str,
+        transient_codes: frozenset[str] = frozenset(),
+    ) -> T:
+        return await retrying(
+            operation, what, self.retry, self.stats.count_retry, transient_codes=transient_codes
+        )
+
+    async def _push_manifest(
+        self, repository: str, reference: str, manifest: Manifest, what: str
+    ) -> None:
+        """PUT ``manifest`` under ``reference``; a failed PUT is done when the mirror
+        holds ``manifest`` there all the same (see the module docstring)."""
+
+        async def push() -> None:
+            try:
+                await self.destination.put_manifest(repository, reference, manifest)
+            except RegistryError as error:
+                if not await self._holds(repository, reference, manifest.digest):
+                    raise
+                log.info("%s: %s; the mirror holds %s there already", what, error, manifest.digest)
+
+        await self._retrying(push, what, RACY_MANIFEST_CODES)
+        self.stats.manifests_pushed += 1
+
+    async def _holds(self, repository: str, reference: str, digest: str) -> bool:
+        """True when the mirror's ``reference`` names ``digest`` (False if it cannot tell)."""
+        try:
+            found = await self.destination.head_manifest(repository, reference)
+        except MirrordError:
+            return False
+        return found is not None and found.digest == digest
+
     async def _ensure_contents(
-        self, source: Source, src_repo: str, dst_repo: str, manifest: Manifest
+        self,
+        source: Source,
+        src_repo: str,
+        dst_repo: str,
+        manifest: Manifest,
+        parents: tuple[str, ...],
     ) -> None:
         """Everything ``manifest`` references is in ``dst_repo`` when this returns.
 
+        ``parents``: the indexes above it (their nesting is capped, a cycle refused).
         The first failure cancels the rest and is raised as itself, not as a group.
         """
+        where = f"{source.registry}/{src_repo}@{manifest.digest}"
+        index_level(manifest, parents, self.limits, where)
+        if manifest.is_index:
+            parents = (*parents, manifest.digest)
         with ungrouped():
             async with anyio.create_task_group() as tg:
                 for child in manifest.manifests:
-                    tg.start_soon(self._ensure_manifest, source, src_repo, dst_repo, child)
+                    tg.start_soon(
+                        self._ensure_manifest, source, src_repo, dst_repo, child, parents
+                    )
                 for blob in manifest.blobs:
                     tg.start_soon(self._ensure_blob, source, src_repo, dst_repo, blob)
 
     async def _ensure_manifest(
-        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
+        self,
+        source: Source,
+        src_repo: str,
+        dst_repo: str,
+        desc: Descriptor,
+        parents: tuple[str, ...],
     ) -> None:
+        if desc.digest in parents:  # before the once-per-digest gate: it would wait on itself
+            where = f"{source.registry}/{src_repo}@{parents[-1]}"
+            raise ManifestError(f"{where}: the index lists itself (or an index above it)")
+
         async def job() -> None:
-            if await retrying(
+            if await self._retrying(
                 lambda: self.destination.head_manifest(dst_repo, desc.digest),
                 f"HEAD {dst_repo}@{desc.digest}",
-                self.retry,
-                self.stats.count_retry,
             ):
                 return
             child = await self._get_manifest(source, src_repo, desc.digest)
-            await self._ensure_contents(source, src_repo, dst_repo, child)
-            await retrying(
-                lambda: self.destination.put_manifest(dst_repo, child.digest, child),
-                f"push {dst_repo}@{child.digest}",
-                self.retry,
-                self.stats.count_retry,
+            await self._ensure_contents(source, src_repo, dst_repo, child, parents)
+            await self._push_manifest(
+                dst_repo, child.digest, child, f"push {dst_repo}@{child.digest}"
             )
-            self.stats.manifests_pushed += 1
 
         await self._manifests.run((dst_repo, desc.digest), job)
 
@@ -186,11 +254,9 @@ class CopyEngine:
     ) -> None:
         await self._blobs.run(
             (dst_repo, desc.digest),
-            lambda: retrying(
+            lambda: self._retrying(
                 lambda: self._transfer_blob(source, src_repo, dst_repo, desc),
                 f"blob {desc.digest} into {dst_repo}",
-                self.retry,
-                self.stats.count_retry,
             ),
         )
 
@@ -223,9 +289,14 @@ class CopyEngine:
             if upload is None:
                 self.stats.blobs_mounted += 1
                 return
-        async with source.get_blob(src_repo, desc.digest) as chunks:
-            stream = verified_chunks(chunks, desc, self.stats.bytes_streamed)
-            await self.destination.write_blob(dst_repo, desc, stream, upload or None)
+        try:
+            async with source.get_blob(src_repo, desc.digest) as chunks:
+                stream = verified_chunks(chunks, desc, self.stats.bytes_streamed)
+                owned, upload = upload, None  # write_blob cancels it if the write fails
+                await self.destination.write_blob(dst_repo, desc, stream, owned or None)
+        finally:
+            if upload:  # the source failed before the write began
+                await self.destination.cancel_upload(dst_repo, upload)
         self.stats.blobs_copied += 1
         self.stats.bytes_copied += desc.size
 
@@ -233,12 +304,12 @@ class CopyEngine:
         key = (id(source), repository, digest)
 
         async def fetch() -> None:
-            self._fetched[key] = await retrying(
+            manifest = await self._retrying(
                 lambda: source.get_manifest(repository, digest, digest),
                 f"GET manifest {repository}@{digest}",
-                self.retry,
-                self.stats.count_retry,
             )
+            check_manifest(manifest, self.limits, f"{source.registry}/{repository}@{digest}")
+            self._fetched[key] = manifest
 
         await self._fetching.run((f"{id(source)}/{repository}", digest), fetch)
         return self._fetched[key]

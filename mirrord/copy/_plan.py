@@ -87,8 +87,11 @@ class StreamPlan:
     left_out: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     error: MirrordError | None = field(default=None, compare=False)
-    # Every source tag, when the stream listed them (None when it did not need to).
+    # Every valid source tag, when the stream listed them (None when it did not need to).
     all_tags: list[str] | None = field(default=None, compare=False)
+    # Upstream tags off the tag grammar that the stream would have selected: skipped,
+    # never used in a URL, a file or the state; each fails the run (InvalidName).
+    invalid: tuple[str, ...] = ()
 
 
 def decide(

@@ -9,7 +9,9 @@ The grammar is distribution's ``reference`` package::
 
 Normalisation follows docker/podman: no domain means ``docker.io``, a one-part
 docker.io path gains ``library/``, and ``index.docker.io`` is ``docker.io``.
-This module is pure: it imports nothing of mirrord but the error type.
+Tags follow :data:`TAG_RE`, repository paths :data:`REPOSITORY_RE` and digests
+:data:`mirrord.core.oci.DIGEST_RE` (sha256 and sha512 only): the configuration, the
+registry client, the copy and the OCI layout all check names with these. Pure.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from mirrord.errors import InvalidReferenceError
+from mirrord.core.oci._digest import DIGEST_HELP, DIGEST_RE
+from mirrord.errors import InvalidNameError, InvalidReferenceError
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -28,11 +31,12 @@ _DOMAIN = re.compile(
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
     r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:.]+\])"
-    r"(?::[0-9]+)?"
+    r"(?::([0-9]{1,5}))?"
 )
-_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)  # Go's \w: [A-Za-z0-9_] only
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
-_SHA256_HEX = re.compile(r"[a-f0-9]{64}")
+TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)  # Go's \w: [A-Za-z0-9_] only
+"""The distribution spec's tag grammar: the one mirrord checks every tag against."""
+REPOSITORY_RE = re.compile(rf"{_PATH_COMPONENT.pattern}(?:/{_PATH_COMPONENT.pattern})*")
+"""A repository path (``library/nginx``): lower-case components separated by ``/``."""
 _MAX_NAME_LENGTH = 255
 
 
@@ -138,7 +142,8 @@ def _split_tag(text: str, remainder: str) -> tuple[str, str | None]:
 def _split_domain(text: str, name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        if not _DOMAIN.fullmatch(first):
+        match = _DOMAIN.fullmatch(first)
+        if not match or (match.group(1) and not 0 < int(match.group(1)) <= 65535):
             raise InvalidReferenceError(text, f"invalid registry host {first!r}")
         registry, path = normalise_registry(first), rest
     else:
@@ -158,13 +163,55 @@ def _split_domain(text: str, name: str) -> tuple[str, str]:
 
 
 def _check_tag(text: str, tag: str) -> None:
-    if not _TAG.fullmatch(tag):
+    if not TAG_RE.fullmatch(tag):
         raise InvalidReferenceError(text, f"invalid tag {tag!r}")
 
 
 def _check_digest(text: str, digest: str) -> None:
-    if not _DIGEST.fullmatch(digest):
-        raise InvalidReferenceError(text, f"invalid digest {digest!r}")
-    algorithm, _, hex_part = digest.partition(":")
-    if algorithm == "sha256" and not _SHA256_HEX.fullmatch(hex_part):
-        raise InvalidReferenceError(text, "a sha256 digest is 64 lower-case hex characters")
+    if not DIGEST_RE.fullmatch(digest):
+        raise InvalidReferenceError(text, f"invalid digest {digest!r}: {DIGEST_HELP}")
+
+
+def is_tag(text: str) -> bool:
+    """True when ``text`` is a valid tag (:data:`TAG_RE`)."""
+    return TAG_RE.fullmatch(text) is not None
+
+
+def is_repository(text: str) -> bool:
+    """True when ``text`` is a valid repository path of at most 255 characters."""
+    return len(text) <= _MAX_NAME_LENGTH and REPOSITORY_RE.fullmatch(text) is not None
+
+
+def escaped(name: str, limit: int = 150) -> str:
+    """``name`` as it may appear in a message or log line: ``repr`` (control characters,
+    NUL and newlines escaped), shortened past ``limit`` characters."""
+    return repr(name[:limit]) + ("…" if len(name) > limit else "")
+
+
+_TAG_HELP = "is not a valid tag ([A-Za-z0-9_], then up to 127 of [A-Za-z0-9_.-])"
+_REPOSITORY_HELP = (
+    "is not a valid repository path (lower-case components of letters, digits and . _ -"
+    " separated by /, at most 255 characters)"
+)
+
+
+def check_tag(tag: str, where: str = "") -> str:
+    """``tag`` if it is a valid tag; else :class:`InvalidNameError` naming it escaped."""
+    if not is_tag(tag):
+        raise InvalidNameError(tag, _TAG_HELP, where)
+    return tag
+
+
+def check_repository(repository: str, where: str = "") -> str:
+    """``repository`` if it is a valid repository path; else :class:`InvalidNameError`."""
+    if not is_repository(repository):
+        raise InvalidNameError(repository, _REPOSITORY_HELP, where)
+    return repository
+
+
+def check_reference(reference: str, where: str = "") -> str:
+    """A manifest reference: a valid digest, or else a valid tag (never something in
+    between: ``sha256:/etc/passwd`` is neither)."""
+    if DIGEST_RE.fullmatch(reference):
+        return reference
+    return check_tag(reference, where)

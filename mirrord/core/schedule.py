@@ -90,7 +90,6 @@ def validate_cron(expr: str) -> None:
                         f"(at most {max(1, last - first)} here)"
                     )
 
-
     try:
         CronSim(expr, datetime(2000, 1, 1))
     except CronSimError as exc:  # e.g. "0 0 31 2 *": a day no month in the line has

@@ -29,6 +29,8 @@ from typing import Protocol
 
 import semantic_version
 
+from mirrord.core.reference import is_tag
+
 COSIGN_SUFFIXES = ("sig", "att", "sbom")
 _COSIGN_RE = re.compile(r"(sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})\.(sig|att|sbom)")
 
@@ -224,6 +226,25 @@ def _matches(tag: str, params: SelectionParams, spec: semantic_version.NpmSpec |
         version = parse_version(tag)
         return version is not None and version in spec
     return True
+
+
+def split_invalid(all_tags: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(valid, invalid)``: the upstream tags that follow the tag grammar
+    (:data:`mirrord.core.reference.TAG_RE`), and the others, each once, in order."""
+    valid: list[str] = []
+    invalid: list[str] = []
+    for tag in dict.fromkeys(all_tags):
+        (valid if is_tag(tag) else invalid).append(tag)
+    return valid, invalid
+
+
+def wanted_invalid(invalid: Sequence[str], params: SelectionParams) -> tuple[str, ...]:
+    """The invalid upstream tags a stream would have selected: it lists no explicit
+    ``tags`` and its ``include``/``exclude`` regexes let them through (a stream's
+    ``exclude:`` is how a user silences a name upstream will not fix)."""
+    if params.tags is not None:
+        return ()
+    return tuple(t for t in invalid if _matches(t, params, None))
 
 
 def select_tags(all_tags: Sequence[str], params: SelectionParams) -> Selection:

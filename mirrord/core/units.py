@@ -1,7 +1,8 @@
-"""Sizes and ages for people: ``412.3 MiB``, ``3 minutes ago``. Pure."""
+"""Sizes and ages for people: ``412.3 MiB``, ``3 minutes ago``; sizes from them (``4MiB``). Pure."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 
@@ -44,3 +45,20 @@ def human_duration(seconds: float) -> str:
 
 def ago(moment: datetime, now: datetime) -> str:
     return f"{human_duration((now - moment).total_seconds())} ago"
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+_SIZE_UNITS |= {"k": 1024, "ki": 1024, "kib": 1024, "m": 1024**2, "mi": 1024**2}
+_SIZE_UNITS |= {"mib": 1024**2, "g": 1024**3, "gi": 1024**3, "gib": 1024**3}
+_SIZE_RE = re.compile(r"([0-9]{1,15})\s*([a-zA-Z]{0,3})")
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``4194304``, ``4MiB``, ``512KiB``, ``4M`` (binary) or ``5MB`` (decimal).
+
+    ValueError naming the text for anything else."""
+    match = _SIZE_RE.fullmatch(text.strip())
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"invalid size {text[:40]!r} (a number of bytes, or like 4MiB, 512KiB)")
+    return int(match.group(1)) * _SIZE_UNITS[unit]

@@ -7,7 +7,8 @@ All three share one shape::
                "https://index.docker.io/v1/": {"identitytoken": "..."}},
      "credHelpers": {"gcr.io": "gcloud"}, "credsStore": "desktop"}
 
-Credential helpers are never executed: an entry that needs one is skipped.
+Credential helpers are never executed: an entry that needs one is skipped. Only a
+regular file of at most :data:`MAX_AUTH_FILE` bytes is read (never a FIFO or a device).
 Errors name the file and the ``auths`` key, never a value from the file.
 """
 
@@ -17,6 +18,8 @@ import base64
 import binascii
 import json
 import logging
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,7 @@ from mirrord.errors import CredentialError
 log = logging.getLogger(__name__)
 
 _STRING_FIELDS = ("auth", "username", "password", "identitytoken")
+MAX_AUTH_FILE = 1 << 20  # an OpenShift pull secret is a few KiB
 
 
 @dataclass(frozen=True)
@@ -75,22 +79,45 @@ class AuthDocument:
 
 def read_auth_file(path: Path, origin: str) -> AuthDocument | None:
     """Parse ``path``; None when it does not exist. Malformed: CredentialError."""
-    try:
-        raw = path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
+    raw = read_secret_file(path, origin)
+    if raw is None:
         log.debug("%s: not found", origin)
         return None
-    except OSError as exc:
-        raise CredentialError(
-            f"{origin}: cannot read: {exc.strerror or type(exc).__name__}"
-        ) from None
     return parse_auth_document(decode_json(raw, origin), origin)
+
+
+def read_secret_file(path: Path, origin: str, limit: int = MAX_AUTH_FILE) -> bytes | None:
+    """A regular file's bytes, at most ``limit``; None when it does not exist.
+
+    A FIFO, a device (``/dev/zero``, ``/dev/urandom``), a directory or a larger file is
+    a CredentialError naming ``origin``: it is opened without blocking and never read
+    past the limit."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise CredentialError(f"{origin}: cannot read: {why}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen: a directory fails it
+        os.close(fd)
+        raise CredentialError(f"{origin}: not a regular file (a FIFO, device or directory)")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            raw = file.read(limit + 1)
+        except OSError as exc:
+            raise CredentialError(f"{origin}: cannot read: {exc.strerror}") from None
+    if len(raw) > limit:
+        raise CredentialError(f"{origin}: larger than {limit >> 10} KiB; not an auth file")
+    return raw
 
 
 def decode_json(raw: bytes, origin: str) -> object:
     """The JSON value in ``raw``; the error quotes the position, never the text."""
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise CredentialError(f"{origin}: JSON nested too deeply") from None
     except UnicodeDecodeError:
         raise CredentialError(f"{origin}: not valid UTF-8 JSON") from None
     except json.JSONDecodeError as exc:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from mirrord.credentials._authfile import AuthDocument, parse_auth_document
+from mirrord.credentials._authfile import AuthDocument, parse_auth_document, read_secret_file
 from mirrord.errors import CredentialError
 
 log = logging.getLogger(__name__)
@@ -48,17 +48,19 @@ def systemd_auth_documents(directory: Path) -> Iterator[AuthDocument]:
 
 def _read_credential(path: Path, origin: str) -> AuthDocument | None:
     try:
-        if path.stat().st_size > MAX_CREDENTIAL_SIZE:
-            log.debug("%s: larger than a pull secret; skipped", origin)
+        if path.stat().st_size > MAX_CREDENTIAL_SIZE or not path.is_file():
+            log.debug("%s: larger than a pull secret, or no file; skipped", origin)
             return None
-        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise CredentialError(f"{origin}: cannot read: {exc.strerror}") from None
+    raw = read_secret_file(path, origin, MAX_CREDENTIAL_SIZE)
+    if raw is None:
+        return None
     try:
         data = json.loads(raw)
-    except ValueError:  # not JSON (or not UTF-8): some other kind of credential
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8): another credential
         log.debug("%s: not JSON; not an auth file", origin)
         return None
     if not isinstance(data, dict) or "auths" not in data:

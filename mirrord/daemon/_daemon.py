@@ -5,8 +5,9 @@ Lifecycle:
 - start: take the state_dir's daemon lock (a second daemon on the same state
   refuses, exit 3, naming the first's pid), open the state, bind the listening
   socket, schedule every stream (never-synced streams run at once), tell systemd READY=1;
-- SIGHUP: reload the configuration; a file that does not load keeps the
-  running configuration (the log names file, line and key);
+- SIGHUP: reload the configuration; a file that does not load, or loads but could not
+  be scheduled (:func:`mirrord.sync.check_buildable`), keeps the running configuration
+  (the log names file, line and key);
 - SIGTERM/SIGINT: start no new run, let runs in flight finish for up to
   ``stop_timeout`` seconds, then cancel them (each records its job as Failed,
   "interrupted"; a tag is pushed only after its content, so the mirror never
@@ -38,6 +39,7 @@ from mirrord.daemon._server import HTTPServer
 from mirrord.errors import ConfigError, MirrordError, ungrouped
 from mirrord.prune import update_schedule_condition
 from mirrord.state import Store, hold_daemon_lock, open_store
+from mirrord.sync import check_buildable
 from mirrord.transports import open_destination
 
 log = logging.getLogger("mirrord.daemon")
@@ -70,7 +72,7 @@ class Daemon:
         self._abandon = anyio.Event()
         self._scheduler_done = anyio.Event()
         self._http_done = anyio.Event()
-        self.metrics.watch(self._throttle_waits, self._next_runs)
+        self.metrics.watch(self._throttle_waits, self._next_runs, self._pacing_figures)
         self.metrics.set_mirror(config.mirror.registry)
         self.metrics.config_loaded(True)
 
@@ -220,12 +222,15 @@ class Daemon:
             await anyio.sleep(interval)
 
     async def _refresh_streams(self) -> None:
+        """Pick up scheduled import-image streams; notice jobs a killed one-shot run left
+        Running (when the lock is free), so their finish time is near their end."""
         while True:
             await anyio.sleep(STORE_REFRESH)
             if self.stopping:
                 return
             try:
                 await self._reschedule()
+                await self.runner.cleanup_stale()
             except MirrordError as error:
                 log.warning("cannot look for new image streams: %s", error)
 
@@ -241,6 +246,7 @@ class Daemon:
         )
         try:
             new = await anyio.to_thread.run_sync(load_config, path)
+            check_buildable(new)  # what loads but could not be scheduled is refused too
         except ConfigError as error:
             log.error(
                 "reload failed, still running the previous configuration: %s",
@@ -327,6 +333,9 @@ class Daemon:
 
     def _throttle_waits(self) -> dict[str, float]:
         return self._runner.throttle_waits() if self._runner is not None else {}
+
+    def _pacing_figures(self) -> dict[str, tuple[int, int | None]]:
+        return self._runner.pacing_figures() if self._runner is not None else {}
 
     def _next_runs(self) -> Iterable[tuple[str, datetime | None]]:
         return [(j.name, j.next_run) for j in self.scheduler.jobs() if j.name != PRUNE_JOB]

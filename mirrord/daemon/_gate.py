@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from mirrord.state import RunLock
+from mirrord.state import StateLock
 
 log = logging.getLogger("mirrord.scheduler")
 
@@ -30,7 +30,7 @@ class RunGate:
 
     def __init__(
         self,
-        new_lock: Callable[[], RunLock],
+        new_lock: Callable[[], StateLock],
         *,
         on_acquire: Callable[[], Awaitable[None]] | None = None,
         poll_interval: float = 0.5,
@@ -38,7 +38,7 @@ class RunGate:
         self._new_lock = new_lock
         self._on_acquire = on_acquire
         self._poll = poll_interval
-        self._flock: RunLock | None = None
+        self._flock: StateLock | None = None
         self._holders = 0
         self._entry = anyio.Lock()
         self._idle = anyio.Event()
@@ -72,15 +72,14 @@ class RunGate:
         if self._flock is None:
             lock = self._new_lock()
             waited = False
-            while not lock.try_acquire():
+            while not await lock.try_acquire_async():
                 if not waited:
-                    pid = lock.holder_pid()
-                    holder = f"pid {pid}" if pid is not None else "another process"
+                    holder = await lock.holder_async() or "another process"
                     log.info(
                         "%s waits: %s holds the state lock %s (a one-shot `mirrord sync`?)",
                         what,
                         holder,
-                        lock.path,
+                        lock.where,
                     )
                     waited = True
                 await anyio.sleep(self._poll)

@@ -2,7 +2,9 @@
 
 Per stream: the last success, run durations, runs by result, images / blobs /
 bytes copied, upstream requests and rate-limit waits. Per registry: requests by
-method and the seconds the per-registry throttle made requests wait.
+method, the seconds the per-registry throttle made requests wait, the requests it
+allows in flight now (lowered by 429s, see ``registry._throttle.AdaptiveLimit``) and
+the pulls Docker Hub says are left (``ratelimit-remaining``).
 
 Upstream requests are counted by the :class:`~mirrord.transports.ClientPool`
 ``on_request`` hook; the stream a request belongs to comes from a context
@@ -35,16 +37,22 @@ RUN_RESULTS = ("succeeded", "failed", "interrupted")
 NOTIFY_RESULTS = ("delivered", "failed", "given_up")
 
 
+#: Per registry, read when scraped: (requests allowed in flight, pulls left or None).
+PacingFigures = Callable[[], dict[str, tuple[int, int | None]]]
+
+
 class _Dynamic(Collector):
-    """Values read when scraped: throttle waits and next scheduled runs."""
+    """Values read when scraped: throttle waits, pacing figures and next scheduled runs."""
 
     def __init__(
         self,
         throttle_waits: Callable[[], dict[str, float]],
         next_runs: Callable[[], Iterable[tuple[str, datetime | None]]],
+        pacing: PacingFigures,
     ) -> None:
         self._throttle_waits = throttle_waits
         self._next_runs = next_runs
+        self._pacing = pacing
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         waits = CounterMetricFamily(
@@ -55,6 +63,7 @@ class _Dynamic(Collector):
         for registry, seconds in sorted(self._throttle_waits().items()):
             waits.add_metric([registry], seconds)
         yield waits
+        yield from self._pacing_families()
         upcoming = GaugeMetricFamily(
             "mirrord_stream_next_run_timestamp_seconds",
             "When the stream's next scheduled run is due (Unix time).",
@@ -64,6 +73,26 @@ class _Dynamic(Collector):
             if moment is not None:
                 upcoming.add_metric([name], moment.timestamp())
         yield upcoming
+
+
+    def _pacing_families(self) -> Iterator[GaugeMetricFamily]:
+        limit = GaugeMetricFamily(
+            "mirrord_registry_concurrency_limit",
+            "Requests to the registry allowed in flight now (halved on 429/503, then "
+            "recovering up to max_concurrency).",
+            labels=["registry"],
+        )
+        remaining = GaugeMetricFamily(
+            "mirrord_registry_ratelimit_remaining",
+            "Pulls the registry last said are left in its window (ratelimit-remaining).",
+            labels=["registry"],
+        )
+        for registry, (allowed, left) in sorted(self._pacing().items()):
+            limit.add_metric([registry], allowed)
+            if left is not None:
+                remaining.add_metric([registry], left)
+        yield limit
+        yield remaining
 
 
 class Metrics:
@@ -168,8 +197,9 @@ class Metrics:
         self,
         throttle_waits: Callable[[], dict[str, float]],
         next_runs: Callable[[], Iterable[tuple[str, datetime | None]]],
+        pacing: PacingFigures = dict,
     ) -> None:
-        self.registry.register(_Dynamic(throttle_waits, next_runs))
+        self.registry.register(_Dynamic(throttle_waits, next_runs, pacing))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -113,6 +113,13 @@ class Runner:
                 totals[registry] = totals.get(registry, 0.0) + seconds
         return totals
 
+    def pacing_figures(self) -> dict[str, tuple[int, int | None]]:
+        """Per registry of the pool in use: requests allowed in flight, pulls left."""
+        return {
+            registry: (pacing.adaptive.limit, pacing.pulls.remaining)
+            for registry, pacing in self._pool.pacings().items()
+        }
+
     # -- runs ----------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -198,14 +205,14 @@ class Runner:
 
     async def abandon_stale(self) -> None:
         """Under the run lock: jobs still Running belong to a process that died."""
-        count = await self.store.abandon_running_jobs("interrupted: the process running it died")
+        count = await self.store.abandon_running_jobs()
         if count:
             log.warning("marked %d jobs left Running by a dead process as Failed", count)
 
     async def cleanup_stale(self) -> None:
         """:meth:`abandon_stale` if the run lock is free now (else a one-shot sync runs)."""
         lock = self.store.acquire_run_lock()
-        if not lock.try_acquire():
+        if not await lock.try_acquire_async():
             return
         try:
             with anyio.CancelScope(shield=True):

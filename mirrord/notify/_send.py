@@ -8,10 +8,12 @@ userinfo nor the signing secret ever appears in it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import os
 import signal
+import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,14 +71,31 @@ def _redact(text: str, url: str, secret: bytes | None) -> str:
     return text
 
 
+MAX_SECRET_FILE = 64 << 10  # an HMAC key is some dozen bytes
+
+
 async def _read_secret(rid: str, path: Path) -> bytes:
     try:
-        key = (await anyio.Path(path).read_bytes()).rstrip(b"\r\n")
+        key = (await anyio.to_thread.run_sync(_read_small, path)).rstrip(b"\r\n")
     except OSError as exc:
-        raise NotifyError(f"{rid}: cannot read secret file {path}: {exc.strerror}") from None
+        why = exc.strerror or str(exc)
+        raise NotifyError(f"{rid}: cannot read secret file {path}: {why}") from None
     if not key:
         raise NotifyError(f"{rid}: secret file {path} is empty")
     return key
+
+
+def _read_small(path: Path) -> bytes:
+    """A regular file's bytes (never a FIFO or device), at most MAX_SECRET_FILE."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(MAX_SECRET_FILE + 1)
+    if len(data) > MAX_SECRET_FILE:
+        raise OSError(errno.EFBIG, f"larger than {MAX_SECRET_FILE >> 10} KiB")
+    return data
 
 
 async def post_event(

@@ -6,6 +6,11 @@ costs one round trip, not two. Bearer tokens (distribution ``token.md``) are
 cached per realm, service and scope set, refreshed shortly before they expire,
 and fetched again when the registry answers 401 anyway. Pull and pull,push
 tokens are different scope sets, so they never stand in for each other.
+
+Credentials stay on their host: a challenge is learnt only from an answer of the
+registry's own origin (never from the target of a redirect), and the session sends the
+credential to a token realm only on the registry's own host, over verified HTTPS, or on
+a host that is itself configured under ``registries:`` (``RegistrySession._fetch_token``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from mirrord.registry._challenge import (
     parse_challenges,
     request_scopes,
 )
+from mirrord.registry._urls import same_origin
 
 # Per token.md, a token without expires_in lives 60 seconds.
 DEFAULT_TOKEN_LIFETIME = 60.0
@@ -84,8 +90,12 @@ class RegistryAuth(httpx.Auth):
         """``basic``, ``bearer``, or ``""`` while the registry has not challenged."""
         return self._challenge.scheme if self._challenge else ""
 
-    def learn(self, response: httpx.Response) -> Challenge | None:
-        """Remember the challenge of a 401 (Bearer preferred over Basic)."""
+    def learn(self, response: httpx.Response, origin: httpx.URL) -> Challenge | None:
+        """Remember the challenge of a 401 (Bearer preferred over Basic), if it came from
+        ``origin``: a 401 of another host a request was redirected to (a CDN, a hostile
+        one) never names where this registry's credential goes."""
+        if not same_origin(response.url, origin):
+            return None
         challenges = parse_challenges(response.headers.get("www-authenticate", ""))
         usable = [c for c in challenges if c.scheme in ("bearer", "basic")]
         usable.sort(key=lambda c: c.scheme != "bearer")
@@ -102,7 +112,7 @@ class RegistryAuth(httpx.Auth):
         if response.status_code != 401:
             return
         sent_authorization = request.headers.get("authorization", "")
-        challenge = self.learn(response)
+        challenge = self.learn(response, request.url)
         if challenge is None or (challenge.scheme == "basic" and sent_authorization):
             return
         if challenge.scheme == "basic" and self.credential is None:

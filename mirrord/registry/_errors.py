@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import socket
 import ssl
 import time
+from typing import TypeVar
 
 import httpx
 
@@ -14,13 +16,17 @@ from mirrord.errors import (
     ConnectError,
     ForbiddenError,
     MethodNotAllowedError,
+    NameResolutionError,
     NotFoundError,
     RateLimitedError,
     RegistryError,
     ServerError,
     TLSError,
+    TransferTimeoutError,
     UnauthorizedError,
 )
+
+_E = TypeVar("_E", bound=BaseException)
 
 _BY_STATUS: dict[int, type[RegistryError]] = {
     401: UnauthorizedError,
@@ -39,16 +45,14 @@ def error_from_response(
     """
     status = response.status_code
     code, detail = _first_error(response)
-    message = f"{what}: {status} {response.reason_phrase}"
+    message = f"{what}: {status} {printable(response.reason_phrase[:100])}"
     if code:
         message += f" ({code}{': ' + detail if detail else ''})"
     if status == 401 and "insufficient_scope" in response.headers.get("www-authenticate", ""):
         # token.md: the credential is valid, the token it gets lacks this access.
         message += "; the credential was accepted but is not allowed this access"
     if status == 400 and _HTTPS_ONLY in response.text:
-        message += (
-            f"; {registry} speaks HTTPS: remove 'insecure: true' for it under 'registries:'"
-        )
+        message += f"; {registry} speaks HTTPS: remove 'insecure: true' for it under 'registries:'"
     if status == 401:
         source = credential_source or "anonymous (no credentials found)"
         return UnauthorizedError(
@@ -73,9 +77,25 @@ _PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAI
 
 
 def error_from_exception(exc: httpx.HTTPError, registry: str, what: str) -> RegistryError:
-    """Typed error for a transport failure: TLS failures are final, the rest temporary."""
+    """Typed error for a transport failure: a name that does not resolve, TLS failures,
+    redirect loops and redirects to what is not HTTP are final; timeouts and the rest
+    (refused, reset) temporary."""
+    if isinstance(exc, httpx.TooManyRedirects | httpx.UnsupportedProtocol):
+        return RegistryError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
+    if isinstance(exc, httpx.TimeoutException):
+        return TransferTimeoutError(
+            f"{what}: timed out: {type(exc).__name__}: {_describe(exc)}", registry=registry
+        )
+    if (unresolved := _cause(exc, socket.gaierror)) is not None:
+        return NameResolutionError(
+            f"{what}: cannot reach the registry: its host name does not resolve ({unresolved})",
+            registry=registry,
+        )
     if not _is_tls_failure(exc):
-        return ConnectError(f"{what}: {type(exc).__name__}: {exc}", registry=registry)
+        return ConnectError(
+            f"{what}: cannot reach the registry: {type(exc).__name__}: {_describe(exc)}",
+            registry=registry,
+        )
     if _speaks_plain_http(exc):
         return TLSError(
             f"{what}: TLS handshake failed, the answer looks like plain HTTP ({exc}); "
@@ -109,9 +129,14 @@ def _first_error(response: httpx.Response) -> tuple[str, str]:
         errors = json.loads(response.content).get("errors") or []
         first = errors[0]
         detail = first.get("message") or ""
-        return str(first.get("code", "")), str(detail)[:300]
-    except (ValueError, AttributeError, IndexError, TypeError):
+        return printable(str(first.get("code", ""))[:100]), printable(str(detail)[:300])
+    except (ValueError, AttributeError, IndexError, TypeError, KeyError, RecursionError):
         return "", ""
+
+
+def printable(text: str) -> str:
+    """Upstream text as it may go into a message: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _speaks_plain_http(exc: BaseException) -> bool:
@@ -125,10 +150,29 @@ def _speaks_plain_http(exc: BaseException) -> bool:
     return any(reason in text for reason in _PLAIN_HTTP_REASONS)
 
 
-def _is_tls_failure(exc: BaseException) -> bool:
+def _cause(exc: BaseException, kind: type[_E]) -> _E | None:
+    """The first exception of ``kind`` in ``exc``'s chain of causes (``exc`` included)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
+        if isinstance(seen, kind):
+            return seen
         seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """``exc``'s message, with the OS error under it when that says more (httpx's
+    "All connection attempts failed" hides "Connection refused")."""
+    text = str(exc) or type(exc).__name__
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror and seen.strerror not in text:
+            return f"{text} ({seen.strerror})"
+        seen = seen.__cause__ or seen.__context__
+    return text
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    if _cause(exc, ssl.SSLError) is not None:
+        return True
     return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in type(exc).__name__

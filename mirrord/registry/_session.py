@@ -6,23 +6,34 @@ streamed holds a slot of a second limiter of the same size instead (the GET
 holds a request slot only until its headers arrive): a blob streamed from this
 registry into this same registry then never waits for a slot its own stream
 holds, and the connection pool (twice the limit) always has room for both. Errors come back as
-the typed exceptions of :mod:`mirrord.errors`; nothing here retries (callers decide
-that from ``.temporary``). The verbs are :class:`~mirrord.registry.RegistryClient`'s.
+the typed exceptions of :mod:`mirrord.errors`; nothing here retries (callers do, with
+:func:`~mirrord.registry.retrying` and :attr:`RegistrySession.retry`). Every answer feeds
+the registry's pacing: a 429 or 503 pauses it and halves its concurrency, successes
+restore it, and Docker Hub's ``ratelimit-remaining`` is read. The verbs are
+:class:`~mirrord.registry.RegistryClient`'s.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Self
-from urllib.parse import urljoin
 
 import anyio
 import httpx
 
 from mirrord.core.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
-from mirrord.errors import ConnectError, RegistryError
+from mirrord.errors import (
+    ConnectError,
+    MirrordError,
+    NotFoundError,
+    RegistryError,
+    TransferTimeoutError,
+)
 from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
+from mirrord.registry._body import read_bounded, rebuilt
 from mirrord.registry._challenge import Challenge
 from mirrord.registry._errors import (
     error_from_exception,
@@ -30,8 +41,17 @@ from mirrord.registry._errors import (
     parse_retry_after,
 )
 from mirrord.registry._http import json_object
+from mirrord.registry._options import LIMIT_KEYS, MAX_JSON_BODY, RegistryOptions
+from mirrord.registry._retry import RetryPolicy
 from mirrord.registry._throttle import RegistryPacing
-from mirrord.registry._tls import RegistryOptions, ssl_context
+from mirrord.registry._tls import ssl_context
+from mirrord.registry._urls import host_port, same_origin, upload_location
+
+log = logging.getLogger("mirrord.registry")
+
+ERROR_BODY_LIMIT = 64 << 10  # an error answer is read this far (for its OCI error code)
+MAX_TOKEN_LIFETIME = 24 * 3600.0  # a token is fetched again at least daily
+CANCEL_TIMEOUT = 5.0  # seconds one upload cancellation (or all of them at close) may take
 
 
 class RegistrySession:
@@ -51,14 +71,20 @@ class RegistrySession:
         self.registry = registry
         self.options = options or RegistryOptions()
         host = DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry
-        self.base_url = f"{'http' if self.options.insecure else 'https'}://{host}"
+        self.base_url = httpx.URL(f"{'http' if self.options.insecure else 'https'}://{host}")
         self.credential = credential
         self.requests: Counter[str] = Counter()
         self._on_request = on_request
-        pacing = pacing or RegistryPacing.for_options(self.options)
-        self._limiter = pacing.requests
-        self._streams = pacing.streams
-        self.throttle = pacing.throttle
+        self.pacing = pacing or RegistryPacing.for_options(self.options)
+        self._limiter = self.pacing.requests
+        self._streams = self.pacing.streams
+        self.throttle = self.pacing.throttle
+        self.retry = RetryPolicy(
+            budget=self.options.retry_budget, outage_budget=self.options.outage_budget
+        )
+        # Upload sessions given up on whose DELETE failed (the registry was down): tried
+        # again when the client closes.
+        self.abandoned_uploads: list[str] = []
         self.auth = RegistryAuth(credential, self._fetch_token)
         # Plain HTTP needs no TLS context (building one costs tens of milliseconds).
         verify = ssl_context(host, self.options) if not self.options.insecure else False
@@ -67,7 +93,9 @@ class RegistrySession:
             verify=verify,
             transport=transport,
             follow_redirects=True,
-            timeout=httpx.Timeout(self.options.timeout, connect=15.0),
+            # Each read and write: no single wait for the network lasts past the stall
+            # window (the whole request has its deadline, a body its minimum rate).
+            timeout=httpx.Timeout(self.options.stall_timeout, connect=15.0),
             limits=httpx.Limits(max_connections=max(4, self.options.max_concurrency * 2)),
             headers={"User-Agent": "mirrord/0.1"},
         )
@@ -81,7 +109,42 @@ class RegistrySession:
         await self.aclose()
 
     async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT):
+            while self.abandoned_uploads:
+                if not await self._delete_upload(self.abandoned_uploads.pop(0)):
+                    break
         await self._http.aclose()
+
+    # -- upload sessions given up on -----------------------------------------------------
+
+    async def cancel_upload(self, location: str) -> None:
+        """``DELETE`` an upload session mirrord gives up on, so the registry drops what it
+        holds of the blob (``_uploads``). Never raises: a session that cannot be deleted
+        now (the registry is down) is tried again when the client closes."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT) as scope:
+            if await self._delete_upload(location):
+                return
+        if scope.cancelled_caught:
+            log.info("%s: cancelling an upload session timed out", self.registry)
+        self.abandoned_uploads.append(location)
+
+    async def _delete_upload(self, location: str) -> bool:
+        """True when the session is gone, or cannot be deleted at all; False when the
+        registry could not be asked (tried again at close).
+
+        Distribution 2.8 answers ``404 BLOB_UPLOAD_INVALID`` for a session holding more
+        than its URL says (a body cut short) and then fails to drop it; the registry's
+        upload purging removes it later. Monolithic uploads avoid that case (see
+        ``_client._CompletedBody``)."""
+        try:
+            await self._request("DELETE", location, "cancel upload", ok=(204, 202, 200))
+        except NotFoundError as error:
+            if error.code == "BLOB_UPLOAD_INVALID":
+                log.info("%s: the registry cannot cancel the session: %s", self.registry, error)
+        except MirrordError as error:
+            log.info("%s: cannot cancel an upload session yet: %s", self.registry, error)
+            return False
+        return True
 
     @property
     def credential_source(self) -> str:
@@ -98,7 +161,7 @@ class RegistrySession:
     async def _ping(self) -> None:
         response = await self._send("GET", "/v2/", "ping", authenticate=False)
         if response.status_code == 401:
-            self.auth.learn(response)
+            self.auth.learn(response, self.base_url)
         elif response.status_code != 200:
             raise error_from_response(response, self.registry, "ping")
         self._pinged = True
@@ -118,72 +181,181 @@ class RegistrySession:
             [("service", challenge.service)] if challenge.service else []
         )
         params += [("scope", scope) for scope in scopes]
+        realm = self._realm_url(challenge.realm)
         auth: httpx.Auth | None = None
-        if credential is not None:
+        what = f"token from {realm}"
+        if credential is not None and self._may_receive_credentials(realm):
             params.append(("account", credential.username))
             auth = httpx.BasicAuth(credential.username, credential.password)
-        what = f"token from {challenge.realm}"
-        try:
-            response = await self._http.get(challenge.realm, params=params, auth=auth)
-        except httpx.HTTPError as exc:
-            raise error_from_exception(exc, self.registry, what) from exc
+        elif credential is not None:
+            what += (
+                " (asked without credentials: the realm is another host, not over verified "
+                "HTTPS; list it under registries: to trust it)"
+            )
+        request = self._http.build_request("GET", realm, params=params)
+        response = await self._exchange(request, what, auth=auth, limit=MAX_JSON_BODY)
         if response.status_code != 200:
             raise error_from_response(response, self.registry, what, self.credential_source)
         body = json_object(response, self.registry, what)
         value = str(body.get("token") or body.get("access_token") or "")
         try:
-            lifetime = float(body.get("expires_in") or 60)
-        except (TypeError, ValueError):
+            lifetime = min(max(float(body.get("expires_in") or 60), 1.0), MAX_TOKEN_LIFETIME)
+        except (TypeError, ValueError, OverflowError):
             lifetime = 60.0
         # The auth flow's clock, not anyio's: trio's clock runs on a different base.
         return Token.issued(value, lifetime, self.auth.clock())
 
+    def _realm_url(self, realm: str) -> httpx.URL:
+        """The challenge's token realm as a URL: http(s) with a host, else RegistryError."""
+        try:
+            url = httpx.URL(realm)
+        except (httpx.InvalidURL, ValueError, TypeError):
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise RegistryError(
+                f"the token realm {realm[:200]!r} is not an http(s) URL", registry=self.registry
+            )
+        return url
+
+    def _may_receive_credentials(self, realm: httpx.URL) -> bool:
+        """The rule for token realms: the registry's own host, any host over verified
+        HTTPS, or a host configured under ``registries:``; anything else gets an anonymous
+        request. (A client that does not verify TLS, ``insecure`` or ``tls_verify: false``,
+        has no verified HTTPS: only its own host and configured hosts qualify.)"""
+        verified = not self.options.insecure and self.options.tls_verify
+        if same_origin(realm, self.base_url) or (realm.scheme == "https" and verified):
+            return True
+        if host_port(realm) in self.options.trusted_hosts:
+            return True
+        log.warning(
+            "%s: token realm %s is another host, not over verified HTTPS and not configured "
+            "under registries:; it gets no credentials (an anonymous token is asked for)",
+            self.registry,
+            host_port(realm),
+        )
+        return False
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _url(self, path_or_url: str) -> str:
-        return urljoin(self.base_url + "/", path_or_url)
+        """A path mirrord built (``/v2/…``), or an upload URL already checked to be on
+        this registry's origin; nothing else is ever sent to."""
+        if path_or_url.startswith("/v2/"):
+            return str(self.base_url).rstrip("/") + path_or_url
+        if path_or_url.startswith(str(self.base_url).rstrip("/") + "/"):
+            return path_or_url
+        raise RegistryError(f"refused to request {path_or_url[:200]!r}", registry=self.registry)
 
-    def _location(self, response: httpx.Response) -> str:
-        location = response.headers.get("location")
-        if not location:
-            raise RegistryError("upload answer without Location", registry=self.registry)
-        return urljoin(str(response.url), location)
+    def _location(self, response: httpx.Response, repository: str) -> str:
+        return upload_location(response, self.base_url, repository, self.registry)
 
     async def _request(
-        self, method: str, url: str, what: str, *, ok: tuple[int, ...], **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        ok: tuple[int, ...],
+        pull: bool = False,
+        **kwargs: Any,
     ) -> httpx.Response:
+        """Send within the registry's limits; ``pull``: a manifest GET, which the pull floor
+        may refuse (checked holding the slot, so queued pulls see the latest figure)."""
         async with self._limiter:
+            if pull:
+                self.pacing.pulls.check(self.registry)
             response = await self._send(method, url, what, **kwargs)
         if response.status_code not in ok:
             raise error_from_response(response, self.registry, what, self.credential_source)
         return response
 
     async def _send(
-        self, method: str, url: str, what: str, *, authenticate: bool = True, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        authenticate: bool = True,
+        limit: int = MAX_JSON_BODY,
+        key: str = "",
+        deadline: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
-        request = self._http.build_request(method, self._url(url), **kwargs)
-        response = await self._send_request(request, what, authenticate=authenticate)
-        await response.aread()
-        return response
+        """Send and read the answer whole (at most ``limit`` bytes; ``key`` is the
+        setting that raises it), within ``request_timeout`` unless ``deadline`` is False
+        (a streamed upload, bounded by the rate of the stream it forwards)."""
+        request = self.build_request(method, url, what, **kwargs)
+        await self._prepare(request, authenticate)
+        timeout = self.options.request_timeout if deadline else math.inf
+        return await self._exchange(
+            request,
+            what,
+            auth=httpx.USE_CLIENT_DEFAULT if authenticate else None,
+            limit=limit,
+            key=key,
+            timeout=timeout,
+        )
 
-    async def _send_request(
+    def build_request(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Request:
+        try:
+            return self._http.build_request(method, self._url(url), **kwargs)
+        except httpx.InvalidURL as exc:  # names are checked before: a bug, said clearly
+            raise RegistryError(f"{what}: invalid URL: {exc}", registry=self.registry) from None
+
+    async def _exchange(
         self,
         request: httpx.Request,
         what: str,
         *,
-        stream: bool = False,
-        authenticate: bool = True,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        limit: int,
+        key: str = "",
+        timeout: float | None = None,
     ) -> httpx.Response:
+        """Send ``request`` and read its answer within ``timeout`` and ``limit``."""
+        timeout = self.options.request_timeout if timeout is None else timeout
+        try:
+            with anyio.fail_after(timeout):
+                response = await self._transmit(request, what, auth=auth)
+                try:
+                    error = not 200 <= response.status_code < 300
+                    body = await read_bounded(
+                        response,
+                        self.options,
+                        self.registry,
+                        what,
+                        limit=ERROR_BODY_LIMIT if error else limit,
+                        key=key,
+                        truncate=error,
+                    )
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise self._overdue(what) from None
+        return rebuilt(response, body)
+
+    def _overdue(self, what: str) -> TransferTimeoutError:
+        return TransferTimeoutError(
+            f"{what}: no complete answer within {self.options.request_timeout:g}s "
+            f"({LIMIT_KEYS['request_timeout']})",
+            registry=self.registry,
+        )
+
+    async def _prepare(self, request: httpx.Request, authenticate: bool = True) -> None:
+        """What comes before sending: the ping (once), the throttle, the counters."""
         if authenticate and not self._pinged:
             await self._ping_once()
         await self.throttle.wait()
         self.requests[request.method] += 1
         if self._on_request:
             self._on_request(request.method, request.url.path)
+
+    async def _transmit(
+        self, request: httpx.Request, what: str, *, auth: Any = httpx.USE_CLIENT_DEFAULT
+    ) -> httpx.Response:
+        """Send ``request``; the answer's body is left to stream (the caller closes it)."""
         try:
-            response = await self._http.send(
-                request, stream=stream, auth=httpx.USE_CLIENT_DEFAULT if authenticate else None
-            )
+            response = await self._http.send(request, stream=True, auth=auth)
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.registry, what) from exc
         except httpx.StreamConsumed as exc:
@@ -194,10 +366,20 @@ class RegistrySession:
                 "a new token is ready, so the upload can be retried",
                 registry=self.registry,
             ) from exc
-        if response.status_code == 429:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            self.throttle.pause(retry_after if retry_after is not None else 1.0)
+        self._pace(response)
         return response
+
+    def _pace(self, response: httpx.Response) -> None:
+        """What an answer tells the registry's pacing (see the module docstring)."""
+        self.pacing.pulls.observe(self.registry, response.headers)
+        status = response.status_code
+        if status in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is not None or status == 429:
+                self.throttle.pause(retry_after if retry_after is not None else 1.0)
+            self.pacing.adaptive.slow_down(self.registry)
+        elif status < 400:
+            self.pacing.adaptive.success()
 
     async def _ping_once(self) -> None:
         # Learn the challenge once, so every later request is authorised up front

@@ -1,12 +1,19 @@
-"""Per-registry request pacing: a token bucket, and a pause a 429 imposes on everyone."""
+"""Per-registry request pacing: a token bucket, a pause a 429 imposes on everyone, an
+adaptive concurrency limit (AIMD), and the pull floor of :mod:`._ratelimit`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import anyio
 
-from mirrord.registry._tls import RegistryOptions
+from mirrord.registry._options import RegistryOptions
+from mirrord.registry._ratelimit import PullFloor
+
+log = logging.getLogger("mirrord.throttle")
+
+MAX_PAUSE = 60.0  # the longest a Retry-After pauses a whole registry at once
 
 
 class Throttle:
@@ -26,6 +33,7 @@ class Throttle:
         self.waited = 0.0
 
     def pause(self, seconds: float) -> None:
+        seconds = min(max(seconds, 0.0), MAX_PAUSE)
         self._paused_until = max(self._paused_until, anyio.current_time() + seconds)
 
     async def wait(self) -> None:
@@ -49,22 +57,70 @@ class Throttle:
             self._tokens -= 1
 
 
+class AdaptiveLimit:
+    """AIMD on a registry's request limiter: a "slow down" answer (429, 503) halves the
+    requests allowed in flight, at most once per ``cooldown`` seconds (the answers to
+    requests sent before the cut say nothing new); each run of ``limit`` successes adds
+    one back, up to ``ceiling`` (``max_concurrency``). Requests in flight over a lowered
+    limit finish; new ones wait for a slot."""
+
+    def __init__(self, limiter: anyio.CapacityLimiter, ceiling: int, cooldown: float = 1.0):
+        self.limiter = limiter
+        self.ceiling = ceiling
+        self.cooldown = cooldown
+        self.cuts = 0
+        self._successes = 0
+        self._last_cut: float | None = None
+
+    @property
+    def limit(self) -> int:
+        return int(self.limiter.total_tokens)
+
+    def slow_down(self, registry: str) -> None:
+        now = anyio.current_time()
+        if self._last_cut is not None and now - self._last_cut < self.cooldown:
+            return
+        self._last_cut = now
+        self._successes = 0
+        lowered = max(1, self.limit // 2)
+        if lowered < self.limit:
+            self.cuts += 1
+            log.info("%s asks to slow down: %d requests in flight at most", registry, lowered)
+            self.limiter.total_tokens = lowered
+
+    def success(self) -> None:
+        if self.limit >= self.ceiling:
+            return
+        self._successes += 1
+        if self._successes >= self.limit:
+            self._successes = 0
+            self.limiter.total_tokens = self.limit + 1
+
+
 @dataclass(frozen=True)
 class RegistryPacing:
-    """A registry's request and stream limits and its throttle, shared by its clients.
+    """A registry's request and stream limits, its throttle, its adaptive limit and its
+    pull floor, shared by its clients.
 
     Clients of one registry with different credentials (per-repository auth
-    entries) share one pacing, so ``max_concurrency``, ``rate`` and a 429's pause
-    bound the registry as a whole.
+    entries) share one pacing, so ``max_concurrency``, ``rate``, a 429's pause, the
+    AIMD limit and Docker Hub's pull allowance bound the registry as a whole.
     """
 
     requests: anyio.CapacityLimiter
     streams: anyio.CapacityLimiter
     throttle: Throttle
+    adaptive: AdaptiveLimit
+    pulls: PullFloor = field(default_factory=PullFloor)
 
     @classmethod
     def for_options(cls, options: RegistryOptions) -> RegistryPacing:
         slots = max(1, options.max_concurrency)
+        requests = anyio.CapacityLimiter(slots)
         return cls(
-            anyio.CapacityLimiter(slots), anyio.CapacityLimiter(slots), Throttle(options.rate)
+            requests,
+            anyio.CapacityLimiter(slots),
+            Throttle(options.rate),
+            AdaptiveLimit(requests, slots),
+            PullFloor(options.ratelimit_min),
         )

@@ -1,37 +1,25 @@
-"""TLS settings per registry: verification on by default, extra CAs from config and certs.d."""
+"""TLS settings per registry: verification on by default, extra CAs from config and certs.d.
+
+CA and client-certificate files are read only when they are regular files of at most
+:data:`MAX_PEM_FILE` bytes: a ``ca_file: /dev/zero`` (or a FIFO) is a clear TLSError,
+never a read that does not end.
+"""
 
 from __future__ import annotations
 
+import os
 import ssl
-from dataclasses import dataclass
+import stat
 from pathlib import Path
 
 import certifi
 
 from mirrord.errors import TLSError
+from mirrord.registry._options import CERTS_DIRS, RegistryOptions
 
-CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
+MAX_PEM_FILE = 1 << 20  # a bundle of a few hundred certificates
 
-
-@dataclass(frozen=True, slots=True)
-class RegistryOptions:
-    """How to reach one registry.
-
-    ``insecure`` speaks plain HTTP; ``tls_verify=False`` keeps HTTPS but skips
-    verification; ``ca_file`` and ``<certs_dir>/<host>/*.crt`` add CAs, and a
-    ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does).
-    ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
-    uploads in pieces of that many bytes.
-    """
-
-    insecure: bool = False
-    tls_verify: bool = True
-    ca_file: Path | None = None
-    max_concurrency: int = 6
-    rate: float | None = None
-    chunk_size: int = 0
-    timeout: float = 60.0
-    certs_dirs: tuple[Path, ...] = CERTS_DIRS
+__all__ = ["CERTS_DIRS", "RegistryOptions", "ssl_context"]
 
 
 def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
@@ -42,18 +30,55 @@ def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
     context = ssl.create_default_context()
     context.load_verify_locations(cafile=certifi.where())
     if options.ca_file:
-        try:
-            context.load_verify_locations(cafile=str(options.ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise TLSError(f"cannot load ca_file {options.ca_file}: {exc}", registry=host) from exc
+        _load_ca(context, Path(options.ca_file), host, "ca_file")
     for base in options.certs_dirs:
         directory = base / host
         if not directory.is_dir():
             continue
         for ca in sorted(directory.glob("*.crt")):
-            context.load_verify_locations(cafile=str(ca))
+            _load_ca(context, ca, host, "CA")
         for cert in sorted(directory.glob("*.cert")):
             key = cert.with_suffix(".key")
             if key.exists():
-                context.load_cert_chain(str(cert), str(key))
+                _check_regular(cert, host, "client certificate")
+                _check_regular(key, host, "client key")
+                try:
+                    context.load_cert_chain(str(cert), str(key))
+                except (OSError, ssl.SSLError) as exc:
+                    raise TLSError(
+                        f"cannot load client certificate {cert}: {exc}", registry=host
+                    ) from exc
     return context
+
+
+def _load_ca(context: ssl.SSLContext, path: Path, host: str, what: str) -> None:
+    data = _read_pem(path, host, what)
+    try:
+        context.load_verify_locations(cadata=data.decode("ascii", errors="replace"))
+    except (ValueError, ssl.SSLError) as exc:
+        raise TLSError(f"cannot load {what} {path}: {exc}", registry=host) from exc
+
+
+def _read_pem(path: Path, host: str, what: str) -> bytes:
+    """The bytes of a regular file of at most MAX_PEM_FILE bytes; else TLSError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, ValueError) as exc:
+        raise TLSError(f"cannot read {what} {path}: {exc}", registry=host) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen: a directory fails it
+        os.close(fd)
+        raise TLSError(f"{what} {path} is not a regular file", registry=host)
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(MAX_PEM_FILE + 1)
+    if len(data) > MAX_PEM_FILE:
+        raise TLSError(f"{what} {path} is larger than {MAX_PEM_FILE} bytes", registry=host)
+    return data
+
+
+def _check_regular(path: Path, host: str, what: str) -> None:
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError) as exc:
+        raise TLSError(f"cannot read {what} {path}: {exc}", registry=host) from None
+    if not stat.S_ISREG(mode):
+        raise TLSError(f"{what} {path} is not a regular file", registry=host)

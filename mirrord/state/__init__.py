@@ -1,14 +1,21 @@
-"""mirrord's state: image streams, tag history, job runs, the notification outbox.
+"""mirrord's state: image streams, tag history, job runs, the notification outbox,
+and the leases several workers share the work with.
 
-``open_store(state_dir)`` opens the default SQLite store; callers depend only on
-the :class:`Store` interface.
+``open_state(config)`` opens the store a configuration names: PostgreSQL when it
+sets ``database:``, else SQLite under ``state_dir``; ``open_store(state_dir)``
+opens the SQLite store directly. Callers depend only on the :class:`Store`
+interface (and :class:`StateLock` for its locks).
 """
 
 from __future__ import annotations
 
-from mirrord.state._lock import LOCK_FILE, RunLock, hold_daemon_lock
+from mirrord.state._leases import Lease, default_worker
+from mirrord.state._lock import LOCK_FILE, RunLock, StateLock, hold_daemon_lock
+from mirrord.state._open import database_password, open_state, state_exists
+from mirrord.state._postgres import PostgresStore
 from mirrord.state._sqlite import SQLiteStore, open_store, store_exists
 from mirrord.state._store import (
+    JOB_DIED,
     JOB_KINDS,
     JobRun,
     OutboxEvent,
@@ -18,16 +25,24 @@ from mirrord.state._store import (
 )
 
 __all__ = [
+    "JOB_DIED",
     "JOB_KINDS",
     "LOCK_FILE",
     "JobRun",
+    "Lease",
     "OutboxEvent",
+    "PostgresStore",
     "PrunerCondition",
     "ReceiverStatus",
     "RunLock",
     "SQLiteStore",
+    "StateLock",
     "Store",
+    "database_password",
+    "default_worker",
     "hold_daemon_lock",
+    "open_state",
     "open_store",
+    "state_exists",
     "store_exists",
 ]

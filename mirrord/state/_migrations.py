@@ -1,5 +1,8 @@
 """Versioned schema of the SQLite state database, and how values are stored in it.
 
+The PostgreSQL schema (:mod:`._postgres_schema`) has the same versions, each the
+same change expressed for PostgreSQL.
+
 ``PRAGMA user_version`` is the number of migrations applied. Each migration is a
 list of statements applied in one ``BEGIN IMMEDIATE`` transaction together with
 the new ``user_version``, so a crash leaves the previous version intact and two
@@ -133,7 +136,34 @@ _V6 = (
     "ALTER TABLE image_streams ADD COLUMN failure_since TEXT",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Work sharing: which worker ran a job (and, on PostgreSQL, the advisory key its store
+# held while alive); leases; blobs in flight; outbox events claimed by a delivering worker.
+_V7 = (
+    "ALTER TABLE job_runs ADD COLUMN worker TEXT",
+    "ALTER TABLE job_runs ADD COLUMN presence INTEGER",
+    """
+    CREATE TABLE leases (
+        name     TEXT PRIMARY KEY,
+        worker   TEXT NOT NULL,
+        acquired TEXT NOT NULL,
+        expires  TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE blob_claims (
+        mirror   TEXT NOT NULL,
+        digest   TEXT NOT NULL,
+        worker   TEXT NOT NULL,
+        acquired TEXT NOT NULL,
+        expires  TEXT NOT NULL,
+        PRIMARY KEY (mirror, digest)
+    )
+    """,
+    "ALTER TABLE outbox ADD COLUMN claimed_by TEXT",
+    "ALTER TABLE outbox ADD COLUMN claim_expires TEXT",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

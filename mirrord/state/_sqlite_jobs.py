@@ -9,38 +9,33 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from mirrord.errors import StateError
-from mirrord.state._migrations import dt, ts, tx
+from mirrord.state import _rows as rows
+from mirrord.state._migrations import ts, tx
 from mirrord.state._store import JOB_KINDS, JobRun, OutboxEvent, PrunerCondition, ReceiverStatus
 
 # -- job runs ------------------------------------------------------------------------
 
 
-def _job(row: sqlite3.Row) -> JobRun:
-    return JobRun(
-        id=row["id"],
-        kind=row["kind"],
-        stream=row["stream"],
-        status=row["status"],
-        started=dt(row["started"]),
-        finished=dt(row["finished"]) if row["finished"] else None,
-        counts=json.loads(row["counts"]),
-        message=row["message"],
-        pid=row["pid"],
-    )
-
-
-def start_job(conn: sqlite3.Connection, kind: str, stream: str | None, now: datetime) -> int:
+def start_job(
+    conn: sqlite3.Connection,
+    kind: str,
+    stream: str | None,
+    now: datetime,
+    worker: str,
+    presence: int | None,
+) -> int:
     if kind not in JOB_KINDS:
         raise ValueError(f"job kind must be one of {JOB_KINDS}, not {kind!r}")
     with tx(conn):
         row = conn.execute(
-            "INSERT INTO job_runs (kind, stream, status, started, pid) "
-            "VALUES (?, ?, 'Running', ?, ?) RETURNING id",
-            (kind, stream, ts(now), os.getpid()),
+            "INSERT INTO job_runs (kind, stream, status, started, pid, worker, presence) "
+            "VALUES (?, ?, 'Running', ?, ?, ?, ?) RETURNING id",
+            (kind, stream, ts(now), os.getpid(), worker, presence),
         ).fetchone()
     return int(row[0])
 
@@ -67,10 +62,10 @@ def finish_job(
 
 def list_jobs(conn: sqlite3.Connection, limit: int, kind: str | None) -> list[JobRun]:
     where, args = ("WHERE kind = ?", (kind,)) if kind is not None else ("", ())
-    rows = conn.execute(
+    found = conn.execute(
         f"SELECT * FROM job_runs {where} ORDER BY id DESC LIMIT ?", (*args, limit)
     ).fetchall()
-    return [_job(r) for r in rows]
+    return [rows.job(r) for r in found]
 
 
 def trim_jobs(conn: sqlite3.Connection, kind: str, successful: int, failed: int) -> int:
@@ -86,7 +81,10 @@ def trim_jobs(conn: sqlite3.Connection, kind: str, successful: int, failed: int)
     return deleted
 
 
-def abandon_running_jobs(conn: sqlite3.Connection, message: str, now: datetime) -> int:
+def abandon_running_jobs(
+    conn: sqlite3.Connection, message: str, now: datetime, presence: int | None
+) -> int:
+    """Every Running job: beside a holder of the run lock no other process runs one."""
     with tx(conn):
         return conn.execute(
             "UPDATE job_runs SET status = 'Failed', finished = ?, message = ? "
@@ -98,36 +96,43 @@ def abandon_running_jobs(conn: sqlite3.Connection, message: str, now: datetime) 
 # -- notification outbox -------------------------------------------------------------
 
 
-def _outbox(row: sqlite3.Row) -> OutboxEvent:
-    return OutboxEvent(
-        id=row["id"],
-        receiver=row["receiver"],
-        payload=json.loads(row["payload"]),
-        created=dt(row["created"]),
-        attempts=row["attempts"],
-        next_attempt=dt(row["next_attempt"]) if row["next_attempt"] else None,
-        last_error=row["last_error"],
-        delivered=dt(row["delivered"]) if row["delivered"] else None,
-    )
-
-
-def enqueue_event(conn: sqlite3.Connection, payload: str, receiver: str, now: datetime) -> int:
+def enqueue_event(
+    conn: sqlite3.Connection, payload: Mapping[str, Any], receiver: str, now: datetime
+) -> int:
+    text = json.dumps(dict(payload), sort_keys=True, separators=(",", ":"))
     with tx(conn):
         row = conn.execute(
             "INSERT INTO outbox (receiver, payload, created, next_attempt) "
             "VALUES (?, ?, ?, ?) RETURNING id",
-            (receiver, payload, ts(now), ts(now)),
+            (receiver, text, ts(now), ts(now)),
         ).fetchone()
     return int(row[0])
 
 
 def due_events(conn: sqlite3.Connection, now: datetime, limit: int) -> list[OutboxEvent]:
-    rows = conn.execute(
+    found = conn.execute(
         "SELECT * FROM outbox WHERE delivered IS NULL AND next_attempt IS NOT NULL "
         "AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?",
         (ts(now), limit),
     ).fetchall()
-    return [_outbox(r) for r in rows]
+    return [rows.outbox(r) for r in found]
+
+
+def claim_due_events(
+    conn: sqlite3.Connection, worker: str, claim: float, now: datetime, limit: int
+) -> list[OutboxEvent]:
+    """Due, unclaimed (or claim expired) events, claimed in one write transaction."""
+    until = ts(now + timedelta(seconds=claim))
+    with tx(conn):
+        found = conn.execute(
+            "UPDATE outbox SET claimed_by = ?, claim_expires = ? WHERE id IN ("
+            "SELECT id FROM outbox WHERE delivered IS NULL AND next_attempt IS NOT NULL "
+            "AND next_attempt <= ? AND (claim_expires IS NULL OR claim_expires <= ?) "
+            "ORDER BY next_attempt, id LIMIT ?) RETURNING *",
+            (worker, until, ts(now), ts(now), limit),
+        ).fetchall()
+    events = [rows.outbox(r) for r in found]
+    return sorted(events, key=lambda e: (e.next_attempt or now, e.id))
 
 
 def _pending_update(
@@ -141,7 +146,11 @@ def _pending_update(
 
 def mark_delivered(conn: sqlite3.Connection, event_id: int, now: datetime) -> None:
     _pending_update(
-        conn, event_id, "UPDATE outbox SET delivered = ?, next_attempt = NULL", (ts(now),)
+        conn,
+        event_id,
+        "UPDATE outbox SET delivered = ?, next_attempt = NULL, claimed_by = NULL, "
+        "claim_expires = NULL",
+        (ts(now),),
     )
 
 
@@ -156,23 +165,24 @@ def mark_failed(
     _pending_update(
         conn,
         event_id,
-        "UPDATE outbox SET attempts = ?, next_attempt = ?, last_error = ?",
+        "UPDATE outbox SET attempts = ?, next_attempt = ?, last_error = ?, "
+        "claimed_by = NULL, claim_expires = NULL",
         (attempts, when, last_error),
     )
 
 
 def failed_events(conn: sqlite3.Connection, limit: int) -> list[OutboxEvent]:
-    rows = conn.execute(
+    found = conn.execute(
         "SELECT * FROM outbox WHERE delivered IS NULL AND last_error IS NOT NULL "
         "ORDER BY id DESC LIMIT ?",
         (limit,),
     ).fetchall()
-    return [_outbox(r) for r in rows]
+    return [rows.outbox(r) for r in found]
 
 
 def receiver_statuses(conn: sqlite3.Connection) -> list[ReceiverStatus]:
     with tx(conn, write=False):
-        rows = conn.execute(
+        found = conn.execute(
             "SELECT receiver,"
             " SUM(delivered IS NULL AND next_attempt IS NOT NULL) AS pending,"
             " SUM(delivered IS NULL AND next_attempt IS NOT NULL AND attempts > 0) AS retrying,"
@@ -184,18 +194,7 @@ def receiver_statuses(conn: sqlite3.Connection) -> list[ReceiverStatus]:
             "  ORDER BY f.id DESC LIMIT 1) AS last_error "
             "FROM outbox o GROUP BY receiver ORDER BY receiver"
         ).fetchall()
-    return [
-        ReceiverStatus(
-            receiver=row["receiver"],
-            pending=row["pending"],
-            retrying=row["retrying"],
-            given_up=row["given_up"],
-            delivered=row["delivered"],
-            last_error=row["last_error"],
-            last_delivered=dt(row["last_delivered"]) if row["last_delivered"] else None,
-        )
-        for row in rows
-    ]
+    return [rows.receiver_status(r) for r in found]
 
 
 def purge_delivered(conn: sqlite3.Connection, older_than: datetime) -> int:
@@ -206,16 +205,6 @@ def purge_delivered(conn: sqlite3.Connection, older_than: datetime) -> int:
 
 
 # -- pruner conditions ---------------------------------------------------------------
-
-
-def _pruner_condition(row: sqlite3.Row) -> PrunerCondition:
-    return PrunerCondition(
-        type=row["type"],
-        status=row["status"],
-        reason=row["reason"],
-        message=row["message"],
-        last_transition_time=dt(row["last_transition_time"]),
-    )
 
 
 def set_pruner_condition(
@@ -239,11 +228,11 @@ def set_pruner_condition(
             "last_transition_time) VALUES (?, ?, ?, ?, ?, ?)",
             (name, type_, status, reason, message, since),
         )
-    return PrunerCondition(type_, status, reason, message, dt(since))
+    return PrunerCondition(type_, status, reason, message, rows.moment(since))
 
 
 def pruner_conditions(conn: sqlite3.Connection, name: str) -> list[PrunerCondition]:
-    rows = conn.execute(
+    found = conn.execute(
         "SELECT * FROM pruner_conditions WHERE name = ? ORDER BY type", (name,)
     ).fetchall()
-    return [_pruner_condition(r) for r in rows]
+    return [rows.pruner_condition(r) for r in found]

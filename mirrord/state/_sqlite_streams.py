@@ -11,71 +11,16 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from mirrord.core.imagestream import (
-    IMPORT_SUCCESS,
-    Condition,
-    ImageStream,
-    ImportResult,
-    StreamSpec,
-    TagEvent,
-    TagStatus,
-)
+from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
 from mirrord.errors import StateError
-from mirrord.state._migrations import dt, ts, tx
+from mirrord.state import _rows as rows
+from mirrord.state._migrations import ts, tx
 
 STREAM_COLUMNS = (
     "id, name, source, mirror_repository, scheduled, import_mode, reference_policy, "
     "created_by, generation, created, last_synced, import_all, "
     "failure_reason, failure_message, failure_since"
 )
-
-
-def _event(row: sqlite3.Row) -> TagEvent:
-    return TagEvent(
-        created=dt(row["created"]),
-        docker_image_reference=row["docker_image_reference"],
-        image=row["image"],
-        generation=row["generation"],
-        source_digest=row["source_digest"],
-        platform=row["platform"],
-    )
-
-
-def _condition(row: sqlite3.Row) -> Condition:
-    return Condition(
-        type=row["type"],
-        status=row["status"],
-        reason=row["reason"],
-        message=row["message"],
-        generation=row["generation"],
-        last_transition_time=dt(row["last_transition_time"]),
-    )
-
-
-def _stream_failure(row: sqlite3.Row) -> Condition | None:
-    if row["failure_reason"] is None:
-        return None
-    return Condition(
-        type=IMPORT_SUCCESS,
-        status="False",
-        reason=row["failure_reason"],
-        message=row["failure_message"] or "",
-        generation=row["generation"],
-        last_transition_time=dt(row["failure_since"]),
-    )
-
-
-def _spec(row: sqlite3.Row) -> StreamSpec:
-    return StreamSpec(
-        name=row["name"],
-        source=row["source"],
-        docker_image_repository=row["mirror_repository"],
-        scheduled=bool(row["scheduled"]),
-        import_mode=row["import_mode"],
-        reference_policy=row["reference_policy"],
-        created_by=row["created_by"],
-        import_all=bool(row["import_all"]),
-    )
 
 
 # -- image streams -------------------------------------------------------------------
@@ -102,41 +47,7 @@ def read_streams(conn: sqlite3.Connection, name: str | None) -> list[ImageStream
             f"JOIN image_streams s ON s.id = t.stream_id {where} ORDER BY c.type",
             args,
         ).fetchall()
-    items: dict[int, list[TagEvent]] = {}
-    for row in events:
-        items.setdefault(row["tag_id"], []).append(_event(row))
-    conds: dict[int, list[Condition]] = {}
-    for row in conditions:
-        conds.setdefault(row["tag_id"], []).append(_condition(row))
-    by_stream: dict[int, list[TagStatus]] = {}
-    for row in tags:
-        removed = row["removed_at"]
-        by_stream.setdefault(row["stream_id"], []).append(
-            TagStatus(
-                tag=row["tag"],
-                items=tuple(items.get(row["id"], ())),
-                conditions=tuple(conds.get(row["id"], ())),
-                removed_at=dt(removed) if removed else None,
-            )
-        )
-    return [
-        ImageStream(
-            name=row["name"],
-            docker_image_repository=row["mirror_repository"],
-            source=row["source"],
-            generation=row["generation"],
-            tags=tuple(by_stream.get(row["id"], ())),
-            scheduled=bool(row["scheduled"]),
-            import_mode=row["import_mode"],
-            reference_policy=row["reference_policy"],
-            created=dt(row["created"]),
-            created_by=row["created_by"],
-            import_all=bool(row["import_all"]),
-            last_synced=dt(row["last_synced"]) if row["last_synced"] else None,
-            failure=_stream_failure(row),
-        )
-        for row in streams
-    ]
+    return rows.image_streams(streams, tags, events, conditions)
 
 
 def upsert_stream(conn: sqlite3.Connection, spec: StreamSpec, now: datetime) -> None:
@@ -161,7 +72,7 @@ def upsert_stream(conn: sqlite3.Connection, spec: StreamSpec, now: datetime) -> 
                 (*values, spec.name, ts(now), ts(now)),
             )
             return
-        bump = 0 if _spec(row).same_spec(spec) else 1
+        bump = 0 if rows.spec(row).same_spec(spec) else 1
         conn.execute(
             "UPDATE image_streams SET source = ?, mirror_repository = ?, scheduled = ?, "
             "import_mode = ?, reference_policy = ?, created_by = ?, import_all = ?, "
@@ -228,7 +139,7 @@ def _stream_row(conn: sqlite3.Connection, stream: str) -> sqlite3.Row:
 def _tag_status(conn: sqlite3.Connection, stream_id: int, tag: str) -> tuple[int, TagStatus]:
     """The tag's row id and status; (0, empty status) when it has no row yet."""
     row = conn.execute(
-        "SELECT id, removed_at FROM tags WHERE stream_id = ? AND tag = ?", (stream_id, tag)
+        "SELECT id, tag, removed_at FROM tags WHERE stream_id = ? AND tag = ?", (stream_id, tag)
     ).fetchone()
     if row is None:
         return 0, TagStatus(tag=tag)
@@ -238,13 +149,7 @@ def _tag_status(conn: sqlite3.Connection, stream_id: int, tag: str) -> tuple[int
     conditions = conn.execute(
         "SELECT * FROM tag_conditions WHERE tag_id = ? ORDER BY type", (row["id"],)
     ).fetchall()
-    removed = row["removed_at"]
-    return row["id"], TagStatus(
-        tag=tag,
-        items=tuple(_event(e) for e in events),
-        conditions=tuple(_condition(c) for c in conditions),
-        removed_at=dt(removed) if removed else None,
-    )
+    return row["id"], rows.tag_status(row, events, conditions)
 
 
 def _save_tag(

@@ -6,6 +6,10 @@ leaves the store as it was before or after the call, never between.
 
 The store never holds a secret: no credential, token or webhook URL with a key
 in it goes into a record (an outbox ``receiver`` is an identifier, not a URL).
+
+Two implementations pass one contract suite (tests/state/test_store.py): SQLite,
+one host and one daemon; PostgreSQL, shared by several workers (``several_daemons``),
+which divide the work with the leases of :mod:`._leases`.
 """
 
 from __future__ import annotations
@@ -16,17 +20,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
-from mirrord.state._lock import LOCK_FILE, RunLock
+from mirrord.state._leases import LeaseStore
+from mirrord.state._lock import LOCK_FILE, RunLock, StateLock, hold_daemon_lock
 
 JOB_KINDS = ("sync", "prune")
+
+#: What a job left Running by a process that died records (``abandon_running_jobs``).
+JOB_DIED = (
+    "interrupted: the process running it died (killed or crashed); when it ended is "
+    "unknown, the finish time recorded is when this was noticed"
+)
 
 
 @dataclass(frozen=True)
 class JobRun:
-    """One sync or prune run (``status`` is Running until finished)."""
+    """One sync or prune run (``status`` is Running until finished); ``worker`` ran it
+    (``host:pid`` or the configured ``worker_name``; None for runs recorded before)."""
 
     id: int
     kind: str
@@ -37,6 +49,7 @@ class JobRun:
     counts: Mapping[str, int] = field(default_factory=dict)
     message: str = ""
     pid: int | None = None
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class OutboxEvent:
 
     Pending: ``delivered`` is None and ``next_attempt`` is set. Given up:
     ``delivered`` and ``next_attempt`` both None (``last_error`` says why).
+    ``claimed_by``: the worker delivering it now (until ``claim_expires``), if any.
     """
 
     id: int
@@ -55,6 +69,8 @@ class OutboxEvent:
     next_attempt: datetime | None
     last_error: str | None
     delivered: datetime | None
+    claimed_by: str | None = None
+    claim_expires: datetime | None = None
 
     @property
     def dead(self) -> bool:
@@ -90,14 +106,37 @@ class PrunerCondition:
     last_transition_time: datetime
 
 
-class Store(abc.ABC):
-    """Image streams, tag history, job runs, the notification outbox and pruner status."""
+class Store(LeaseStore):
+    """Image streams, tag history, job runs, the notification outbox, pruner status,
+    and the leases workers share the work with.
+
+    ``worker`` names this process in the jobs it records; ``location`` names the
+    store in messages (a path, or a database URL without a password).
+    """
 
     state_dir: Path
+    worker: str
+    location: str
+    several_daemons: ClassVar[bool] = False
+    """Whether several daemons may use this store at once (sharing the work by leases)."""
 
-    def acquire_run_lock(self, wait: bool = False, timeout: float | None = None) -> RunLock:
-        """The run lock (acquired on ``with``/``async with``); refuses with LockedError."""
-        return RunLock(self.state_dir / LOCK_FILE, wait=wait, timeout=timeout)
+    def acquire_run_lock(
+        self, wait: bool = False, timeout: float | None = None, *, shared: bool = False
+    ) -> StateLock:
+        """The run lock (acquired on ``with``/``async with``); refuses with LockedError.
+
+        Exclusive: one-shot runs and the pruner, alone. ``shared``: the runs of daemons,
+        which may run side by side (with leases keeping them off each other's streams)
+        while no exclusive holder runs.
+        """
+        return RunLock(self.state_dir / LOCK_FILE, wait=wait, timeout=timeout, shared=shared)
+
+    def hold_daemon_lock(self) -> StateLock:
+        """Taken (and returned held) by a daemon for its life; LockedError naming the
+        daemon that holds it. Without ``several_daemons`` it admits one daemon per
+        store; with it, one per worker name (two daemons sharing a name would share
+        their leases)."""
+        return hold_daemon_lock(self.state_dir)
 
     # -- image streams -------------------------------------------------------------
 
@@ -214,9 +253,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def abandon_running_jobs(
-        self, message: str = "interrupted", *, now: datetime | None = None
+        self, message: str = JOB_DIED, *, now: datetime | None = None
     ) -> int:
-        """Mark jobs left Running by a killed process as Failed (call under the run lock)."""
+        """Mark jobs left Running by a killed process as Failed; how many.
+
+        Call it holding the run lock, while this store runs nothing. Every Running job
+        counts as abandoned, this store's own included, except those of another live
+        process: on PostgreSQL, of another worker whose store is still open (on SQLite
+        no other process runs a job beside a holder of the run lock).
+
+        Their process is gone and when it ended is unknown: ``finished`` is ``now``, the
+        moment this was noticed, and ``message`` (by default :data:`JOB_DIED`) says so."""
 
     # -- notification outbox -------------------------------------------------------
 
@@ -229,6 +276,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def due_events(self, now: datetime | None = None, limit: int = 100) -> list[OutboxEvent]:
         """Pending events whose next attempt is due, oldest first."""
+
+    @abc.abstractmethod
+    async def claim_due_events(
+        self,
+        worker: str,
+        *,
+        claim: float = 300.0,
+        now: datetime | None = None,
+        limit: int = 100,
+    ) -> list[OutboxEvent]:
+        """Take up to ``limit`` due events nobody else claims, for ``claim`` seconds
+        (on the callers' clock, like ``next_attempt``), oldest first: of workers
+        claiming at once each event goes to one. Delivering workers use this, not
+        :meth:`due_events`; a claim ends with :meth:`mark_delivered`/:meth:`mark_failed`,
+        or expires (the worker died) and the event is due again."""
 
     @abc.abstractmethod
     async def mark_delivered(self, event_id: int, *, now: datetime | None = None) -> None:

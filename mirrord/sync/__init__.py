@@ -9,6 +9,7 @@ is ``mirrord import-image``: it resolves a request the way ``oc import-image`` d
 
 from __future__ import annotations
 
+from mirrord.sync._checks import check_buildable
 from mirrord.sync._import_image import (
     ImportPlan,
     ImportRequest,
@@ -33,6 +34,7 @@ __all__ = [
     "SyncResult",
     "Syncer",
     "TagResult",
+    "check_buildable",
     "import_image",
     "mirror_repository_name",
     "parse_target",

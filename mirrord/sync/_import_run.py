@@ -12,7 +12,7 @@ import anyio
 from mirrord.config import Config
 from mirrord.core.imagestream import ImageStream
 from mirrord.registry import RegistryOptions
-from mirrord.state import Store, open_store, store_exists
+from mirrord.state import Store, open_state, state_exists
 from mirrord.sync._import_image import ImportPlan, ImportRequest, Refusal, parse_target, resolve
 from mirrord.sync._recorder import stream_spec
 from mirrord.sync._result import SyncResult
@@ -41,13 +41,20 @@ def _insecure_source(registry: str) -> Callable[[str, RegistryOptions], Registry
 
 async def _open_for(config: Config, dry_run: bool) -> Store | None:
     """The store; for a dry run only when it exists (a dry run creates nothing)."""
-    if dry_run and not store_exists(config.state_dir):
+    if dry_run and not state_exists(config):
         return None
-    return await anyio.to_thread.run_sync(open_store, config.state_dir)
+    return await anyio.to_thread.run_sync(open_state, config)
 
 
-async def import_image(config: Config, request: ImportRequest) -> ImportOutcome | Refusal:
-    """Resolve ``request``, record it, and run it as one recorded sync."""
+async def import_image(
+    config: Config,
+    request: ImportRequest,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    result: SyncResult | None = None,
+) -> ImportOutcome | Refusal:
+    """Resolve ``request``, record it, and run it as one recorded sync (``should_stop``
+    and ``result`` as for :func:`~mirrord.sync.sync_once`)."""
     target = parse_target(request)
     if isinstance(target, Refusal):
         return target
@@ -57,7 +64,7 @@ async def import_image(config: Config, request: ImportRequest) -> ImportOutcome 
             stack.push_async_callback(store.aclose)
             if not request.dry_run:
                 await stack.enter_async_context(store.acquire_run_lock(wait=request.wait))
-                await store.abandon_running_jobs("interrupted: the process running it died")
+                await store.abandon_running_jobs()
         stored = await store.get_stream(target.name) if store is not None else None
         plan = resolve(config, request, target, stored)
         if isinstance(plan, Refusal):
@@ -72,7 +79,13 @@ async def import_image(config: Config, request: ImportRequest) -> ImportOutcome 
         assert store is not None
         await _record_request(run_config, store, pool, plan, stored)
         result = await sync_once(
-            run_config, store, pool, [plan.stream], complete=plan.complete
+            run_config,
+            store,
+            pool,
+            [plan.stream],
+            complete=plan.complete,
+            result=result,
+            should_stop=should_stop,
         )
         return ImportOutcome(plan, result, await store.get_stream(plan.stream.name))
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from mirrord.copy import CopiedImage, CopyStats, StreamPlan, TagPlan
 from mirrord.core.units import human_bytes
-from mirrord.errors import MirrordError
+from mirrord.errors import InvalidNameError, MirrordError
 from mirrord.notify import DeliveryCounts
 
 
@@ -31,6 +31,10 @@ class SyncResult:
     dry_run: bool = False
     # Copies not started because a stop was requested (the next run does them).
     skipped: int = 0
+    # Copies cut short when the stop's grace period ran out (their tags are unchanged).
+    cut: int = 0
+    # The signal that stopped the run ("SIGTERM"), set by the command that caught it.
+    interrupted: str = ""
     # Notification deliveries at the end of the run (None: no receiver configured).
     notifications: DeliveryCounts | None = None
     # A dry run's tags recorded in the state but gone upstream, per stream, and whether
@@ -46,13 +50,26 @@ class SyncResult:
         return [p for p in self.plans if p.error is not None]
 
     @property
+    def invalid_tags(self) -> list[tuple[str, str]]:
+        """``(stream, tag)`` for each invalid upstream tag a stream would have selected."""
+        return [(p.stream, tag) for p in self.plans for tag in p.invalid]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.stream_errors and not self.skipped
+        return (
+            not self.failed
+            and not self.stream_errors
+            and not self.skipped
+            and not self.invalid_tags
+            and not self.cut
+            and not self.interrupted
+        )
 
     @property
     def failed_count(self) -> int:
-        """Images that failed, a stream that failed as a whole counting as one."""
-        return self.stats.images_failed + len(self.stream_errors)
+        """Images that failed (an invalid upstream tag counts as one), a stream that failed
+        as a whole counting as one."""
+        return self.stats.images_failed + len(self.stream_errors) + len(self.invalid_tags)
 
     @property
     def planned_count(self) -> int:
@@ -60,15 +77,25 @@ class SyncResult:
         return sum(1 for r in self.results if r.outcome == "planned")
 
     def failures(self) -> list[Failure]:
-        """Each failed tag, then each stream that failed as a whole."""
+        """Each failed tag, then each stream that failed as a whole, then each invalid
+        upstream tag a stream would have selected."""
         tags = [
-            Failure(r.plan.stream, r.plan.tag, _reason(r.error), str(r.error))
-            for r in self.failed
+            Failure(r.plan.stream, r.plan.tag, _reason(r.error), str(r.error)) for r in self.failed
         ]
         streams = [
             Failure(p.stream, "", _reason(p.error), str(p.error)) for p in self.stream_errors
         ]
-        return tags + streams
+        # The stream, not the tag, is named: an invalid name is never a key anywhere.
+        invalid = [
+            Failure(
+                stream,
+                "",
+                "InvalidName",
+                str(InvalidNameError(tag, "is listed upstream but is not a valid tag; skipped")),
+            )
+            for stream, tag in self.invalid_tags
+        ]
+        return tags + streams + invalid
 
     def summary_line(self) -> str:
         """``images: 12 copied, 40 unchanged, 0 failed; blobs: …; 412.3 MiB in 9.8s``."""

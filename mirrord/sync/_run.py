@@ -32,12 +32,19 @@ OUTBOX_RETENTION = timedelta(days=7)  # delivered notifications are kept this lo
 
 
 async def plan_once(
-    config: Config, store: Store | None, pool: ClientPool, streams: list[StreamConfig]
+    config: Config,
+    store: Store | None,
+    pool: ClientPool,
+    streams: list[StreamConfig],
+    *,
+    result: SyncResult | None = None,
 ) -> SyncResult:
     """A dry run: what a sync would copy (and its bytes), leave alone, fail on, and the
-    recorded tags gone upstream. Changes nothing; ``store`` may be None (no state yet)."""
+    recorded tags gone upstream. Changes nothing; ``store`` may be None (no state yet).
+    ``result`` may be passed in to be filled."""
     legacy = partial(_imported_from, store) if store is not None else None
-    result = await Syncer(config, pool, legacy_sources=legacy).run(streams, dry_run=True)
+    syncer = Syncer(config, pool, legacy_sources=legacy)
+    result = await syncer.run(streams, dry_run=True, result=result)
     if store is None:
         return result
     for plan in result.plans:
@@ -95,7 +102,7 @@ async def sync_once(
         await recorder.finish(result)
     except BaseException as error:
         with anyio.CancelScope(shield=True):
-            await store.finish_job(job, "Failed", _counts(result), _why(error)[:2000])
+            await store.finish_job(job, "Failed", _counts(result), _why(error, result)[:2000])
         raise
     await _finish_job(config, store, job, result)
     changes = await refresh_cluster_resources(config, store)
@@ -112,7 +119,8 @@ async def _finish_job(config: Config, store: Store, job: int, result: SyncResult
     """Close the run's job with its counts and failures; trim the job history."""
     message = "; ".join(f"{f.where}: {f.reason}" for f in result.failures())[:2000]
     if result.skipped:
-        message = f"stopped: {result.skipped} copies not started; {message}".rstrip("; ")
+        stopped = f"interrupted: a stop was requested, {result.skipped} copies not started"
+        message = f"{stopped}; {message}".rstrip("; ")
     status = "Succeeded" if result.ok else "Failed"
     await store.finish_job(job, status, _counts(result), message)
     pruning = config.pruning
@@ -129,9 +137,14 @@ async def _deliver(notifier: Notifier, store: Store, result: SyncResult) -> None
     result.notifications = DeliveryCounts(report.delivered, report.failed, report.dead, waiting)
 
 
-def _why(error: BaseException) -> str:
+def _why(error: BaseException, result: SyncResult) -> str:
     """What a job that ended with ``error`` records as its message."""
     if isinstance(error, anyio.get_cancelled_exc_class() | KeyboardInterrupt):
+        if result.cut or result.skipped:
+            return (
+                f"interrupted: {result.cut} copies cut short, "
+                f"{result.skipped} not started (the mirror keeps their previous images)"
+            )
         return "interrupted"
     if isinstance(error, MirrordError):
         return str(error)

@@ -24,10 +24,20 @@ from mirrord.copy import (
     Imported,
     StreamPlan,
     TagPlan,
+    check_manifest,
     decide,
 )
+from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode
-from mirrord.core.selection import Selection, cosign_tags, is_cosign_tag, select_tags
+from mirrord.core.reference import escaped
+from mirrord.core.selection import (
+    Selection,
+    cosign_tags,
+    is_cosign_tag,
+    select_tags,
+    split_invalid,
+    wanted_invalid,
+)
 from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
 from mirrord.sync._result import SyncResult, TagResult
@@ -77,7 +87,7 @@ class Syncer:
         self._stats = result.stats
         destination = await open_destination(self.config, self.pool)
         reach = f"reach the mirror {destination.description}"
-        await retrying(destination.ping, reach, on_wait=result.stats.count_retry)
+        await retrying(destination.ping, reach, self.pool.retry, result.stats.count_retry)
         selected = list(streams if streams is not None else self.config.streams)
         plans: dict[str, StreamPlan] = {}
         async with anyio.create_task_group() as tg:
@@ -102,12 +112,15 @@ class Syncer:
             source = await self.pool.client(stream.source_registry, stream.source_repository)
             self._sources[stream.name] = source
             all_tags: list[str] | None = None
+            invalid: tuple[str, ...] = ()
             if stream.tags is None or stream.signatures or stream.delete_removed_tags:
-                all_tags = await retrying(
+                listed = await retrying(
                     lambda: source.list_tags(stream.source_repository),
                     f"list tags of {stream.source}",
-                    on_wait=self._stats.count_retry,
+                    self.pool.retry,
+                    self._stats.count_retry,
                 )
+                all_tags, invalid = _valid_tags(stream, listed)
             selection = select_tags(all_tags if all_tags is not None else [], stream)
             if stream.tags is not None and all_tags is None:
                 selection = Selection(selected=stream.tags)
@@ -122,7 +135,12 @@ class Syncer:
         if stream.signatures and all_tags:
             plans += await self._plan_signatures(stream, source, destination, plans, all_tags)
         return StreamPlan(
-            stream.name, tuple(plans), selection.left_out, selection.missing, all_tags=all_tags
+            stream.name,
+            tuple(plans),
+            selection.left_out,
+            selection.missing,
+            all_tags=all_tags,
+            invalid=invalid,
         )
 
     async def _plan_signatures(
@@ -180,14 +198,16 @@ class Syncer:
             found = await retrying(
                 lambda: source.head_manifest(stream.source_repository, tag),
                 f"HEAD {stream.source}:{tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             if found is None:
                 raise NotFoundError(f"{stream.source}:{tag}: manifest unknown", status=404)
             mirrored = await retrying(
                 lambda: destination.head_manifest(base.mirror_repository, tag),
                 f"HEAD mirror {base.mirror_repository}:{tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             imported = None
             if mode is ImportMode.LEGACY and mirrored and self._legacy_sources:
@@ -199,7 +219,9 @@ class Syncer:
 
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
         """Copy every image, then the signatures of those that are in the mirror."""
-        engine = CopyEngine(destination, result.stats)
+        engine = CopyEngine(
+            destination, result.stats, limits=self.config.limits, retry=self.pool.retry
+        )
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
         for signatures in (False, True):
             failed = {r.plan.mirrored_digest or r.plan.source_digest for r in result.failed}
@@ -222,29 +244,44 @@ class Syncer:
         stream: StreamConfig,
         plan: TagPlan,
     ) -> None:
-        stats = result.stats
         if plan.action is Action.FAILED:
             outcome = TagResult(plan, "failed", error=plan.error)
         elif plan.action is Action.UNCHANGED:
             outcome = TagResult(plan, "unchanged")
         else:
-            source = self._sources[stream.name]
-            async with images:
+            try:
+                await images.acquire()
+            except anyio.get_cancelled_exc_class():
+                result.skipped += 1  # cut while waiting for its turn: never started
+                raise
+            try:
                 if self._should_stop():  # SIGTERM: copies under way finish, no new ones
                     result.skipped += 1
                     return
-                try:
-                    image = await engine.copy_tag(source, plan)
-                    outcome = TagResult(plan, "copied", image=image)
-                except MirrordError as error:
-                    log.error(
-                        "%s:%s failed: %s",
-                        stream.name,
-                        plan.tag,
-                        error,
-                        extra={"reason": error.reason},
-                    )
-                    outcome = TagResult(plan, "failed", error=error)
+                outcome = await self._copy(result, engine, stream, plan)
+            finally:
+                images.release()
+        await self._count(result, stream, plan, outcome)
+
+    async def _copy(
+        self, result: SyncResult, engine: CopyEngine, stream: StreamConfig, plan: TagPlan
+    ) -> TagResult:
+        try:
+            image = await engine.copy_tag(self._sources[stream.name], plan)
+        except anyio.get_cancelled_exc_class():
+            result.cut += 1  # the stop's grace period ran out mid-copy
+            raise
+        except MirrordError as error:
+            log.error(
+                "%s:%s failed: %s", stream.name, plan.tag, error, extra={"reason": error.reason}
+            )
+            return TagResult(plan, "failed", error=error)
+        return TagResult(plan, "copied", image=image)
+
+    async def _count(
+        self, result: SyncResult, stream: StreamConfig, plan: TagPlan, outcome: TagResult
+    ) -> None:
+        stats = result.stats
         if outcome.outcome == "copied":
             assert outcome.image is not None
             log.info(
@@ -288,9 +325,10 @@ class Syncer:
         source = self._sources[plan.stream]
         try:
             size = await retrying(
-                lambda: _image_bytes(source, plan),
+                lambda: _image_bytes(source, plan, self.config.limits),
                 f"read {plan.source_repository}:{plan.tag}",
-                on_wait=self._stats.count_retry,
+                self.pool.retry,
+                self._stats.count_retry,
             )
             estimated[plan.stream, plan.tag] = TagResult(
                 replace(plan, bytes_to_copy=size), "planned"
@@ -299,14 +337,38 @@ class Syncer:
             estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
 
 
-async def _image_bytes(source: Source, plan: TagPlan) -> int:
+def _valid_tags(stream: StreamConfig, listed: list[str]) -> tuple[list[str], tuple[str, ...]]:
+    """The listed tags that are valid, and the invalid ones the stream would select.
+
+    Every invalid one is skipped with a warning naming it escaped (``repr``); it never
+    reaches a URL, a file name or the state."""
+    valid, invalid = split_invalid(listed)
+    if invalid:
+        shown = ", ".join(escaped(t, 80) for t in invalid[:10])
+        more = f" and {len(invalid) - 10} more" if len(invalid) > 10 else ""
+        log.warning(
+            "stream %s: %s lists %d tags that are not valid tag names; skipped: %s%s",
+            stream.name,
+            stream.source,
+            len(invalid),
+            shown,
+            more,
+        )
+    return valid, wanted_invalid(invalid, stream)
+
+
+async def _image_bytes(source: Source, plan: TagPlan, limits: Limits) -> int:
     """Bytes of every blob the tag's image (all platforms of an index) references."""
     assert plan.source is not None
+    where = f"{source.registry}/{plan.source_repository}@{plan.source.digest}"
     manifest = await source.get_manifest(plan.source_repository, plan.source.digest)
+    check_manifest(manifest, limits, where)
     children = [manifest]
     if manifest.is_index:
         children = [
             await source.get_manifest(plan.source_repository, child.digest)
             for child in manifest.manifests
         ]
+        for child in children:
+            check_manifest(child, limits, f"{where} child {child.digest}")
     return sum(blob.size for child in children for blob in child.blobs)

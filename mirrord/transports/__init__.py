@@ -16,6 +16,7 @@ from mirrord.transports._connect import (
     find_credential,
     open_destination,
     registry_options,
+    retry_policies,
 )
 from mirrord.transports._layoutgc import collect_garbage
 from mirrord.transports._ocilayout import OCILayoutDestination
@@ -34,4 +35,5 @@ __all__ = [
     "read_children",
     "read_manifest",
     "registry_options",
+    "retry_policies",
 ]

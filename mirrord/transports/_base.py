@@ -33,7 +33,9 @@ class Destination(Protocol):
     ``write_blob`` consumes ``chunks`` completely before the blob becomes
     visible; when the iterator raises (a digest mismatch), nothing is stored.
     ``mount_blob`` returns None when the blob is now present, else an opaque
-    upload handle to pass to ``write_blob``.
+    upload handle to pass to ``write_blob`` (which then owns it: a write that fails
+    cancels it) or, when the blob will not be written after all, to ``cancel_upload``.
+    ``cancel_upload`` never raises.
     """
 
     description: str
@@ -65,5 +67,7 @@ class Destination(Protocol):
         chunks: AsyncIterable[bytes],
         upload: str | None = None,
     ) -> None: ...
+
+    async def cancel_upload(self, repository: str, upload: str) -> None: ...
 
     async def aclose(self) -> None: ...

@@ -11,9 +11,15 @@ from collections.abc import Callable
 
 import anyio
 
-from mirrord.config import Config, RegistryConfig
+from mirrord.config import DEFAULT_REGISTRY, Config, RegistryConfig
 from mirrord.credentials import Credential, resolve_credential
-from mirrord.registry import RegistryClient, RegistryOptions, RegistryPacing
+from mirrord.registry import (
+    RegistryClient,
+    RegistryOptions,
+    RegistryPacing,
+    RetryPolicies,
+    RetryPolicy,
+)
 from mirrord.transports._base import Destination
 from mirrord.transports._ocilayout import OCILayoutDestination
 from mirrord.transports._registry import RegistryDestination
@@ -21,13 +27,44 @@ from mirrord.transports._registry import RegistryDestination
 RequestHook = Callable[[str, str, str], None]
 
 
-def registry_options(settings: RegistryConfig) -> RegistryOptions:
+def registry_options(config: Config, registry: str) -> RegistryOptions:
+    """How to reach ``registry`` under ``config``: its ``registries:`` entry, the
+    ``limits:``, and the hosts trusted with credentials as token realms (every host
+    configured under ``registries:``)."""
+    settings: RegistryConfig = config.registry_config(registry)
+    limits = config.limits
     return RegistryOptions(
         insecure=settings.insecure,
         tls_verify=settings.tls_verify,
         ca_file=settings.ca_file,
         max_concurrency=settings.max_concurrency,
         rate=settings.rate,
+        trusted_hosts=frozenset(config.registries) - {DEFAULT_REGISTRY},
+        max_manifest_size=limits.max_manifest_size,
+        max_tag_pages=limits.max_tag_pages,
+        max_tags=limits.max_upstream_tags,
+        request_timeout=settings.request_timeout,
+        stall_timeout=settings.stall_timeout,
+        min_transfer_rate=settings.min_transfer_rate,
+        retry_budget=settings.retry_budget,
+        outage_budget=settings.outage_budget,
+        ratelimit_min=settings.ratelimit_min,
+    )
+
+
+def retry_policy(settings: RegistryConfig) -> RetryPolicy:
+    return RetryPolicy(budget=settings.retry_budget, outage_budget=settings.outage_budget)
+
+
+def retry_policies(config: Config) -> RetryPolicies:
+    """Each configured registry's retry policy; the ``default`` entry's for the others."""
+    return RetryPolicies(
+        default=retry_policy(config.registry_config(DEFAULT_REGISTRY)),
+        registries={
+            host: retry_policy(settings)
+            for host, settings in config.registries.items()
+            if host != DEFAULT_REGISTRY
+        },
     )
 
 
@@ -63,7 +100,7 @@ class ClientPool:
         )
         async with self._lock:
             if key not in self._clients:
-                options = registry_options(self.config.registry_config(registry))
+                options = registry_options(self.config, registry)
                 if self._override is not None:
                     options = self._override(registry, options)
                 if registry not in self._pacing:
@@ -80,6 +117,15 @@ class ClientPool:
     def clients(self) -> list[RegistryClient]:
         """The clients opened so far (for metrics: each has its ``throttle``)."""
         return list(self._clients.values())
+
+    def pacings(self) -> dict[str, RegistryPacing]:
+        """Each registry's pacing (limits, throttle, pull allowance), shared by its clients."""
+        return dict(self._pacing)
+
+    @property
+    def retry(self) -> RetryPolicies:
+        """The retry policy of every registry, as the configuration sets them."""
+        return retry_policies(self.config)
 
     def _hook_for(self, registry: str) -> Callable[[str, str], None] | None:
         hook = self._on_request
@@ -104,7 +150,7 @@ async def open_destination(config: Config, pool: ClientPool) -> Destination:
     mirror = config.mirror
     if mirror.kind == "oci":
         assert mirror.path is not None
-        return OCILayoutDestination(mirror.path)
+        return OCILayoutDestination(mirror.path, config.limits.max_manifest_size)
     assert mirror.registry is not None
     client = await pool.client(mirror.registry, mirror.prefix)
     return RegistryDestination(client, mirror.prefix)

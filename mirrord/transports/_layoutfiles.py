@@ -19,11 +19,13 @@ at once. So:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -87,7 +89,11 @@ def commit(written: Path, target: Path) -> None:
 
 
 def atomic_write(target: Path, data: bytes, temp: Path | None = None) -> os.stat_result:
-    """Replace ``target`` with ``data`` (written at ``temp``); the new file's stat."""
+    """Replace ``target`` with ``data`` (written at ``temp``); the new file's stat.
+
+    When anything fails (a full disk fails the write, the flush, the fsync, and the
+    ``close()`` that flushes again), ``temp`` is removed and ``target`` is untouched.
+    """
     temp = temp or temp_path(target)
     out = create_locked(temp)
     try:
@@ -97,8 +103,20 @@ def atomic_write(target: Path, data: bytes, temp: Path | None = None) -> os.stat
         commit(temp, target)
         return os.fstat(out.fileno())
     finally:
+        close_and_discard(out, temp)
+
+
+def close_and_discard(out: BinaryIO, path: Path) -> None:
+    """Close ``out`` and remove ``path`` if it is still there (a write that failed; one
+    renamed into place is not there any more). Never raises for the close: when it
+    fails, the write before it failed too (a full disk fails the close's flush again)
+    and that error is the one on its way; a file already renamed was flushed and
+    fsynced, so nothing of it is lost."""
+    try:
         out.close()
-        temp.unlink(missing_ok=True)  # only still there when something failed
+    except OSError as exc:
+        log.debug("%s: closing after a failed write: %s", path, exc)
+    path.unlink(missing_ok=True)
 
 
 def writer_pid(name: str) -> int | None:
@@ -179,6 +197,20 @@ def _remove_unless_locked(path: Path) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def read_small_file(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them (OSError otherwise): a blob
+    path that is a FIFO, a device or larger than a manifest may be is never read whole."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen: a directory fails it
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"{path} is larger than the {limit} bytes a manifest may be")
+    return data
 
 
 def check_writable(root: Path) -> None:

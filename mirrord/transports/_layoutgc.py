@@ -22,6 +22,7 @@ import anyio
 
 from mirrord.core.oci import parse_manifest
 from mirrord.errors import DigestMismatchError, ManifestError, StorageError
+from mirrord.transports._layoutfiles import read_small_file
 from mirrord.transports._ocilayout import OCILayoutDestination
 
 log = logging.getLogger("mirrord.prune")
@@ -100,9 +101,11 @@ def _reachable(layout: OCILayoutDestination, roots: set[str]) -> set[str]:
             continue
         needed.add(digest)
         try:
-            raw = layout.blob_path(digest).read_bytes()
+            raw = read_small_file(layout.blob_path(digest), layout.max_manifest_size)
         except FileNotFoundError:
             continue  # not in the layout: nothing of it to keep
+        except OSError as error:  # not a file, or too large to be a manifest
+            raise ManifestError(f"{digest} in {layout.description}: {error}") from error
         manifest = parse_manifest(raw, expected_digest=digest)
         stack.extend(d.digest for d in manifest.manifests)
         needed.update(d.digest for d in (manifest.config, *manifest.layers) if d is not None)

@@ -28,17 +28,28 @@ from typing import Any, BinaryIO
 
 import anyio
 
-from mirrord.core.oci import OCI_INDEX, Descriptor, Manifest, parse_manifest
+from mirrord.core.limits import Limits
+from mirrord.core.oci import (
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    is_digest,
+    parse_digest,
+    parse_manifest,
+)
+from mirrord.core.reference import check_repository, check_tag
 from mirrord.errors import NotFoundError, StorageError
 from mirrord.transports._layoutfiles import (
     IndexLock,
     Stamp,
     atomic_write,
     check_writable,
+    close_and_discard,
     commit,
     create_locked,
     partial_path,
     read_generation,
+    read_small_file,
     remove_dead_leftovers,
     stamp,
 )
@@ -52,8 +63,9 @@ Entries = list[dict[str, Any]]
 class OCILayoutDestination:
     """A mirror in the OCI layout at ``root`` (created on first write)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_manifest_size: int = Limits().max_manifest_size) -> None:
         self.root = Path(root)
+        self.max_manifest_size = max_manifest_size
         self.description = f"oci:{self.root}"
         self._index_lock = anyio.Lock()
         self._layout_lock = threading.Lock()
@@ -73,8 +85,21 @@ class OCILayoutDestination:
         return f"oci:{self.root}:{repository}:{tag_or_digest}"
 
     def blob_path(self, digest: str) -> Path:
-        algorithm, _, hex_digest = digest.partition(":")
+        """``blobs/<algorithm>/<hex>`` of a checked digest: a DigestInvalidError for
+        anything but sha256/sha512 hex, so no text ever picks a file outside ``blobs/``."""
+        algorithm, _, hex_digest = parse_digest(digest, self.description).partition(":")
         return self.root / "blobs" / algorithm / hex_digest
+
+    async def read_manifest(self, digest: str) -> Manifest | None:
+        """The manifest stored as blob ``digest`` (checked); None when it is not there."""
+        path = self.blob_path(digest)
+        try:
+            raw = await anyio.to_thread.run_sync(read_small_file, path, self.max_manifest_size)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{self.description}: cannot read {digest}: {exc}") from exc
+        return parse_manifest(raw, expected_digest=digest)
 
     async def ping(self) -> None:
         """Check that the layout can be written (or created); create or remove nothing."""
@@ -93,47 +118,48 @@ class OCILayoutDestination:
         ]
 
     async def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
-        if reference.startswith("sha") and ":" in reference:
-            path = self.blob_path(reference)
-            if not path.exists():
-                return None
-            raw = await anyio.Path(path).read_bytes()
-            return parse_manifest(raw, expected_digest=reference).descriptor()
-        entry = await anyio.to_thread.run_sync(self._lookup, f"{repository}:{reference}")
+        if is_digest(reference):
+            manifest = await self.read_manifest(reference)
+            return manifest.descriptor() if manifest is not None else None
+        ref_name = _ref_name_of(repository, reference)
+        entry = await anyio.to_thread.run_sync(self._lookup, ref_name)
         return Descriptor.from_json(entry, "index.json") if entry else None
 
     async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        """Store the manifest's file, then (for a tag) its ``index.json`` entry; a
+        StorageError names which of them could not be written."""
         try:
             await self._put_manifest(repository, reference, manifest)
         except OSError as exc:
-            raise StorageError(
-                f"{self.description}: cannot store {manifest.digest}: {exc}"
-            ) from exc
+            raise self._error(f"cannot store manifest {manifest.digest}", exc) from exc
 
     async def _put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+        ref_name = None if is_digest(reference) else _ref_name_of(repository, reference)
         await anyio.to_thread.run_sync(self._write_file, manifest.digest, manifest.raw)
-        if reference.startswith("sha") and ":" in reference:
+        if ref_name is None:
             return
         entry: dict[str, Any] = {
             "mediaType": manifest.media_type,
             "digest": manifest.digest,
             "size": manifest.size,
-            "annotations": {REF_NAME: f"{repository}:{reference}"},
+            "annotations": {REF_NAME: ref_name},
         }
         if manifest.artifact_type and manifest.is_index:
             entry["artifactType"] = manifest.artifact_type
         async with self._index_lock:
-            await anyio.to_thread.run_sync(self._set_ref, f"{repository}:{reference}", entry)
+            await anyio.to_thread.run_sync(self._set_ref, ref_name, entry)
+
+    def _error(self, what: str, exc: OSError) -> StorageError:
+        return StorageError(f"{self.description}: {what}: {exc.strerror or exc}")
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
         """Drop every tag of ``repository`` that names ``digest``; blobs stay for GC."""
+        parse_digest(digest, self.description)
         try:
             async with self._index_lock:
                 removed = await anyio.to_thread.run_sync(self._drop_refs, repository, digest)
         except OSError as exc:
-            raise StorageError(
-                f"{self.description}: cannot untag {repository}@{digest}: {exc}"
-            ) from exc
+            raise self._error(f"cannot untag {repository}@{digest}", exc) from exc
         if not removed:
             raise NotFoundError(f"{self.description}: {repository}@{digest} is not tagged")
 
@@ -165,9 +191,10 @@ class OCILayoutDestination:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(_discard, raw, ingest)
         except OSError as exc:
-            raise StorageError(
-                f"{self.description}: cannot store blob {descriptor.digest}: {exc}"
-            ) from exc
+            raise self._error(f"cannot store blob {descriptor.digest}", exc) from exc
+
+    async def cancel_upload(self, repository: str, upload: str) -> None:
+        return None  # no sessions: a write that never happened left nothing behind
 
     async def aclose(self) -> None:
         return None
@@ -189,21 +216,30 @@ class OCILayoutDestination:
         with self._layout_lock:
             if self._layout_ready:
                 return
-            for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
-            remove_dead_leftovers(self.root)
+            try:
+                for sub in ("blobs/sha256", "blobs/sha512", "ingest"):
+                    (self.root / sub).mkdir(parents=True, exist_ok=True)
+                remove_dead_leftovers(self.root)
+            except OSError as exc:
+                raise self._error("cannot create the layout's directories", exc) from exc
             if not (self.root / "oci-layout").exists():
-                atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
+                try:
+                    atomic_write(self.root / "oci-layout", json.dumps(_LAYOUT).encode())
+                except OSError as exc:
+                    raise self._error("cannot write oci-layout", exc) from exc
             # Under the index lock: two writers must never both find index.json
             # missing and the later one overwrite the first's tag.
-            self._update_index(self._create_if_missing)
+            self._update_index(self._create_if_missing, "creating it")
             self._layout_ready = True
 
     def _write_file(self, digest: str, data: bytes) -> None:
         self._ensure_layout()
         path = self.blob_path(digest)
         if not path.exists():
-            atomic_write(path, data, partial_path(self.root, digest))
+            try:
+                atomic_write(path, data, partial_path(self.root, digest))
+            except OSError as exc:
+                raise self._error(f"cannot write manifest {digest}", exc) from exc
 
     def _read_index(self) -> Entries:
         """``index.json``'s entries as they are now (re-read only when it changed)."""
@@ -243,7 +279,7 @@ class OCILayoutDestination:
         try:
             data = json.loads(raw)
             entries = list(data.get("manifests") or [])
-        except (ValueError, AttributeError, TypeError) as exc:
+        except (ValueError, AttributeError, TypeError, RecursionError) as exc:
             raise StorageError(f"{self.description}: {path} is not an image index: {exc}") from exc
         self._remember(entries, current)
         self._generation = generation
@@ -254,8 +290,15 @@ class OCILayoutDestination:
         self._refs = {name: e for e in entries if (name := _ref_name(e))}
         self._stamp = current
 
-    def _update_index(self, change: Callable[[Entries], Entries | None]) -> None:
-        """Read-modify-write ``index.json`` under the layout's lock (None: no write)."""
+    def _update_index(self, change: Callable[[Entries], Entries | None], why: str) -> None:
+        """Read-modify-write ``index.json`` under the layout's lock (None: no write);
+        ``why`` says what for, in the StorageError of a failure."""
+        try:
+            self._update_index_locked(change)
+        except OSError as exc:
+            raise self._error(f"cannot write index.json ({why})", exc) from exc
+
+    def _update_index_locked(self, change: Callable[[Entries], Entries | None]) -> None:
         with IndexLock(self.root) as lock, self._cache_lock:
             generation = lock.generation()
             if generation != self._generation:
@@ -281,7 +324,7 @@ class OCILayoutDestination:
             kept = [e for e in entries if _ref_name(e) != ref_name]
             return [*kept, entry]
 
-        self._update_index(change)
+        self._update_index(change, f"tagging {ref_name} as {entry['digest']}")
 
     def _drop_refs(self, repository: str, digest: str) -> int:
         if not (self.root / "index.json").exists():
@@ -299,8 +342,14 @@ class OCILayoutDestination:
             removed = len(entries) - len(kept)
             return kept if removed else None
 
-        self._update_index(change)
+        self._update_index(change, f"untagging {repository}@{digest}")
         return removed
+
+
+def _ref_name_of(repository: str, tag: str) -> str:
+    """``<repository>:<tag>`` for ``index.json``, both checked (InvalidNameError): no
+    ``a/b``, ``..``, ``latest\n`` or 200-character tag is ever written into it."""
+    return f"{check_repository(repository)}:{check_tag(tag)}"
 
 
 def _ref_name(entry: dict[str, Any]) -> str:
@@ -314,5 +363,4 @@ def _finish(raw: BinaryIO, ingest: Path, target: Path) -> None:
 
 
 def _discard(raw: BinaryIO, ingest: Path) -> None:
-    raw.close()
-    ingest.unlink(missing_ok=True)  # only still there when the write failed
+    close_and_discard(raw, ingest)  # only still there when the write failed

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import anyio
 
-from mirrord.core.oci import Descriptor, Manifest, is_index, parse_manifest
+from mirrord.core.oci import Descriptor, Manifest, is_index
 from mirrord.errors import ManifestError, NotFoundError, ungrouped
 from mirrord.registry import retrying
 from mirrord.transports._base import Destination
@@ -24,17 +24,14 @@ READ_CONCURRENCY = 8
 async def read_manifest(destination: Destination, repository: str, digest: str) -> Manifest | None:
     """The manifest ``digest`` as the mirror holds it; None when it is not there."""
     if isinstance(destination, OCILayoutDestination):
-        path = destination.blob_path(digest)
-        try:
-            raw = await anyio.Path(path).read_bytes()
-        except FileNotFoundError:
-            return None
-        return parse_manifest(raw, expected_digest=digest)
+        return await destination.read_manifest(digest)
     if isinstance(destination, RegistryDestination):
         client = destination.client
         try:
             return await retrying(
-                lambda: client.get_manifest(repository, digest), f"GET {repository}@{digest}"
+                lambda: client.get_manifest(repository, digest),
+                f"GET {repository}@{digest}",
+                client.retry,
             )
         except NotFoundError:
             return None

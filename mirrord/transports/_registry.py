@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable
 
-from mirrord.core.oci import Descriptor, Manifest
+from mirrord.core.oci import Descriptor, Manifest, is_digest
 from mirrord.registry import RegistryClient
 
 
@@ -21,7 +21,7 @@ class RegistryDestination:
         return f"{self.prefix}/{path}" if self.prefix else path
 
     def reference(self, repository: str, tag_or_digest: str) -> str:
-        sep = "@" if tag_or_digest.startswith("sha") and ":" in tag_or_digest else ":"
+        sep = "@" if is_digest(tag_or_digest) else ":"
         return f"{self.client.registry}/{repository}{sep}{tag_or_digest}"
 
     async def ping(self) -> None:
@@ -53,6 +53,9 @@ class RegistryDestination:
         upload: str | None = None,
     ) -> None:
         await self.client.upload_blob(repository, descriptor, chunks, location=upload)
+
+    async def cancel_upload(self, repository: str, upload: str) -> None:
+        await self.client.cancel_upload(upload)
 
     async def aclose(self) -> None:
         await self.client.aclose()

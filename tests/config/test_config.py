@@ -136,7 +136,7 @@ def test_shipped_examples_parse(name: str) -> None:
 def test_shipped_example_uses_every_key() -> None:
     text = (REPO / "config" / "mirrord.yaml").read_text()
     keys = set(_parse._TOP_KEYS) | set(_parse._STREAM_KEYS)
-    keys |= {"auth_file", "insecure", "tls_verify", "ca_file", "max_concurrency", "rate"}
+    keys |= set(_parse._REGISTRY) | set(_parse._LIMITS) | {"default"}
     keys |= {"url", "secret_file", "command", "timeout", "events", "listen", "token_file"}
     keys |= set(_parse._PRUNING)
     missing = [k for k in keys if f"{k}:" not in text]
@@ -331,6 +331,37 @@ def test_registry_config_lookup() -> None:
     assert cfg.registry_config("docker.io").max_concurrency == 3
     assert cfg.registry_config("quay.io") == RegistryConfig()
     assert RegistryConfig().max_concurrency == 6
+
+
+def test_retry_budgets_and_the_pull_floor_per_registry_and_by_default() -> None:
+    cfg = parse("""\
+        version: 1
+        registries:
+          docker.io: {ratelimit_min: 25}
+          default: {retry_budget: 10m, outage_budget: 90s}
+          127.0.0.1:5000: {outage_budget: "0"}
+        """)
+    assert RegistryConfig().retry_budget == 300 and RegistryConfig().outage_budget == 120
+    assert RegistryConfig().ratelimit_min == 10
+    hub = cfg.registry_config("docker.io")
+    assert (hub.retry_budget, hub.outage_budget, hub.ratelimit_min) == (600, 90, 25)
+    mirror = cfg.registry_config("127.0.0.1:5000")
+    assert (mirror.retry_budget, mirror.outage_budget) == (600, 0)  # "0": no retries
+    assert cfg.registry_config("quay.io") == RegistryConfig(retry_budget=600, outage_budget=90)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("retry_budget: 25h", r'registries\["quay\.io"\]\.retry_budget: at most 24h'),
+        ("outage_budget: 5", r"outage_budget: .*invalid duration"),
+        ("ratelimit_min: -1", r"ratelimit_min: must be 0 or more"),
+        ("retry_budgt: 5m", r"did you mean 'retry_budget'"),
+    ],
+)
+def test_retry_settings_are_checked(entry: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse(f"version: 1\nregistries:\n  quay.io: {{{entry}}}\n")
 
 
 def test_stream_lookup() -> None:

@@ -92,7 +92,7 @@ def test_parse_repository_refuses_tag_and_digest() -> None:
     ("nginx:t\u00e9st", "invalid tag"),  # tags are ASCII ([A-Za-z0-9_.-])
     ("nginx:\u0661", "invalid tag"),  # an Arabic-Indic digit is not [0-9]
     ("nginx@sha256:abc", "invalid digest"),
-    ("nginx@sha256:" + "A" * 64, "64 lower-case hex"),
+    ("nginx@sha256:" + "A" * 64, "and 64, or sha512: and 128, lower-case hex"),
     ("nginx@", "invalid digest"),
     ("quay.io/", "missing repository"),
     ("quay.io//app", "invalid repository path component ''"),

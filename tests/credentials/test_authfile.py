@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -246,7 +247,29 @@ def test_malformed_structure(tmp_path: Path, document: object) -> None:
 def test_unreadable_file_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "auth.json"
     path.mkdir()  # reading a directory fails even as root
-    with pytest.raises(CredentialError, match="cannot read"):
+    with pytest.raises(CredentialError, match="not a regular file"):
+        _resolve(path, "quay.io")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom"])
+def test_auth_file_that_is_no_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    if kind == "fifo":
+        path = tmp_path / "auth.json"
+        os.mkfifo(path)  # no writer: a blocking open would never return
+    else:
+        path = Path(kind)
+    started = time.monotonic()
+    with pytest.raises(CredentialError, match="not a regular file") as caught:
+        _resolve(path, "quay.io")
+    assert time.monotonic() - started < 5
+    assert str(path) in str(caught.value)
+
+
+def test_auth_file_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    padding = " " * (2 << 20)  # valid JSON, but no pull secret is 2 MiB
+    path.write_text('{"auths": {}}' + padding)
+    with pytest.raises(CredentialError, match="larger than 1024 KiB"):
         _resolve(path, "quay.io")
 
 

@@ -54,7 +54,7 @@ def test_unreachable_registry_without_keyring_is_a_connection_error(tmp_path: Pa
         host = f"127.0.0.1:{sock.getsockname()[1]}"
     result = login(tmp_path, host, "alice", "pw")
     assert result.exit_code == 1, result.output
-    assert f"error: {host}: ping: ConnectError" in result.stderr
+    assert f"error: {host}: ping: cannot reach the registry: ConnectError" in result.stderr
     assert "Secret Service" not in result.stderr
 
 

@@ -339,8 +339,16 @@ class RegistryHTTP:
         return out
 
     def catalog(self) -> list[str]:
-        resp = self._ok(self.request("GET", "/v2/_catalog?n=10000"), 200)
-        return list(resp.json().get("repositories") or [])
+        """Every repository (follows `Link` pagination: distribution serves at most 1000
+        a page and refuses a larger `n`)."""
+        out: list[str] = []
+        path: str | None = "/v2/_catalog?n=1000"
+        while path:
+            resp = self._ok(self.request("GET", path), 200)
+            out += resp.json().get("repositories") or []
+            link = resp.headers.get("link")
+            path = link.split(";")[0].strip("<> ") if link else None
+        return out
 
 
 # -- pure builders ---------------------------------------------------------------------------

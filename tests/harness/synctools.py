@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,15 @@ class Setup:
         start = result.output.index("{")
         return result.exit_code, json.loads(result.output[start:])
 
+    def sync_measured(self, *args: str, timeout: float = 120.0) -> Measured:
+        """`python -m mirrord sync -o json ARGS…` as a child process, waited for with
+        wait4: its exit code, output, wall-clock seconds and peak resident memory."""
+        return run_measured(
+            [sys.executable, "-m", "mirrord", "sync", "--config", str(self.path), "-o", "json",
+             *args],
+            timeout=timeout,
+        )
+
     def sync_process(self, *args: str, **kw: Any) -> subprocess.Popen[str]:
         """`mirrord sync` as a real child process (for kills and restarts)."""
         return subprocess.Popen(
@@ -53,6 +64,50 @@ class Setup:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **kw.pop("env", {})}, **kw,
         )
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished child process: exit code, stdout, stderr, seconds, peak RSS in bytes."""
+
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    max_rss: int
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document on stdout (asserting there is one)."""
+        start = self.stdout.find("{")
+        assert start >= 0, f"no JSON document on stdout; stderr: {self.stderr[-2000:]}"
+        document: dict[str, Any] = json.loads(self.stdout[start:])
+        return document
+
+
+def run_measured(argv: list[str], *, timeout: float) -> Measured:
+    """Run `argv` to its end (killed past `timeout`, which fails the test) and measure it:
+    `os.wait4` gives this child's own peak RSS, not the maximum over every child ever
+    waited for (`RUSAGE_CHILDREN`)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=dict(os.environ))
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                raise AssertionError(f"{argv[2:5]}… still running after {timeout}s: killed")
+            time.sleep(0.02)
+        seconds = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(proc.returncode, out.read().decode(errors="replace"),
+                        err.read().decode(errors="replace"), seconds, usage.ru_maxrss * 1024)
 
 
 def corrupt_blob(registry: RegistryProcess, digest: str) -> None:
@@ -82,6 +137,10 @@ def sync_setup(
     registries: dict[str, Any] = {}
     for registry in sources:
         registries[registry.host] = {"insecure": True, "auth_file": str(auth_file)}
+        if registry.token_server is not None:
+            # A plain-HTTP token realm on another port gets credentials only when its
+            # host is configured (mirrord's rule), as a real user would list it.
+            registries[registry.token_server.host] = {}
     if mirror.startswith("docker://"):
         host = mirror.removeprefix("docker://").split("/", 1)[0]
         registries.setdefault(host, {"insecure": True})

@@ -14,27 +14,19 @@ from typing import Any
 
 import pytest
 from harness import Credentials
+from harness.clients import options_for
 from harness.registry import RegistryProcess
 
 from mirrord.credentials import Credential
-from mirrord.registry import RegistryClient, RegistryOptions
+from mirrord.registry import RegistryClient
 
 try:  # `python -m pytest` from the repository root: tests/ is a namespace package
     from tests.credentials.secretservice import secret_service
 except ImportError:  # plain `pytest`: tests/ itself is on sys.path
     from credentials.secretservice import secret_service  # type: ignore[no-redef]
 
-__all__ = ["secret_service"]
+__all__ = ["options_for", "secret_service"]
 
-
-
-def options_for(reg: RegistryProcess, **kw: Any) -> RegistryOptions:
-    """How to reach a harness registry: plain HTTP, or https trusting its own CA."""
-    if reg.ca_file is None:
-        kw.setdefault("insecure", True)
-    else:
-        kw.setdefault("ca_file", reg.ca_file)
-    return RegistryOptions(**kw)
 
 
 @pytest.fixture

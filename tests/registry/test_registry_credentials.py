@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 from harness import ALICE, ROBOT, Credentials
+from harness.clients import options_for
 from harness.images import Image, push_image
 from harness.registry import RegistryProcess
 
@@ -28,7 +29,7 @@ from mirrord.credentials import (
     resolve_credential,
 )
 from mirrord.errors import UnauthorizedError
-from mirrord.registry import RegistryClient, RegistryOptions
+from mirrord.registry import RegistryClient
 
 pytestmark = pytest.mark.anyio
 
@@ -76,7 +77,7 @@ async def resolve(reg: RegistryProcess, repo: str, env: dict[str, str],
 
 
 def client(reg: RegistryProcess, credential: Credential | None) -> RegistryClient:
-    return RegistryClient(reg.host, credential=credential, options=RegistryOptions(insecure=True))
+    return RegistryClient(reg.host, credential=credential, options=options_for(reg))
 
 
 async def assert_pull_and_push(reg: RegistryProcess, credential: Credential | None,

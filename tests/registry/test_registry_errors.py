@@ -185,7 +185,30 @@ async def test_refused_connection_is_temporary(refused_host: str) -> None:
         with pytest.raises(ConnectError) as caught:
             await client.ping()
     assert caught.value.temporary
-    assert str(caught.value).startswith(f"{host}: ping: ConnectError")
+    assert caught.value.reason == "Unreachable"
+    assert str(caught.value).startswith(f"{host}: ping: cannot reach the registry: ConnectError")
+
+
+@pytest.mark.anyio
+async def test_a_name_that_does_not_resolve_fails_at_once_and_says_so() -> None:
+    """Not spent on retries: a name that does not resolve will not resolve a second later."""
+    from mirrord.errors import NameResolutionError
+    from mirrord.registry import RetryPolicy, retrying
+
+    calls = 0
+    async with RegistryClient("mirrord-test.invalid", options=RegistryOptions()) as client:
+
+        async def ping() -> str:
+            nonlocal calls
+            calls += 1
+            return await client.ping()
+
+        started = time.monotonic()
+        with pytest.raises(NameResolutionError) as caught:
+            await retrying(ping, "ping", RetryPolicy(attempts=5, outage_budget=60))
+    assert calls == 1 and time.monotonic() - started < 5
+    assert not caught.value.temporary and caught.value.reason == "Unreachable"
+    assert "cannot reach the registry: its host name does not resolve" in str(caught.value)
 
 
 # -- answers only a mock gives on demand --------------------------------------------------

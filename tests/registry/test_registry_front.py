@@ -20,11 +20,12 @@ from typing import Any
 import httpx
 import pytest
 from harness import ALICE
+from harness.clients import options_for
 from harness.images import build_image, push, push_image
 from harness.registry import RegistryProcess
 
 from mirrord.credentials import Credential
-from mirrord.registry import RegistryClient, RegistryOptions
+from mirrord.registry import RegistryClient
 
 pytestmark = pytest.mark.anyio
 
@@ -194,8 +195,10 @@ def blob_host() -> Iterator[BlobHost]:
 def client_for(front: Front) -> RegistryClient:
     credential = (Credential(ALICE.username, ALICE.password, "test")
                   if front.upstream.users else None)
+    # The front forwards to the upstream, whose token server is trusted like a host
+    # configured under `registries:`.
     return RegistryClient(front.host, credential=credential,
-                          options=RegistryOptions(insecure=True))
+                          options=options_for(front.upstream))
 
 
 @pytest.mark.parametrize("flavour", ["mirror_registry", "basic_registry", "token_registry"])

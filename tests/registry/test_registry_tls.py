@@ -38,7 +38,7 @@ async def test_unknown_ca_is_a_final_tls_error(tls_registry: RegistryProcess, pu
         with pytest.raises(TLSError):
             await client.get_manifest(pushed, "v1")
     error = caught.value
-    assert not error.temporary
+    assert not error.temporary and error.reason == "TLSError"
     message = str(error)
     assert message.startswith(f"{tls_registry.host}: ping: TLS verification failed")
     assert "CERTIFICATE_VERIFY_FAILED" in message

@@ -238,9 +238,13 @@ async def test_streamed_upload_whose_token_is_refused_fails_temporarily(
         await client.upload_blob(repo_name, descriptor_of(blob), chunks_of(blob.data), location)
     assert caught.value.temporary
     assert "refused the token" in str(caught.value)
-    assert len(server.requests) == 2  # the refused token, and its replacement
+    # the refused token and its replacement; then one to DELETE the session given up on
+    pushes = [r for r in server.requests if not any(s.endswith(":delete") for s in r.scopes)]
+    assert len(pushes) == 2
+    assert [r.scopes for r in server.requests[2:]] == [(f"repository:{repo_name}:delete",)]
+    assert not client.abandoned_uploads  # alice may delete: the session is gone
     await client.upload_blob(repo_name, descriptor_of(blob), chunks_of(blob.data))
-    assert len(server.requests) == 2
+    assert len(server.requests) == 3
     assert await client.head_blob(repo_name, blob.digest) == blob.size
 
 

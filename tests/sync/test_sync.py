@@ -56,7 +56,7 @@ def test_full_mirror_from_basic_and_token_sources_is_byte_identical(
 
     assert code == 0, summary
     assert summary["images"] == {
-        "copied": 17, "unchanged": 0, "failed": 0, "planned": 0, "skipped": 0
+        "copied": 17, "unchanged": 0, "failed": 0, "planned": 0, "skipped": 0, "cut": 0
     }
     # Tags sharing a digest (latest and 2.0) cost one manifest GET: each digest once.
     gets = [p for m, p in basic_registry.requests(since=mark) if m == "GET" and "/manifests/" in p]

@@ -94,7 +94,7 @@ def test_json_counts_a_failed_stream_and_its_retries_like_the_text(
         mirror=f"docker://{mirror_registry.host}/down",
         streams=[{"from": f"{down}/{repo_name}", "to": "app"}],
         sources=[],
-        settings={down: {"insecure": True}},
+        settings={down: {"insecure": True, "outage_budget": "1s"}},  # not the default 2m
     )
     text = setup.sync()
     code, summary = setup.sync_json()
@@ -115,6 +115,7 @@ def test_an_unreachable_mirror_still_gets_a_json_document(
         mirror=f"docker://{down}/m",
         streams=[{"from": f"{basic_registry.host}/{repo_name}"}],
         sources=[basic_registry],
+        settings={down: {"outage_budget": "1s"}},  # not the default 2m
     )
     result = setup.sync("-o", "json")
 

@@ -7,7 +7,14 @@ are never re-serialised: what is pushed is exactly what was pulled.
 
 from __future__ import annotations
 
-from mirrord.core.oci._digest import Digester, compute_digest, parse_digest
+from mirrord.core.oci._digest import (
+    DIGEST_HELP,
+    DIGEST_RE,
+    Digester,
+    compute_digest,
+    is_digest,
+    parse_digest,
+)
 from mirrord.core.oci._manifest import Descriptor, Manifest, parse_manifest
 from mirrord.core.oci._mediatypes import (
     DOCKER_MANIFEST,
@@ -20,6 +27,8 @@ from mirrord.core.oci._mediatypes import (
 from mirrord.core.oci._platform import Platform
 
 __all__ = [
+    "DIGEST_HELP",
+    "DIGEST_RE",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
     "MANIFEST_ACCEPT",
@@ -30,6 +39,7 @@ __all__ = [
     "Manifest",
     "Platform",
     "compute_digest",
+    "is_digest",
     "is_index",
     "parse_digest",
     "parse_manifest",

@@ -1,19 +1,33 @@
-"""Content digests (image-spec ``descriptor.md#digests``): sha256 and sha512."""
+"""Content digests (image-spec ``descriptor.md#digests``): sha256 and sha512 only.
+
+:data:`DIGEST_RE` is mirrord's one digest grammar: ``sha256:`` and 64, or ``sha512:``
+and 128, lower-case hex digits. Headers, descriptors, references and OCI layout paths
+are all checked against it (``md5:``, ``shake_128:``, ``sha256:/path`` never pass).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
 
-from mirrord.errors import DigestMismatchError, ManifestError
+from mirrord.errors import DigestInvalidError, DigestMismatchError
 
-_DIGEST = re.compile(r"(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})")
+DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+DIGEST_HELP = "expected sha256: and 64, or sha512: and 128, lower-case hex digits"
 
 
-def parse_digest(text: str) -> str:
-    """Return ``text`` if it is a sha256/sha512 digest, else raise ManifestError."""
-    if not _DIGEST.fullmatch(text):
-        raise ManifestError(f"unsupported or malformed digest {text!r}")
+def is_digest(text: str) -> bool:
+    """True when ``text`` is a digest mirrord accepts (see :data:`DIGEST_RE`)."""
+    return DIGEST_RE.fullmatch(text) is not None
+
+
+def parse_digest(text: str, where: str = "") -> str:
+    """Return ``text`` if it is a sha256/sha512 digest, else raise DigestInvalidError
+    (``where`` says where it was found; the digest is shown escaped and shortened)."""
+    if not is_digest(text):
+        shown = repr(text[:150]) + ("…" if len(text) > 150 else "")
+        prefix = f"{where}: " if where else ""
+        raise DigestInvalidError(f"{prefix}invalid digest {shown}: {DIGEST_HELP}")
     return text
 
 

@@ -26,6 +26,7 @@ from mirrord.core.oci._platform import Platform
 from mirrord.errors import DigestMismatchError, ManifestError, UnsupportedManifestError
 
 _NON_DISTRIBUTABLE_MARKERS = ("foreign", "nondistributable")
+MAX_SIZE = 1 << 50  # a PiB: larger than any blob; keeps sizes sane for arithmetic
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +49,14 @@ class Descriptor:
     def from_json(cls, data: Any, where: str) -> Descriptor:
         if not isinstance(data, dict):
             raise ManifestError(f"{where}: descriptor is not an object")
-        try:
-            size = int(data["size"])
-            digest = parse_digest(str(data["digest"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"{where}: descriptor lacks a valid digest/size") from exc
-        if size < 0:
-            raise ManifestError(f"{where}: negative size")
+        if "digest" not in data:
+            raise ManifestError(f"{where}: descriptor has no digest")
+        digest = parse_digest(str(data["digest"]), where)
+        raw_size = data.get("size")
+        # JSON integers only: not true, 1.5, "12" nor a number past what a blob can be.
+        if type(raw_size) is not int or not 0 <= raw_size <= MAX_SIZE:
+            raise ManifestError(f"{where}: descriptor size {str(raw_size)[:40]!r} is invalid")
+        size = raw_size
         annotations = data.get("annotations") or {}
         return cls(
             media_type=str(data.get("mediaType", "")),
@@ -108,6 +110,8 @@ def parse_manifest(raw: bytes, content_type: str = "", expected_digest: str = ""
     :class:`DigestMismatchError` when ``expected_digest`` is given and differs,
     and :class:`ManifestError` when the JSON is malformed.
     """
+    if expected_digest:
+        parse_digest(expected_digest, "expected manifest digest")
     algorithm = expected_digest.partition(":")[0] if expected_digest else "sha256"
     digest = compute_digest(raw, algorithm)
     if expected_digest and digest != expected_digest:
@@ -116,6 +120,8 @@ def parse_manifest(raw: bytes, content_type: str = "", expected_digest: str = ""
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"manifest {digest} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ManifestError(f"manifest {digest} is nested too deeply to be a manifest") from None
     if not isinstance(data, dict):
         raise ManifestError(f"manifest {digest} is not a JSON object")
     media_type = _media_type(data, content_type.split(";")[0].strip(), digest)

@@ -1,0 +1,75 @@
+"""How to reach one registry, and the bounds on what mirrord accepts from it.
+
+Upstream data is hostile until checked, so every answer is bounded:
+
+- a manifest is read incrementally and refused past ``max_manifest_size`` (4 MiB, as
+  containers/image); every other body read into memory (tag-list pages, token and error
+  answers) past :data:`~mirrord.core.limits.MAX_JSON_BODY`;
+- a tag listing stops with an error past ``max_tag_pages`` pages or ``max_tags`` tags,
+  and at a ``Link`` it has already followed (a loop);
+- a request whose answer is read whole has ``request_timeout`` seconds overall, however
+  its bytes trickle in; a streamed body (a blob) must keep at least
+  ``min_transfer_rate`` bytes a second over every ``stall_timeout`` window, so a stalled
+  or trickling body fails after ``stall_timeout`` seconds. Both failures are temporary
+  (retried, each attempt bounded again).
+
+Each bound's error names the limit, the registry and the configuration key that raises
+it (:data:`mirrord.core.limits.KEYS`; the defaults are there too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mirrord.core.limits import (
+    KEYS,
+    MAX_JSON_BODY,
+    MIN_TRANSFER_RATE,
+    REQUEST_TIMEOUT,
+    STALL_TIMEOUT,
+    Limits,
+)
+
+__all__ = ["CERTS_DIRS", "LIMIT_KEYS", "MAX_JSON_BODY", "RegistryOptions"]
+
+CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
+
+_DEFAULT = Limits()
+LIMIT_KEYS = KEYS
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryOptions:
+    """How to reach one registry, and what it may send.
+
+    ``insecure`` speaks plain HTTP; ``tls_verify=False`` keeps HTTPS but skips
+    verification; ``ca_file`` and ``<certs_dir>/<host>/*.crt`` add CAs, and a
+    ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does).
+    ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
+    uploads in pieces of that many bytes. ``retry_budget`` and ``outage_budget``
+    bound (in seconds) the retries of 429/503 answers and of connection failures
+    (see :mod:`._retry`); ``ratelimit_min`` is the pull floor of :mod:`._ratelimit`.
+    ``trusted_hosts`` are the other hosts
+    (``host[:port]``) that may receive this registry's credential as a Bearer token
+    realm over plain HTTP: the hosts configured under ``registries:``. The bounds are
+    described in the module docstring.
+    """
+
+    insecure: bool = False
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    max_concurrency: int = 6
+    rate: float | None = None
+    chunk_size: int = 0
+    certs_dirs: tuple[Path, ...] = CERTS_DIRS
+    trusted_hosts: frozenset[str] = frozenset()
+    max_manifest_size: int = _DEFAULT.max_manifest_size
+    max_tag_pages: int = _DEFAULT.max_tag_pages
+    max_tags: int = _DEFAULT.max_upstream_tags
+    request_timeout: float = REQUEST_TIMEOUT
+    stall_timeout: float = STALL_TIMEOUT
+    min_transfer_rate: int = MIN_TRANSFER_RATE
+    retry_budget: float = 300.0
+    outage_budget: float = 120.0
+    ratelimit_min: int = 10

@@ -1,0 +1,104 @@
+"""Leases and blob claims on PostgreSQL: the functions of :mod:`._sqlite_leases`.
+
+Each claim is one ``INSERT … ON CONFLICT DO UPDATE … WHERE`` statement: of
+workers claiming one row at once, the first to write it wins and the others,
+having waited for its row lock, re-check the condition against what it wrote
+and get nothing back. Times are the server's (``clock_timestamp()``), so every
+worker measures expiry on one clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from mirrord.state import _rows as rows
+from mirrord.state._leases import Lease
+
+Conn = psycopg.Connection[Any]
+
+_NOW = "clock_timestamp()"
+_LATER = "clock_timestamp() + make_interval(secs => %(ttl)s)"
+# acquired: kept while the same worker holds the row without a lapse, else now.
+_CLAIM = (
+    "INSERT INTO {table} AS l ({keys}, worker, acquired, expires) "
+    f"VALUES ({{marks}}, %(worker)s, {_NOW}, {_LATER}) "
+    "ON CONFLICT ({keys}) DO UPDATE SET worker = EXCLUDED.worker, "
+    "acquired = CASE WHEN l.worker = EXCLUDED.worker AND l.expires > EXCLUDED.acquired "
+    "THEN l.acquired ELSE EXCLUDED.acquired END, expires = EXCLUDED.expires "
+    "WHERE l.worker = EXCLUDED.worker OR l.expires <= EXCLUDED.acquired RETURNING worker"
+)
+
+
+def _claim(conn: Conn, table: str, keys: dict[str, str], worker: str, ttl: float) -> bool:
+    sql = _CLAIM.format(
+        table=table, keys=", ".join(keys), marks=", ".join(f"%({k})s" for k in keys)
+    )
+    row = conn.execute(sql.encode(), {**keys, "worker": worker, "ttl": ttl}).fetchone()
+    return row is not None
+
+
+def _lease(row: Any, name: str) -> Lease:
+    return Lease(name, row["worker"], rows.moment(row["acquired"]), rows.moment(row["expires"]))
+
+
+# -- leases --------------------------------------------------------------------------
+
+
+def claim_lease(conn: Conn, name: str, worker: str, ttl: float) -> bool:
+    return _claim(conn, "leases", {"name": name}, worker, ttl)
+
+
+def renew_lease(conn: Conn, name: str, worker: str, ttl: float) -> bool:
+    return (
+        conn.execute(
+            f"UPDATE leases SET expires = {_LATER} "
+            "WHERE name = %(name)s AND worker = %(worker)s",
+            {"ttl": ttl, "name": name, "worker": worker},
+        ).rowcount
+        > 0
+    )
+
+
+def release_lease(conn: Conn, name: str, worker: str, hold: float) -> bool:
+    args = {"ttl": hold, "name": name, "worker": worker}
+    if hold > 0:
+        sql = f"UPDATE leases SET expires = {_LATER} WHERE name = %(name)s AND worker = %(worker)s"
+    else:
+        sql = "DELETE FROM leases WHERE name = %(name)s AND worker = %(worker)s"
+    return conn.execute(sql.encode(), args).rowcount > 0
+
+
+def live_leases(conn: Conn, worker: str | None) -> list[Lease]:
+    where = "AND worker = %(worker)s" if worker is not None else ""
+    found = conn.execute(
+        f'SELECT * FROM leases WHERE expires > {_NOW} {where} ORDER BY name COLLATE "C"'.encode(),
+        {"worker": worker},
+    ).fetchall()
+    return [_lease(r, r["name"]) for r in found]
+
+
+# -- blobs in flight -----------------------------------------------------------------
+
+
+def claim_blob(conn: Conn, mirror: str, digest: str, worker: str, ttl: float) -> bool:
+    return _claim(conn, "blob_claims", {"mirror": mirror, "digest": digest}, worker, ttl)
+
+
+def release_blob(conn: Conn, mirror: str, digest: str, worker: str) -> bool:
+    return (
+        conn.execute(
+            "DELETE FROM blob_claims WHERE mirror = %s AND digest = %s AND worker = %s",
+            (mirror, digest, worker),
+        ).rowcount
+        > 0
+    )
+
+
+def blob_claim(conn: Conn, mirror: str, digest: str) -> Lease | None:
+    row = conn.execute(
+        f"SELECT * FROM blob_claims WHERE mirror = %s AND digest = %s AND expires > {_NOW}",
+        (mirror, digest),
+    ).fetchone()
+    return _lease(row, f"{mirror}@{digest}") if row is not None else None
