@@ -7,6 +7,10 @@ Linux carries the high-water RSS of the process that ``exec``s into the new prog
 benchmark would report at least the benchmark's own RSS. This launcher is tiny
 (about 8 MiB): the command is forked from it, and its peak RSS is read from
 ``getrusage(RUSAGE_CHILDREN)`` after it exits. Standard library only; run with ``-S``.
+
+``started`` is ``time.monotonic()`` just before the fork (CLOCK_MONOTONIC, the same clock
+in every process of the machine), so a proxy in the benchmark's process can time the
+command's first connection against it (its start-up time).
 """
 
 import json
@@ -32,7 +36,7 @@ def main() -> int:
     with open(report, "w") as f:
         cpu = usage.ru_utime + usage.ru_stime
         json.dump({"wall_s": wall, "cpu_s": cpu, "maxrss_kib": usage.ru_maxrss,
-                   "returncode": code}, f)
+                   "returncode": code, "started": started}, f)
     return code if code >= 0 else 128 - code
 
 

@@ -1,4 +1,4 @@
-"""Measuring one run: wall time and peak RSS of a child process, requests at the source.
+"""Measuring one run: wall time, CPU time and peak RSS of a child process.
 
 Every run is a fresh process started by a small launcher (``_launch.py``), which
 reports the run's wall time and its peak RSS (``getrusage(RUSAGE_CHILDREN)``,
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.registry import AccessEntry
+from bench.counts import MirrorRequests, SourceRequests
 
 
 class BenchError(RuntimeError):
@@ -34,6 +34,7 @@ class Proc:
     wall_s: float
     maxrss_kib: int
     cpu_s: float = 0.0
+    started: float = 0.0  # time.monotonic() when the launcher forked the command
 
 
 LAUNCHER = Path(__file__).resolve().parent / "_launch.py"
@@ -65,7 +66,7 @@ def run_measured(
     except (OSError, ValueError) as exc:
         raise BenchError(f"the launcher reported nothing for {argv[0]}: {exc}") from exc
     return Proc(tuple(argv), measured["returncode"], measured["wall_s"], measured["maxrss_kib"],
-                measured["cpu_s"])
+                measured["cpu_s"], measured["started"])
 
 
 def run_checked(argv: Sequence[str], log_base: Path, what: str, **kw: Any) -> Proc:
@@ -75,50 +76,6 @@ def run_checked(argv: Sequence[str], log_base: Path, what: str, **kw: Any) -> Pr
         tail = Path(f"{log_base}.err").read_text(errors="replace")[-3000:]
         raise BenchError(f"{what} exited {proc.returncode}; see {log_base}.err:\n{tail}")
     return proc
-
-
-@dataclass
-class SourceRequests:
-    """The requests a run sent to the source registry, by kind (from its access log)."""
-
-    total: int = 0
-    ping: int = 0  # GET /v2/
-    tag_list: int = 0
-    manifest_get: int = 0
-    manifest_head: int = 0
-    blob_get: int = 0
-    blob_head: int = 0
-    other: int = 0
-    bytes_sent: int = 0
-
-    @classmethod
-    def of(cls, entries: Iterable[AccessEntry]) -> SourceRequests:
-        out = cls()
-        for e in entries:
-            out.total += 1
-            out.bytes_sent += e.size
-            route = e.route
-            if route.rstrip("/") == "/v2":
-                out.ping += 1
-            elif route.endswith("/tags/list"):
-                out.tag_list += 1
-            elif "/manifests/" in route:
-                if e.method == "GET":
-                    out.manifest_get += 1
-                else:
-                    out.manifest_head += 1
-            elif "/blobs/" in route:
-                if e.method == "GET":
-                    out.blob_get += 1
-                else:
-                    out.blob_head += 1
-            else:
-                out.other += 1
-        return out
-
-    def per_tag(self, tags: int) -> float:
-        """Requests per tag, the tag listings and ``GET /v2/`` version checks left out."""
-        return (self.total - self.tag_list - self.ping) / tags if tags else 0.0
 
 
 @dataclass
@@ -132,10 +89,17 @@ class RunRecord:
     maxrss_mib: float
     tags: int
     cpu_s: float = 0.0  # the tool's user + system CPU time
-    registry_cpu_s: float = 0.0  # the source's and the mirror's, during the run
+    source_cpu_s: float = 0.0  # the source registry's, during the run
+    mirror_cpu_s: float = 0.0  # the mirror registry's, during the run
     source: SourceRequests = field(default_factory=SourceRequests)
+    mirror: MirrorRequests = field(default_factory=MirrorRequests)
     proxy_connections: int | None = None
+    startup_s: float | None = None  # exec to the first connection at the source (via a proxy)
     summary: dict[str, Any] | None = None
+
+    @property
+    def registry_cpu_s(self) -> float:
+        return self.source_cpu_s + self.mirror_cpu_s
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

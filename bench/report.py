@@ -1,4 +1,4 @@
-"""From measured runs to the measures, their targets (issue 7) and the printed table."""
+"""From measured runs to the measures, their targets (issues 7 and 17) and the table."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from bench.measure import RunRecord, median
 TOOLS = ("mirrord", "skopeo")
 COLD_RATIO = 0.4
 NOOP_RATIO = 0.15
+WAN_COLD_RATIO = 0.2
+WAN_NOOP_RATIO = 0.05
 RSS_LIMIT_MIB = 120.0
 BLOB_DELTA_MIB = 16.0
+STARTUP_S = 0.2  # issue 17's start-up lever
 
 
 @dataclass
@@ -77,6 +80,7 @@ def _request_measures(runs: Sequence[RunRecord], repos: int) -> list[Measure]:
     lists = _med(runs, "noop", lambda r: r.source.tag_list)
     gets = _med(runs, "noop", lambda r: r.source.manifest_get)
     pings = _med(runs, "noop", lambda r: r.source.ping)
+    mirror = _med(runs, "noop", lambda r: r.mirror.per_tag(r.tags))
     exact = all(
         r.source.total - r.source.tag_list - r.source.ping == r.tags for r in noop["mirrord"]
     )
@@ -93,6 +97,9 @@ def _request_measures(runs: Sequence[RunRecord], repos: int) -> list[Measure]:
                 "", "0", gets_ok),
         Measure("version_checks_noop", "No-op: GET /v2/ version checks", pings["mirrord"],
                 pings["skopeo"], "", "—", None),
+        Measure("mirror_requests_per_tag_noop", "No-op: mirror requests per tag",
+                mirror["mirrord"], mirror["skopeo"], "",
+                note="at the mirror registry, tag listings and GET /v2/ left out"),
     ]
 
 
@@ -131,16 +138,16 @@ def _blob_measure(runs: Sequence[RunRecord], blob_mib: int, skipped: str) -> Mea
 
 def _cpu_measures(runs: Sequence[RunRecord]) -> list[Measure]:
     rows = []
+    parts: tuple[tuple[str, str, Callable[[RunRecord], float]], ...] = (
+        ("cpu", "the tool's CPU time", lambda r: r.cpu_s),
+        ("source_cpu", "the source registry's CPU time", lambda r: r.source_cpu_s),
+        ("mirror_cpu", "the mirror registry's CPU time", lambda r: r.mirror_cpu_s),
+    )
     for phase, name in (("cold", "Cold sync"), ("noop", "No-op re-sync")):
-        tool = _med(runs, phase, lambda r: r.cpu_s)
-        registries = _med(runs, phase, lambda r: r.registry_cpu_s)
-        rows += [
-            Measure(f"cpu_{phase}_s", f"{name}: the tool's CPU time", tool["mirrord"],
-                    tool["skopeo"], "s", ratio=_paired_ratio(runs, phase, lambda r: r.cpu_s)),
-            Measure(f"registry_cpu_{phase}_s", f"{name}: both registries' CPU time",
-                    registries["mirrord"], registries["skopeo"], "s",
-                    ratio=_paired_ratio(runs, phase, lambda r: r.registry_cpu_s)),
-        ]
+        for key, label, get in parts:
+            values = _med(runs, phase, get)
+            rows.append(Measure(f"{key}_{phase}_s", f"{name}: {label}", values["mirrord"],
+                                values["skopeo"], "s", ratio=_paired_ratio(runs, phase, get)))
     return rows
 
 
@@ -157,12 +164,50 @@ def _cold_requests(runs: Sequence[RunRecord]) -> list[Measure]:
 
 def _wan_measures(runs: Sequence[RunRecord], delay_ms: float, skipped: str) -> list[Measure]:
     rows = [
-        ("wan_noop_wall_s", "wan-noop", f"WAN +{delay_ms:g} ms: no-op re-sync"),
-        ("wan_cold_wall_s", "wan-cold", f"WAN +{delay_ms:g} ms: small cold sync"),
+        ("wan_cold_wall_s", "wan-cold", f"WAN +{delay_ms:g} ms: cold sync", WAN_COLD_RATIO),
+        ("wan_noop_wall_s", "wan-noop", f"WAN +{delay_ms:g} ms: no-op re-sync", WAN_NOOP_RATIO),
     ]
     if skipped:
-        return [Measure(k, label, None, None, "s", skipped=skipped) for k, _, label in rows]
-    return [_wall(runs, k, phase, label, None) for k, phase, label in rows]
+        return [Measure(k, label, None, None, "s", f"≤ {limit:g}x skopeo", skipped=skipped)
+                for k, _, label, limit in rows]
+    return [_wall(runs, k, phase, label, limit) for k, phase, label, limit in rows]
+
+
+def _startup_measures(runs: Sequence[RunRecord]) -> list[Measure]:
+    if not _pick(runs, "mirrord", "startup"):
+        return []
+    first = {tool: median(r.startup_s for r in _pick(runs, tool, "startup")
+                          if r.startup_s is not None) for tool in TOOLS}
+    m = first["mirrord"]
+    missing = [r for r in runs if r.phase == "startup" and r.startup_s is None]
+    note = f"{len(missing)} run(s) made no connection to the source" if missing else ""
+    return [
+        Measure("startup_s", "Start-up: exec to the first connection at the source", m,
+                first["skopeo"], "s", f"≤ {STARTUP_S:g} s", None if m is None or missing
+                else m <= STARTUP_S, note=note or "a one-tag no-op; issue 17's lever target"),
+        _wall(runs, "startup_noop_wall_s", "startup", "One-tag no-op, wall time", None),
+    ]
+
+
+def _blob_requests(runs: Sequence[RunRecord]) -> list[Measure]:
+    """Cold sync: what each blob cost at the mirror and at the source."""
+    mirror = _med(runs, "cold", lambda r: r.mirror.per_blob() or 0.0)
+    gets = _med(runs, "cold", lambda r: r.source.blob_get / r.mirror.copied
+                if r.mirror.copied else 0.0)
+    uploaded = _med(runs, "cold", lambda r: r.mirror.copied)
+    mounted = _med(runs, "cold", lambda r: r.mirror.mounted)
+    return [
+        Measure("mirror_requests_per_blob_cold", "Cold sync: mirror requests per blob",
+                mirror["mirrord"], mirror["skopeo"], "", ratio=_ratio(mirror),
+                note="blob HEAD + upload/mount POST + PATCH + PUT, over blobs uploaded or "
+                "mounted"),
+        Measure("source_blob_gets_per_blob_cold", "Cold sync: source blob GETs per blob "
+                "uploaded", gets["mirrord"], gets["skopeo"], ""),
+        Measure("blobs_uploaded_cold", "Cold sync: blobs uploaded to the mirror",
+                uploaded["mirrord"], uploaded["skopeo"], ""),
+        Measure("blobs_mounted_cold", "Cold sync: blobs mounted in the mirror",
+                mounted["mirrord"], mounted["skopeo"], ""),
+    ]
 
 
 def measures(
@@ -178,10 +223,12 @@ def measures(
     return [
         _wall(runs, "cold_wall_s", "cold", "Cold sync, wall time", COLD_RATIO),
         _wall(runs, "noop_wall_s", "noop", "No-op re-sync, wall time", NOOP_RATIO),
+        *_wan_measures(runs, delay_ms, wan_skipped),
         *_request_measures(runs, repos),
+        *_startup_measures(runs),
         *_rss_measures(runs),
         _blob_measure(runs, blob_mib, blob_skipped),
-        *_wan_measures(runs, delay_ms, wan_skipped),
+        *_blob_requests(runs),
         *_cold_requests(runs),
         *_cpu_measures(runs),
     ]
@@ -191,7 +238,7 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
     if unit == "s":
-        return f"{value:.2f} s"
+        return f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
     if unit == "MiB":
         return f"{value:.1f} MiB"
     return f"{value:.2f}" if value != int(value) else f"{int(value)}"

@@ -7,6 +7,13 @@ a real WAN charges). A client that waits for each answer before its next request
 pays the delay per request; one with requests in flight on several connections
 overlaps them — which is what the WAN profile measures.
 
+It forwards bytes, not HTTP, so TLS passes through untouched: the client's handshake is
+with the registry itself, and the registry's certificate must name the address the client
+dialled (127.0.0.1, which a proxy on another port of it shares). Every accepted
+connection's time (``time.monotonic()``) is kept in ``accepted``: with ``delay_ms=0`` the
+proxy is a tap that times a command's first connection (its start-up).
+Only loopback: it listens on 127.0.0.1 and refuses an upstream elsewhere.
+
     with DelayProxy("127.0.0.1", 5000, delay_ms=50) as proxy:
         ... talk to proxy.host ("127.0.0.1:PORT") ...
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import threading
 import time
 from types import TracebackType
@@ -27,14 +35,24 @@ _EOF = b""
 _READ = 256 * 1024
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a name: never resolved, so never trusted
+        return False
+
+
 class DelayProxy:
     """Forwards 127.0.0.1:``port`` to ``upstream_host:upstream_port`` with a delay."""
 
     def __init__(self, upstream_host: str, upstream_port: int, *, delay_ms: float = 50.0) -> None:
+        if not _is_loopback(upstream_host):
+            raise ValueError(f"the delay proxy forwards to loopback only, not {upstream_host}")
         self.upstream = (upstream_host, upstream_port)
         self.delay = delay_ms / 1000.0
         self.port = 0
         self.connections = 0  # connections accepted so far
+        self.accepted: list[float] = []  # time.monotonic() of each accepted connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -43,6 +61,12 @@ class DelayProxy:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def first_connection_after(self, started: float) -> float | None:
+        """Seconds from ``started`` (a ``time.monotonic()``) to the first connection
+        accepted since then, or None if none was."""
+        later = [t for t in list(self.accepted) if t >= started]
+        return min(later) - started if later else None
 
     # -- lifecycle (called from the owning thread) ------------------------------------------
     def start(self) -> DelayProxy:
@@ -91,6 +115,7 @@ class DelayProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.accepted.append(time.monotonic())
         self.connections += 1
         try:
             await asyncio.sleep(self.delay)  # the handshake's round trip
@@ -154,7 +179,7 @@ class DelayProxy:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("upstream", help="HOST:PORT to forward to")
-    parser.add_argument("--delay", type=float, default=50.0, help="round trip, ms (default 50)")
+    parser.add_argument("--delay", type=float, default=25.0, help="round trip, ms (default 25)")
     args = parser.parse_args()
     host, _, port = args.upstream.rpartition(":")
     with DelayProxy(host, int(port), delay_ms=args.delay) as proxy:

@@ -4,7 +4,8 @@ Per image: the manifest is fetched by digest (and checked), an index's children
 are ensured before the index, every blob is ensured before the manifest that
 references it, and the tag is pushed last, so a tag never names anything the
 mirror lacks. Blobs go HEAD → mount → stream, once per (repository, digest) per
-run however many images share them. Failures are retried as the failing
+run however many images share them (no HEAD when the run already holds the digest in
+another repository: the mount alone answers). Failures are retried as the failing
 registry's policy says (:func:`~mirrord.registry.retrying`); an image that still
 fails does not stop the others. An upload session given up on is cancelled.
 
@@ -323,17 +324,20 @@ class CopyEngine:
         self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
     ) -> None:
         digest = desc.digest
-        if await self.destination.blob_exists(dst_repo, digest):
-            self.stats.blobs_present += 1
-            self.stats.bytes_skipped += desc.size
-            self._located.setdefault(digest, dst_repo)
-            return
-        # One transfer of a digest at a time: a later one waits, then mounts it.
+        # A digest this run put (or is putting) in another repository is mounted from
+        # there without a HEAD: the mount answers 201 whether or not dst_repo held it.
+        known = digest in self._located or digest in self._streaming
+        # One transfer of a digest at a time (its HEAD included): a later one waits, then
+        # mounts it.
         while (streaming := self._streaming.get(digest)) is not None:
             await streaming.wait()
         done = self._streaming[digest] = anyio.Event()
         try:
-            await self._mount_or_stream(source, src_repo, dst_repo, desc)
+            if not known and await self.destination.blob_exists(dst_repo, digest):
+                self.stats.blobs_present += 1
+                self.stats.bytes_skipped += desc.size
+            else:
+                await self._mount_or_stream(source, src_repo, dst_repo, desc)
         finally:
             del self._streaming[digest]
             done.set()

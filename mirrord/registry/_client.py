@@ -21,7 +21,13 @@ from mirrord.core.oci import (
     parse_manifest,
 )
 from mirrord.core.reference import check_repository
-from mirrord.errors import LimitExceededError, MirrordError, NotFoundError, RegistryError
+from mirrord.errors import (
+    DigestMismatchError,
+    LimitExceededError,
+    MirrordError,
+    NotFoundError,
+    RegistryError,
+)
 from mirrord.registry._body import content_length, read_bounded, rebuilt
 from mirrord.registry._errors import error_from_response
 from mirrord.registry._http import json_object, raw_chunks, with_query
@@ -290,8 +296,11 @@ class RegistryClient(RegistrySession):
         chunks: AsyncIterable[bytes],
         what: str,
     ) -> None:
+        body = b""
         if self.options.chunk_size:
             await self._patch_chunks(repository, session, chunks, self.options.chunk_size, what)
+        elif descriptor.size <= self.options.monolithic_max:
+            body = await _whole(chunks, descriptor.size, what)
         else:
             await self._patch_stream(repository, session, chunks, what)
         await self._request(
@@ -299,8 +308,11 @@ class RegistryClient(RegistrySession):
             with_query(session[0], digest=descriptor.digest),
             what,
             ok=(201,),
-            content=b"",
-            headers={"Content-Length": "0", "Content-Type": "application/octet-stream"},
+            content=body,
+            headers={
+                "Content-Length": str(len(body)),
+                "Content-Type": "application/octet-stream",
+            },
         )
 
     async def _patch_stream(
@@ -360,6 +372,19 @@ class RegistryClient(RegistrySession):
                 del buffer[:chunk_size]
         if buffer:
             await send(bytes(buffer))
+
+
+async def _whole(chunks: AsyncIterable[bytes], size: int, what: str) -> bytes:
+    """All of ``chunks`` (the caller's verifying stream), refused past ``size`` bytes.
+
+    Nothing is sent until the stream has ended, so a source that fails, or content the
+    verifying stream refuses, never reaches the registry: the session is cancelled."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > size:
+            raise DigestMismatchError(f"{what}: the source sent more than {size} bytes")
+    return bytes(body)
 
 
 def _not_a_tag(entry: object) -> str:

@@ -31,11 +31,22 @@ from mirrord.core.limits import (
     Limits,
 )
 
-__all__ = ["CERTS_DIRS", "LIMIT_KEYS", "MAX_JSON_BODY", "RegistryOptions"]
+__all__ = [
+    "CERTS_DIRS",
+    "LIMIT_KEYS",
+    "MAX_JSON_BODY",
+    "MONOLITHIC_DEFAULT",
+    "MONOLITHIC_LIMIT",
+    "RegistryOptions",
+]
 
 CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 
 _DEFAULT = Limits()
+#: Blobs up to this size go as one monolithic ``PUT`` by default; the most allowed
+#: (the blob is held in memory, once per concurrent blob stream).
+MONOLITHIC_DEFAULT = 1 << 20
+MONOLITHIC_LIMIT = 4 << 20
 LIMIT_KEYS = KEYS
 
 
@@ -48,7 +59,10 @@ class RegistryOptions:
     ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does);
     ``cert_dir`` is one such directory given directly (``login --cert-dir``).
     ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
-    uploads in pieces of that many bytes. ``retry_budget`` and ``outage_budget``
+    uploads in pieces of that many bytes; a blob of at most ``monolithic_max`` bytes
+    (bounded by :data:`MONOLITHIC_LIMIT`) is read whole, verified, and sent as the body
+    of the closing ``PUT`` (``POST`` + ``PUT``: one request fewer than a ``PATCH``).
+    ``retry_budget`` and ``outage_budget``
     bound (in seconds) the retries of 429/503 answers and of connection failures
     (see :mod:`._retry`); ``ratelimit_min`` is the pull floor of :mod:`._ratelimit`.
     ``trusted_hosts`` are the other hosts
@@ -63,6 +77,7 @@ class RegistryOptions:
     max_concurrency: int = 6
     rate: float | None = None
     chunk_size: int = 0
+    monolithic_max: int = MONOLITHIC_DEFAULT
     certs_dirs: tuple[Path, ...] = CERTS_DIRS
     cert_dir: Path | None = None
     trusted_hosts: frozenset[str] = frozenset()
@@ -75,3 +90,7 @@ class RegistryOptions:
     retry_budget: float = 300.0
     outage_budget: float = 120.0
     ratelimit_min: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.monolithic_max <= MONOLITHIC_LIMIT:
+            raise ValueError(f"monolithic_max must be 0 to {MONOLITHIC_LIMIT} bytes")

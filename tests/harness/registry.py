@@ -4,6 +4,7 @@
     reg = RegistryProcess(d, users={"alice": "pw"}).start()   # htpasswd Basic auth
     reg = RegistryProcess(d, token_server=ts).start()         # token auth (see tokenserver.py)
     reg = RegistryProcess(d, tls=True).start()                # https with a self-signed cert
+    reg = RegistryProcess(d, tls=ca_and_leaf(d)).start()      # https, a leaf of a CA (tls.py)
 
 It binds 127.0.0.1 on a free port, keeps its storage, config and log in `directory`, and logs
 every HTTP request (Apache combined format, on stdout) to `log_path` together with the
@@ -37,7 +38,7 @@ import httpx
 import yaml
 
 from .images import RegistryHTTP
-from .tls import self_signed
+from .tls import ServerTLS, self_signed
 from .tokenserver import TokenServer
 
 __all__ = ["AccessEntry", "RegistryProcess", "RegistryStartError", "free_port"]
@@ -48,8 +49,8 @@ _MARK_PARAM = "harness-mark"
 #   127.0.0.1 - - [28/Nov/2026:04:04:00 +0000] "HEAD /v2/a/manifests/1 HTTP/1.1" 404 96 ""
 #   "curl/7.88.1"   (one line)
 _ACCESS_RE = re.compile(
-    r'^(?P<remote>\S+) \S+ (?P<user>\S+) \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" '
-    r'(?P<status>\d{3}) (?P<size>\d+|-)'
+    r'^(?P<remote>\S+) \S+ (?P<user>\S+) \[[^\]]+\] "(?P<method>[A-Z]+) (?P<path>\S+) '
+    r'(?P<proto>[^"]*)" (?P<status>\d{3}) (?P<size>\d+|-)'
 )
 _LIVE: set[RegistryProcess] = set()  # started and not stopped: stopped at exit
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -67,6 +68,7 @@ class AccessEntry:
     path: str  # request URI, query string included
     status: int
     size: int
+    protocol: str = ""  # "HTTP/1.1", "HTTP/2.0"
 
     @property
     def route(self) -> str:
@@ -105,7 +107,7 @@ class RegistryProcess:
         *,
         users: Mapping[str, str] | None = None,
         token_server: TokenServer | None = None,
-        tls: bool = False,
+        tls: bool | ServerTLS = False,
         delete_enabled: bool = True,
         extra_config: Mapping[str, Any] | None = None,
         port: int | None = None,
@@ -125,8 +127,12 @@ class RegistryProcess:
         self._secret = "mirrord-harness-" + uuid.uuid4().hex  # kept across restarts
         self._instance = uuid.uuid4().hex
         self.ca_file: Path | None = None
-        if tls:
+        self._tls_files: tuple[Path, Path] | None = None  # (certificate chain, key)
+        if isinstance(tls, ServerTLS):
+            self.ca_file, self._tls_files = tls.ca_path, (tls.cert_path, tls.key_path)
+        elif tls:
             self.ca_file = self_signed(self.directory, "registry-tls").cert_path
+            self._tls_files = (self.ca_file, self.ca_file.with_suffix(".key"))
         self._htpasswd: Path | None = self._write_htpasswd(users) if users else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._probe: httpx.Client | None = None
@@ -161,6 +167,11 @@ class RegistryProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The registry process's id while it runs (the benchmark reads its CPU time)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
     def __repr__(self) -> str:  # never the passwords
         auth = "token" if self.token_server else "htpasswd" if self._htpasswd else "anonymous"
         return f"<RegistryProcess {self.url} {auth} running={self.running}>"
@@ -186,9 +197,9 @@ class RegistryProcess:
             "headers": {"X-Content-Type-Options": ["nosniff"],
                         "X-Harness-Instance": [self._instance]},
         }
-        if self.ca_file:
-            http["tls"] = {"certificate": str(self.ca_file),
-                           "key": str(self.ca_file.with_suffix(".key"))}
+        if self._tls_files:
+            http["tls"] = {"certificate": str(self._tls_files[0]),
+                           "key": str(self._tls_files[1])}
         cfg: dict[str, Any] = {
             "version": 0.1,
             "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False},
@@ -369,7 +380,8 @@ class RegistryProcess:
             m = _ACCESS_RE.match(line)
             if m and f"{_MARK_PARAM}=" not in m["path"]:
                 size = int(m["size"]) if m["size"] != "-" else 0
-                out.append(AccessEntry(m["method"], m["path"], int(m["status"]), size))
+                out.append(AccessEntry(m["method"], m["path"], int(m["status"]), size,
+                                       m["proto"]))
         return out
 
     def requests(self, since: int | None = None) -> list[tuple[str, str]]:

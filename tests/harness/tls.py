@@ -1,6 +1,9 @@
-"""Self-signed certificates for the harness (TLS registries, the token signer).
+"""Certificates for the harness (TLS registries, the token signer, the benchmark).
 
-Nothing here touches the network; keys are generated in memory with `cryptography`.
+`self_signed()`: one certificate that is its own CA. `ca_and_leaf()`: a CA and a server
+certificate it signed, as a real deployment has (what both skopeo and mirrord must verify in
+the benchmark). Nothing here touches the network; keys are generated in memory with
+`cryptography`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertPair", "self_signed"]
+__all__ = ["CertPair", "ServerTLS", "ca_and_leaf", "self_signed"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +104,64 @@ def self_signed(
         cert_der=cert.public_bytes(serialization.Encoding.DER),
         private_key=key,
     )
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """A CA and a server certificate it issued.
+
+    `ca_path`: the CA to trust (`ca.crt`); `cert_path`/`key_path`: what the server presents;
+    `certs_dir`: a directory holding only a copy of the CA as `ca.crt`, the layout
+    containers/image reads (`skopeo --src-cert-dir`/`--dest-cert-dir`, certs.d): a key
+    without its `.cert` there would be refused, so the server's files live elsewhere."""
+
+    ca_path: Path
+    cert_path: Path
+    key_path: Path
+    certs_dir: Path
+
+
+def ca_and_leaf(
+    directory: Path,
+    *,
+    ip_sans: tuple[str, ...] = ("127.0.0.1",),
+    dns_sans: tuple[str, ...] = ("localhost",),
+    days: int = 2,
+) -> ServerTLS:
+    """A CA (`ca.crt`) and a leaf for `ip_sans`/`dns_sans` (`server.crt`/`server.key`,
+    basicConstraints CA:FALSE, extendedKeyUsage serverAuth) in `directory`.
+
+    The leaf names addresses, not ports, so it also verifies through a TCP proxy on
+    another port of the same address (the benchmark's WAN proxy)."""
+    ca = self_signed(directory, "ca", common_name="mirrord-harness CA", ip_sans=(),
+                     dns_sans=(), days=days)
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem).subject
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_sans]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_sans]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mirrord-harness")]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.crt", directory / "server.key"
+    # The chain (leaf, then CA): what a server presents when its CA is an intermediate.
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca.cert_pem)
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    ca.key_path.unlink()  # nothing signs with it again
+    certs_dir = directory / "certs.d"
+    certs_dir.mkdir(exist_ok=True)
+    (certs_dir / "ca.crt").write_bytes(ca.cert_pem)
+    return ServerTLS(ca.cert_path, cert_path, key_path, certs_dir)

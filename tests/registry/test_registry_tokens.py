@@ -229,7 +229,8 @@ async def test_streamed_upload_whose_token_is_refused_fails_temporarily(
     server = registry_factory.token_server(leeway_compensation=300 + REGISTRY_LEEWAY - 1)
     reg = registry_factory(token_server=server)
     blob = make_layer(5000, repo_name)
-    client = open_client(reg, credential(ALICE))
+    # monolithic_max=0: the streamed PATCH even for a small blob (a PUT's bytes resend)
+    client = open_client(reg, credential(ALICE), monolithic_max=0)
     location = await client.start_upload(repo_name)
     await anyio.sleep(2.1)  # the registry no longer accepts the token
     # the replacement lives its full ttl, so the retry below does not race its expiry

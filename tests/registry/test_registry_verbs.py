@@ -32,7 +32,7 @@ from harness.registry import RegistryProcess
 
 from mirrord.core.oci import Descriptor, Digester, Manifest
 from mirrord.credentials import Credential
-from mirrord.errors import MethodNotAllowedError, NotFoundError
+from mirrord.errors import DigestMismatchError, MethodNotAllowedError, NotFoundError
 from mirrord.registry import RegistryClient
 
 pytestmark = pytest.mark.anyio
@@ -149,9 +149,14 @@ async def test_manifest_head_get_put_round_trip_byte_exact(
     assert await client.head_manifest(copy, "v1") == head
 
 
-@pytest.mark.parametrize("chunk_size", [0, 4096], ids=["streamed-patch", "chunked-patch"])
+@pytest.mark.parametrize(
+    ("chunk_size", "monolithic_max"),
+    [(0, 0), (4096, 0), (0, 9_999), (0, 10_000)],
+    ids=["streamed-patch", "chunked-patch", "just-over-monolithic", "monolithic-put"],
+)
 async def test_blob_head_get_upload(
     chunk_size: int,
+    monolithic_max: int,
     flavour: tuple[str, RegistryProcess],
     open_client: Callable[..., RegistryClient],
     credential: Callable[..., Credential],
@@ -159,7 +164,8 @@ async def test_blob_head_get_upload(
     repo_name: str,
 ) -> None:
     reg = flavour[1]
-    client = open_client(reg, credential(ALICE) if reg.users else None, chunk_size=chunk_size)
+    client = open_client(reg, credential(ALICE) if reg.users else None,
+                         chunk_size=chunk_size, monolithic_max=monolithic_max)
     blob = make_layer(10_000, f"{repo_name}/upload")
     descriptor = Descriptor(blob.media_type, blob.digest, blob.size)
     assert await client.head_blob(repo_name, blob.digest) is None
@@ -168,7 +174,10 @@ async def test_blob_head_get_upload(
     await client.upload_blob(repo_name, descriptor, chunks_of(blob.data, 3000))
     log = [e for e in reg.access_log(since=mark) if e.route != "/v2/"]
     methods = [e.method for e in log]
-    patches = math.ceil(blob.size / chunk_size) if chunk_size else 1  # or one streamed
+    if monolithic_max >= blob.size:  # the body goes with the closing PUT
+        patches = 0
+    else:
+        patches = math.ceil(blob.size / chunk_size) if chunk_size else 1  # or one streamed
     assert methods == ["POST"] + ["PATCH"] * patches + ["PUT"]
     assert [e.status for e in log] == [202] + [202] * patches + [201]
     assert f"digest={blob.digest.replace(':', '%3A')}" in log[-1].path
@@ -178,6 +187,33 @@ async def test_blob_head_get_upload(
         received = b"".join([chunk async for chunk in chunks])
     assert received == blob.data
     assert harness.get_blob(repo_name, blob.digest) == blob.data
+
+
+async def test_monolithic_put_sends_nothing_unverified(
+    mirror_registry: RegistryProcess,
+    open_client: Callable[..., RegistryClient],
+    repo_name: str,
+) -> None:
+    """A small blob whose source content does not match its digest: the verifying
+    stream refuses it before the PUT, nothing is committed and the session is cancelled."""
+    reg = mirror_registry
+    client = open_client(reg, None)
+    blob = make_layer(5000, f"{repo_name}/bad")
+    descriptor = Descriptor(blob.media_type, blob.digest, blob.size)
+    tampered = blob.data[:-1] + bytes([blob.data[-1] ^ 1])
+    mark = reg.mark()
+    with pytest.raises(DigestMismatchError):
+        await client.upload_blob(repo_name, descriptor, verified(chunks_of(tampered), descriptor))
+    log = [(e.method, e.status) for e in reg.access_log(since=mark) if e.route != "/v2/"]
+    assert log == [("POST", 202), ("DELETE", 204)]
+    assert await client.head_blob(repo_name, blob.digest) is None
+
+    # A source that sends more than the descriptor's size is refused before the PUT too.
+    mark = reg.mark()
+    with pytest.raises(DigestMismatchError, match=f"more than {blob.size} bytes"):
+        await client.upload_blob(repo_name, descriptor, chunks_of(blob.data + b"x"))
+    log = [e.method for e in reg.access_log(since=mark) if e.route != "/v2/"]
+    assert log == ["POST", "DELETE"]
 
 
 async def test_mount_201_and_202_fallback(
@@ -207,7 +243,7 @@ async def test_mount_201_and_202_fallback(
     await client.upload_blob(other, descriptor, chunks_of(blob.data), location=location)
     assert await client.head_blob(other, blob.digest) == blob.size
     log = [(e.method, e.status) for e in reg.access_log(since=mark) if e.route != "/v2/"]
-    assert log == [("POST", 202), ("PATCH", 202), ("PUT", 201), ("HEAD", 200)]
+    assert log == [("POST", 202), ("PUT", 201), ("HEAD", 200)]  # small: a monolithic PUT
     assert harness.get_blob(other, blob.digest) == blob.data
 
 

@@ -160,6 +160,11 @@ def test_blob_is_mounted_from_another_mirror_repository(
     assert code == 0 and summary["blobs"]["mounted"] == 1
     mounts = [p for m, p in mirror_registry.requests(since=mirror_mark) if "mount=" in p]
     assert len(mounts) == 1 and shared.digest.replace(":", "%3A") in mounts[0]
+    # The mount alone answers for the repository it went into: no HEAD there first.
+    target = mounts[0].split("/blobs/uploads/")[0]
+    heads = [p for m, p in mirror_registry.requests(since=mirror_mark)
+             if m == "HEAD" and p == f"{target}/blobs/{shared.digest}"]
+    assert heads == [], heads
     shared_gets = [
         p for m, p in basic_registry.requests(since=source_mark)
         if m == "GET" and p.endswith(f"/blobs/{shared.digest}")
