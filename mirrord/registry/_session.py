@@ -40,7 +40,6 @@ from mirrord.registry._challenge import Challenge
 from mirrord.registry._errors import (
     error_from_exception,
     error_from_response,
-    parse_retry_after,
 )
 from mirrord.registry._http import json_object
 from mirrord.registry._options import LIMIT_KEYS, MAX_JSON_BODY, RegistryOptions
@@ -383,20 +382,8 @@ class RegistrySession:
         finally:
             if self._on_request:
                 self._on_request(request.method, request.url.path, status)
-        self._pace(response)
+        self.pacing.observe(self.registry, response.status_code, response.headers)
         return response
-
-    def _pace(self, response: httpx.Response) -> None:
-        """What an answer tells the registry's pacing (see the module docstring)."""
-        self.pacing.pulls.observe(self.registry, response.headers)
-        status = response.status_code
-        if status in (429, 503):
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if retry_after is not None or status == 429:
-                self.throttle.pause(retry_after if retry_after is not None else 1.0)
-            self.pacing.adaptive.slow_down(self.registry)
-        elif status < 400:
-            self.pacing.adaptive.success()
 
     async def _ping_once(self) -> None:
         # Learn the challenge once, so every later request is authorised up front

@@ -4,10 +4,12 @@ adaptive concurrency limit (AIMD), and the pull floor of :mod:`._ratelimit`."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import anyio
 
+from mirrord.registry._errors import parse_retry_after
 from mirrord.registry._options import RegistryOptions
 from mirrord.registry._ratelimit import PullFloor
 
@@ -124,3 +126,15 @@ class RegistryPacing:
             AdaptiveLimit(requests, slots),
             PullFloor(options.ratelimit_min),
         )
+
+    def observe(self, registry: str, status: int, headers: Mapping[str, str]) -> None:
+        """What an answer tells the pacing: pulls left; a 429 (or a 503 with Retry-After)
+        pauses the registry, a 429/503 lowers its concurrency, a success recovers it."""
+        self.pulls.observe(registry, headers)
+        if status in (429, 503):
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            if retry_after is not None or status == 429:
+                self.throttle.pause(retry_after if retry_after is not None else 1.0)
+            self.adaptive.slow_down(registry)
+        elif status < 400:
+            self.adaptive.success()

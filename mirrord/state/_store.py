@@ -7,9 +7,8 @@ leaves the store as it was before or after the call, never between.
 The store never holds a secret: no credential, token or webhook URL with a key
 in it goes into a record (an outbox ``receiver`` is an identifier, not a URL).
 
-Two implementations pass one contract suite (tests/state/test_store.py): SQLite,
-one host and one daemon; PostgreSQL, shared by several workers (``several_daemons``),
-which divide the work with the leases of :mod:`._leases`.
+Two implementations pass one contract suite (tests/state): SQLite, one host and one
+daemon; PostgreSQL, shared by workers dividing the work with :mod:`._leases`.
 """
 
 from __future__ import annotations

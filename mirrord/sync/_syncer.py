@@ -33,25 +33,21 @@ from mirrord.copy import (
     Imported,
     StreamPlan,
     TagPlan,
-    check_manifest,
     decide,
 )
-from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode
-from mirrord.core.reference import escaped
 from mirrord.core.selection import (
     Selection,
     cosign_tags,
     is_cosign_tag,
     select_tags,
-    split_invalid,
-    wanted_invalid,
 )
 from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
 from mirrord.sync._mirrorview import MirrorView, RecordedHook
 from mirrord.sync._result import SyncResult, TagResult
 from mirrord.sync._signing import SignatureGate
+from mirrord.sync._upstream import image_blobs, valid_tags
 from mirrord.transports import ClientPool, Destination, Source, open_destination
 
 log = logging.getLogger("mirrord.sync")
@@ -139,7 +135,7 @@ class Syncer:
                     self.pool.retry,
                     self._stats.count_retry,
                 )
-                all_tags, invalid = _valid_tags(stream, listed)
+                all_tags, invalid = valid_tags(stream, listed)
             selection = select_tags(all_tags if all_tags is not None else [], stream)
             if stream.tags is not None and all_tags is None:
                 selection = Selection(selected=stream.tags)
@@ -374,7 +370,7 @@ class Syncer:
         source = self._sources[plan.stream]
         try:
             blobs = await retrying(
-                lambda: _image_blobs(source, plan, self.config.limits),
+                lambda: image_blobs(source, plan, self.config.limits),
                 f"read {plan.source_repository}:{plan.tag}",
                 self.pool.retry,
                 self._stats.count_retry,
@@ -386,40 +382,3 @@ class Syncer:
             seen.update(blobs)
         except MirrordError as error:
             estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
-
-
-def _valid_tags(stream: StreamConfig, listed: list[str]) -> tuple[list[str], tuple[str, ...]]:
-    """The listed tags that are valid, and the invalid ones the stream would select.
-
-    Every invalid one is skipped with a warning naming it escaped (``repr``); it never
-    reaches a URL, a file name or the state."""
-    valid, invalid = split_invalid(listed)
-    if invalid:
-        shown = ", ".join(escaped(t, 80) for t in invalid[:10])
-        more = f" and {len(invalid) - 10} more" if len(invalid) > 10 else ""
-        log.warning(
-            "stream %s: %s lists %d tags that are not valid tag names; skipped: %s%s",
-            stream.name,
-            stream.source,
-            len(invalid),
-            shown,
-            more,
-        )
-    return valid, wanted_invalid(invalid, stream)
-
-
-async def _image_blobs(source: Source, plan: TagPlan, limits: Limits) -> dict[str, int]:
-    """Digest -> size of every blob the tag's image (all platforms of an index) references."""
-    assert plan.source is not None
-    where = f"{source.registry}/{plan.source_repository}@{plan.source.digest}"
-    manifest = await source.get_manifest(plan.source_repository, plan.source.digest)
-    check_manifest(manifest, limits, where)
-    children = [manifest]
-    if manifest.is_index:
-        children = [
-            await source.get_manifest(plan.source_repository, child.digest)
-            for child in manifest.manifests
-        ]
-        for child in children:
-            check_manifest(child, limits, f"{where} child {child.digest}")
-    return {blob.digest: blob.size for child in children for blob in child.blobs}
