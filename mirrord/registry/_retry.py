@@ -12,7 +12,8 @@ Every failure is put in one of four conditions (:func:`condition`):
   for ``outage_budget`` seconds, the backoff capped at ``outage_max_delay`` so the
   registry coming back is noticed within seconds.
 - ``TRANSIENT``: any other temporary error (500, 502, 504, 408, ``BLOB_UPLOAD_INVALID``,
-  ``BLOB_UPLOAD_UNKNOWN``, and per call the codes the caller knows to be races):
+  ``BLOB_UPLOAD_UNKNOWN``, a transfer timeout, and per call the codes the caller knows
+  to be races):
   ``attempts`` attempts with exponential backoff and full jitter.
 - ``FINAL``: everything else, and a host name that does not resolve or a TLS failure:
   raised at once.
@@ -39,6 +40,7 @@ from mirrord.errors import (
     RateLimitedError,
     RegistryError,
     TLSError,
+    TransferTimeoutError,
 )
 
 T = TypeVar("T")
@@ -63,6 +65,8 @@ def condition(error: MirrordError, transient_codes: frozenset[str] = frozenset()
     """How ``error`` is retried; ``transient_codes`` adds codes the caller knows pass."""
     if isinstance(error, NameResolutionError | TLSError):
         return Condition.FINAL
+    if isinstance(error, TransferTimeoutError):  # it answers, too slowly: not an outage
+        return Condition.TRANSIENT
     if isinstance(error, ConnectError):
         return Condition.OUTAGE
     if isinstance(error, RegistryError):

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import anyio
 
-from mirrord.cluster import refresh as refresh_cluster_resources
 from mirrord.config import Config, StreamConfig
 from mirrord.core.imagestream import ImageStream
 from mirrord.errors import ConfigError
@@ -95,5 +94,7 @@ async def delete_streams(
             deleted = confirm and await store.delete_stream(name)
             out.append(Deletion(name, True, len(stream.tags), events, name in configured, deleted))
         if any(d.deleted for d in out):
+            from mirrord.cluster import refresh as refresh_cluster_resources
+
             await refresh_cluster_resources(config, store)
         return out

@@ -46,7 +46,6 @@ from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
 from mirrord.sync._mirrorview import MirrorView, RecordedHook
 from mirrord.sync._result import SyncResult, TagResult
-from mirrord.sync._signing import SignatureGate
 from mirrord.sync._upstream import image_blobs, valid_tags
 from mirrord.transports import ClientPool, Destination, Source, open_destination
 
@@ -239,6 +238,8 @@ class Syncer:
 
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
         """Copy every image, then the signatures of those that are in the mirror."""
+        from mirrord.sync._signing import SignatureGate  # the signature stack: copies only
+
         async with SignatureGate(self.config, result.stats) as gate:
             engine = CopyEngine(
                 destination, result.stats, limits=self.config.limits, retry=self.pool.retry,

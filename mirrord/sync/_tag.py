@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import anyio
 
-from mirrord.cluster import refresh as refresh_cluster_resources
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Action, CopyEngine, CopyStats, TagPlan
 from mirrord.core.imagestream import ImageStream, ImportResult, docker_image_reference
@@ -251,5 +250,7 @@ async def run_tag(config: Config, source: str, target: str, *, wait: bool) -> Ta
         pool = await stack.enter_async_context(ClientPool(config))
         outcome = await tag_image(config, store, pool, request)
         if not isinstance(outcome, Refusal):
+            from mirrord.cluster import refresh as refresh_cluster_resources
+
             await refresh_cluster_resources(config, store)
         return outcome

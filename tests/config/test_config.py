@@ -18,6 +18,7 @@ from mirrord.config import (
     _locate,
     _parse,
     _pruning,
+    _registries,
     default_config_path,
     default_state_dir,
     embedded_default_config,
@@ -137,7 +138,7 @@ def test_shipped_examples_parse(name: str) -> None:
 def test_shipped_example_uses_every_key() -> None:
     text = (REPO / "config" / "mirrord.yaml").read_text()
     keys = set(_parse._TOP_KEYS) | set(_parse._STREAM_KEYS)
-    keys |= set(_parse._REGISTRY) | set(_parse._LIMITS) | {"default"}
+    keys |= set(_registries._REGISTRY) | set(_registries._LIMITS) | {"default"}
     keys |= {"url", "secret_file", "command", "timeout", "events", "listen", "token_file"}
     keys |= set(_pruning._PRUNING)
     missing = [k for k in keys if f"{k}:" not in text]
