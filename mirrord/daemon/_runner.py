@@ -167,13 +167,17 @@ class Runner:
                 log.info("%s: no longer configured; run skipped", name)
                 await self.fail_queued(name, "the stream no longer exists")
                 return
-            hold = hold_after(stream.schedule, reason)
-            claim = stream_claim(self.store, name, config.lease, hold=hold)
-            if not await stack.enter_async_context(claim):
-                log.info("%s: another worker holds the stream; %s skipped", name, what)
-                self.metrics.lease_skipped()
-                return
-            await self.store.abandon_running_jobs(stream=name)
+            # Leases divide a fleet's work; one daemon per state (SQLite, its daemon lock)
+            # has nobody to share with, and a lease its previous process held after a
+            # run would only delay a trigger queued before a restart.
+            if self.store.several_daemons:
+                hold = hold_after(stream.schedule, reason)
+                claim = stream_claim(self.store, name, config.lease, hold=hold)
+                if not await stack.enter_async_context(claim):
+                    log.info("%s: another worker holds the stream; %s skipped", name, what)
+                    self.metrics.lease_skipped()
+                    return
+                await self.store.abandon_running_jobs(stream=name)
             await self._sync(config, pool, stream, reason)
 
     def _verify_due(self, config: Config, name: str, now: float) -> bool:
