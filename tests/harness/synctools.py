@@ -88,9 +88,18 @@ def run_measured(argv: list[str], *, timeout: float) -> Measured:
     """Run `argv` to its end (killed past `timeout`, which fails the test) and measure it:
     `os.wait4` gives this child's own peak RSS, not the maximum over every child ever
     waited for (`RUSAGE_CHILDREN`)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as home,
+    ):
+        # No ambient credentials (the session keyring, podman's and docker's files that
+        # other tests' logins fill): what reaches a host is only what the test configured.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DBUS_SESSION_BUS_ADDRESS", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG")}
+        env.update(HOME=home, XDG_RUNTIME_DIR=home)
         started = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=dict(os.environ))
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
         deadline = started + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
