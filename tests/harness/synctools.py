@@ -49,8 +49,8 @@ class Setup:
         return result.exit_code, json.loads(result.output[start:])
 
     def sync_measured(self, *args: str, timeout: float = 120.0) -> Measured:
-        """`python -m mirrord sync -o json ARGS…` as a child process, waited for with
-        wait4: its exit code, output, wall-clock seconds and peak resident memory."""
+        """`python -m mirrord sync -o json ARGS…` as a child process: its exit code,
+        output, wall-clock seconds and peak resident memory (see `run_measured`)."""
         return run_measured(
             [sys.executable, "-m", "mirrord", "sync", "--config", str(self.path), "-o", "json",
              *args],
@@ -85,9 +85,12 @@ class Measured:
 
 
 def run_measured(argv: list[str], *, timeout: float) -> Measured:
-    """Run `argv` to its end (killed past `timeout`, which fails the test) and measure it:
-    `os.wait4` gives this child's own peak RSS, not the maximum over every child ever
-    waited for (`RUSAGE_CHILDREN`)."""
+    """Run `argv` to its end (killed past `timeout`, which fails the test) and measure it.
+
+    Peak RSS is the child's own `VmHWM`, read from /proc while it runs: `ru_maxrss` from
+    wait4 is useless here, since Linux keeps the high-water mark of the memory a process
+    had before `exec` (the forked copy of pytest's), so every child of a grown test
+    session would report at least the session's size."""
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
@@ -101,13 +104,15 @@ def run_measured(argv: list[str], *, timeout: float) -> Measured:
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
         deadline = started + timeout
+        peak = 0
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            peak = max(peak, _high_water_rss(proc.pid))
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() > deadline:
                 proc.kill()
-                os.wait4(proc.pid, 0)
+                os.waitpid(proc.pid, 0)
                 proc.returncode = -9
                 raise AssertionError(f"{argv[2:5]}… still running after {timeout}s: killed")
             time.sleep(0.02)
@@ -116,7 +121,19 @@ def run_measured(argv: list[str], *, timeout: float) -> Measured:
         out.seek(0)
         err.seek(0)
         return Measured(proc.returncode, out.read().decode(errors="replace"),
-                        err.read().decode(errors="replace"), seconds, usage.ru_maxrss * 1024)
+                        err.read().decode(errors="replace"), seconds, peak)
+
+
+def _high_water_rss(pid: int) -> int:
+    """`VmHWM` of a running process, in bytes (0 once it has exited)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0  # a zombie has no memory lines
 
 
 def corrupt_blob(registry: RegistryProcess, digest: str) -> None:

@@ -7,6 +7,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from typing import Any
 
@@ -33,6 +34,7 @@ from harness.images import (
     push_index,
 )
 from harness.registry import RegistryProcess
+from harness.synctools import run_measured
 from harness.tokenserver import TokenServer
 
 
@@ -250,3 +252,21 @@ def test_skopeo_copies_through_token_auth(token_registry: RegistryProcess,
     assert ROBOT.username in {r.user for r in token_server.requests}
     with mirror_registry.client() as mirror:
         assert mirror.get_manifest(repo_name, "multi").raw == index.raw
+
+
+def test_measured_peak_rss_is_the_childs_own() -> None:
+    """A grown test session must not inflate a child's peak RSS (Linux keeps the
+    pre-exec high-water mark in ru_maxrss), and a child's real growth must show."""
+    ballast = bytearray(400 * 1024 * 1024)
+    ballast[:: 4096] = b"\1" * len(range(0, len(ballast), 4096))  # touch every page
+    small = run_measured([sys.executable, "-c", "import time; time.sleep(0.2)"], timeout=30)
+    grown = run_measured(
+        [sys.executable, "-c",
+         "import time; b = bytearray(150 * 2**20); b[::4096] = b'1' * len(b[::4096]);"
+         " time.sleep(0.3)"],
+        timeout=30,
+    )
+    del ballast
+    assert small.code == grown.code == 0
+    assert small.max_rss < 100 * 2**20, small.max_rss
+    assert grown.max_rss > 150 * 2**20, grown.max_rss
