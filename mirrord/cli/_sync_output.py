@@ -100,10 +100,10 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             why = "(delete_removed_tags)" if delete else "(kept in the mirror)"
             print(f"  {what:<9} {tag:<30} gone upstream {why}", file=out)
     shared = sum(r.plan.bytes_to_copy or 0 for r in result.results) - result.planned_bytes
-    note = f", {human_bytes(shared)} shared between images counted once" if shared > 0 else ""
+    note = f" (blobs shared by several images counted once: {human_bytes(shared)} less)"
     print(
         f"would copy {human_bytes(result.planned_bytes)} in {len(result.planned_blobs)} blobs"
-        f"{note} (blobs already in the mirror are skipped)",
+        f" the target repositories lack{note if shared > 0 else ''}",
         file=out,
     )
 

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from functools import partial
 
 import anyio
 
@@ -358,7 +359,8 @@ class Syncer:
                 for plan in stream_plan.tags:
                     if plan.action is Action.COPY:
                         tg.start_soon(
-                            self._estimate_tag, estimated, engine, plan, result.planned_blobs
+                            self._estimate_tag, estimated, engine, plan, result.planned_blobs,
+                            destination,
                         )
                     else:
                         estimated[plan.stream, plan.tag] = TagResult(
@@ -377,9 +379,18 @@ class Syncer:
         engine: CopyEngine,
         plan: TagPlan,
         seen: dict[str, int],
+        destination: Destination,
     ) -> None:
         try:
             blobs = await engine.blobs_of(self._sources[plan.stream], plan)
+            for digest in list(blobs):  # what the target repository has is not copied
+                if await retrying(
+                    partial(destination.blob_exists, plan.mirror_repository, digest),
+                    f"HEAD mirror {plan.mirror_repository}@{digest}",
+                    self.pool.retry,
+                    self._stats.count_retry,
+                ):
+                    del blobs[digest]
             estimated[plan.stream, plan.tag] = TagResult(
                 replace(plan, bytes_to_copy=sum(blobs.values())), "planned"
             )
