@@ -36,14 +36,10 @@ from mirrord.copy import (
     decide,
 )
 from mirrord.core.modes import ImportMode
-from mirrord.core.selection import (
-    Selection,
-    cosign_tags,
-    is_cosign_tag,
-    select_tags,
-)
+from mirrord.core.selection import Selection, is_attached_tag, select_tags
 from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
+from mirrord.sync._attached import plan_cosign_tags
 from mirrord.sync._mirrorview import MirrorView, RecordedHook
 from mirrord.sync._result import SyncResult, TagResult
 from mirrord.sync._upstream import valid_tags
@@ -141,14 +137,16 @@ class Syncer:
         except MirrordError as error:
             log.error("stream %s: %s", stream.name, error)
             return StreamPlan(stream.name, error=error)
-        # Signature tags travel with their image; only an explicit list names them itself.
-        tags = [t for t in selection.selected if stream.tags is not None or not is_cosign_tag(t)]
+        # Attached-artifact tags travel with their image; only an explicit list names them.
+        tags = [t for t in selection.selected if stream.tags is not None or not is_attached_tag(t)]
         # An explicit tag the source lacks is planned too: its HEAD fails as NotFound.
         tags += [t for t in selection.missing if t not in tags]
         await self._mirror.list(stream, destination, self.pool.retry, self._stats.count_retry)
         plans = await self._plan_tags(stream, source, destination, tags)
         if stream.signatures and all_tags:
-            plans += await self._plan_signatures(stream, source, destination, plans, all_tags)
+            plans += await plan_cosign_tags(
+                plans, all_tags, lambda tags: self._plan_tags(stream, source, destination, tags)
+            )
         return StreamPlan(
             stream.name,
             tuple(plans),
@@ -157,30 +155,6 @@ class Syncer:
             all_tags=all_tags,
             invalid=invalid,
         )
-
-    async def _plan_signatures(
-        self,
-        stream: StreamConfig,
-        source: Source,
-        destination: Destination,
-        plans: list[TagPlan],
-        all_tags: list[str],
-    ) -> list[TagPlan]:
-        """The cosign tags of the images the mirror holds for ``plans``, each once.
-
-        They name the image by the digest the mirror holds: a Legacy image's are those
-        of its platform image, found once it is in the mirror (the next run).
-        """
-        planned = {p.tag for p in plans}
-        subjects = dict.fromkeys(d for p in plans if (d := p.mirrored_digest) is not None)
-        signatures = {
-            sig: digest
-            for digest in subjects
-            for sig in cosign_tags(digest, all_tags)
-            if sig not in planned
-        }
-        found = await self._plan_tags(stream, source, destination, list(signatures))
-        return [replace(p, subject=signatures[p.tag]) for p in found]
 
     async def _plan_tags(
         self, stream: StreamConfig, source: Source, destination: Destination, tags: list[str]
@@ -237,14 +211,19 @@ class Syncer:
             planned[tag] = base.failed(error)
 
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
-        """Copy every image, then the signatures of those that are in the mirror."""
-        from mirrord.sync._signing import SignatureGate  # the signature stack: copies only
+        """Copy every image (its lookaside signatures and referrers right before its tag
+        moves), then the cosign tags of those that are in the mirror."""
+        from mirrord.sync._attached import Gates, ReferrerGate  # copies only
+        from mirrord.sync._signing import SignatureGate
 
-        async with SignatureGate(self.config, result.stats) as gate:
+        referrers = ReferrerGate(self.config, result.stats, destination, result.warn)
+        async with SignatureGate(self.config, result.stats, result.warn) as signatures:
+            gates = [g for g in (signatures, referrers) if g.needed]
             engine = CopyEngine(
                 destination, result.stats, limits=self.config.limits, retry=self.pool.retry,
-                gate=gate if gate.needed else None,
+                gate=Gates(*gates) if gates else None,
             )
+            referrers.engine = engine
             await self._execute_all(result, engine)
 
     async def _execute_all(self, result: SyncResult, engine: CopyEngine) -> None:
