@@ -28,7 +28,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["OCI_INDEX", "ReferrersRegistry", "build_referrer"]
+__all__ = ["OCI_INDEX", "ReferrersRegistry", "build_referrer", "push_referrer"]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -58,6 +58,30 @@ def build_referrer(subject: dict[str, Any], artifact_type: str, payload: bytes,
     if annotations:
         doc["annotations"] = annotations
     return json.dumps(doc, separators=(",", ":")).encode(), blobs
+
+
+def push_referrer(client: Any, image: Any, artifact_type: str, payload: bytes, *,
+                  tag_schema: bool = True) -> tuple[bytes, str]:
+    """Push an artifact whose `subject` is `image` (a harness `Image`) into its repository
+    with `client` (a harness `RegistryHTTP`), as oras or cosign 2 would; `tag_schema`: also
+    add it to the `sha256-<hex>` referrers tag schema index (read, append, push), as those
+    clients do against a registry without the referrers API. Returns (manifest, digest)."""
+    raw, blobs = build_referrer(image.descriptor(), artifact_type, payload,
+                                {"org.example.kind": artifact_type})
+    for digest, blob in blobs.items():
+        if not client.blob_exists(image.repo, digest):
+            client.upload_blob(image.repo, blob, digest)
+    digest = client.put_manifest(image.repo, _digest(raw), raw, OCI_MANIFEST)
+    if tag_schema:
+        tag = "sha256-" + image.digest.split(":", 1)[1]
+        found = client.request("GET", f"/v2/{image.repo}/manifests/{tag}",
+                               headers={"Accept": OCI_INDEX})
+        doc = found.json() if found.status_code == 200 else {
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        doc["manifests"].append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(raw),
+                                 "artifactType": artifact_type})
+        client.put_manifest(image.repo, tag, json.dumps(doc).encode(), OCI_INDEX)
+    return raw, digest
 
 
 class ReferrersRegistry:

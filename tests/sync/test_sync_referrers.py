@@ -1,0 +1,178 @@
+"""`mirrord sync` with `referrers:`: OCI 1.1 referrers travel with their image.
+
+Debian's docker-registry (distribution 2.8, no referrers API) is source and mirror for the
+referrers tag schema; the small referrers-capable fake of `harness.referrers` stands in for
+a registry with the API (as source, and as mirror answering `OCI-Subject`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness.images import OCI_MANIFEST, Image, RegistryHTTP, push_image, push_index
+from harness.referrers import OCI_INDEX, ReferrersRegistry, push_referrer
+from harness.registry import RegistryProcess
+from harness.synctools import sync_setup
+
+SBOM = "application/spdx+json"
+SIG = "application/vnd.dev.sigstore.bundle.v0.3+json"
+FOREIGN = "application/vnd.example.foreign"
+
+
+def fallback_tag(digest: str) -> str:
+    return "sha256-" + digest.split(":", 1)[1]
+
+
+def listed(client: RegistryHTTP, repo: str, digest: str) -> list[str] | None:
+    """The digests the referrers tag of `digest` lists in `repo` (None: no such tag)."""
+    resp = client.request("GET", f"/v2/{repo}/manifests/{fallback_tag(digest)}",
+                          headers={"Accept": OCI_INDEX})
+    if resp.status_code == 404:
+        return None
+    assert resp.status_code == 200, resp.text
+    return [d["digest"] for d in resp.json()["manifests"]]
+
+
+def test_referrers_travel_through_the_tag_schema_and_existing_entries_stay(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    host = mirror_registry.host
+    src = f"{repo_name}/src/app"
+    index = push_index(mirror_client, src, "1.0", seed=repo_name)
+    child = index.children[0].with_repo(src)
+    sbom_raw, sbom = push_referrer(mirror_client, index, SBOM, b'{"spdx": 1}')
+    _, sig = push_referrer(mirror_client, child, SIG, b"bundle")
+    # The mirror's referrers tag of the index already lists an artifact someone else put.
+    mirror_repo = f"m/{repo_name}/app"
+    _, foreign = push_referrer(mirror_client, index.with_repo(mirror_repo), FOREIGN, b"kept")
+
+    setup = sync_setup(
+        tmp_path, mirror=f"docker://{host}/m", sources=[mirror_registry],
+        streams=[
+            {"from": f"{host}/{src}", "to": f"{repo_name}/app", "tags": ["1.0"],
+             "referrers": True},
+            {"from": f"{host}/{src}", "to": f"{repo_name}/sbom", "tags": ["1.0"],
+             "referrers": [SBOM]},
+        ],
+    )
+    code, summary = setup.sync_json()
+    assert code == 0, summary
+    assert summary["referrers"] == {"copied": 3}  # sbom + sig; sbom again for the 2nd stream
+    assert summary["warnings"] == []
+    # Merged into what was there, never dropping it; the child's referrer under the child.
+    assert listed(mirror_client, mirror_repo, index.digest) == [foreign, sbom]
+    assert listed(mirror_client, mirror_repo, child.digest) == [sig]
+    # Byte for byte by digest, with what it references.
+    assert mirror_client.get_manifest(mirror_repo, sbom).raw == sbom_raw
+    for layer in json.loads(sbom_raw)["layers"]:
+        assert mirror_client.blob_exists(mirror_repo, layer["digest"])
+    # The artifactType filter: the signature is not copied, so the child has no tag; the
+    # source's own referrers tags are not copied as image tags either.
+    sbom_repo = f"m/{repo_name}/sbom"
+    assert listed(mirror_client, sbom_repo, index.digest) == [sbom]
+    assert listed(mirror_client, sbom_repo, child.digest) is None
+    assert mirror_client.head_manifest(sbom_repo, sig) is None
+    before = mirror_client.get_manifest(mirror_repo, fallback_tag(index.digest),
+                                        accept=[OCI_INDEX]).raw
+
+    code, again = setup.sync_json()
+    assert code == 0 and again["referrers"] == {"copied": 0}
+    assert again["images"]["copied"] == 0
+    assert mirror_client.get_manifest(mirror_repo, fallback_tag(index.digest),
+                                      accept=[OCI_INDEX]).raw == before
+
+    # A new tag naming the same image, and a new referrer: only the new one is copied.
+    mirror_client.put_manifest(src, "1.1", index.raw, index.media_type)
+    _, att = push_referrer(mirror_client, index, "application/vnd.in-toto+json", b"{}")
+    setup_text = sync_setup(
+        tmp_path, mirror=f"docker://{host}/m", sources=[mirror_registry],
+        streams=[{"from": f"{host}/{src}", "to": f"{repo_name}/app", "tags": ["1.0", "1.1"],
+                  "referrers": True}],
+    )
+    result = setup_text.sync()
+    assert result.exit_code == 0, result.output
+    assert "referrers: 1 copied" in result.output
+    assert listed(mirror_client, mirror_repo, index.digest) == [foreign, sbom, att]
+
+
+def push_api_image(client: RegistryHTTP) -> tuple[Image, str, str]:
+    image = push_image(client, "team/app", "1.0", seed="api")
+    _, sbom = push_referrer(client, image, SBOM, b'{"spdx": 2}', tag_schema=False)
+    _, sig = push_referrer(client, image, SIG, b"bundle-2", tag_schema=False)
+    return image, sbom, sig
+
+
+def test_referrers_listed_through_the_api_of_the_source(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    with ReferrersRegistry(page_size=1) as upstream, RegistryHTTP(upstream.url) as client:
+        image, sbom, sig = push_api_image(client)
+        setup = sync_setup(
+            tmp_path, mirror=f"docker://{mirror_registry.host}/m", sources=[mirror_registry],
+            streams=[{"from": f"{upstream.host}/team/app", "to": f"{repo_name}/app",
+                      "tags": ["1.0"], "referrers": True}],
+            settings={upstream.host: {}},
+        )
+        code, summary = setup.sync_json()
+        asked = [path for _, path in upstream.requests]
+    assert code == 0, summary
+    assert summary["referrers"] == {"copied": 2}
+    assert any(f"/referrers/{image.digest}" in p and "page=1" in p for p in asked)  # paged
+    assert not any(fallback_tag(image.digest) in p for p in asked)  # the API answered
+    # Distribution 2.8 answers no OCI-Subject: the mirror's referrers tag lists them.
+    assert sorted(listed(mirror_client, f"m/{repo_name}/app", image.digest) or []) == sorted(
+        [sbom, sig])
+
+
+def test_a_mirror_with_the_referrers_api_indexes_them_itself(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    src = f"{repo_name}/src"
+    image = push_image(mirror_client, src, "1.0", seed=repo_name)
+    _, sbom = push_referrer(mirror_client, image, SBOM, b'{"spdx": 3}')
+    with ReferrersRegistry() as mirror:
+        setup = sync_setup(
+            tmp_path, mirror=f"docker://{mirror.host}/m", sources=[mirror_registry],
+            streams=[{"from": f"{mirror_registry.host}/{src}", "to": "app", "tags": ["1.0"],
+                      "referrers": True}],
+        )
+        code, summary = setup.sync_json()
+        found = mirror.referrers("m/app", image.digest, None)
+        tags = {tag for (repo, tag) in mirror.tags if repo == "m/app"}
+    assert code == 0, summary
+    assert summary["referrers"] == {"copied": 1}
+    assert [d["digest"] for d in found] == [sbom]
+    assert tags == {"1.0"}  # OCI-Subject said it is indexed: no referrers tag pushed
+
+
+def test_an_oci_layout_mirror_keeps_referrers_under_the_tag_schema(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    src = f"{repo_name}/src"
+    image = push_image(mirror_client, src, "1.0", seed=repo_name)
+    sbom_raw, sbom = push_referrer(mirror_client, image, SBOM, b'{"spdx": 4}')
+    layout = tmp_path / "layout"
+    setup = sync_setup(
+        tmp_path, mirror=f"oci:{layout}", sources=[mirror_registry],
+        streams=[{"from": f"{mirror_registry.host}/{src}", "to": "app", "tags": ["1.0"],
+                  "referrers": True}],
+    )
+    code, summary = setup.sync_json()
+    assert code == 0, summary
+    assert summary["referrers"] == {"copied": 1}
+    entries: dict[str, Any] = {
+        e["annotations"]["org.opencontainers.image.ref.name"]: e
+        for e in json.loads((layout / "index.json").read_text())["manifests"]
+    }
+    entry = entries[f"app:{fallback_tag(image.digest)}"]
+    assert entry["mediaType"] == OCI_INDEX
+    referrers_index = json.loads((layout / "blobs/sha256" / entry["digest"][7:]).read_bytes())
+    assert [d["digest"] for d in referrers_index["manifests"]] == [sbom]
+    assert referrers_index["manifests"][0]["mediaType"] == OCI_MANIFEST
+    assert (layout / "blobs/sha256" / sbom[7:]).read_bytes() == sbom_raw
