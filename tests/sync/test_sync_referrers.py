@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.images import OCI_MANIFEST, Image, RegistryHTTP, push_image, push_index
+from harness.images import OCI_MANIFEST, Image, RegistryHTTP, push, push_image, push_index
 from harness.referrers import OCI_INDEX, ReferrersRegistry, push_referrer
 from harness.registry import RegistryProcess
 from harness.synctools import sync_setup
@@ -176,3 +176,45 @@ def test_an_oci_layout_mirror_keeps_referrers_under_the_tag_schema(
     assert [d["digest"] for d in referrers_index["manifests"]] == [sbom]
     assert referrers_index["manifests"][0]["mediaType"] == OCI_MANIFEST
     assert (layout / "blobs/sha256" / sbom[7:]).read_bytes() == sbom_raw
+
+
+def test_hostile_referrers_listings_are_skipped_or_refused(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    host = mirror_registry.host
+    src = f"{repo_name}/src"
+    image = push_image(mirror_client, src, "1.0", seed=repo_name)
+    other = push_image(mirror_client, src, "2.0", seed=repo_name + "o")
+    _, stray = push_referrer(mirror_client, other, SBOM, b"of another image")
+    # The source's referrers tag of `image` claims the referrer of `other`, and lists a
+    # Docker manifest (no referrer can be one).
+    forged = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": stray, "size": 10, "artifactType": SBOM},
+        {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+         "digest": other.digest, "size": other.size, "artifactType": SBOM}]}
+    mirror_client.put_manifest(src, fallback_tag(image.digest), json.dumps(forged).encode(),
+                               OCI_INDEX)
+    # In the mirror, the referrers tag of `other` is not an index: never overwritten.
+    mirror_repo = f"h/{repo_name}/app"
+    push(mirror_client, other.with_repo(mirror_repo), tag=fallback_tag(other.digest))
+    setup = sync_setup(
+        tmp_path, mirror=f"docker://{host}/h", sources=[mirror_registry],
+        streams=[{"from": f"{host}/{src}", "to": f"{repo_name}/app", "tags": ["1.0", "2.0"],
+                  "referrers": True}],
+    )
+    code, summary = setup.sync_json()
+    assert code != 0, summary
+    reasons = {(w["tag"], w["reason"]) for w in summary["warnings"]}
+    assert reasons == {("1.0", "ReferrerSkipped")}
+    messages = " ".join(w["message"] for w in summary["warnings"])
+    assert "its subject is not this image" in messages and "is no OCI manifest" in messages
+    assert mirror_client.head_manifest(mirror_repo, "1.0") == image.digest
+    assert listed(mirror_client, mirror_repo, image.digest) is None
+    # 2.0's referrer is copied (as 2.0's, not 1.0's), but 2.0's referrers tag in the mirror
+    # is no referrers index: the tag fails (the image is not tagged) and what is there stays.
+    assert mirror_client.head_manifest(mirror_repo, stray) == stray
+    [failure] = summary["failures"]
+    assert failure["tag"] == "2.0" and "not an OCI image index" in failure["message"]
+    assert mirror_client.head_manifest(mirror_repo, "2.0") is None
+    assert mirror_client.head_manifest(mirror_repo, fallback_tag(other.digest)) == other.digest
