@@ -13,7 +13,9 @@ One path for both kinds an image can carry:
   then made findable on the mirror. A mirror with the referrers API says so by answering the
   push with ``OCI-Subject`` (distribution spec 1.1); otherwise (distribution 2.8, an OCI
   layout) the mirror's own ``sha256-<hex>`` index is read, the new referrers merged in (never
-  dropping an entry) and pushed when it changed.
+  dropping an entry) and pushed when it changed. A tag left unchanged is not looked at
+  again, except by a verifying run (``--verify``, the daemon's ``verify_every``), which
+  copies new referrers of the image the mirror holds (not of an index's children).
 
 Everything upstream sends is checked: listings are bounded (``MAX_REFERRERS``) and every
 descriptor validated (:mod:`mirrord.signatures`); a listed referrer must be an OCI manifest
@@ -34,13 +36,8 @@ from mirrord.config import Config, StreamConfig
 from mirrord.copy import CopyEngine, CopyStats, GetManifest, PushedManifest, TagGate, TagPlan
 from mirrord.core.oci import OCI_INDEX, OCI_MANIFEST, Manifest, parse_manifest
 from mirrord.core.selection import cosign_tags
+from mirrord.errors import MirrordError
 from mirrord.registry import retrying
-from mirrord.signatures import (
-    list_referrers,
-    merge_referrers_index,
-    referrer_descriptor,
-    referrers_tag,
-)
 from mirrord.transports import Destination, Source, read_manifest
 
 T = TypeVar("T")
@@ -119,6 +116,20 @@ class ReferrerGate:
         for digest in images:
             await self.attach(source, stream, plan, digest)
 
+    async def refresh(self, source: Source, stream: StreamConfig, plan: TagPlan) -> None:
+        """A verifying run, for a tag it leaves unchanged: copy the referrers of the image
+        the mirror holds that it lacks (the image's own, not those of an index's children).
+        A failure is a ``ReferrersNotCopied`` warning: the tag is where it should be."""
+        digest = plan.mirrored_digest
+        if stream.referrers is None or plan.subject is not None or digest is None:
+            return
+        try:
+            await self.attach(source, stream, plan, digest)
+        except MirrordError as error:
+            message = f"referrers of {digest} not copied: {error}"
+            log.warning("%s:%s: %s", plan.stream, plan.tag, message)
+            self.warn(plan, "ReferrersNotCopied", message)
+
     async def attach(self, source: Source, stream: StreamConfig, plan: TagPlan,
                      subject: str) -> None:
         """The referrers of ``subject``, once per mirror repository and run."""
@@ -139,6 +150,8 @@ class ReferrerGate:
 
     async def _list(self, source: Source, stream: StreamConfig, plan: TagPlan,
                     subject: str) -> list[dict[str, Any]]:
+        from mirrord.signatures import list_referrers  # the signature stack: copies only
+
         kinds = stream.referrers or ()
         only = kinds[0] if len(kinds) == 1 else None  # the API filters on one type
         repo = plan.source_repository
@@ -198,6 +211,8 @@ class ReferrerGate:
 
     async def _merge_fallback(self, repo: str, subject: str,
                               found: list[PushedManifest]) -> None:
+        from mirrord.signatures import merge_referrers_index, referrer_descriptor, referrers_tag
+
         assert self.engine is not None
         tag = referrers_tag(subject)
         where = f"{repo}:{tag}"

@@ -39,7 +39,7 @@ from mirrord.core.modes import ImportMode
 from mirrord.core.selection import Selection, is_attached_tag, select_tags
 from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
-from mirrord.sync._attached import plan_cosign_tags
+from mirrord.sync._attached import ReferrerGate, plan_cosign_tags
 from mirrord.sync._mirrorview import MirrorView, RecordedHook
 from mirrord.sync._result import SyncResult, TagResult
 from mirrord.sync._upstream import valid_tags
@@ -78,6 +78,10 @@ class Syncer:
         self._legacy_sources = legacy_sources
         self._should_stop = should_stop
         self._mirror = MirrorView(None if verify else recorded)
+        self._verify = verify
+        # The run's referrer gate (while it executes): a verifying run looks for new
+        # referrers of the images it leaves unchanged too.
+        self._referrers: ReferrerGate | None = None
         # Each stream's source client, resolved once while planning (credentials included).
         self._sources: dict[str, Source] = {}
         # The run's counters (planning retries count too); replaced by each run().
@@ -213,7 +217,7 @@ class Syncer:
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
         """Copy every image (its lookaside signatures and referrers right before its tag
         moves), then the cosign tags of those that are in the mirror."""
-        from mirrord.sync._attached import Gates, ReferrerGate  # copies only
+        from mirrord.sync._attached import Gates  # copies only
         from mirrord.sync._signing import SignatureGate
 
         referrers = ReferrerGate(self.config, result.stats, destination, result.warn)
@@ -224,7 +228,11 @@ class Syncer:
                 gate=Gates(*gates) if gates else None,
             )
             referrers.engine = engine
-            await self._execute_all(result, engine)
+            self._referrers = referrers if referrers.needed and self._verify else None
+            try:
+                await self._execute_all(result, engine)
+            finally:
+                self._referrers = None
 
     async def _execute_all(self, result: SyncResult, engine: CopyEngine) -> None:
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
@@ -273,6 +281,9 @@ class Syncer:
             outcome = TagResult(plan, "failed", error=plan.error)
         elif plan.action is Action.UNCHANGED:
             outcome = TagResult(plan, "unchanged")
+            if self._referrers is not None:
+                async with images:
+                    await self._referrers.refresh(self._sources[stream.name], stream, plan)
         else:
             try:
                 await images.acquire()

@@ -119,13 +119,21 @@ def test_referrers_listed_through_the_api_of_the_source(
         )
         code, summary = setup.sync_json()
         asked = [path for _, path in upstream.requests]
+        # A referrer attached later: an ordinary run leaves the unchanged tag alone, a
+        # verifying run copies it.
+        _, late = push_referrer(client, image, FOREIGN, b"late", tag_schema=False)
+        code_plain, plain = setup.sync_json()
+        code_verify, verified = setup.sync_json("--verify")
     assert code == 0, summary
     assert summary["referrers"] == {"copied": 2}
+    assert code_plain == 0 and plain["referrers"] == {"copied": 0}
+    assert code_verify == 0 and verified["referrers"] == {"copied": 1}, verified
+    assert verified["images"] == {**verified["images"], "copied": 0, "unchanged": 1}
     assert any(f"/referrers/{image.digest}" in p and "page=1" in p for p in asked)  # paged
     assert not any(fallback_tag(image.digest) in p for p in asked)  # the API answered
     # Distribution 2.8 answers no OCI-Subject: the mirror's referrers tag lists them.
     assert sorted(listed(mirror_client, f"m/{repo_name}/app", image.digest) or []) == sorted(
-        [sbom, sig])
+        [sbom, sig, late])
 
 
 def test_a_mirror_with_the_referrers_api_indexes_them_itself(
