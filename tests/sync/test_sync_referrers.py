@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from harness.images import OCI_MANIFEST, Image, RegistryHTTP, push, push_image, push_index
 from harness.referrers import OCI_INDEX, ReferrersRegistry, push_referrer
 from harness.registry import RegistryProcess
