@@ -36,7 +36,10 @@ def summary(result: SyncResult) -> dict[str, Any]:
             "verified": stats.signatures_verified,
             "rejected": stats.signatures_rejected,
         },
-        "referrers": {"copied": stats.referrers_copied},
+        "referrers": {
+            "copied": stats.referrers_copied,
+            **({"planned": result.planned_referrers} if result.dry_run else {}),
+        },
         "bytes": stats.bytes_copied,
         **({"bytesToCopy": result.planned_bytes} if result.dry_run else {}),
         "seconds": round(result.seconds, 3),
@@ -88,6 +91,8 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             detail = plan.source_digest or ""
             if r.outcome == "planned":
                 detail += f" ({human_bytes(plan.bytes_to_copy or 0)}) -> {plan.mirror_reference}"
+                if count := plan.referrers_to_copy:
+                    detail += f", with {count} referrer{'s' if count > 1 else ''}"
             if r.error is not None:
                 detail = str(r.error)
             word = "copy" if r.outcome == "planned" else r.outcome

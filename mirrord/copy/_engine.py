@@ -108,7 +108,7 @@ class CopyEngine:
     async def blobs_of(self, source: Source, plan: TagPlan) -> dict[str, int]:
         """Digest -> size of every blob copying ``plan`` needs (before copying it: the
         manifests read are kept for the copy, so this costs no request more)."""
-        manifest, _, _ = await self._root_manifest(source, plan)
+        manifest, _, _ = await self.root_manifest(source, plan)
         return await self._blobs_under(source, plan.source_repository, manifest, ())
 
     async def _blobs_under(
@@ -125,7 +125,7 @@ class CopyEngine:
             )
         return found
 
-    async def _root_manifest(self, source: Source, plan: TagPlan) -> tuple[Manifest, str, str]:
+    async def root_manifest(self, source: Source, plan: TagPlan) -> tuple[Manifest, str, str]:
         """The manifest the tag will point at, the source digest, the platform picked."""
         assert plan.source is not None
         manifest = await self._get_manifest(source, plan.source_repository, plan.source.digest)
@@ -144,7 +144,7 @@ class CopyEngine:
 
     async def copy_tag(self, source: Source, plan: TagPlan) -> CopiedImage:
         """Copy what ``plan``'s source tag names and point the mirror tag at it last."""
-        manifest, source_digest, platform = await self._root_manifest(source, plan)
+        manifest, source_digest, platform = await self.root_manifest(source, plan)
         await self._ensure_contents(
             source, plan.source_repository, plan.mirror_repository, manifest, ()
         )

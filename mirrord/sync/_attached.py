@@ -116,6 +116,26 @@ class ReferrerGate:
         for digest in images:
             await self.attach(source, stream, plan, digest)
 
+    async def would_copy(self, source: Source, stream: StreamConfig, plan: TagPlan) -> int:
+        """A dry run: the referrers copying ``plan`` would bring along (those listed upstream
+        for its image and each child that the mirror lacks; their subjects are not read)."""
+        if stream.referrers is None or plan.subject is not None:
+            return 0
+        assert self.engine is not None
+        manifest, _, _ = await self.engine.root_manifest(source, plan)
+        count = 0
+        for digest in (manifest.digest, *(child.digest for child in manifest.manifests)):
+            if not digest.startswith("sha256:"):
+                continue
+            for desc in await self._list(source, stream, plan, digest):
+                count += not await self._in_mirror(plan.mirror_repository, str(desc["digest"]))
+        return count
+
+    async def _in_mirror(self, repo: str, digest: str) -> bool:
+        found = await self._retrying(lambda: self.destination.head_manifest(repo, digest),
+                                     f"HEAD mirror {repo}@{digest}")
+        return found is not None
+
     async def refresh(self, source: Source, stream: StreamConfig, plan: TagPlan) -> None:
         """A verifying run, for a tag it leaves unchanged: copy the referrers of the image
         the mirror holds that it lacks (the image's own, not those of an index's children).

@@ -58,6 +58,11 @@ class SyncResult:
         return sum(self.planned_blobs.values())
 
     @property
+    def planned_referrers(self) -> int:
+        """A dry run's referrers to copy (each tag's; one shared by two tags counts twice)."""
+        return sum(r.plan.referrers_to_copy or 0 for r in self.results)
+
+    @property
     def failed(self) -> list[TagResult]:
         return [r for r in self.results if r.outcome == "failed"]
 

@@ -341,6 +341,8 @@ class Syncer:
         engine = CopyEngine(
             destination, result.stats, limits=self.config.limits, retry=self.pool.retry
         )
+        referrers = ReferrerGate(self.config, result.stats, destination, result.warn)
+        referrers.engine = engine
         outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
         estimated: dict[tuple[str, str], TagResult] = {}
         async with anyio.create_task_group() as tg:
@@ -348,7 +350,8 @@ class Syncer:
                 for plan in stream_plan.tags:
                     if plan.action is Action.COPY:
                         tg.start_soon(
-                            self._estimate_tag, estimated, engine, plan, result.planned_blobs
+                            self._estimate_tag, estimated, engine, referrers, plan,
+                            result.planned_blobs,
                         )
                     else:
                         estimated[plan.stream, plan.tag] = TagResult(
@@ -365,13 +368,17 @@ class Syncer:
         self,
         estimated: dict[tuple[str, str], TagResult],
         engine: CopyEngine,
+        referrers: ReferrerGate,
         plan: TagPlan,
         seen: dict[str, int],
     ) -> None:
+        source = self._sources[plan.stream]
         try:
-            blobs = await engine.blobs_of(self._sources[plan.stream], plan)
+            blobs = await engine.blobs_of(source, plan)
+            attached = await referrers.would_copy(source, self.config.stream(plan.stream), plan)
             estimated[plan.stream, plan.tag] = TagResult(
-                replace(plan, bytes_to_copy=sum(blobs.values())), "planned"
+                replace(plan, bytes_to_copy=sum(blobs.values()), referrers_to_copy=attached),
+                "planned",
             )
             # A blob shared by several images is copied once (then mounted): counted once.
             seen.update(blobs)

@@ -57,6 +57,14 @@ def test_referrers_travel_through_the_tag_schema_and_existing_entries_stay(
              "referrers": [SBOM]},
         ],
     )
+    code, planned = setup.sync_json("--dry-run")
+    assert code == 0, planned
+    assert planned["referrers"] == {"copied": 0, "planned": 3}
+    plan_text = setup.sync("--dry-run").output
+    assert "with 2 referrers" in plan_text, plan_text
+    assert "with 1 referrer\n" in plan_text, plan_text
+    assert listed(mirror_client, mirror_repo, index.digest) == [foreign]  # nothing written
+
     code, summary = setup.sync_json()
     assert code == 0, summary
     assert summary["referrers"] == {"copied": 3}  # sbom + sig; sbom again for the 2nd stream
