@@ -20,7 +20,6 @@ tag moves, for the manifest it will name and (for an index) each child:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 
@@ -43,9 +42,8 @@ from mirrord.signatures import (
     load_policy,
     parse_policy,
 )
+from mirrord.sync._attached import Warn
 from mirrord.transports import Source
-
-Warn = Callable[[TagPlan, str, str], None]
 
 log = logging.getLogger("mirrord.sync")
 
