@@ -34,7 +34,8 @@ import anyio
 
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import CopyEngine, CopyStats, GetManifest, PushedManifest, TagGate, TagPlan
-from mirrord.core.oci import OCI_INDEX, OCI_MANIFEST, Manifest, parse_manifest
+from mirrord.core.oci import OCI_INDEX, OCI_MANIFEST, Manifest, is_digest, parse_manifest
+from mirrord.core.reference import escaped
 from mirrord.core.selection import cosign_tags
 from mirrord.errors import MirrordError
 from mirrord.registry import retrying
@@ -185,6 +186,9 @@ class ReferrerGate:
         wanted = []
         for desc in listed.descriptors:
             if kinds and desc.get("artifactType") not in kinds:
+                continue
+            if not is_digest(str(desc["digest"])):  # only sha256/sha512 hex is ever asked for
+                self._skip(plan, subject, escaped(str(desc["digest"]), 80), "invalid digest")
                 continue
             if desc["mediaType"] not in _REFERRER_TYPES:
                 self._skip(plan, subject, desc["digest"],
