@@ -10,8 +10,9 @@ with a `subject` answers `OCI-Subject`), tag list, and
 answering an OCI index of the descriptors of every manifest in <name> whose subject is
 <digest> (`artifactType`, else the config media type; annotations), filtered server-side
 when asked (`OCI-Filters-Applied: artifactType`). `page_size` splits answers into pages
-linked with `Link: <...>; rel="next"`. Everything is kept in memory; `requests` records
-(method, path). Use it only for the referrers API: real behaviour is Debian's registry.
+linked with `Link: <...>; rel="next"`; `forged[digest] = (body, headers)` answers that
+instead (a hostile upstream). Everything is kept in memory; `requests` records (method,
+path). Use it only for the referrers API: real behaviour is Debian's registry.
 
     with ReferrersRegistry() as reg:
         client = RegistryHTTP(reg.url)      # the harness client pushes as usual
@@ -93,6 +94,9 @@ class ReferrersRegistry:
         self.blobs: dict[str, bytes] = {}
         self.manifests: dict[tuple[str, str], tuple[bytes, str]] = {}  # (repo, digest)
         self.tags: dict[tuple[str, str], str] = {}
+        # subject digest -> (body, headers) answered instead of the computed listing: a
+        # hostile upstream's referrers API.
+        self.forged: dict[str, tuple[bytes, dict[str, str]]] = {}
         self._lock = threading.Lock()
         handler = type("_Bound", (_Handler,), {"registry": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -242,6 +246,10 @@ class _Handler(BaseHTTPRequestHandler):
                    {"Content-Type": "application/json"})
 
     def _referrers(self, method: str, name: str, rest: str, query: dict[str, str]) -> None:
+        if rest in self.registry.forged:
+            body, headers = self.registry.forged[rest]
+            self._send(200, body, {"Content-Type": OCI_INDEX, **headers})
+            return
         artifact_type = query.get("artifactType")
         found = self.registry.referrers(name, rest, artifact_type)
         headers = {"Content-Type": OCI_INDEX}

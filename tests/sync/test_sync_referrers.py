@@ -159,10 +159,25 @@ def test_a_mirror_with_the_referrers_api_indexes_them_itself(
         code, summary = setup.sync_json()
         found = mirror.referrers("m/app", image.digest, None)
         tags = {tag for (repo, tag) in mirror.tags if repo == "m/app"}
+        # Another tag of the same image, in a new run: the referrer is there already (no
+        # push, so no OCI-Subject to learn from): the mirror is asked whether it has the API.
+        mirror_client.put_manifest(src, "1.1", image.raw, image.media_type)
+        setup = sync_setup(
+            tmp_path, mirror=f"docker://{mirror.host}/m", sources=[mirror_registry],
+            streams=[{"from": f"{mirror_registry.host}/{src}", "to": "app",
+                      "tags": ["1.0", "1.1"], "referrers": True}],
+        )
+        mirror.requests.clear()
+        code_again, again = setup.sync_json()
+        probed = [p for m, p in mirror.requests if m == "GET" and "/referrers/" in p]
+        tags_again = {tag for (repo, tag) in mirror.tags if repo == "m/app"}
     assert code == 0, summary
     assert summary["referrers"] == {"copied": 1}
     assert [d["digest"] for d in found] == [sbom]
     assert tags == {"1.0"}  # OCI-Subject said it is indexed: no referrers tag pushed
+    assert code_again == 0 and again["referrers"] == {"copied": 0}, again
+    assert probed == [f"/v2/m/app/referrers/{image.digest}"]
+    assert tags_again == {"1.0", "1.1"}
 
 
 def test_an_oci_layout_mirror_keeps_referrers_under_the_tag_schema(
@@ -233,3 +248,53 @@ def test_hostile_referrers_listings_are_skipped_or_refused(
     assert failure["tag"] == "2.0" and "not an OCI image index" in failure["message"]
     assert mirror_client.head_manifest(mirror_repo, "2.0") is None
     assert mirror_client.head_manifest(mirror_repo, fallback_tag(other.digest)) == other.digest
+
+
+def test_hostile_referrers_api_answers_are_bounded_and_checked(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    with ReferrersRegistry() as upstream, RegistryHTTP(upstream.url) as client:
+        images = {tag: push_image(client, "team/app", tag, seed=f"hostile-{tag}")
+                  for tag in ("odd", "many", "away")}
+        _, good = push_referrer(client, images["odd"], SBOM, b"fine", tag_schema=False)
+        real = upstream.referrers("team/app", images["odd"].digest, None)
+        entry = {"mediaType": OCI_MANIFEST, "size": 10, "artifactType": SBOM}
+        odd = [*real, {**entry, "digest": "md5:" + "a" * 32}]
+        many = [{**entry, "digest": f"sha256:{i:064x}"} for i in range(1001)]
+
+        def index(manifests: list[dict[str, Any]]) -> bytes:
+            return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                               "manifests": manifests}).encode()
+
+        upstream.forged = {
+            images["odd"].digest: (index(odd), {}),
+            images["many"].digest: (index(many), {}),
+            images["away"].digest: (index([]), {
+                "Link": f'</v2/other/app/referrers/{images["away"].digest}>; rel="next"'}),
+        }
+        setup = sync_setup(
+            tmp_path, mirror=f"docker://{mirror_registry.host}/x", sources=[mirror_registry],
+            streams=[{"from": f"{upstream.host}/team/app", "to": f"{repo_name}/app",
+                      "tags": ["odd", "many", "away"], "referrers": True}],
+            settings={upstream.host: {}},
+        )
+        code, summary = setup.sync_json()
+        asked = [p for _, p in upstream.requests]
+    assert code != 0, summary
+    # An entry whose digest is off the grammar is skipped (never asked for); the rest copied.
+    [warning] = summary["warnings"]
+    assert warning["tag"] == "odd" and warning["reason"] == "ReferrerSkipped"
+    assert "invalid digest" in warning["message"] and "md5:" in warning["message"]
+    assert not any("md5" in p for p in asked)
+    assert summary["referrers"] == {"copied": 1}
+    mirror_repo = f"x/{repo_name}/app"
+    assert listed(mirror_client, mirror_repo, images["odd"].digest) == [good]
+    # Too many referrers, or a Link out of the repository: the tag fails, untouched.
+    failures = {f["tag"]: f["message"] for f in summary["failures"]}
+    assert set(failures) == {"many", "away"}
+    assert "more than 1000" in failures["many"]
+    assert "leaves the repository" in failures["away"]
+    assert not any(p.startswith("/v2/other/") for p in asked)
+    for tag in ("many", "away"):
+        assert mirror_client.head_manifest(mirror_repo, tag) is None
