@@ -188,4 +188,3 @@ def test_a_dry_run_counts_a_shared_blob_once_and_shows_where_each_image_lands(
     # The run copies what the dry run said, byte for byte.
     code, done = setup.sync_json()
     assert code == 0 and done["bytes"] == planned["bytesToCopy"]
-
