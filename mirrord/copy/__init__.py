@@ -12,6 +12,7 @@ from mirrord.copy._engine import (
 )
 from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._plan import Action, Imported, StreamPlan, TagPlan, decide
+from mirrord.copy._shared import SharedBlobs
 from mirrord.copy._verify import verified_chunks
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "CopyStats",
     "GetManifest",
     "Imported",
+    "SharedBlobs",
     "StreamPlan",
     "TagGate",
     "TagPlan",

@@ -21,6 +21,7 @@ from mirrord.core.units import camel_case
 from mirrord.errors import MirrordError
 from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
 from mirrord.state import Store
+from mirrord.sync._blobclaims import shared_blobs
 from mirrord.sync._recorder import Recorder
 from mirrord.sync._syncer import Syncer, SyncResult
 from mirrord.transports import ClientPool, open_destination
@@ -106,6 +107,7 @@ async def sync_once(
             estimate_bytes=estimate_bytes,
             recorded=recorder.recorded,
             verify=verify,
+            shared=shared_blobs(config, store, destination),
         )
         await recorder.prepare(streams)
         await syncer.run(streams, result=result)

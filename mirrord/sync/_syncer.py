@@ -31,6 +31,7 @@ from mirrord.copy import (
     CopyEngine,
     CopyStats,
     Imported,
+    SharedBlobs,
     StreamPlan,
     TagPlan,
     decide,
@@ -71,11 +72,14 @@ class Syncer:
         estimate_bytes: bool = False,
         recorded: RecordedHook | None = None,
         verify: bool = False,
+        shared: SharedBlobs | None = None,
     ) -> None:
         """``estimate_bytes``: size the copies first (``result.planned_blobs``, a
         display's total). ``recorded`` (the state's view of the mirror) lets a listing replace the
-        mirror ``HEAD`` of an unchanged tag; ``verify`` disables that (HEAD every tag)."""
+        mirror ``HEAD`` of an unchanged tag; ``verify`` disables that (HEAD every tag).
+        ``shared``: blob claims shared with other workers (a fleet on one database)."""
         self.config = config
+        self._shared = shared
         self._estimate_bytes = estimate_bytes
         self.pool = pool
         self._on_result = on_result
@@ -243,7 +247,7 @@ class Syncer:
         async with SignatureGate(self.config, result.stats) as gate:
             engine = CopyEngine(
                 destination, result.stats, limits=self.config.limits, retry=self.pool.retry,
-                gate=gate if gate.needed else None,
+                gate=gate if gate.needed else None, shared=self._shared,
             )
             await self._execute_all(result, engine)
 
