@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
-from harness.images import Blob, RegistryHTTP, make_layer, push_image
+from click.testing import CliRunner
+from harness.images import Blob, make_layer, push_image
 from harness.postgres import PostgresCluster, PostgresDatabase
 from harness.registry import AccessEntry, RegistryProcess
 from harness.synctools import Setup, sync_setup
+
+from mirrord.cli import main
 from mirrord.config import load_config
 from mirrord.state import open_state
 
@@ -35,7 +37,8 @@ def _worker(
     return sync_setup(
         home,
         mirror=f"docker://{mirror.host}/{repo}-mirror",
-        streams=[{"from": f"{source_host}/{repo}/{s}", "to": s, "tags": ["1.0"]} for s in streams],
+        streams=[{"from": f"{source_host}/{repo}/{s}", "to": s, "tags": ["1.0"]}
+                 for s in streams],
         sources=[],
         settings={source_host: {"insecure": True}},
         extra={
@@ -113,6 +116,11 @@ def test_two_sync_processes_stream_a_shared_blob_once(
         assert proxy.count("blobs", method="GET") >= 1
         for s in ("a", "b"):
             _verify_pull(mirror, f"{repo_name}-mirror/{s}", "1.0")
+        for setup, stream, worker in ((one, "a", "one"), (two, "b", "two")):
+            described = CliRunner().invoke(main, ["describe", stream, "--config", str(setup.path)])
+            assert described.exit_code == 0, described.output
+            runs = described.output[described.output.index("Recent Runs:") :].splitlines()
+            assert runs[1].split()[1] == "Succeeded" and runs[1].endswith(f"worker {worker}")
     finally:
         postgres.drop_database(database.name)
 
