@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Protocol
 
 import anyio
 
@@ -28,26 +29,47 @@ def lease_name(stream: str) -> str:
     return f"stream/{stream}"
 
 
+class LeaseWatcher(Protocol):
+    """Told what a worker's stream leases do (the daemon's metrics)."""
+
+    def lease_held(self, delta: int) -> None:
+        """One more (+1) or one fewer (-1) lease held for a run in progress."""
+
+    def lease_renew_failed(self, reason: str) -> None:
+        """A renewal failed: ``error`` (the store did not answer; tried again) or
+        ``lost`` (another worker had taken the lease; the run stops)."""
+
+
 @asynccontextmanager
 async def stream_claim(
-    store: Store, stream: str, ttl: float, *, hold: float = 0.0
+    store: Store,
+    stream: str,
+    ttl: float,
+    *,
+    hold: float = 0.0,
+    watcher: LeaseWatcher | None = None,
 ) -> AsyncIterator[bool]:
     """Claim ``stream`` for this store's worker; yields False (and holds nothing) when
     another worker has it. Held, the lease is renewed every ``ttl``/3 seconds; a
     renewal refused (the lease lapsed and another took it) cancels the body. Released
-    after with ``hold`` seconds more. StateError if the database is away at the claim."""
+    after with ``hold`` seconds more. StateError if the database is away at the claim.
+    ``watcher`` is told of the hold and of each renewal that fails."""
     name, worker = lease_name(stream), store.worker
     if not await store.claim_lease(name, worker, ttl):
         yield False
         return
+    if watcher is not None:
+        watcher.lease_held(+1)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_renew, store, name, ttl, tg.cancel_scope)
+            tg.start_soon(_renew, store, name, ttl, tg.cancel_scope, watcher)
             try:
                 yield True
             finally:
                 tg.cancel_scope.cancel()
     finally:
+        if watcher is not None:
+            watcher.lease_held(-1)
         with anyio.CancelScope(shield=True):
             try:
                 await store.release_lease(name, worker, hold=hold)
@@ -55,16 +77,22 @@ async def stream_claim(
                 log.warning("%s: cannot release the stream's lease: %s", stream, error)
 
 
-async def _renew(store: Store, name: str, ttl: float, scope: anyio.CancelScope) -> None:
+async def _renew(
+    store: Store, name: str, ttl: float, scope: anyio.CancelScope, watcher: LeaseWatcher | None
+) -> None:
     while True:
         await anyio.sleep(ttl / 3)
         try:
             renewed = await store.claim_lease(name, store.worker, ttl)
         except MirrordError as error:  # the database may come back before the TTL ends
             log.warning("%s: cannot renew the lease: %s", name, error)
+            if watcher is not None:
+                watcher.lease_renew_failed("error")
             continue
         if not renewed:
             log.error("%s: the lease was lost to another worker; the run stops", name)
+            if watcher is not None:
+                watcher.lease_renew_failed("lost")
             scope.cancel()
             return
 
