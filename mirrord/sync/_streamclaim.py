@@ -103,11 +103,13 @@ async def hold_streams(
 ) -> AsyncIterator[None]:
     """Hold the lease of every stream in ``streams`` for a one-shot run, so no other
     worker syncs them meanwhile. LockedError naming the stream and its holder when
-    another worker has one (``wait``: poll until it is free)."""
+    another worker has one (``wait``: poll until it is free); LockedError too after the
+    run when a lease was lost meanwhile (the run was stopped)."""
+    losses = _Losses()
     async with AsyncExitStack() as stack:
         for name in streams:
             while True:
-                claim = stream_claim(store, name, ttl)
+                claim = stream_claim(store, name, ttl, watcher=losses)
                 if await claim.__aenter__():
                     stack.push_async_exit(claim)
                     break
@@ -116,6 +118,24 @@ async def hold_streams(
                     raise LockedError(await _held_by(store, name))
                 await anyio.sleep(WAIT_POLL)
         yield
+    if losses.lost:  # its claim's scope cancelled the run (and absorbed the cancellation)
+        raise LockedError(
+            f"a stream's lease was lost to another worker sharing {store.location} (the "
+            "database was away longer than lease:); the run was stopped"
+        )
+
+
+class _Losses:
+    """A :class:`LeaseWatcher` noting whether a lease was lost."""
+
+    def __init__(self) -> None:
+        self.lost = False
+
+    def lease_held(self, delta: int) -> None:
+        pass
+
+    def lease_renew_failed(self, reason: str) -> None:
+        self.lost = self.lost or reason == "lost"
 
 
 async def _held_by(store: Store, stream: str) -> str:

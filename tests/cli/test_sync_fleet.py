@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from harness.daemon_support import wait_until
 from harness.images import push_image
 from harness.postgres import PostgresCluster
 from harness.registry import RegistryProcess
@@ -82,5 +83,51 @@ def test_a_stream_another_worker_syncs_refuses_the_run_or_is_waited_for(
         assert time.monotonic() - started >= 2.0  # it waited for the lease to lapse
         with mirror.client() as client:
             assert client.head_manifest(f"{repo_name}/app", "1.0") is not None
+    finally:
+        postgres.drop_database(database.name)
+
+
+def test_a_lease_lost_mid_run_stops_the_sync_with_a_clear_error(
+    tmp_path: Path,
+    postgres: PostgresCluster,
+    registry_factory: Any,
+    fault_proxy_factory: Any,
+    repo_name: str,
+) -> None:
+    source, mirror = registry_factory(), registry_factory()
+    with source.client() as client:
+        image = push_image(client, f"{repo_name}/app", "1.0", seed=repo_name,
+                           layer_sizes=(4 * 1024 * 1024,))
+    layer = max(image.blobs, key=lambda b: b.size).digest
+    proxy = fault_proxy_factory(source)
+    proxy.bandwidth = 200_000  # a ~20 s copy
+    database = postgres.create_database()
+    try:
+        password_file = tmp_path / "db-password"
+        password_file.write_text(database.password + "\n", encoding="utf-8")
+        setup = sync_setup(
+            tmp_path,
+            mirror=f"docker://{mirror.host}/{repo_name}",
+            streams=[{"from": f"{proxy.host}/{repo_name}/app", "to": "app"}],
+            sources=[],
+            settings={proxy.host: {"insecure": True}},
+            extra={"database": database.url, "database_password_file": str(password_file),
+                   "lease": "5s"},
+        )
+        proc = setup.sync_process()
+        wait_until(lambda: proxy.count(f"/blobs/{layer}", method="GET") == 1, timeout=30,
+                   what="the layer's copy to start")
+        with database.connect() as conn:  # the database was away; another worker took it
+            conn.execute("UPDATE leases SET worker = 'thief', expires = now() + interval "
+                         "'1 hour' WHERE name = 'stream/app'")
+        started = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == EXIT_LOCKED, err[-2000:]
+        assert time.monotonic() - started < 10  # stopped at the next renewal, not finished
+        assert "lease was lost to another worker" in err
+        with database.connect() as conn:
+            [(status, message)] = conn.execute(
+                "SELECT status, message FROM job_runs WHERE kind = 'sync'").fetchall()
+        assert status == "Failed" and "interrupted" in message
     finally:
         postgres.drop_database(database.name)
