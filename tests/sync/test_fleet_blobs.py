@@ -1,34 +1,34 @@
 """A blob shared across workers (issue 16): two real `mirrord sync` processes on one
 throwaway PostgreSQL database copy images of different streams that share a large
 layer into one real mirror registry; the layer is uploaded once, the other worker
-mounts it. A claim left by a worker that is gone lapses and does not block the copy."""
+mounts it. The claim of a worker killed mid-stream lapses and does not block the copy."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import anyio
 from click.testing import CliRunner
+from harness.daemon_support import wait_until
 from harness.images import Blob, make_layer, push_image
 from harness.postgres import PostgresCluster, PostgresDatabase
 from harness.registry import AccessEntry, RegistryProcess
 from harness.synctools import Setup, sync_setup
 
 from mirrord.cli import main
-from mirrord.config import load_config
-from mirrord.state import open_state
 
 SHARED_SIZE = 6 * 1024 * 1024
+LEASE = 5.0  # seconds: the shortest lease
 BANDWIDTH = 2_000_000  # bytes/s through the source proxy: the shared stream lasts ~3 s
 
 
 def _worker(
     tmp_path: Path, worker: str, database: PostgresDatabase, source_host: str,
-    mirror: RegistryProcess, repo: str, streams: list[str],
+    mirror: RegistryProcess, repo: str, streams: list[str], lease: float = LEASE,
 ) -> Setup:
     home = tmp_path / worker
     home.mkdir()
@@ -45,7 +45,7 @@ def _worker(
             "database": database.url,
             "database_password_file": str(password_file),
             "worker_name": worker,
-            "lease": "5s",
+            "lease": f"{lease:g}s",
         },
     )
 
@@ -60,15 +60,17 @@ def _push_sharing(source: RegistryProcess, repo: str, streams: list[str]) -> Blo
     return base
 
 
+def _decoded(entry: AccessEntry) -> str:
+    return urllib.parse.unquote(entry.path)
+
+
 def _uploads(entries: list[AccessEntry], digest: str) -> list[AccessEntry]:
     """The closing PUTs of uploads of ``digest`` (one per stream of it into the mirror)."""
-    return [e for e in entries if e.method == "PUT" and f"digest={digest}" in e.path.replace(
-        "%3A", ":")]
+    return [e for e in entries if e.method == "PUT" and f"digest={digest}" in _decoded(e)]
 
 
 def _mounts(entries: list[AccessEntry], digest: str) -> list[AccessEntry]:
-    return [e for e in entries if e.method == "POST" and f"mount={digest}" in e.path.replace(
-        "%3A", ":")]
+    return [e for e in entries if e.method == "POST" and f"mount={digest}" in _decoded(e)]
 
 
 def _verify_pull(mirror: RegistryProcess, repo: str, tag: str) -> None:
@@ -125,38 +127,43 @@ def test_two_sync_processes_stream_a_shared_blob_once(
         postgres.drop_database(database.name)
 
 
-def test_a_claim_left_by_a_gone_worker_lapses_and_the_blob_is_copied(
+def test_the_claim_of_a_worker_killed_mid_stream_lapses_and_the_blob_is_copied(
     tmp_path: Path,
     postgres: PostgresCluster,
     registry_factory: Any,
+    fault_proxy_factory: Any,
     repo_name: str,
 ) -> None:
     source, mirror = registry_factory(), registry_factory()
-    base = _push_sharing(source, repo_name, ["a"])
+    base = _push_sharing(source, repo_name, ["a", "b"])
+    slow = fault_proxy_factory(source)
+    slow.bandwidth = 200_000  # the killed worker's stream would take half a minute
     database = postgres.create_database()
     try:
-        one = _worker(tmp_path, "one", database, source.host, mirror, repo_name, ["a"])
-        ttl = 4.0
-        store = open_state(load_config(one.path), worker="killed-worker")
-        try:  # what a worker killed mid-stream leaves: a claim nobody renews
-            mirror_key = f"docker://{mirror.host}/{repo_name}-mirror"
-            claimed = anyio.run(
-                lambda: store.claim_blob(mirror_key, base.digest, "killed-worker", ttl,
-                                         repository=f"{repo_name}-mirror/gone"))
-            assert claimed
-        finally:
-            store.close()
-        claimed_at = time.monotonic()
+        # worker one's claims outlast worker two's start (its lease: 12 s)
+        one = _worker(tmp_path, "one", database, slow.host, mirror, repo_name, ["a"], 12.0)
+        two = _worker(tmp_path, "two", database, source.host, mirror, repo_name, ["b"])
         since = mirror.mark()
-        [(code, output)] = _run(one, timeout=120)
-        waited = time.monotonic() - claimed_at
+        killed = one.sync_process()
+        try:  # its claim is taken before its stream starts
+            wait_until(lambda: slow.count(f"/blobs/{base.digest}", method="GET") == 1,
+                       timeout=60, what="worker one's stream of the shared blob")
+        finally:
+            killed.kill()  # -9: the claim stays, renewed no more
+            killed.communicate(timeout=30)
+        started = time.monotonic()
+        [(code, output)] = _run(two, timeout=120)
+        waited = time.monotonic() - started
         assert code == 0, output[-3000:]
-        assert waited >= ttl - 0.5  # it waited for the claim to lapse
+        assert waited < 12.0 + 20  # not blocked for good
         entries = mirror.access_log(since)
-        # the gone worker's repository lacks the blob: the mount is refused (202), and
-        # the blob is streamed after all
-        assert [e.status for e in _mounts(entries, base.digest)] == [202]
-        assert [e.status for e in _uploads(entries, base.digest)] == [201]
-        _verify_pull(mirror, f"{repo_name}-mirror/a", "1.0")
+        # worker two found the claim, waited for it to lapse, tried to mount the blob
+        # from the killed worker's repository (202: it never got there), then copied it
+        mounts = _mounts(entries, base.digest)
+        assert [(e.status, f"from={repo_name}-mirror/a" in _decoded(e)) for e in mounts] == [
+            (202, True)
+        ]
+        assert [e.status for e in _uploads(entries, base.digest)] == [201]  # two's only
+        _verify_pull(mirror, f"{repo_name}-mirror/b", "1.0")
     finally:
         postgres.drop_database(database.name)
