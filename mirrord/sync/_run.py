@@ -92,8 +92,7 @@ async def sync_once(
     """
     notifier = Notifier(store, config.notifications) if config.notifications else None
     result = result or SyncResult()
-    # The job first, so a run that cannot even start (the mirror unreachable) is recorded,
-    # and a queued job (a trigger) is taken over and closed whatever happens.
+    # The job first: a run that cannot start is recorded, a queued one closed anyway.
     job = await store.start_job("sync", streams[0].name if len(streams) == 1 else None)
     try:
         destination = await open_destination(config, pool)
