@@ -47,7 +47,7 @@ from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
 from mirrord.sync._mirrorview import MirrorView, RecordedHook
 from mirrord.sync._result import SyncResult, TagResult
-from mirrord.sync._upstream import image_blobs, valid_tags
+from mirrord.sync._upstream import valid_tags
 from mirrord.transports import ClientPool, Destination, Source, open_destination
 
 log = logging.getLogger("mirrord.sync")
@@ -113,7 +113,7 @@ class Syncer:
                 tg.start_soon(self._plan_into, plans, stream, destination)
         result.plans = [plans[s.name] for s in selected]
         if dry_run:
-            await self._estimate(result)
+            await self._estimate(result, destination)
         else:
             await self._execute(result, destination)
         result.seconds = time.monotonic() - started
@@ -349,15 +349,21 @@ class Syncer:
         if self._on_result is not None:
             await self._on_result(outcome)
 
-    async def _estimate(self, result: SyncResult) -> None:
-        """Dry run: read the manifests of what would be copied, to count its bytes."""
+    async def _estimate(self, result: SyncResult, destination: Destination) -> None:
+        """Dry run: read the manifests of what would be copied, to count its bytes (the
+        engine that would copy them reads them; nothing is written)."""
+        engine = CopyEngine(
+            destination, result.stats, limits=self.config.limits, retry=self.pool.retry
+        )
         outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
         estimated: dict[tuple[str, str], TagResult] = {}
         async with anyio.create_task_group() as tg:
             for stream_plan in result.plans:
                 for plan in stream_plan.tags:
                     if plan.action is Action.COPY:
-                        tg.start_soon(self._estimate_tag, estimated, plan, result.planned_blobs)
+                        tg.start_soon(
+                            self._estimate_tag, estimated, engine, plan, result.planned_blobs
+                        )
                     else:
                         estimated[plan.stream, plan.tag] = TagResult(
                             plan, outcomes[plan.action], error=plan.error
@@ -370,16 +376,14 @@ class Syncer:
             result.stats.images_failed += outcome.outcome == "failed"
 
     async def _estimate_tag(
-        self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan, seen: dict[str, int]
+        self,
+        estimated: dict[tuple[str, str], TagResult],
+        engine: CopyEngine,
+        plan: TagPlan,
+        seen: dict[str, int],
     ) -> None:
-        source = self._sources[plan.stream]
         try:
-            blobs = await retrying(
-                lambda: image_blobs(source, plan, self.config.limits),
-                f"read {plan.source_repository}:{plan.tag}",
-                self.pool.retry,
-                self._stats.count_retry,
-            )
+            blobs = await engine.blobs_of(self._sources[plan.stream], plan)
             estimated[plan.stream, plan.tag] = TagResult(
                 replace(plan, bytes_to_copy=sum(blobs.values())), "planned"
             )
