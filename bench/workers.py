@@ -169,7 +169,9 @@ class Fleet:
             f"database_password_file: {json.dumps(str(self.password_file))}",
             f"worker_name: bench-{index}",
             f"server: {{listen: '127.0.0.1:{port}'}}",
-            "pruning: {suspend: true}",
+            # every sync job kept (the default keeps 3): the jobs tell who ran what
+            "pruning: {suspend: true, successfulJobsHistoryLimit: 1000, "
+            "failedJobsHistoryLimit: 1000}",
             "registries:",
             f"  {self.source.host}: {tool.registry_settings(source=True)}",
             f"  {self.mirror.host}: {tool.registry_settings(source=False)}",

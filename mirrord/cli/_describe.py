@@ -21,9 +21,10 @@ from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream, TagStatus, tag
 from mirrord.core.openshift import STREAM_ANNOTATION, object_names, to_openshift
 from mirrord.core.selection import cosign_tags, is_cosign_tag, prioritize_tags
 from mirrord.core.units import ago
-from mirrord.state import open_state, state_exists
+from mirrord.state import JobRun, open_state, state_exists
 
 STATUS_ANNOTATION = "mirrord.io/status"
+RECENT_RUNS = 5  # the sync jobs ``describe`` lists
 
 
 async def read_streams(config: Config, name: str | None = None) -> list[ImageStream]:
@@ -35,6 +36,29 @@ async def read_streams(config: Config, name: str | None = None) -> list[ImageStr
             return await store.list_streams()
         found = await store.get_stream(name)
         return [found] if found is not None else []
+
+
+async def read_runs(config: Config, name: str, limit: int = RECENT_RUNS) -> list[JobRun]:
+    """The newest sync jobs that ran stream ``name`` (alone, or among others: a job of
+    several streams has none recorded), newest first; [] without a database."""
+    if not state_exists(config):
+        return []
+    async with await anyio.to_thread.run_sync(open_state, config) as store:
+        jobs = await store.list_jobs(limit=10 * limit, kind="sync")
+    return [j for j in jobs if j.stream in (name, None)][:limit]
+
+
+def runs_lines(jobs: Sequence[JobRun], now: datetime) -> list[str]:
+    """``Recent Runs:`` and a line per job: id, status, when it started, its worker."""
+    if not jobs:
+        return []
+    lines = ["", "Recent Runs:"]
+    for job in jobs:
+        worker = job.worker or "unknown"
+        several = "" if job.stream else "  (several streams)"
+        when = ago(job.started, now)
+        lines.append(f"  #{job.id:<5} {job.status:<10} {when:<18} worker {worker}{several}")
+    return lines
 
 
 # -- per stream ----------------------------------------------------------------------
@@ -77,8 +101,10 @@ def image_tag_count(stream: ImageStream) -> int:
     return sum(1 for t in stream.tags if not t.removed and not is_cosign_tag(t.tag))
 
 
-def describe_text(stream: ImageStream, now: datetime | None = None) -> str:
-    """``oc describe is``-style text of one stream."""
+def describe_text(
+    stream: ImageStream, now: datetime | None = None, runs: Sequence[JobRun] = ()
+) -> str:
+    """``oc describe is``-style text of one stream; ``runs``: its recent sync jobs."""
     now = now or datetime.now(UTC)
     images = {event.image for t in stream.tags if not is_cosign_tag(t.tag) for event in t.items}
     signatures, orphans = signature_tags(stream)
@@ -107,6 +133,7 @@ def describe_text(stream: ImageStream, now: datetime | None = None) -> str:
     if orphans:
         lines += ["", "Signatures of images no tag points at:"]
         lines += [f"  {tag}" for tag in orphans]
+    lines += runs_lines(runs, now)
     return "\n".join(lines) + "\n"
 
 

@@ -192,7 +192,7 @@ def streams(config_path: Path | None, output: str) -> None:
 def describe(name: str, config_path: Path | None, output: str) -> None:
     """Show a stream like `oc describe is`: tags, history with ages, conditions; or,
     for STREAM:TAG, that one tag's history."""
-    from mirrord.cli._describe import describe_text, read_streams, tag_text
+    from mirrord.cli._describe import describe_text, read_runs, read_streams, tag_text
     from mirrord.core.openshift import tag_status_dict, to_openshift
 
     config = load(config_path, embedded=True)
@@ -211,7 +211,8 @@ def describe(name: str, config_path: Path | None, output: str) -> None:
         if output != "text":
             click.echo(render(to_openshift(stream), output), nl=False)
         else:
-            click.echo(describe_text(stream), nl=False)
+            runs = run_async(lambda: read_runs(config, stream.name))
+            click.echo(describe_text(stream, runs=runs), nl=False)
         return
     status = stream.tag(tag)
     if status is None:

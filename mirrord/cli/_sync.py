@@ -23,10 +23,11 @@ from mirrord.cli._app import (
 from mirrord.cli._completion import complete_streams
 from mirrord.cli._exitcodes import EXIT_FAILED
 from mirrord.cli._signals import Interruption, run_stoppable, stop_timeout_option
-from mirrord.config import Config, missing_file_warnings
+from mirrord.config import Config, StreamConfig, missing_file_warnings
 from mirrord.errors import MirrordError
 
 if TYPE_CHECKING:
+    from mirrord.state import Store
     from mirrord.sync import SyncResult
 
 
@@ -155,7 +156,7 @@ async def _sync_body(
 ) -> None:
     """Open the state and clients, take the lock, run (or plan) into ``result``."""
     from mirrord.cli._live import live_progress
-    from mirrord.state import Store, open_state, state_exists
+    from mirrord.state import open_state, state_exists
     from mirrord.sync import plan_once, runnable, sync_once
     from mirrord.transports import ClientPool
 
@@ -174,7 +175,7 @@ async def _sync_body(
             await plan_once(config, store, pool, streams, result=result)
         else:
             assert store is not None
-            await stack.enter_async_context(store.acquire_run_lock(wait=wait))
+            await _hold(stack, config, store, streams, wait)
             await store.abandon_running_jobs()
             with live_progress(result, progress):
                 await sync_once(
@@ -187,6 +188,23 @@ async def _sync_body(
                     estimate_bytes=progress,
                     verify=verify,
                 )
+
+
+async def _hold(
+    stack: AsyncExitStack, config: Config, store: Store, streams: Sequence[StreamConfig],
+    wait: bool,
+) -> None:
+    """The run lock: exclusive on a store of one process; on one several workers share
+    (PostgreSQL), shared, with the leases of the run's streams (another worker's stream
+    refuses the run, or with ``wait`` is waited for)."""
+    from mirrord.sync import hold_streams
+
+    if not store.several_daemons:
+        await stack.enter_async_context(store.acquire_run_lock(wait=wait))
+        return
+    await stack.enter_async_context(store.acquire_run_lock(wait=wait, shared=True))
+    names = [s.name for s in streams]
+    await stack.enter_async_context(hold_streams(store, names, config.lease, wait=wait))
 
 
 def _embedded_default_hint(config: Config, result: SyncResult) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from mirrord.copy._engine import CopyEngine, select_platform
 from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._plan import Action, Imported, StreamPlan, TagPlan, decide
+from mirrord.copy._shared import SharedBlobs
 from mirrord.copy._types import CopiedImage, CopyStats, GetManifest, PushedManifest, TagGate
 from mirrord.copy._verify import verified_chunks
 
@@ -16,6 +17,7 @@ __all__ = [
     "GetManifest",
     "Imported",
     "PushedManifest",
+    "SharedBlobs",
     "StreamPlan",
     "TagGate",
     "TagPlan",

@@ -8,6 +8,9 @@ run however many images share them (no HEAD when the run already holds the diges
 another repository: the mount alone answers). Failures are retried as the failing
 registry's policy says (:func:`~mirrord.registry.retrying`); an image that still
 fails does not stop the others. An upload session given up on is cancelled.
+Where workers in other processes copy into the same mirror, a blob about to be
+streamed is claimed first through the ``shared`` hook (:mod:`._shared`): one worker
+streams it, the others wait and mount it.
 
 A manifest ``PUT`` that fails is checked with a ``HEAD``: when the mirror already
 holds the intended digest (another run wrote it), the push counts as done.
@@ -25,7 +28,9 @@ from typing import TypeVar
 import anyio
 
 from mirrord.copy._limits import check_manifest, index_level
+from mirrord.copy._once import Once
 from mirrord.copy._plan import TagPlan
+from mirrord.copy._shared import SharedBlobs, shared_transfer
 from mirrord.copy._types import CopiedImage, CopyStats, PushedManifest, TagGate
 from mirrord.copy._verify import verified_chunks
 from mirrord.core.limits import Limits
@@ -47,35 +52,6 @@ log = logging.getLogger("mirrord.copy")
 RACY_MANIFEST_CODES = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 
 
-class _Once:
-    """Runs an async job once per key; concurrent callers wait for the first one."""
-
-    def __init__(self) -> None:
-        self._done: set[tuple[str, str]] = set()
-        self._running: dict[tuple[str, str], anyio.Event] = {}
-        self._failed: dict[tuple[str, str], MirrordError] = {}
-
-    async def run(self, key: tuple[str, str], job: Callable[[], Awaitable[object]]) -> None:
-        while key not in self._done:
-            running = self._running.get(key)
-            if running is None:
-                break
-            await running.wait()
-            if key in self._failed:
-                raise self._failed[key]
-        if key in self._done:
-            return
-        event = self._running[key] = anyio.Event()
-        self._failed.pop(key, None)
-        try:
-            await job()
-            self._done.add(key)
-        except MirrordError as error:
-            self._failed[key] = error
-            raise
-        finally:
-            del self._running[key]
-            event.set()
 
 
 class CopyEngine:
@@ -89,21 +65,24 @@ class CopyEngine:
         retry: RetryPolicy | RetryPolicies = DEFAULT_RETRY,
         limits: Limits | None = None,
         gate: TagGate | None = None,
+        shared: SharedBlobs | None = None,
     ) -> None:
+        """``shared``: the blob claims of a fleet of workers (None: this process alone)."""
         self.destination = destination
         self.gate = gate
+        self.shared = shared
         self.stats = stats
         self.retry = retry
         self.limits = limits or Limits()
-        self._blobs = _Once()
-        self._manifests = _Once()
+        self._blobs = Once()
+        self._manifests = Once()
         # digest -> a mirror repository known to hold it this run (a mount source)
         self._located: dict[str, str] = {}
         # digest -> set when its one in-flight stream ends (others then mount it)
         self._streaming: dict[str, anyio.Event] = {}
         # Manifests fetched this run: tags sharing a digest cost one GET (a "pull").
         self._fetched: dict[tuple[int, str, str], Manifest] = {}
-        self._fetching = _Once()
+        self._fetching = Once()
 
     async def blobs_of(self, source: Source, plan: TagPlan) -> dict[str, int]:
         """Digest -> size of every blob copying ``plan`` needs (before copying it: the
@@ -311,6 +290,26 @@ class CopyEngine:
                 self.stats.blobs_mounted += 1
                 self.stats.bytes_skipped += desc.size
                 return
+        if self.shared is None:
+            await self._stream(source, src_repo, dst_repo, desc, upload)
+            return
+        outcome = await shared_transfer(
+            self.shared,
+            self.destination,
+            dst_repo,
+            desc,
+            lambda session: self._stream(source, src_repo, dst_repo, desc, session),
+            upload,
+        )
+        if outcome != "streamed":  # another worker streamed it
+            self.stats.blobs_mounted += outcome == "mounted"
+            self.stats.blobs_present += outcome == "present"
+            self.stats.bytes_skipped += desc.size
+
+    async def _stream(
+        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor, upload: str | None
+    ) -> None:
+        """Stream the blob from the source (into ``upload``, a session, when given)."""
         self.stats.streaming[desc.digest] = (dst_repo, desc.size)
         try:
             async with source.get_blob(src_repo, desc.digest) as chunks:

@@ -162,6 +162,7 @@ class Daemon:
             await store.aclose()
             raise
         try:
+            self.metrics.set_worker(store.worker)
             self._runner = Runner(config, store, self.metrics, self._notify_status)
             try:
                 http = HTTPServer(self, config.server.listen)

@@ -6,6 +6,8 @@ registry: requests by method and answer code, the seconds the per-registry throt
 made requests wait, the requests it allows in flight now (lowered by 429s, see
 ``registry._throttle.AdaptiveLimit``) and the pulls Docker Hub says are left
 (``ratelimit-remaining``). The pruner: its last run, runs by result, what it deleted.
+Per worker (``worker`` label; several daemons on one database): the stream leases it
+holds for runs in progress and its lease renewals that failed (error, lost).
 Waits are ``…_rate_limit_wait_seconds_total`` in both scopes (``mirrord_registry_…``
 per registry, ``mirrord_stream_…`` per stream). No ``_created`` series: a counter's
 creation time says nothing a dashboard uses and doubles the series.
@@ -49,6 +51,7 @@ SIGNATURE_OUTCOMES = ("copied", "verified", "rejected")
 RUN_RESULTS = ("succeeded", "failed", "interrupted")
 NOTIFY_RESULTS = ("delivered", "failed", "given_up")
 PRUNE_RESULTS = ("succeeded", "failed")
+RENEW_FAILURES = ("error", "lost")
 NO_ANSWER = "none"  # the code label of a request no answer came to (connection, TLS)
 
 
@@ -209,6 +212,7 @@ class Metrics:
             "Runs skipped: another worker on the shared database held the stream's lease.",
             registry=r,
         )
+        self._lease_metrics(r)
         self.in_progress = Gauge("mirrord_runs_in_progress", "Runs in flight.", registry=r)
         self.reload_ok = Gauge(
             "mirrord_config_last_reload_successful",
@@ -222,6 +226,38 @@ class Metrics:
         )
         info = Gauge("mirrord_build_info", "mirrord's version.", ["version"], registry=r)
         info.labels(__version__).set(1)
+
+    def _lease_metrics(self, r: CollectorRegistry) -> None:
+        """Per worker (several daemons on one database): its stream leases."""
+        self.leases_held = Gauge(
+            "mirrord_worker_leases_held",
+            "Stream leases this worker holds for runs in progress.",
+            ["worker"],
+            registry=r,
+        )
+        self.lease_renew_failures = Counter(
+            "mirrord_worker_lease_renew_failures",
+            "Lease renewals that failed: error (the database did not answer; tried again), "
+            "lost (another worker had taken the lease; the run stopped).",
+            ["worker", "reason"],
+            registry=r,
+        )
+        self._worker = ""
+
+    def set_worker(self, worker: str) -> None:
+        """The worker (``host:pid`` or ``worker_name``) the lease metrics are labelled with."""
+        self._worker = worker
+        self.leases_held.labels(worker)
+        for reason in RENEW_FAILURES:
+            self.lease_renew_failures.labels(worker, reason)
+
+    def lease_held(self, delta: int) -> None:
+        """The :class:`~mirrord.sync.LeaseWatcher` hook: a lease taken (+1) or let go (-1)."""
+        self.leases_held.labels(self._worker).inc(delta)
+
+    def lease_renew_failed(self, reason: str) -> None:
+        """The :class:`~mirrord.sync.LeaseWatcher` hook: a renewal failed (error, lost)."""
+        self.lease_renew_failures.labels(self._worker, reason).inc()
 
     def watch(
         self,

@@ -172,7 +172,9 @@ class Runner:
             # run would only delay a trigger queued before a restart.
             if self.store.several_daemons:
                 hold = hold_after(stream.schedule, reason)
-                claim = stream_claim(self.store, name, config.lease, hold=hold)
+                claim = stream_claim(
+                    self.store, name, config.lease, hold=hold, watcher=self.metrics
+                )
                 if not await stack.enter_async_context(claim):
                     log.info("%s: another worker holds the stream; %s skipped", name, what)
                     self.metrics.lease_skipped()

@@ -22,6 +22,7 @@ from mirrord.sync._import_run import ImportOutcome, import_image
 from mirrord.sync._recorder import ImportedStream, mirror_repository_name, stream_spec
 from mirrord.sync._result import Failure, SyncResult, TagResult
 from mirrord.sync._run import plan_once, sync_once
+from mirrord.sync._streamclaim import LeaseWatcher, hold_streams, lease_name, stream_claim
 from mirrord.sync._streams import Deletion, delete_streams, runnable, with_stored
 from mirrord.sync._syncer import Syncer
 from mirrord.sync._tag import TagOutcome, run_tag
@@ -33,6 +34,7 @@ __all__ = [
     "ImportPlan",
     "ImportRequest",
     "ImportedStream",
+    "LeaseWatcher",
     "Refusal",
     "SyncResult",
     "Syncer",
@@ -40,7 +42,9 @@ __all__ = [
     "TagResult",
     "check_buildable",
     "delete_streams",
+    "hold_streams",
     "import_image",
+    "lease_name",
     "mirror_repository_name",
     "parse_target",
     "plan_once",
@@ -48,6 +52,7 @@ __all__ = [
     "run_tag",
     "runnable",
     "stored_streams",
+    "stream_claim",
     "stream_spec",
     "sync_once",
     "with_stored",

@@ -21,6 +21,7 @@ from mirrord.core.units import camel_case
 from mirrord.errors import MirrordError
 from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
 from mirrord.state import Store
+from mirrord.sync._blobclaims import shared_blobs
 from mirrord.sync._recorder import Recorder
 from mirrord.sync._syncer import Syncer, SyncResult
 from mirrord.transports import ClientPool, open_destination
@@ -91,8 +92,7 @@ async def sync_once(
     """
     notifier = Notifier(store, config.notifications) if config.notifications else None
     result = result or SyncResult()
-    # The job first, so a run that cannot even start (the mirror unreachable) is recorded,
-    # and a queued job (a trigger) is taken over and closed whatever happens.
+    # The job first: a run that cannot start is recorded, a queued one closed anyway.
     job = await store.start_job("sync", streams[0].name if len(streams) == 1 else None)
     try:
         destination = await open_destination(config, pool)
@@ -106,6 +106,7 @@ async def sync_once(
             estimate_bytes=estimate_bytes,
             recorded=recorder.recorded,
             verify=verify,
+            shared=shared_blobs(config, store, destination),
         )
         await recorder.prepare(streams)
         await syncer.run(streams, result=result)

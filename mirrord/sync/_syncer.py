@@ -32,6 +32,7 @@ from mirrord.copy import (
     CopyEngine,
     CopyStats,
     Imported,
+    SharedBlobs,
     StreamPlan,
     TagPlan,
     decide,
@@ -68,11 +69,14 @@ class Syncer:
         estimate_bytes: bool = False,
         recorded: RecordedHook | None = None,
         verify: bool = False,
+        shared: SharedBlobs | None = None,
     ) -> None:
         """``estimate_bytes``: size the copies first (``result.planned_blobs``, a
         display's total). ``recorded`` (the state's view of the mirror) lets a listing replace the
-        mirror ``HEAD`` of an unchanged tag; ``verify`` disables that (HEAD every tag)."""
+        mirror ``HEAD`` of an unchanged tag; ``verify`` disables that (HEAD every tag).
+        ``shared``: blob claims shared with other workers (a fleet on one database)."""
         self.config = config
+        self._shared = shared
         self._estimate_bytes = estimate_bytes
         self.pool = pool
         self._on_result = on_result
@@ -226,7 +230,7 @@ class Syncer:
             gates = [g for g in (signatures, referrers) if g.needed]
             engine = CopyEngine(
                 destination, result.stats, limits=self.config.limits, retry=self.pool.retry,
-                gate=Gates(*gates) if gates else None,
+                gate=Gates(*gates) if gates else None, shared=self._shared,
             )
             referrers.engine = engine
             self._referrers = referrers if referrers.needed and self._verify else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,7 @@ from mirrord.cli import main
 from mirrord.cli._describe import describe_text, streams_table
 from mirrord.core.imagestream import Condition, ImageStream, TagEvent, TagStatus
 from mirrord.core.units import human_duration
-from mirrord.state import open_store
+from mirrord.state import JobRun, open_store
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -116,6 +118,21 @@ def test_describe_text_shows_history_ages_and_conditions() -> None:
     ) in latest
 
 
+def test_describe_text_lists_recent_runs_with_their_workers() -> None:
+    runs = [
+        JobRun(7, "sync", "team/app", "Succeeded", NOW - timedelta(minutes=2), NOW,
+               worker="host-b:42"),
+        JobRun(5, "sync", None, "Failed", NOW - timedelta(hours=1), NOW, worker=None),
+    ]
+    text = describe_text(_stream(), now=NOW, runs=runs)
+
+    listed = text[text.index("\nRecent Runs:\n") :].splitlines()[2:]
+    assert listed[0].split() == ["#7", "Succeeded", "2", "minutes", "ago", "worker", "host-b:42"]
+    assert listed[1].split()[:2] == ["#5", "Failed"]
+    assert listed[1].endswith("worker unknown  (several streams)")
+    assert "Recent Runs:" not in describe_text(_stream(), now=NOW)
+
+
 def test_streams_table_counts_tags_and_failing_tags() -> None:
     lines = streams_table([_stream()], now=NOW).splitlines()
 
@@ -207,6 +224,9 @@ def test_describe_and_streams_after_a_sync(setup: Setup, basic_registry: Registr
     assert table.stdout.splitlines()[2].endswith("not synced yet")
     assert text.exit_code == 0
     assert "! error: Import failed (NotFound)" in text.stdout
+    run_line = text.stdout[text.stdout.index("Recent Runs:") :].splitlines()[1].split()
+    assert run_line[1] == "Failed" and run_line[-2] == "worker"
+    assert run_line[-1] == f"{socket.gethostname()}:{os.getpid()}"  # this process ran it
     assert "Less than a second ago" in text.stdout or "seconds ago" in text.stdout
     assert as_yaml == as_json
     assert as_json["kind"] == "ImageStream" and as_json["metadata"]["name"] == "app"
