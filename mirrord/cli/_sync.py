@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -129,6 +130,7 @@ async def run_sync_command(
     from mirrord.sync import SyncResult
 
     result = SyncResult()
+    started = time.monotonic()
     _, interruption = await run_stoppable(
         lambda should_stop: _sync_body(
             config, names, result, dry_run, wait, progress, should_stop, verify
@@ -136,6 +138,8 @@ async def run_sync_command(
         stop_timeout,
     )
     result.interrupted = interruption.name
+    if not result.seconds:  # a run cut short (a second signal) never set its time
+        result.seconds = time.monotonic() - started
     if dry_run and output == "text":  # -o json|yaml: the document alone on stdout
         print_plan(result)
     print_summary(result, output)

@@ -133,6 +133,37 @@ def test_a_stop_signal_mid_copy_cuts_it_after_the_grace_period_and_reports(
     source.close()
 
 
+def test_a_second_signal_cuts_at_once_and_the_summary_keeps_the_runs_time(
+    tmp_path: Path,
+    registry_factory: Any,
+    fault_proxy_factory: Any,
+    mirror_registry: RegistryProcess,
+    repo_name: str,
+) -> None:
+    setup, proxy, source = slow_source(
+        tmp_path, registry_factory, fault_proxy_factory, mirror_registry, repo_name,
+        small=2, big_size=8 * MiB,
+    )
+    started = time.monotonic()
+    proc = setup.sync_process("-o", "json", "--no-progress", "--stop-timeout", "60")
+    wait_until(lambda: proc.poll() is not None or proxy.log.count("blobs", method="GET") >= 3,
+               timeout=30, what="the copies to start")
+    time.sleep(0.5)  # the big layer is streaming now
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)  # the second: no grace period
+    out, err = proc.communicate(timeout=30)
+    ran = time.monotonic() - started
+
+    assert proc.returncode == 143, err[-3000:]
+    assert time.monotonic() - sent < 10, err  # not the 60 s grace period
+    summary = json.loads(out[out.index("{"):])
+    assert summary["images"]["cut"] >= 1
+    assert 1.0 <= summary["seconds"] <= ran, summary["seconds"]
+    source.close()
+
+
 def test_sigterm_lets_copies_in_flight_finish_and_starts_no_new_one(
     tmp_path: Path,
     registry_factory: Any,
