@@ -357,9 +357,12 @@ class Daemon:
         self.sd.notify(f"STATUS={self._status()}")
 
     def _status(self) -> str:
-        streams = len(self.runner.config.streams) if self._runner else len(self._config.streams)
-        upcoming = [j.next_run for j in self.scheduler.jobs() if j.next_run is not None]
-        text = f"{streams} streams scheduled, {self.scheduler.in_flight} running"
+        jobs = self.scheduler.jobs()
+        streams = [j for j in jobs if j.name != PRUNE_JOB]
+        scheduled = sum(j.schedule is not None for j in streams)
+        on_demand = f" ({len(streams) - scheduled} on demand)" if len(streams) > scheduled else ""
+        upcoming = [j.next_run for j in jobs if j.next_run is not None]
+        text = f"{scheduled} streams scheduled{on_demand}, {self.scheduler.in_flight} running"
         if upcoming:
             text += f", next run {min(upcoming).strftime('%Y-%m-%d %H:%M:%S %Z')}"
         return text

@@ -50,6 +50,7 @@ def test_an_unscheduled_import_image_stream_runs_when_triggered(
 
     with DaemonProcess(setup.path) as daemon:
         daemon.wait_for_runs("app", 1)  # the configured stream's catch-up run
+        daemon.wait_for_log(r"ready: 1 streams scheduled \(1 on demand\), ")
         time.sleep(0.5)
         assert daemon.runs("team/manual") == 0  # on demand only: no catch-up, no timer
         described = daemon.get("/api/v1/streams/team/manual").json()
