@@ -345,7 +345,8 @@ class Metrics:
         if outcome == "succeeded":
             self.last_success.labels(stream).set(now)
         for name, count in zip(
-            IMAGE_OUTCOMES, (s.images_copied, s.images_unchanged, s.images_failed), strict=True
+            IMAGE_OUTCOMES, (s.images_copied, s.images_unchanged, result.failed_count),
+            strict=True,
         ):
             self.images.labels(stream, name).inc(count)
         for name, count in zip(

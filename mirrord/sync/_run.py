@@ -167,8 +167,11 @@ def _why(error: BaseException, result: SyncResult) -> str:
 
 
 def _counts(result: SyncResult) -> dict[str, int]:
-    """The job's counts, camelCase like every document mirrord writes (``imagesCopied``)."""
-    return {camel_case(k): int(v) for k, v in result.stats.as_dict().items()}
+    """The job's counts, camelCase like every document mirrord writes (``imagesCopied``);
+    ``imagesFailed`` as the summary counts it (a stream failed as a whole is one)."""
+    counts = {camel_case(k): int(v) for k, v in result.stats.as_dict().items()}
+    counts["imagesFailed"] = result.failed_count
+    return counts
 
 
 async def _imported_from(store: Store, stream: str, tag: str) -> Imported | None:

@@ -494,3 +494,28 @@ def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(tmp_path: Path) 
         assert code == 0
     finally:
         notify.close()
+
+
+def test_a_stream_that_fails_as_a_whole_counts_as_a_failed_image(
+    tmp_path: Path,
+    registry_factory: Any,
+    mirror_registry: RegistryProcess,
+    repo_name: str,
+) -> None:
+    """The CLI's summary, the job and the metric agree: a stream whose listing fails is one
+    failed image (else an alert on images_total{outcome="failed"} never fires for it)."""
+    source = registry_factory()
+    setup = daemon_setup(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/{repo_name}",
+        streams=[{"from": f"{source.host}/{repo_name}/absent", "to": "gone", "schedule": "1h"}],
+        sources=[source],
+    )
+    code, summary = setup.sync_json()
+    assert code == 1 and summary["images"]["failed"] == 1, summary
+    with DaemonProcess(setup.path) as daemon:
+        wait_until(lambda: daemon.runs("gone", "failed") >= 1, 15, "the failing run")
+        failed = daemon.metric("mirrord_stream_images_total", stream="gone", outcome="failed")
+        job = daemon.get("/api/v1/jobs").json()["items"][0]
+    assert failed == 1
+    assert job["stream"] == "gone" and job["counts"]["imagesFailed"] == 1, job
