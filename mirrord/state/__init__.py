@@ -1,5 +1,5 @@
 """mirrord's state: image streams, tag history, job runs, the notification outbox,
-and the leases several workers share the work with.
+the leases several workers share the work with, and where blobs landed in the mirror.
 
 ``open_state(config)`` opens the store a configuration names: PostgreSQL when it
 sets ``database:``, else SQLite under ``state_dir``; ``open_store(state_dir)``
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mirrord.state._bloblocations import BlobLocation
 from mirrord.state._leases import Lease, default_worker
 from mirrord.state._lock import LOCK_FILE, RunLock, StateLock, hold_daemon_lock
 from mirrord.state._open import database_password, open_state, state_exists
@@ -29,6 +30,7 @@ __all__ = [
     "JOB_DIED",
     "JOB_KINDS",
     "LOCK_FILE",
+    "BlobLocation",
     "JobRun",
     "Lease",
     "OutboxEvent",

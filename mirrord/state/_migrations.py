@@ -192,7 +192,23 @@ _V8 = (
 # waited for it mounts it from there.
 _V9 = ("ALTER TABLE blob_claims ADD COLUMN repository TEXT NOT NULL DEFAULT ''",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+# Where blobs landed in a mirror (the latest repository of each digest): a later run,
+# or another worker, mounts them from there instead of pulling them again.
+_V10 = (
+    """
+    CREATE TABLE blob_locations (
+        mirror     TEXT NOT NULL,
+        digest     TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        recorded   TEXT NOT NULL,
+        PRIMARY KEY (mirror, digest)
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,4 +1,5 @@
-"""Leases and blob claims on PostgreSQL: the functions of :mod:`._sqlite_leases`.
+"""Leases, blob claims and blob locations on PostgreSQL: the functions of
+:mod:`._sqlite_leases`.
 
 Each claim is one ``INSERT … ON CONFLICT DO UPDATE … WHERE`` statement: of
 workers claiming one row at once, the first to write it wins and the others,
@@ -9,11 +10,14 @@ worker measures expiry on one clock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from mirrord.state import _rows as rows
+from mirrord.state._bloblocations import BlobLocation
 from mirrord.state._leases import Lease
 
 Conn = psycopg.Connection[Any]
@@ -121,3 +125,41 @@ def blob_claim(conn: Conn, mirror: str, digest: str) -> Lease | None:
         (mirror, digest),
     ).fetchone()
     return _lease(row, f"{mirror}@{digest}", row["repository"]) if row is not None else None
+
+
+# -- where blobs landed --------------------------------------------------------------
+
+_RECORD_LOCATION = (
+    "INSERT INTO blob_locations (mirror, digest, repository, recorded) "
+    "VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (mirror, digest) DO UPDATE SET repository = EXCLUDED.repository, "
+    "recorded = EXCLUDED.recorded"
+)
+
+
+def blob_location(conn: Conn, mirror: str, digest: str) -> BlobLocation | None:
+    row = conn.execute(
+        "SELECT * FROM blob_locations WHERE mirror = %s AND digest = %s", (mirror, digest)
+    ).fetchone()
+    if row is None:
+        return None
+    return BlobLocation(mirror, digest, row["repository"], rows.moment(row["recorded"]))
+
+
+def record_blob_locations(
+    conn: Conn, mirror: str, pairs: Sequence[tuple[str, str]], now: datetime
+) -> int:
+    """Rows are written in the order given (sorted by the caller: one lock order)."""
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.executemany(_RECORD_LOCATION, [(mirror, d, r, now) for d, r in pairs])
+    return len(pairs)
+
+
+def forget_blob_location(conn: Conn, mirror: str, digest: str, repository: str) -> bool:
+    return (
+        conn.execute(
+            "DELETE FROM blob_locations WHERE mirror = %s AND digest = %s AND repository = %s",
+            (mirror, digest, repository),
+        ).rowcount
+        > 0
+    )

@@ -1,4 +1,5 @@
-"""Leases and blob claims on SQLite: plain functions over the store's connection.
+"""Leases, blob claims and blob locations on SQLite: plain functions over the store's
+connection.
 
 One host, so this host's clock is the clock; each claim is one atomic upsert in a
 ``BEGIN IMMEDIATE`` transaction (writers are serialised), taking a row that is
@@ -9,8 +10,10 @@ the time passed in.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from mirrord.state._bloblocations import BlobLocation
 from mirrord.state._leases import Lease
 from mirrord.state._migrations import dt, ts, tx
 
@@ -120,3 +123,41 @@ def blob_claim(conn: sqlite3.Connection, mirror: str, digest: str) -> Lease | No
         (mirror, digest, ts(_now())),
     ).fetchone()
     return _lease(row, f"{mirror}@{digest}", row["repository"]) if row is not None else None
+
+
+# -- where blobs landed --------------------------------------------------------------
+
+_RECORD_LOCATION = (
+    "INSERT INTO blob_locations (mirror, digest, repository, recorded) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (mirror, digest) DO UPDATE SET repository = excluded.repository, "
+    "recorded = excluded.recorded"
+)
+
+
+def blob_location(conn: sqlite3.Connection, mirror: str, digest: str) -> BlobLocation | None:
+    row = conn.execute(
+        "SELECT * FROM blob_locations WHERE mirror = ? AND digest = ?", (mirror, digest)
+    ).fetchone()
+    if row is None:
+        return None
+    return BlobLocation(mirror, digest, row["repository"], dt(row["recorded"]))
+
+
+def record_blob_locations(
+    conn: sqlite3.Connection, mirror: str, pairs: Sequence[tuple[str, str]], now: datetime
+) -> int:
+    at = ts(now)
+    with tx(conn):
+        conn.executemany(_RECORD_LOCATION, [(mirror, d, r, at) for d, r in pairs])
+    return len(pairs)
+
+
+def forget_blob_location(
+    conn: sqlite3.Connection, mirror: str, digest: str, repository: str
+) -> bool:
+    with tx(conn):
+        cursor = conn.execute(
+            "DELETE FROM blob_locations WHERE mirror = ? AND digest = ? AND repository = ?",
+            (mirror, digest, repository),
+        )
+    return cursor.rowcount > 0

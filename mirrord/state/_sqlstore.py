@@ -2,7 +2,7 @@
 
 A backend supplies three modules of plain functions with the same names and
 signatures (``streams``: image streams and tags; ``jobs``: job runs, the outbox,
-pruner conditions; ``leases``: leases and blob claims), each taking a connection
+pruner conditions; ``leases``: leases, blob claims and blob locations), each taking a connection
 first, and :meth:`SQLStore._call`, which runs one of them on a connection and
 turns the driver's errors into :class:`StateError`. The async methods run
 ``_call`` in a worker thread. The pure rules of :mod:`mirrord.imagestream` are
@@ -33,6 +33,7 @@ from mirrord.core.imagestream import (
 )
 from mirrord.core.oci import parse_digest
 from mirrord.errors import StateError
+from mirrord.state._bloblocations import BlobLocation, check_location, check_locations
 from mirrord.state._leases import MAX_MIRROR, MAX_REPOSITORY, Lease, check_claim
 from mirrord.state._migrations import now_or
 from mirrord.state._store import (
@@ -327,3 +328,21 @@ class SQLStore(Store):
     async def blob_claim(self, mirror: str, digest: str) -> Lease | None:
         _check_blob(mirror, digest, "-")
         return await self._run(self.lease_sql.blob_claim, mirror, digest)
+
+    # -- where blobs landed --------------------------------------------------------
+
+    async def blob_location(self, mirror: str, digest: str) -> BlobLocation | None:
+        check_location(mirror, digest)
+        return await self._run(self.lease_sql.blob_location, mirror, digest)
+
+    async def record_blob_locations(
+        self, mirror: str, locations: Mapping[str, str], *, now: datetime | None = None
+    ) -> int:
+        pairs = check_locations(mirror, locations)
+        if not pairs:
+            return 0
+        return await self._run(self.lease_sql.record_blob_locations, mirror, pairs, now_or(now))
+
+    async def forget_blob_location(self, mirror: str, digest: str, repository: str) -> bool:
+        check_location(mirror, digest, repository)
+        return await self._run(self.lease_sql.forget_blob_location, mirror, digest, repository)

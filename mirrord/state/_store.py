@@ -1,8 +1,7 @@
 """The state store interface: what sync, import-image, the daemon and the pruner use.
 
-Every method is async; an implementation runs its blocking I/O in a worker
-thread. Each mutating method is one transaction: a process killed at any point
-leaves the store as it was before or after the call, never between.
+Every method is async (blocking I/O runs in a worker thread); each mutating method is
+one transaction: a process killed mid-call leaves the store as before or after it.
 
 The store never holds a secret: no credential, token or webhook URL with a key
 in it goes into a record (an outbox ``receiver`` is an identifier, not a URL).
@@ -25,6 +24,7 @@ import anyio
 
 from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
 from mirrord.errors import StateError
+from mirrord.state._bloblocations import BlobLocationStore
 from mirrord.state._leases import LeaseStore
 from mirrord.state._lock import LOCK_FILE, QUEUE_FILE, RunLock, StateLock, hold_daemon_lock
 
@@ -110,9 +110,9 @@ class PrunerCondition:
     last_transition_time: datetime
 
 
-class Store(LeaseStore):
+class Store(LeaseStore, BlobLocationStore):
     """Image streams, tag history, job runs, the notification outbox, pruner status,
-    and the leases workers share the work with.
+    the leases workers share the work with, and where blobs landed in the mirror.
 
     ``worker`` names this process in the jobs it records; ``location`` names the
     store in messages (a path, or a database URL without a password).

@@ -109,6 +109,8 @@ async def test_every_older_schema_migrates_to_the_current_one(
         assert (stream.created, stream.last_synced, stream.import_all) == (T0, None, False)
         job = await store.start_job("sync", "s")  # the newest columns are there
         assert (await store.list_jobs())[0].id == job
+        await store.record_blob_locations("docker://m", {f"sha256:{'a' * 64}": "m/s"})
+        assert await store.blob_location("docker://m", f"sha256:{'a' * 64}") is not None
     finally:
         store.close()
     assert version(pg_database) == SCHEMA_VERSION
