@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mirrord.copy._engine import CopyEngine, select_platform
 from mirrord.copy._limits import check_manifest, index_level
+from mirrord.copy._places import BlobPlaces
 from mirrord.copy._plan import Action, Imported, StreamPlan, TagPlan, decide
 from mirrord.copy._shared import SharedBlobs
 from mirrord.copy._types import CopiedImage, CopyStats, GetManifest, PushedManifest, TagGate
@@ -11,6 +12,7 @@ from mirrord.copy._verify import verified_chunks
 
 __all__ = [
     "Action",
+    "BlobPlaces",
     "CopiedImage",
     "CopyEngine",
     "CopyStats",

@@ -10,7 +10,8 @@ registry's policy says (:func:`~mirrord.registry.retrying`); an image that still
 fails does not stop the others. An upload session given up on is cancelled.
 Where workers in other processes copy into the same mirror, a blob about to be
 streamed is claimed first through the ``shared`` hook (:mod:`._shared`): one worker
-streams it, the others wait and mount it.
+streams it, the others wait and mount it. Across runs, the ``places`` hook
+(:mod:`._places`) names the repository a blob landed in before: it is mounted from there.
 
 A manifest ``PUT`` that fails is checked with a ``HEAD``: when the mirror already
 holds the intended digest (another run wrote it), the push counts as done.
@@ -29,6 +30,7 @@ import anyio
 
 from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._once import Once
+from mirrord.copy._places import BlobPlaces, mount_recorded, record_landed
 from mirrord.copy._plan import TagPlan
 from mirrord.copy._shared import SharedBlobs, shared_transfer
 from mirrord.copy._types import CopiedImage, CopyStats, PushedManifest, TagGate
@@ -66,11 +68,14 @@ class CopyEngine:
         limits: Limits | None = None,
         gate: TagGate | None = None,
         shared: SharedBlobs | None = None,
+        places: BlobPlaces | None = None,
     ) -> None:
-        """``shared``: the blob claims of a fleet of workers (None: this process alone)."""
+        """``shared``: the blob claims of a fleet of workers (None: this process alone);
+        ``places``: where blobs landed in earlier runs (None: only this run's count)."""
         self.destination = destination
         self.gate = gate
         self.shared = shared
+        self.places = places
         self.stats = stats
         self.retry = retry
         self.limits = limits or Limits()
@@ -278,18 +283,23 @@ class CopyEngine:
             del self._streaming[digest]
             done.set()
         self._located.setdefault(digest, dst_repo)
+        if self.places is not None:
+            await record_landed(self.places, digest, dst_repo)
 
     async def _mount_or_stream(
         self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
     ) -> None:
-        upload: str | None = None
+        upload: str | None = ""  # a mount's answer: None mounted, else a session or ""
         mount_from = self._located.get(desc.digest)
         if mount_from and mount_from != dst_repo:
             upload = await self.destination.mount_blob(dst_repo, desc.digest, mount_from)
-            if upload is None:
-                self.stats.blobs_mounted += 1
-                self.stats.bytes_skipped += desc.size
-                return
+        elif mount_from is None and self.places is not None:  # not placed this run
+            upload = await mount_recorded(self.places, self.destination, dst_repo, desc.digest)
+        if upload is None:
+            self.stats.blobs_mounted += 1
+            self.stats.bytes_skipped += desc.size
+            return
+        upload = upload or None
         if self.shared is None:
             await self._stream(source, src_repo, dst_repo, desc, upload)
             return

@@ -22,6 +22,7 @@ from mirrord.errors import MirrordError
 from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
 from mirrord.state import Store
 from mirrord.sync._blobclaims import shared_blobs
+from mirrord.sync._blobplaces import blob_places
 from mirrord.sync._recorder import Recorder
 from mirrord.sync._syncer import Syncer, SyncResult
 from mirrord.transports import ClientPool, open_destination
@@ -98,15 +99,14 @@ async def sync_once(
         destination = await open_destination(config, pool)
         recorder = Recorder(config, store, destination, notifier, complete=complete)
         syncer = Syncer(
-            config,
-            pool,
-            on_result=recorder,
+            config, pool, on_result=recorder,
             legacy_sources=lambda stream, tag: _imported_from(store, stream, tag),
             should_stop=should_stop,
             estimate_bytes=estimate_bytes,
             recorded=recorder.recorded,
             verify=verify,
             shared=shared_blobs(config, store, destination),
+            places=blob_places(store, destination),
         )
         await recorder.prepare(streams)
         await syncer.run(streams, result=result)

@@ -29,6 +29,7 @@ import anyio
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import (
     Action,
+    BlobPlaces,
     CopyEngine,
     CopyStats,
     Imported,
@@ -70,13 +71,15 @@ class Syncer:
         recorded: RecordedHook | None = None,
         verify: bool = False,
         shared: SharedBlobs | None = None,
+        places: BlobPlaces | None = None,
     ) -> None:
         """``estimate_bytes``: size the copies first (``result.planned_blobs``, a
         display's total). ``recorded`` (the state's view of the mirror) lets a listing replace the
         mirror ``HEAD`` of an unchanged tag; ``verify`` disables that (HEAD every tag).
-        ``shared``: blob claims shared with other workers (a fleet on one database)."""
+        ``shared``: blob claims shared with other workers (a fleet on one database);
+        ``places``: where blobs landed in earlier runs (mounted rather than pulled)."""
         self.config = config
-        self._shared = shared
+        self._shared, self._places = shared, places
         self._estimate_bytes = estimate_bytes
         self.pool = pool
         self._on_result = on_result
@@ -157,12 +160,8 @@ class Syncer:
                 plans, all_tags, lambda tags: self._plan_tags(stream, source, destination, tags)
             )
         return StreamPlan(
-            stream.name,
-            tuple(plans),
-            selection.left_out,
-            selection.missing,
-            all_tags=all_tags,
-            invalid=invalid,
+            stream.name, tuple(plans), selection.left_out, selection.missing,
+            all_tags=all_tags, invalid=invalid,
         )
 
     async def _plan_tags(
@@ -230,7 +229,7 @@ class Syncer:
             gates = [g for g in (signatures, referrers) if g.needed]
             engine = CopyEngine(
                 destination, result.stats, limits=self.config.limits, retry=self.pool.retry,
-                gate=Gates(*gates) if gates else None, shared=self._shared,
+                gate=Gates(*gates) if gates else None, shared=self._shared, places=self._places,
             )
             referrers.engine = engine
             self._referrers = referrers if referrers.needed and self._verify else None

@@ -32,6 +32,7 @@ from mirrord.errors import InvalidReferenceError, MirrordError, NotFoundError
 from mirrord.registry import retrying
 from mirrord.state import Store, open_state
 from mirrord.sync._blobclaims import shared_blobs
+from mirrord.sync._blobplaces import blob_places
 from mirrord.sync._import_image import Refusal, _has_host, _selects, imported_stream
 from mirrord.sync._recorder import stream_spec
 from mirrord.transports import ClientPool, Destination, open_destination, read_manifest
@@ -209,8 +210,10 @@ async def _copy(
         import_mode=mode,
         platform=configured.platform if configured else config.defaults.platform,
     )
-    shared = shared_blobs(config, store, destination)
-    engine = CopyEngine(destination, CopyStats(), limits=config.limits, shared=shared)
+    shared, places = shared_blobs(config, store, destination), blob_places(store, destination)
+    engine = CopyEngine(
+        destination, CopyStats(), limits=config.limits, shared=shared, places=places
+    )
     image = await engine.copy_tag(source, plan)
     return await _record(
         store, stream, target, image.digest, upstream.name, image.source_digest, image.platform
