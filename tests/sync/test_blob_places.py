@@ -4,6 +4,7 @@ of where blobs landed). Real docker-registry source and mirror; every run is a s
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import urllib.parse
 from pathlib import Path
@@ -15,7 +16,11 @@ from harness.postgres import PostgresCluster
 from harness.registry import AccessEntry, RegistryProcess
 from harness.synctools import Measured, Setup, assert_same_tree, sync_setup
 
+from mirrord.config import load_config
+from mirrord.copy import Action, CopyEngine, CopyStats, TagPlan
 from mirrord.state import open_store
+from mirrord.sync._blobplaces import StoreBlobPlaces, blob_places
+from mirrord.transports import ClientPool, open_destination
 
 BASE_SIZE = 400_000
 
@@ -189,3 +194,37 @@ def test_an_oci_layout_mirror_records_no_blob_locations(
     assert _run(setup).document()["blobs"]["copied"] == 5  # one blob store: base once
     with sqlite3.connect(setup.state_dir / "state.db") as conn:
         assert conn.execute("SELECT count(*) FROM blob_locations").fetchone() == (0,)
+
+
+@pytest.mark.anyio
+async def test_a_state_that_is_away_only_costs_the_mount_it_would_have_saved(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A closed store (every call a StateError): the blobs are copied, with warnings."""
+    _push_a_and_b(basic_client, repo_name)
+    setup = _setup(tmp_path, basic_registry, mirror_registry, repo_name, "a")
+    config = load_config(setup.path)
+    store = open_store(setup.state_dir)
+    async with ClientPool(config) as pool:
+        destination = await open_destination(config, pool)
+        places = blob_places(store, destination)
+        assert isinstance(places, StoreBlobPlaces)
+        store.close()
+        source = await pool.client(basic_registry.host, f"{repo_name}/a")
+        found = await source.head_manifest(f"{repo_name}/a", "v1")
+        plan = TagPlan(stream="a", tag="v1", source_repository=f"{repo_name}/a",
+                       mirror_repository=f"{repo_name}/x", action=Action.COPY, source=found)
+        engine = CopyEngine(destination, CopyStats(), places=places)
+        with caplog.at_level(logging.WARNING, logger="mirrord.copy"):
+            await engine.copy_tag(source, plan)
+    assert (engine.stats.blobs_copied, engine.stats.blobs_mounted) == (3, 0)
+    warned = [r.getMessage() for r in caplog.records]
+    assert sum("cannot look up where the mirror has it" in m for m in warned) == 3, warned
+    assert sum("cannot record that it is in" in m for m in warned) == 3, warned
+    assert_same_tree(basic_client, f"{repo_name}/a", mirror_client, f"{repo_name}/x", "v1")
