@@ -1119,3 +1119,15 @@ def test_validate_warns_about_an_auth_file_it_cannot_read(tmp_path: Path) -> Non
     ]
     assert "c2VjcmV0" not in result.output
     assert result.stdout.startswith(f"{path}: valid: 0 streams")
+
+
+def test_a_registries_key_that_cannot_be_a_host_is_refused_with_a_hint() -> None:
+    for name, hint in (("defualt", True), ("myregistry", False)):
+        with pytest.raises(ConfigError) as info:
+            parse_config(f"version: 1\nregistries:\n  {name}:\n    insecure: true\n", FILE)
+        message = str(info.value)
+        assert message.startswith(f'{FILE}:3: registries["{name}"]: ')
+        assert "not a registry host" in message
+        assert ("did you mean 'default'?" in message) is hint
+    for host in ("localhost", "localhost:5000", "registry.lab", "10.0.0.1"):
+        parse_config(f"version: 1\nregistries:\n  {host}:\n    insecure: true\n", FILE)
