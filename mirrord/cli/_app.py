@@ -6,7 +6,7 @@ and exit codes.
 the command (``mirrord --config X sync``) and after it (``mirrord sync --config X``); the
 one given after the command wins. The group keeps what it was given in ``ctx.meta``.
 
-Exit codes: 0 success; 1 some image (or stream) failed, the rest completed;
+Exit codes: 0 success; 1 the run or some image (or stream) failed, the rest completed;
 2 bad usage or configuration (nothing was touched); 3 another run holds the
 state lock; 128 + the signal when SIGINT (130) or SIGTERM (143) stopped it (see
 :mod:`._signals`).
@@ -174,7 +174,7 @@ def add_global_options(group: click.Group) -> None:
 EPILOG = f"""\b
 Exit codes:
   0    success
-  {EXIT_FAILED}    some image, stream or receiver failed; the rest completed
+  {EXIT_FAILED}    some image, stream or receiver failed (the rest completed); the run failed
   {EXIT_USAGE}    bad usage or configuration; nothing was touched
   {EXIT_LOCKED}    another run holds the state lock (mirrord sync --wait waits)
   {EXIT_INTERRUPTED}  stopped by SIGINT (Ctrl-C)

@@ -58,7 +58,8 @@ def _print(document: dict[str, Any]) -> None:
     if document["failures"]:
         click.echo("\nFailed deliveries (newest first):")
     for failure in document["failures"]:
-        what = f"{failure['stream']}:{failure['tag']}"
+        what = (f"{failure['stream']}:{failure['tag']}" if failure["stream"]
+                else failure["action"] or "event")  # cluster-resources.changed: no stream
         attempts = f"{failure['attempts']} attempt{'s' if failure['attempts'] != 1 else ''}"
         when = "given up" if failure["givenUp"] else f"next at {failure['nextAttempt']}"
         click.echo(f"  #{failure['id']} {failure['receiver']} {what}: {attempts}, {when}")

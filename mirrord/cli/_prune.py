@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 DRY_RUN_LINE = "Dry run enabled - no modifications will be made. Add --confirm to remove images"
 GC_LINE = (
     "Deleting manifests does not free blob storage: the registry's own garbage collection "
-    "(`registry garbage-collect /etc/docker/registry/config.yml` on the mirror registry) "
+    "(`docker-registry garbage-collect /etc/docker/registry/config.yml` on Debian, "
+    "`registry garbage-collect …` in the distribution image) "
     "reclaims it."
 )
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:

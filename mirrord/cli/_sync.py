@@ -238,9 +238,10 @@ def _embedded_default_hint(config: Config, result: SyncResult) -> None:
 def validate(config_path: Path | None) -> None:
     """Check the configuration file and exit (2 when it is invalid).
 
-    A registry's auth_file or ca_file absent on this machine is a warning (the
-    file may exist where mirrord runs), and so is an auth_file that is present but
-    cannot be read or is not an auth file; the exit status stays 0.
+    A file the configuration names that is absent on this machine (an auth_file, a
+    ca_file, the API token, a webhook secret, the database password, the policy) is a
+    warning (it may exist where mirrord runs), and so are an empty secret and an
+    auth_file that cannot be read or is not an auth file; the exit status stays 0.
     """
     config = load(config_path)
     for warning in (*missing_file_warnings(config), *_unreadable_auth_files(config)):

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -128,8 +129,10 @@ def load_config_or_embedded(path: str | Path | None = None) -> Config:
 
 
 def missing_file_warnings(config: Config) -> tuple[str, ...]:
-    """``file:line: key: PATH does not exist on this machine`` for each registry's
-    ``auth_file`` and ``ca_file`` absent here. ``mirrord validate`` prints them as
+    """``file:line: key: PATH does not exist on this machine`` for each file the
+    configuration names that is absent here (a registry's ``auth_file`` and ``ca_file``,
+    ``server.token_file``, a receiver's ``secret_file``, ``database_password_file``,
+    ``policy``; the secrets and the policy also when empty). ``mirrord validate`` prints them as
     warnings: the file may exist on the machine that runs mirrord. ``config`` was
     parsed from ``config.path``; a file that no longer reads or parses gives none."""
     if config.path is None:
@@ -144,23 +147,40 @@ def missing_file_warnings(config: Config) -> tuple[str, ...]:
             return ()
         doc = _Doc(str(config.path), config.path.absolute().parent, loader, Path.home())
         root = _At(doc, node, "")
-        return _missing_files(root.mapping(None).get("registries"))
+        return _missing_files(root.mapping(None))
     except (yaml.YAMLError, ConfigError):
         return ()
     finally:
         loader.dispose()
 
 
-def _missing_files(registries: _At | None) -> tuple[str, ...]:
-    warnings: list[str] = []
+def _file_values(top: dict[str, _At]) -> Iterator[tuple[_At, bool]]:
+    """Every key naming a file mirrord reads, and whether the file must hold something
+    (a secret or token file that is empty is as good as absent)."""
+    registries = top.get("registries")
     for _, entry in registries.entries(None, quoted=True) if registries is not None else ():
         values = entry.mapping(None)
-        for name in ("auth_file", "ca_file"):
-            if name not in values:
-                continue
-            path = values[name].path()
-            if not path.exists():
-                warnings.append(str(values[name].error(f"{path} does not exist on this machine")))
-            elif not path.is_file():
-                warnings.append(str(values[name].error(f"{path} is not a regular file")))
+        yield from ((values[n], False) for n in ("auth_file", "ca_file") if n in values)
+    server = top["server"].mapping(None) if "server" in top else {}
+    if "token_file" in server:
+        yield server["token_file"], True
+    for receiver in top["notifications"].sequence() if "notifications" in top else ():
+        values = receiver.mapping(None)
+        if "secret_file" in values:
+            yield values["secret_file"], True
+    for name in ("database_password_file", "policy"):  # policy: a file, or its text inline
+        if name in top and isinstance(top[name].node, yaml.ScalarNode):
+            yield top[name], True
+
+
+def _missing_files(top: dict[str, _At]) -> tuple[str, ...]:
+    warnings: list[str] = []
+    for value, needs_content in _file_values(top):
+        path = value.path()
+        if not path.exists():
+            warnings.append(str(value.error(f"{path} does not exist on this machine")))
+        elif not path.is_file():
+            warnings.append(str(value.error(f"{path} is not a regular file")))
+        elif needs_content and path.stat().st_size == 0:
+            warnings.append(str(value.error(f"{path} is empty")))
     return tuple(warnings)

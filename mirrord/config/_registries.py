@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,14 @@ def _registries(at: _At) -> dict[str, RegistryConfig]:
     for key, value in at.entries(None, quoted=True):
         name = str(key.node.value)
         host = DEFAULT_REGISTRY if name == DEFAULT_REGISTRY else _host(key, name)
+        if host != DEFAULT_REGISTRY and "." not in host and ":" not in host and host != "localhost":
+            # As in a reference (docker/distribution's rule), such a first component is
+            # a Docker Hub namespace, never a host: the entry could apply to nothing.
+            hint = " (did you mean 'default'?)" if _near(name, DEFAULT_REGISTRY) else ""
+            raise key.error(
+                f"{name!r} is not a registry host: a host has a '.' or a ':port', or is "
+                f"localhost{hint}"
+            )
         if host in entries:
             raise key.error(f"{name!r} is the same registry as line {lines[host]}")
         lines[host] = key.line
@@ -71,6 +80,10 @@ def _registries(at: _At) -> dict[str, RegistryConfig]:
     if DEFAULT_REGISTRY in entries:
         base = _registry_entry(base, *entries[DEFAULT_REGISTRY])
     return {host: _registry_entry(base, *entry) for host, entry in entries.items()}
+
+
+def _near(word: str, wanted: str) -> bool:
+    return difflib.SequenceMatcher(None, word.lower(), wanted).ratio() >= 0.7
 
 
 def _registry_entry(base: RegistryConfig, key: _At, keys: dict[str, _At]) -> RegistryConfig:

@@ -339,6 +339,7 @@ async def status_document(
         {
             "id": event.id,
             "receiver": event.receiver,
+            "action": event.payload.get("action"),
             "stream": event.payload.get("source", {}).get("stream"),
             "tag": event.payload.get("target", {}).get("tag"),
             "digest": event.payload.get("target", {}).get("digest"),

@@ -31,7 +31,8 @@ failure leaves the metadata able to drive a retry:
 3. ``oci:`` mirror with ``pruneRegistry: true``: remove the blobs that nothing
    reachable from ``index.json`` or from a remaining revision needs (see
    :mod:`mirrord.transports`). A registry mirror reclaims blob storage with its
-   own ``registry garbage-collect``.
+   own garbage collection (``docker-registry garbage-collect`` on Debian, ``registry
+   garbage-collect`` in the upstream image).
 
 ``pruneRegistry: false`` prunes only the state. Every confirmed run is a
 ``prune`` job (history trimmed to the configured limits) and updates the

@@ -116,7 +116,8 @@ def error_from_exception(exc: httpx.HTTPError, registry: str, what: str) -> Regi
         return TLSError(
             f"{what}: TLS handshake failed, the answer looks like plain HTTP ({exc}); "
             f"if {registry} serves only HTTP, set 'insecure: true' for it under 'registries:' "
-            f"in the configuration (or pass --insecure to import-image)",
+            f"in the configuration (or pass --insecure to import-image, --tls-verify=false to "
+            "login)",
             registry=registry,
         )
     return TLSError(

@@ -158,7 +158,7 @@ class _Tries:
         else:
             delay = policy.backoff(done, policy.outage_max_delay)
         if left <= 0:
-            return None, f"still failing after {now - first:.0f}s ({name} {budget:g}s)"
+            return None, f"still failing after {now - first:.0f}s, {name} {budget:g}s"
         return min(delay, max(left, 0.0)), f"{kind.value} {now - first:.0f}s of {budget:g}s"
 
 

@@ -138,7 +138,7 @@ class StateLock(abc.ABC):
         if waited is None:
             return LockedError(
                 f"another mirrord run is in progress ({who} holds {self.where}); "
-                "refusing to start a second one"
+                "refusing to start a second one (mirrord sync --wait waits for it)"
             )
         return LockedError(
             f"gave up after {waited:.0f}s waiting for the mirrord run of {who} "

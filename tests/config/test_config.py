@@ -1051,6 +1051,32 @@ def test_missing_auth_and_ca_files_are_warnings_naming_line_and_key(tmp_path: Pa
     assert missing_file_warnings(embedded_default_config()) == ()
 
 
+def test_empty_or_missing_token_secret_password_and_policy_files_are_warnings(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "token").write_text("")
+    (tmp_path / "policy.json").write_text('{"default": [{"type": "reject"}]}')
+    path = tmp_path / "mirrord.yaml"
+    path.write_text(
+        "version: 1\n"
+        "server:\n"
+        "  listen: 127.0.0.1:0\n"
+        "  token_file: token\n"
+        "notifications:\n"
+        "  - url: https://hooks.example.com/x\n"
+        "    secret_file: /nonexistent/hook.key\n"
+        "policy: policy.json\n"
+    )
+    config = load_config(path)
+    assert missing_file_warnings(config) == (
+        f"{path}:4: server.token_file: {tmp_path / 'token'} is empty",
+        f"{path}:7: notifications[0].secret_file: /nonexistent/hook.key does not exist on "
+        "this machine",
+    )
+    (tmp_path / "token").write_text("t0ken-value-long-enough-0123456789\n")
+    assert len(missing_file_warnings(config)) == 1
+
+
 def test_validate_prints_the_warnings_and_still_succeeds(tmp_path: Path) -> None:
     path = tmp_path / "mirrord.yaml"
     path.write_text("version: 1\nregistries:\n  quay.io: {auth_file: /nonexistent/auth.json}\n")
@@ -1093,3 +1119,15 @@ def test_validate_warns_about_an_auth_file_it_cannot_read(tmp_path: Path) -> Non
     ]
     assert "c2VjcmV0" not in result.output
     assert result.stdout.startswith(f"{path}: valid: 0 streams")
+
+
+def test_a_registries_key_that_cannot_be_a_host_is_refused_with_a_hint() -> None:
+    for name, hint in (("defualt", True), ("myregistry", False)):
+        with pytest.raises(ConfigError) as info:
+            parse_config(f"version: 1\nregistries:\n  {name}:\n    insecure: true\n", FILE)
+        message = str(info.value)
+        assert message.startswith(f'{FILE}:3: registries["{name}"]: ')
+        assert "not a registry host" in message
+        assert ("did you mean 'default'?" in message) is hint
+    for host in ("localhost", "localhost:5000", "registry.lab", "10.0.0.1"):
+        parse_config(f"version: 1\nregistries:\n  {host}:\n    insecure: true\n", FILE)

@@ -456,3 +456,19 @@ async def test_a_receiver_gets_only_the_actions_it_asked_for(tmp_path: Path) -> 
         (everything.receiver_id, "push"),
     ])
 
+
+
+@pytest.mark.anyio
+async def test_a_failed_event_without_a_stream_is_shown_by_its_action(
+    store: SQLiteStore,
+) -> None:
+    from mirrord.notify import cluster_resources_event, status_document
+
+    payload = cluster_resources_event("/etc/mirrord/cluster", {"idms.yaml": "written"})
+    event_id = await store.enqueue_event(payload, "command:hook")
+    await store.mark_failed(event_id, 1, None, "exit 1")
+
+    [failure] = (await status_document(store, []))["failures"]
+
+    assert failure["action"] == "cluster-resources.changed" and failure["stream"] is None
+    assert failure["givenUp"] and failure["error"] == "exit 1"
