@@ -38,6 +38,7 @@ from mirrord.state._migrations import now_or
 from mirrord.state._store import (
     JOB_DIED,
     JobRun,
+    OrphanedImage,
     OutboxEvent,
     PrunerCondition,
     ReceiverStatus,
@@ -96,8 +97,14 @@ class SQLStore(Store):
     async def mark_synced(self, name: str, *, now: datetime | None = None) -> None:
         await self._run(self.streams.mark_synced, name, now_or(now))
 
-    async def delete_stream(self, name: str) -> bool:
-        return await self._run(self.streams.delete_stream, name)
+    async def delete_stream(self, name: str, *, now: datetime | None = None) -> bool:
+        return await self._run(self.streams.delete_stream, name, now_or(now))
+
+    async def orphaned_images(self) -> list[OrphanedImage]:
+        return await self._run(self.streams.orphaned_images)
+
+    async def forget_orphaned_images(self, images: Sequence[tuple[str, str]]) -> int:
+        return await self._run(self.streams.forget_orphaned_images, tuple(images))
 
     # -- tags ----------------------------------------------------------------------
 
