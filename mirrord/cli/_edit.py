@@ -66,8 +66,10 @@ def delete(
     names: tuple[str, ...], confirm: bool, wait: bool, config_path: Path | None, output: str
 ) -> None:
     """Remove image streams and their tag history from the state (a dry run unless
-    --confirm). The images stay in the mirror. A stream still in the configuration
-    is recreated by its next sync: remove it from the file to stop that."""
+    --confirm). The images stay in the mirror until `mirrord prune --confirm` removes
+    them (under the pruner's rules: keepYoungerThanDuration, never an image another
+    stream uses). A stream still in the configuration is recreated by its next sync:
+    remove it from the file to stop that (the pruner leaves its images until then)."""
     from mirrord.sync import delete_streams
 
     config = load(config_path, embedded=True)
@@ -80,6 +82,11 @@ def delete(
             _print_deletion(item, confirm, where)
         if not confirm and any(d.found for d in found):
             click.echo("(dry run: nothing deleted; pass --confirm to delete)")
+        elif any(d.deleted and d.events for d in found):
+            click.echo(
+                "The images stay in the mirror until `mirrord prune --confirm` removes them "
+                "(`mirrord prune` lists them)."
+            )
     sys.exit(0 if all(d.found for d in found) else EXIT_FAILED)
 
 
