@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import anyio
 
 from mirrord.core.imagestream import (
+    TAG_ONCE,
     ImageStream,
     ImportResult,
     StreamSpec,
@@ -128,6 +129,7 @@ class SQLStore(Store):
         generation: int | None = None,
         now: datetime | None = None,
         tagged_from: str = "",
+        tag_policy: str = TAG_ONCE,
     ) -> ImportResult:
         at = now_or(now)
 
@@ -142,6 +144,7 @@ class SQLStore(Store):
                 source_digest=source_digest,
                 platform=platform,
                 tagged_from=tagged_from,
+                tag_policy=tag_policy,
             )
 
         return await self._tag_rule(stream, tag, rule)

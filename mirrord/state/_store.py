@@ -22,7 +22,14 @@ from typing import Any, ClassVar
 
 import anyio
 
-from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
+from mirrord.core.imagestream import (
+    TAG_ONCE,
+    ImageStream,
+    ImportResult,
+    StreamSpec,
+    TagEvent,
+    TagStatus,
+)
 from mirrord.errors import StateError
 from mirrord.state._leases import LeaseStore
 from mirrord.state._lock import LOCK_FILE, QUEUE_FILE, RunLock, StateLock, hold_daemon_lock
@@ -144,11 +151,13 @@ class Store(LeaseStore):
         generation: int | None = None,
         now: datetime | None = None,
         tagged_from: str = "",
+        tag_policy: str = TAG_ONCE,
     ) -> ImportResult:
         """:func:`~mirrord.imagestream.record_import` in one transaction.
 
         ``source_digest`` and ``platform``: where the import came from (see ``TagEvent``);
-        ``tagged_from``: a ``mirrord tag`` of that reference (the ``Tagged`` condition).
+        ``tagged_from``: a ``mirrord tag`` of that reference (the ``Tagged`` condition),
+        following it as ``tag_policy`` says (its reason).
         """
 
     @abc.abstractmethod
