@@ -8,24 +8,17 @@ image, then `delete imp`, then prune.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from click.testing import CliRunner, Result
 from harness.images import OCI_INDEX, Image, RegistryHTTP, build_image, push, sha256
 from harness.registry import RegistryProcess
-from harness.synctools import Setup, sync_setup
+from harness.streamtools import mirror_repo, run, stream_setup
+from harness.synctools import Setup
 
-from mirrord.cli import main
-from mirrord.config import load_config
 from mirrord.state import OrphanedImage, open_store
-
-
-def run(setup: Setup, *args: str) -> Result:
-    return CliRunner().invoke(main, [*args, "--config", str(setup.path)])
 
 
 def prune_json(setup: Setup, *args: str) -> dict[str, Any]:
@@ -43,10 +36,6 @@ def orphans(setup: Setup) -> list[OrphanedImage]:
     return anyio.run(read)
 
 
-def repo(setup: Setup, name: str) -> str:
-    return f"{load_config(setup.path).mirror.prefix}/{name}"
-
-
 def present(client: RegistryHTTP, repository: str, digests: list[str]) -> list[bool]:
     return [client.head_manifest(repository, d) is not None for d in digests]
 
@@ -54,14 +43,13 @@ def present(client: RegistryHTTP, repository: str, digests: list[str]) -> list[b
 def make_setup(
     tmp_path: Path, source: RegistryProcess, mirror: RegistryProcess, repo_name: str, **pruning: Any
 ) -> Setup:
-    return sync_setup(
+    conf = {"from": f"{source.host}/{repo_name}", "to": "conf", "tags": ["shared"]}
+    return stream_setup(
         tmp_path,
-        mirror=f"docker://{mirror.host}/pd-{uuid.uuid4().hex[:8]}",
-        streams=[
-            {"from": f"{source.host}/{repo_name}", "to": "conf", "tags": ["shared"],
-             "signatures": False}
-        ],
-        sources=[source],
+        source,
+        mirror,
+        prefix="pd",
+        streams=[{**conf, "signatures": False}],
         extra={"pruning": {"keepYoungerThanDuration": "0s", **pruning}},
     )
 
@@ -103,7 +91,7 @@ def test_prune_removes_a_deleted_streams_images_but_not_a_shared_one(
         push(basic_client, image)
     assert run(setup, "sync").exit_code == 0
     import_tags(setup, f"{basic_registry.host}/{repo_name}", "shared", "own")
-    imp = repo(setup, "imp")
+    imp = mirror_repo(setup, "imp")
     assert present(mirror_client, imp, [shared.digest, own.digest]) == [True, True]
 
     deleted = run(setup, "delete", "imp", "--confirm")
@@ -128,7 +116,7 @@ def test_prune_removes_a_deleted_streams_images_but_not_a_shared_one(
     assert done["summary"]["manifestsDeleted"] == 1
     assert present(mirror_client, imp, [shared.digest, own.digest]) == [True, False]
     assert mirror_client.head_manifest(imp, "own") is None  # its tag went with it
-    assert mirror_client.head_manifest(repo(setup, "conf"), "shared") == shared.digest
+    assert mirror_client.head_manifest(mirror_repo(setup, "conf"), "shared") == shared.digest
     assert [o.image for o in orphans(setup)] == [shared.digest]  # waits for conf to drop it
     again = prune_json(setup, "--confirm")
     assert again["summary"]["orphanedImagesDeleted"] == 0 and again["manifests"] == []
@@ -152,7 +140,7 @@ def test_an_orphaned_index_goes_with_its_unshared_children(
 
     done = prune_json(setup, "--confirm")
 
-    imp = repo(setup, "imp")
+    imp = mirror_repo(setup, "imp")
     assert done["manifests"] == [
         {"repository": imp, "digest": multi.digest},  # the index before its child
         {"repository": imp, "digest": arm64.digest},
@@ -193,15 +181,15 @@ def test_young_and_still_configured_orphans_stay(
     assert young["manifests"] == []
 
     old = prune_json(setup, "--confirm", "--keep-younger-than", "0s")
-    assert old["manifests"] == [{"repository": repo(setup, "imp"), "digest": own.digest}]
-    assert present(mirror_client, repo(setup, "conf"), [shared.digest]) == [True]
+    assert old["manifests"] == [{"repository": mirror_repo(setup, "imp"), "digest": own.digest}]
+    assert present(mirror_client, mirror_repo(setup, "conf"), [shared.digest]) == [True]
     # conf's next sync records its image again: the orphan is adopted, not deleted
     assert run(setup, "sync").exit_code == 0
     assert [o.image for o in orphans(setup)] == [shared.digest]
     adopted = prune_json(setup, "--confirm", "--keep-younger-than", "0s")
     assert adopted["orphanedImages"] == [] and adopted["manifests"] == []
     assert orphans(setup) == []
-    assert present(mirror_client, repo(setup, "conf"), [shared.digest]) == [True]
+    assert present(mirror_client, mirror_repo(setup, "conf"), [shared.digest]) == [True]
 
 
 def test_confirm_and_dry_run_together_are_a_usage_error(setup: Setup) -> None:
