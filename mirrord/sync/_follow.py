@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from mirrord.config import Config
 from mirrord.core.imagestream import (
+    IMPORT_SUCCESS,
     TAG_ALIAS,
     ImageStream,
     TagStatus,
@@ -78,6 +79,17 @@ async def _follow(
         log.warning("%s: following %s failed: %s", where, target.source, pointed.message)
         return 0
     if not isinstance(pointed, Pointed):  # the tag holds the source's image already
+        if current is not None and status.condition(IMPORT_SUCCESS) is not None:
+            await store.record_tag_import(  # reached again: an earlier failure is over
+                stream.name,
+                status.tag,
+                current.image,
+                current.docker_image_reference,
+                source_digest=current.source_digest,
+                platform=current.platform,
+                tagged_from=target.tagged_from,
+                tag_policy=policy,
+            )
         return 0
     recorded = await record_pointed(store, stream, target, pointed)
     await notify_pointed(notifier, destination, stream, status.tag, pointed, recorded)

@@ -16,7 +16,7 @@ import pytest
 from harness.images import OCI_INDEX, Image, RegistryHTTP, build_image, push, sha256
 from harness.registry import RegistryProcess
 from harness.streamtools import mirror_repo, run, stream_setup
-from harness.synctools import Setup
+from harness.synctools import Setup, sync_setup
 
 from mirrord.state import OrphanedImage, open_store
 
@@ -195,3 +195,42 @@ def test_young_and_still_configured_orphans_stay(
 def test_confirm_and_dry_run_together_are_a_usage_error(setup: Setup) -> None:
     both = run(setup, "prune", "--confirm", "--dry-run")
     assert both.exit_code == 2 and "contradict" in both.stderr
+
+
+def test_an_oci_layout_mirror_loses_a_deleted_streams_refs_and_blobs(
+    tmp_path: Path, basic_registry: RegistryProcess, basic_client: RegistryHTTP, repo_name: str
+) -> None:
+    layout = tmp_path / "layout"
+    conf = {"from": f"{basic_registry.host}/{repo_name}", "to": "conf", "tags": ["shared"]}
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"oci:{layout}",
+        streams=[{**conf, "signatures": False}],
+        sources=[basic_registry],
+        extra={"pruning": {"keepYoungerThanDuration": "0s"}},
+    )
+    shared = build_image(repo_name, "shared", seed="shared")
+    own = build_image(repo_name, "own", seed="own")
+    for image in (shared, own):
+        push(basic_client, image)
+    assert run(setup, "sync").exit_code == 0
+    import_tags(setup, f"{basic_registry.host}/{repo_name}", "shared", "own")
+    assert run(setup, "delete", "imp", "--confirm").exit_code == 0
+
+    def refs() -> set[str]:
+        index = json.loads((layout / "index.json").read_text())
+        return {m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]}
+
+    def on_disk(digest: str) -> bool:
+        return (layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).exists()
+
+    assert refs() == {"conf:shared", "imp:shared", "imp:own"}
+
+    done = prune_json(setup, "--confirm")
+
+    assert done["summary"]["orphanedImagesDeleted"] == 1
+    assert refs() == {"conf:shared", "imp:shared"}  # the shared image stays for now
+    own_blobs = [own.digest, *(b.digest for b in own.blobs if b not in shared.blobs)]
+    assert len(own_blobs) >= 3 and not any(on_disk(d) for d in own_blobs)  # manifest, config, layer
+    assert all(on_disk(d) for d in [shared.digest, *(b.digest for b in shared.blobs)])
+    assert done["summary"]["blobsDeleted"] == len(own_blobs)

@@ -15,7 +15,13 @@ from harness.streamtools import mirror_repo, run, stored_stream, stream_setup
 from harness.synctools import Setup
 from harness.webhooks import Receiver, serving
 
-from mirrord.core.imagestream import TAG_ALIAS, TAG_ONCE, TAG_SCHEDULED, tag_policy
+from mirrord.core.imagestream import (
+    IMPORT_SUCCESS,
+    TAG_ALIAS,
+    TAG_ONCE,
+    TAG_SCHEDULED,
+    tag_policy,
+)
 
 
 @pytest.fixture
@@ -177,3 +183,40 @@ def test_a_tag_that_moves_is_notified_as_a_sync_notifies(
     assert run(setup, "sync").exit_code == 0
     moves = [(e["target"]["tag"], e["target"]["digest"]) for e in receiver.events()[-2:]]
     assert sorted(moves) == [("1.0", moved.digest), ("prod", moved.digest)]
+
+
+def test_a_scheduled_tag_that_fails_is_marked_and_recovers(
+    setup: Setup,
+    basic_client: RegistryHTTP,
+    mirror_registry: RegistryProcess,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    """The upstream tag vanishes: the run still succeeds, the tag carries
+    ImportSuccess=False; it comes back: the next run clears that, adding no event."""
+    push_image(basic_client, repo_name, "1.0", seed="app")
+    upstream = f"up-{repo_name}"  # on a registry that allows deletes
+    image = push_image(mirror_client, upstream, "v1", seed="v1")
+    assert run(setup, "sync").exit_code == 0
+    made = run(setup, "tag", "--scheduled", f"{mirror_registry.host}/{upstream}:v1", "app:ext")
+    assert made.exit_code == 0, made.output
+    mirror_client.delete_manifest(upstream, image.digest)
+
+    failing = run(setup, "sync")
+
+    assert failing.exit_code == 0, failing.output  # the stream's own tags were mirrored
+    assert "following" in failing.output and "manifest unknown" in failing.output
+    status = stored_stream(setup, "app").tag("ext")
+    assert status is not None
+    condition = status.condition(IMPORT_SUCCESS)
+    assert condition is not None and condition.status == "False"
+    assert condition.reason == "NotFound"
+    assert mirror_client.head_manifest(mirror_repo(setup, "app"), "ext") == image.digest
+
+    push_image(mirror_client, upstream, "v1", seed="v1")  # the same image again
+    assert run(setup, "sync").exit_code == 0
+
+    status = stored_stream(setup, "app").tag("ext")
+    assert status is not None and status.condition(IMPORT_SUCCESS) is None
+    assert [e.image for e in status.items] == [image.digest]
+    assert tag_policy(status) == TAG_SCHEDULED
