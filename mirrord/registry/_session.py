@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Self
@@ -366,6 +367,7 @@ class RegistrySession:
         The ``on_request`` hook hears of it after the answer (its status is a label of
         the metrics), or after its failure (status 0)."""
         status = 0  # no answer, unless one comes
+        sent_at = time.time()
         try:
             response = await self._http.send(request, stream=True, auth=auth)
             status = response.status_code
@@ -382,7 +384,7 @@ class RegistrySession:
         finally:
             if self._on_request:
                 self._on_request(request.method, request.url.path, status)
-        self.pacing.observe(self.registry, response.status_code, response.headers)
+        self.pacing.observe(self.registry, response.status_code, response.headers, sent_at)
         return response
 
     async def _ping_once(self) -> None:
