@@ -234,3 +234,27 @@ def test_an_oci_layout_mirror_loses_a_deleted_streams_refs_and_blobs(
     assert len(own_blobs) >= 3 and not any(on_disk(d) for d in own_blobs)  # manifest, config, layer
     assert all(on_disk(d) for d in [shared.digest, *(b.digest for b in shared.blobs)])
     assert done["summary"]["blobsDeleted"] == len(own_blobs)
+
+
+def test_without_prune_registry_the_orphans_wait_in_the_state_and_the_mirror(
+    setup: Setup,
+    basic_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    own = build_image(repo_name, "own", seed="own")
+    push(basic_client, build_image(repo_name, "shared", seed="shared"))
+    push(basic_client, own)
+    assert run(setup, "sync").exit_code == 0
+    import_tags(setup, f"{basic_registry.host}/{repo_name}", "own")
+    assert run(setup, "delete", "imp", "--confirm").exit_code == 0
+
+    metadata_only = prune_json(setup, "--confirm", "--no-prune-registry")
+
+    assert metadata_only["orphanedImages"] == [] and metadata_only["manifests"] == []
+    assert [o.image for o in orphans(setup)] == [own.digest]
+    assert present(mirror_client, mirror_repo(setup, "imp"), [own.digest]) == [True]
+    later = prune_json(setup, "--confirm")  # a run that may touch the mirror takes it
+    assert later["manifests"] == [{"repository": mirror_repo(setup, "imp"), "digest": own.digest}]
+    assert orphans(setup) == []
