@@ -20,8 +20,8 @@ re-tag) points it back. How it follows SOURCE is the condition's reason, as
 
 The tag's move is notified as a sync's is (a ``push`` event through the outbox).
 
-A stream that does not exist is created (as ``import-image`` streams are, not
-scheduled). A configured stream refuses a tag its own selection imports (its next
+A stream that does not exist is created (as ``import-image`` streams are; scheduled
+only for ``--scheduled``). A configured stream refuses a tag its own selection imports (its next
 sync would point it back).
 """
 
@@ -39,6 +39,7 @@ from mirrord.core.imagestream import (
     ImageStream,
     ImportResult,
     docker_image_reference,
+    tag_origin,
 )
 from mirrord.core.modes import ImportMode
 from mirrord.core.reference import parse
@@ -112,11 +113,7 @@ async def tag_image(
         stored = await store.upsert_stream(stream_spec(config, stream, destination))
     else:
         if target.policy == TAG_SCHEDULED and not (configured or stored.scheduled):
-            return Refusal(
-                f'the image stream "{stored.name}" is not scheduled, so no run would '
-                f"re-import {target.stream}:{target.tag}: schedule it first "
-                f"(`mirrord import-image {stored.name} --scheduled`)"
-            )
+            return _unscheduled(stored, target)
         await store.bump_generation(stored.name)  # a spec change, as `oc tag` makes one
         stored = await store.get_stream(stored.name) or stored
     try:
@@ -134,6 +131,16 @@ async def tag_image(
     found = await store.get_stream(stored.name)
     assert found is not None
     return TagOutcome(found, target.tag, recorded, created)
+
+
+def _unscheduled(stream: ImageStream, target: TagTarget) -> Refusal:
+    """``--scheduled`` into a stored stream no run covers: say how to schedule it."""
+    own = next((t.tag for t in stream.tags if tag_origin(t) is None and t.items), "TAG")
+    return Refusal(
+        f'the image stream "{stream.name}" is not scheduled, so no run would re-import '
+        f"{target.stream}:{target.tag}: schedule it first "
+        f"(`mirrord import-image {stream.name}:{own} --scheduled`)"
+    )
 
 
 def _new_stream(config: Config, target: TagTarget) -> StreamConfig:

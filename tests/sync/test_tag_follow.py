@@ -143,7 +143,13 @@ def test_alias_and_scheduled_follow_oc_tags_rules(
     unscheduled = run(setup, "tag", "--scheduled", image, "manual:x")
     assert unscheduled.exit_code == 1
     assert 'the image stream "manual" is not scheduled' in unscheduled.stderr
+    assert "`mirrord import-image manual:1.0 --scheduled`" in unscheduled.stderr
     assert stored_stream(setup, "manual").tag("x") is None
+    # the hint works: scheduled, the stream takes the tag
+    hinted = run(setup, "import-image", "manual:1.0", "--scheduled")
+    assert hinted.exit_code == 0, hinted.output
+    assert stored_stream(setup, "manual").scheduled
+    assert run(setup, "tag", "--scheduled", image, "manual:x").exit_code == 0
 
 
 def test_a_tag_that_moves_is_notified_as_a_sync_notifies(
