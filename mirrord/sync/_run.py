@@ -16,12 +16,13 @@ import anyio
 
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Imported, StreamPlan
-from mirrord.core.imagestream import tag_origin
+from mirrord.core.imagestream import tag_origin, tag_policy
 from mirrord.core.units import camel_case
 from mirrord.errors import MirrordError
 from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
 from mirrord.state import Store
 from mirrord.sync._follow import follow_tags
+from mirrord.sync._import_image import _followed as followed
 from mirrord.sync._recorder import Recorder
 from mirrord.sync._syncer import Syncer, SyncResult
 from mirrord.transports import ClientPool, open_destination
@@ -52,6 +53,13 @@ async def plan_once(
         if gone := await _gone_upstream(store, plan):
             delete = config.stream(plan.stream).delete_removed_tags
             result.gone_upstream[plan.stream] = (gone, delete)
+        known = await store.get_stream(plan.stream)
+        if following := tuple(
+            (t.tag, tag_policy(t) or "", (tag_origin(t) or "").partition(" ")[2])
+            for t in (known.tags if known else ())
+            if followed(t)
+        ):
+            result.followed[plan.stream] = following
     return result
 
 

@@ -64,6 +64,13 @@ def test_an_alias_moves_with_its_source_tag_and_a_plain_tag_does_not(
     assert "tracks app:1.0: moves with it on every run of app" in alias.stdout
     assert run(setup, "tag", "app:1.0", "app:frozen").exit_code == 0
     moved = push_image(basic_client, repo_name, "1.0", seed="moved")
+    plan = run(setup, "sync", "--dry-run")  # says which tags the run would follow
+    assert plan.exit_code == 0, plan.output
+    assert "follow    prod" in plan.stdout and "app:1.0 (moves with it" in plan.stdout
+    assert "frozen" not in plan.stdout
+    out = run(setup, "sync", "--dry-run", "-o", "json").stdout
+    planned = json.loads(out[out.index("{") :])
+    assert planned["followed"] == {"app": [{"tag": "prod", "policy": "Alias", "from": "app:1.0"}]}
 
     synced = run(setup, "sync")
 
