@@ -1,5 +1,6 @@
 """mirrord's state: image streams, tag history, job runs, the notification outbox,
-and the leases several workers share the work with.
+the images of deleted streams (for the pruner), and the leases several workers share
+the work with.
 
 ``open_state(config)`` opens the store a configuration names: PostgreSQL when it
 sets ``database:``, else SQLite under ``state_dir``; ``open_store(state_dir)``
@@ -19,6 +20,7 @@ from mirrord.state._store import (
     JOB_DIED,
     JOB_KINDS,
     JobRun,
+    OrphanedImage,
     OutboxEvent,
     PrunerCondition,
     ReceiverStatus,
@@ -31,6 +33,7 @@ __all__ = [
     "LOCK_FILE",
     "JobRun",
     "Lease",
+    "OrphanedImage",
     "OutboxEvent",
     "PostgresStore",
     "PrunerCondition",

@@ -192,7 +192,24 @@ _V8 = (
 # waited for it mounts it from there.
 _V9 = ("ALTER TABLE blob_claims ADD COLUMN repository TEXT NOT NULL DEFAULT ''",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+# The images of streams `mirrord delete` removed: the pruner still finds them in the
+# mirror (one row per mirror repository and digest; created: the newest event's time).
+_V10 = (
+    """
+    CREATE TABLE orphaned_images (
+        mirror_repository TEXT NOT NULL,
+        image             TEXT NOT NULL,
+        stream            TEXT NOT NULL,
+        created           TEXT NOT NULL,
+        orphaned          TEXT NOT NULL,
+        PRIMARY KEY (mirror_repository, image)
+    )
+    """,
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -129,7 +129,7 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
     store = open_store(tmp_path)
     try:
         with raw(tmp_path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None

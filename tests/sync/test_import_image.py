@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from click.testing import CliRunner, Result
 from harness.images import RegistryHTTP, push, push_image
 from harness.registry import RegistryProcess
+from harness.streamtools import mirror_repo, run, stored, stream_setup
 from harness.synctools import Setup, sync_setup
 
-from mirrord.cli import main
 from mirrord.config import load_config
 from mirrord.core.imagestream import ImageStream
 from mirrord.state import open_store
 from mirrord.sync._import_image import stored_streams
 from mirrord.sync._recorder import ImportedStream
-
-
-def run(setup: Setup, *args: str) -> Result:
-    return CliRunner().invoke(main, [*args, "--config", str(setup.path)])
 
 
 def stream_json(setup: Setup, name: str) -> dict[str, Any]:
@@ -37,29 +31,12 @@ def tags_of(stream: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["tag"]: t for t in stream["status"]["tags"]}
 
 
-def stored(setup: Setup, name: str) -> ImageStream | None:
-    async def read() -> ImageStream | None:
-        async with open_store(setup.state_dir) as store:
-            return await store.get_stream(name)
-
-    return anyio.run(read)
-
-
 @pytest.fixture
 def setup(
     tmp_path: Path, basic_registry: RegistryProcess, mirror_registry: RegistryProcess
 ) -> Setup:
     """No configured streams: import-image creates its own."""
-    return sync_setup(
-        tmp_path,
-        mirror=f"docker://{mirror_registry.host}/ii-{uuid.uuid4().hex[:8]}",
-        streams=[],
-        sources=[basic_registry],
-    )
-
-
-def mirror_repo(setup: Setup, name: str) -> str:
-    return f"{load_config(setup.path).mirror.prefix}/{name}"
+    return stream_setup(tmp_path, basic_registry, mirror_registry, prefix="ii", streams=[])
 
 
 def test_a_new_stream_needs_confirm_and_nothing_is_touched(
