@@ -319,6 +319,9 @@ def result_dict(result: PruneResult) -> dict[str, object]:
             for r in result.plan.pruned
         ],
         "manifests": [{"repository": r, "digest": d} for r, d in result.planned_manifests],
+        "keptForForeignTags": [
+            {"repository": r, "digest": d, "tag": t} for r, d, t in result.foreign_kept
+        ],
         "orphanedImages": [
             {
                 "stream": d.orphan.stream,

@@ -28,8 +28,9 @@ protected by any kept revision, index or pin, their stream no longer configured.
 failure leaves the metadata able to drive a retry:
 
 1. ``pruneRegistry: true``: delete each pruned digest (and the children of a
-   pruned index) that no kept revision, kept index or pin protects, from the
-   stream's mirror repository. 404 counts as already gone; 405 (deletes
+   pruned index) that no kept revision, kept index or pin protects, nor a tag
+   mirrord did not write names (:mod:`._foreign`), from the stream's mirror
+   repository. 404 counts as already gone; 405 (deletes
    disabled) stops the run with a message telling the admin how to enable them.
 2. Remove the pruned tag events from the state, then the records of the pruned
    (and adopted) orphaned images.
@@ -56,6 +57,7 @@ import anyio
 from mirrord.config import Config, PruningConfig
 from mirrord.core.imagestream import ImageStream, TagEvent
 from mirrord.errors import MethodNotAllowedError, MirrordError, NotFoundError
+from mirrord.prune._foreign import spare_foreign_tags
 from mirrord.prune._mirror import mirror_repository, orphan_repository
 from mirrord.prune._orphans import OrphanPlan, plan_orphans, retained, triage_orphans
 from mirrord.prune._plan import PruneOverrides, PrunePlan, PruneSettings, plan_prune
@@ -93,6 +95,8 @@ class PruneResult:
     orphans: OrphanPlan = field(default_factory=OrphanPlan)
     """The images of deleted streams: pruned, kept (with why), adopted."""
     orphans_deleted: int = 0
+    foreign_kept: list[tuple[str, str, str]] = field(default_factory=list)
+    """``(repository, digest, tag)`` not deleted: a tag mirrord did not write names it."""
     blob_gc: bool = False
     blobs_deleted: int = 0
     bytes_freed: int = 0
@@ -115,6 +119,7 @@ class PruneResult:
             "tagRevisions": len(self.plan.pruned) if dry else self.revisions_deleted,
             "manifests": len(self.planned_manifests) if dry else len(self.manifests_deleted),
             "manifestsAlreadyGone": len(self.manifests_gone),
+            "manifestsKeptForForeignTags": len(self.foreign_kept),
             "streams": self.streams_updated if dry or self.revisions_deleted else 0,
             "orphanedImages": len(self.orphans.pruned) if dry else self.orphans_deleted,
             "blobs": self.blobs_deleted,
@@ -249,6 +254,13 @@ async def _prune(
         planned=result.planned_manifests,
     )
     result.planned_manifests += result.orphans.manifests
+    known_tags: dict[str, set[str]] = {}
+    for stream in streams:
+        if (repository := repositories[stream.name]) is not None:
+            known_tags.setdefault(repository, set()).update(t.tag for t in stream.tags)
+    result.planned_manifests, result.foreign_kept = await spare_foreign_tags(
+        destination, result.planned_manifests, known_tags
+    )
     roots = {r.digest for r in plan.kept} | set(pinned) | retained(result.orphans.kept)
     await _apply(destination, store, result, roots)
 
