@@ -254,15 +254,22 @@ async def _prune(
         planned=result.planned_manifests,
     )
     result.planned_manifests += result.orphans.manifests
-    known_tags: dict[str, set[str]] = {}
-    for stream in streams:
-        if (repository := repositories[stream.name]) is not None:
-            known_tags.setdefault(repository, set()).update(t.tag for t in stream.tags)
     result.planned_manifests, result.foreign_kept = await spare_foreign_tags(
-        destination, result.planned_manifests, known_tags
+        destination, result.planned_manifests, _known_tags(streams, repositories)
     )
     roots = {r.digest for r in plan.kept} | set(pinned) | retained(result.orphans.kept)
     await _apply(destination, store, result, roots)
+
+
+def _known_tags(
+    streams: list[ImageStream], repositories: dict[str, str | None]
+) -> dict[str, set[str]]:
+    """Per live stream's mirror repository, the tags mirrord records there."""
+    known: dict[str, set[str]] = {}
+    for stream in streams:
+        if (repository := repositories[stream.name]) is not None:
+            known.setdefault(repository, set()).update(t.tag for t in stream.tags)
+    return known
 
 
 def _events(stream: ImageStream) -> Iterator[TagEvent]:
