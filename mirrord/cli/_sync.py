@@ -124,7 +124,7 @@ async def run_sync_command(
     held) raises; the CLI prints the error (and, with ``-o json|yaml``, a document
     naming it on stdout, as for a configuration that does not load).
     """
-    from mirrord.cli._sync_output import print_summary
+    from mirrord.cli._sync_output import print_plan, print_summary
     from mirrord.sync import SyncResult
 
     result = SyncResult()
@@ -135,6 +135,8 @@ async def run_sync_command(
         stop_timeout,
     )
     result.interrupted = interruption.name
+    if dry_run and output == "text":  # -o json|yaml: the document alone on stdout
+        print_plan(result)
     print_summary(result, output)
     if config.path is None:
         _embedded_default_hint(config, result)
@@ -153,7 +155,6 @@ async def _sync_body(
 ) -> None:
     """Open the state and clients, take the lock, run (or plan) into ``result``."""
     from mirrord.cli._live import live_progress
-    from mirrord.cli._sync_output import print_plan
     from mirrord.state import Store, open_state, state_exists
     from mirrord.sync import plan_once, runnable, sync_once
     from mirrord.transports import ClientPool
@@ -171,7 +172,6 @@ async def _sync_body(
         pool = await stack.enter_async_context(ClientPool(config))
         if dry_run:
             await plan_once(config, store, pool, streams, result=result)
-            print_plan(result)
         else:
             assert store is not None
             await stack.enter_async_context(store.acquire_run_lock(wait=wait))

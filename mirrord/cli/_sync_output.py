@@ -36,6 +36,10 @@ def summary(result: SyncResult) -> dict[str, Any]:
             "verified": stats.signatures_verified,
             "rejected": stats.signatures_rejected,
         },
+        "referrers": {
+            "copied": stats.referrers_copied,
+            **({"planned": result.planned_referrers} if result.dry_run else {}),
+        },
         "bytes": stats.bytes_copied,
         **({"bytesToCopy": result.planned_bytes} if result.dry_run else {}),
         "seconds": round(result.seconds, 3),
@@ -44,6 +48,10 @@ def summary(result: SyncResult) -> dict[str, Any]:
         "failures": [
             {"stream": f.stream, "tag": f.tag, "reason": f.reason, "message": f.message}
             for f in result.failures()
+        ],
+        "warnings": [
+            {"stream": w.stream, "tag": w.tag, "reason": w.reason, "message": w.message}
+            for w in result.warnings
         ],
         "leftOut": {p.stream: list(p.left_out) for p in result.plans if p.left_out},
         **({"goneUpstream": _gone_upstream(result)} if result.dry_run else {}),
@@ -83,6 +91,8 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             detail = plan.source_digest or ""
             if r.outcome == "planned":
                 detail += f" ({human_bytes(plan.bytes_to_copy or 0)}) -> {plan.mirror_reference}"
+                if count := plan.referrers_to_copy:
+                    detail += f", with {count} referrer{'s' if count > 1 else ''}"
             if r.error is not None:
                 detail = str(r.error)
             word = "copy" if r.outcome == "planned" else r.outcome
@@ -100,10 +110,10 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             why = "(delete_removed_tags)" if delete else "(kept in the mirror)"
             print(f"  {what:<9} {tag:<30} gone upstream {why}", file=out)
     shared = sum(r.plan.bytes_to_copy or 0 for r in result.results) - result.planned_bytes
-    note = f", {human_bytes(shared)} shared between images counted once" if shared > 0 else ""
+    note = f" (blobs shared by several images counted once: {human_bytes(shared)} less)"
     print(
         f"would copy {human_bytes(result.planned_bytes)} in {len(result.planned_blobs)} blobs"
-        f"{note} (blobs already in the mirror are skipped)",
+        f" the target repositories lack{note if shared > 0 else ''}",
         file=out,
     )
 
@@ -115,6 +125,8 @@ def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> No
         return
     for failure in result.failures():
         print(f"FAILED {failure.where}: [{failure.reason}] {failure.message}", file=out)
+    for warning in result.warnings:
+        print(f"WARNING {warning.where}: [{warning.reason}] {warning.message}", file=out)
     for stream, left in summary(result)["leftOut"].items():
         print(
             f"info: {stream}: {len(left)} tags not imported (max_tags): {', '.join(left)}", file=out
@@ -127,7 +139,21 @@ def print_summary(result: SyncResult, fmt: str, out: TextIO | None = None) -> No
             f"{result.cut} cut short (their tags keep their previous images)",
             file=out,
         )
+    if line := attached_line(result):
+        print(line, file=out)
     print(result.summary_line(), file=out)
+
+
+def attached_line(result: SyncResult) -> str:
+    """``signatures: 2 copied, 2 verified, 0 rejected; referrers: 3 copied`` ("" for none)."""
+    s = result.stats
+    if not (s.signatures_copied or s.signatures_verified or s.signatures_rejected
+            or s.referrers_copied):
+        return ""
+    return (
+        f"signatures: {s.signatures_copied} copied, {s.signatures_verified} verified, "
+        f"{s.signatures_rejected} rejected; referrers: {s.referrers_copied} copied"
+    )
 
 
 def notifications_line(counts: DeliveryCounts) -> str:

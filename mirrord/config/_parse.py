@@ -22,7 +22,7 @@ import yaml
 
 from mirrord.config._pruning import pruning_config
 from mirrord.config._registries import _limits, _registries
-from mirrord.config._signing import _lookaside, _policy
+from mirrord.config._signing import _lookaside, _policy, _referrers
 from mirrord.config._types import (
     NOTIFICATION_EVENTS,
     Config,
@@ -68,6 +68,7 @@ _POLICY: dict[str, Callable[[_At], Any]] = {
     "platform": _platform,
     "reference_policy": lambda at: _choice(at, ReferencePolicy),
     "signatures": _At.boolean,
+    "referrers": _referrers,
     "delete_removed_tags": _At.boolean,
 }
 _SELECTION_KEYS = ("include", "exclude", "semver", "newest", "max_tags")

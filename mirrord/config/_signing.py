@@ -1,4 +1,5 @@
-"""The signature keys of the configuration: ``registries.<host>.lookaside``, ``policy``.
+"""The signature keys of the configuration: ``registries.<host>.lookaside``, ``policy``,
+the streams' ``referrers``.
 
 Only their shape is checked here (the configuration imports nothing but the core); the
 policy's contents are checked by :mod:`mirrord.signatures` when a sync opens it, with the
@@ -8,13 +9,14 @@ file and key in its errors (``mirrord.yaml:12 policy: transports.docker…``).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-from mirrord.config._yaml import _At
+from mirrord.config._yaml import _BOOL, _At
 
 _LOOKASIDE_HELP = "expected a file:///path, http:// or https:// URL (the signatures' lookaside)"
 MAX_INLINE_POLICY = 1 << 20
@@ -63,3 +65,31 @@ def _policy(at: _At | None) -> dict[str, Any]:
     if len(text) > MAX_INLINE_POLICY:
         raise at.error(f"the inline policy is larger than {MAX_INLINE_POLICY} bytes")
     return {"policy": Path(f"{at.doc.file}:{at.line}"), "policy_text": text}
+
+
+#: An artifact type is a media type (RFC 6838 names), as OCI descriptors carry it.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(f"{_NAME}/{_NAME}")
+MAX_REFERRER_TYPES = 32
+
+
+def _referrers(at: _At) -> tuple[str, ...] | None:
+    """``referrers: false`` (None: not copied), ``true`` (``()``: every artifact type), or
+    the artifact types to copy (``[application/spdx+json, …]``), each a media type, once."""
+    if isinstance(at.node, yaml.ScalarNode) and at.node.tag == _BOOL:
+        return () if at.boolean() else None
+    items = at.texts()
+    if not items:
+        raise at.error("expected true, false or a list of artifact types (media types)")
+    if len(items) > MAX_REFERRER_TYPES:
+        raise at.error(f"more than {MAX_REFERRER_TYPES} artifact types")
+    seen: dict[str, int] = {}
+    for item in items:
+        kind = item.text()
+        if not _MEDIA_TYPE.fullmatch(kind):
+            raise item.error(f"{kind[:80]!r} is not an artifact type (a media type such as "
+                             "application/spdx+json)")
+        if kind in seen:
+            raise item.error(f"artifact type {kind!r} is listed twice (also line {seen[kind]})")
+        seen[kind] = item.line
+    return tuple(seen)

@@ -86,6 +86,9 @@ class Defaults:
     platform: str = "linux/amd64"
     reference_policy: ReferencePolicy = ReferencePolicy.SOURCE
     signatures: bool = True
+    # OCI 1.1 referrers copied with each image: None not copied, () every artifact type,
+    # else only those artifact types (``referrers: false|true|[type, ...]``).
+    referrers: tuple[str, ...] | None = None
     delete_removed_tags: bool = False
 
 
@@ -108,6 +111,9 @@ class StreamConfig:
     schedule: str = "15m"
     reference_policy: ReferencePolicy = ReferencePolicy.SOURCE
     signatures: bool = True
+    # OCI 1.1 referrers copied with each image: None not copied, () every artifact type,
+    # else only those artifact types (``referrers: false|true|[type, ...]``).
+    referrers: tuple[str, ...] | None = None
     delete_removed_tags: bool = False
     pinned: tuple[str, ...] = ()
     """Digests the pruner never removes (nor any revision recording them)."""

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from mirrord.copy._engine import (
-    CopiedImage,
-    CopyEngine,
-    CopyStats,
-    GetManifest,
-    TagGate,
-    select_platform,
-)
+from mirrord.copy._engine import CopyEngine, select_platform
 from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._plan import Action, Imported, StreamPlan, TagPlan, decide
+from mirrord.copy._types import CopiedImage, CopyStats, GetManifest, PushedManifest, TagGate
 from mirrord.copy._verify import verified_chunks
 
 __all__ = [
@@ -21,6 +15,7 @@ __all__ = [
     "CopyStats",
     "GetManifest",
     "Imported",
+    "PushedManifest",
     "StreamPlan",
     "TagGate",
     "TagPlan",

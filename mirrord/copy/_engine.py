@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import anyio
 
 from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._plan import TagPlan
+from mirrord.copy._types import CopiedImage, CopyStats, PushedManifest, TagGate
 from mirrord.copy._verify import verified_chunks
 from mirrord.core.limits import Limits
 from mirrord.core.modes import ImportMode
@@ -34,10 +34,8 @@ from mirrord.core.oci import Descriptor, Manifest, Platform
 from mirrord.errors import ManifestError, MirrordError, RegistryError, ungrouped
 from mirrord.registry import (
     DEFAULT_RETRY,
-    Condition,
     RetryPolicies,
     RetryPolicy,
-    condition,
     retrying,
 )
 from mirrord.transports import Destination, Source
@@ -47,69 +45,6 @@ log = logging.getLogger("mirrord.copy")
 
 #: What distribution answers a manifest PUT racing another client's blob link.
 RACY_MANIFEST_CODES = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
-
-
-@dataclass
-class CopyStats:
-    """Counters of one run (an accumulator, shared by every task of the run)."""
-
-    images_copied: int = 0
-    images_unchanged: int = 0
-    images_failed: int = 0
-    blobs_copied: int = 0
-    blobs_mounted: int = 0
-    blobs_present: int = 0
-    manifests_pushed: int = 0
-    bytes_copied: int = 0
-    retries: int = 0
-    rate_limit_waits: float = 0.0
-    signatures_copied: int = 0  # lookaside signature-N files written to the mirror's
-    signatures_verified: int = 0  # manifests the verification policy accepted
-    signatures_rejected: int = 0  # tags the verification policy refused (not moved)
-    # Bytes streamed so far, updated chunk by chunk (for live progress).
-    bytes_streamed: list[int] = field(default_factory=lambda: [0])
-    # Bytes of blobs the mirror already had or mounted (for live progress).
-    bytes_skipped: int = 0
-    # The blobs being streamed now: digest -> (mirror repository, size) (live progress).
-    streaming: dict[str, tuple[str, int]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, int | float]:
-        live = ("bytes_streamed", "bytes_skipped", "streaming")
-        return {k: v for k, v in vars(self).items() if k not in live}
-
-    def count_retry(self, error: MirrordError, delay: float) -> None:
-        """The ``on_wait`` hook of :func:`retrying`: one retry, and a 429's (503's) wait."""
-        self.retries += 1
-        if condition(error) is Condition.SLOW_DOWN:
-            self.rate_limit_waits += delay
-
-
-@dataclass(frozen=True, slots=True)
-class CopiedImage:
-    """What a tag now points at in the mirror."""
-
-    digest: str
-    media_type: str
-    size: int
-    source_digest: str
-    platform: str = ""  # the platform a Legacy import took out of the source index
-
-
-#: get_manifest(digest) -> a manifest of the image's source repository (cached per run).
-GetManifest = Callable[[str], Awaitable[Manifest]]
-
-
-class TagGate(Protocol):
-    """Called once the image's contents are in the mirror, right before its tag moves.
-
-    ``manifest`` is what the tag will name (for an index, ``get_manifest`` reads its
-    children). Raising a :class:`MirrordError` fails the tag and leaves it where it was
-    (e.g. :class:`~mirrord.errors.SignatureRejectedError`).
-    """
-
-    async def before_tag(
-        self, source: Source, plan: TagPlan, manifest: Manifest, get_manifest: GetManifest
-    ) -> None: ...
 
 
 class _Once:
@@ -173,7 +108,7 @@ class CopyEngine:
     async def blobs_of(self, source: Source, plan: TagPlan) -> dict[str, int]:
         """Digest -> size of every blob copying ``plan`` needs (before copying it: the
         manifests read are kept for the copy, so this costs no request more)."""
-        manifest, _, _ = await self._root_manifest(source, plan)
+        manifest, _, _ = await self.root_manifest(source, plan)
         return await self._blobs_under(source, plan.source_repository, manifest, ())
 
     async def _blobs_under(
@@ -190,7 +125,7 @@ class CopyEngine:
             )
         return found
 
-    async def _root_manifest(self, source: Source, plan: TagPlan) -> tuple[Manifest, str, str]:
+    async def root_manifest(self, source: Source, plan: TagPlan) -> tuple[Manifest, str, str]:
         """The manifest the tag will point at, the source digest, the platform picked."""
         assert plan.source is not None
         manifest = await self._get_manifest(source, plan.source_repository, plan.source.digest)
@@ -203,9 +138,13 @@ class CopyEngine:
                 raise ManifestError(f"{plan.tag}: nested index for {plan.platform}")
         return manifest, source_digest, platform
 
+    def get_manifest(self, source: Source, repository: str, digest: str) -> Awaitable[Manifest]:
+        """A manifest of the source by digest, checked against the limits, read once a run."""
+        return self._get_manifest(source, repository, digest)
+
     async def copy_tag(self, source: Source, plan: TagPlan) -> CopiedImage:
         """Copy what ``plan``'s source tag names and point the mirror tag at it last."""
-        manifest, source_digest, platform = await self._root_manifest(source, plan)
+        manifest, source_digest, platform = await self.root_manifest(source, plan)
         await self._ensure_contents(
             source, plan.source_repository, plan.mirror_repository, manifest, ()
         )
@@ -217,7 +156,7 @@ class CopyEngine:
                 lambda digest: self._get_manifest(source, plan.source_repository, digest),
             )
         where = f"{plan.mirror_repository}:{plan.tag}"
-        await self._push_manifest(plan.mirror_repository, plan.tag, manifest, f"push tag {where}")
+        await self.push_manifest(plan.mirror_repository, plan.tag, manifest, f"push tag {where}")
         return CopiedImage(
             manifest.digest, manifest.media_type, manifest.size, source_digest, platform
         )
@@ -232,22 +171,40 @@ class CopyEngine:
             operation, what, self.retry, self.stats.count_retry, transient_codes=transient_codes
         )
 
-    async def _push_manifest(
+    async def push_manifest(
         self, repository: str, reference: str, manifest: Manifest, what: str
-    ) -> None:
+    ) -> str | None:
         """PUT ``manifest`` under ``reference``; a failed PUT is done when the mirror
-        holds ``manifest`` there all the same (see the module docstring)."""
+        holds ``manifest`` there all the same (see the module docstring). Returns the
+        mirror's ``OCI-Subject`` answer (None without one, or for such a race)."""
 
-        async def push() -> None:
+        async def push() -> str | None:
             try:
-                await self.destination.put_manifest(repository, reference, manifest)
+                return await self.destination.put_manifest(repository, reference, manifest)
             except RegistryError as error:
                 if not await self._holds(repository, reference, manifest.digest):
                     raise
                 log.info("%s: %s; the mirror holds %s there already", what, error, manifest.digest)
+                return None
 
-        await self._retrying(push, what, RACY_MANIFEST_CODES)
+        subject = await self._retrying(push, what, RACY_MANIFEST_CODES)
         self.stats.manifests_pushed += 1
+        return subject
+
+    async def copy_manifest(
+        self, source: Source, src_repo: str, dst_repo: str, digest: str
+    ) -> PushedManifest:
+        """The manifest ``digest`` of ``src_repo`` (read and checked as any), copied into
+        ``dst_repo`` by digest, everything it references first, unless the mirror holds it
+        already: an attached artifact (an OCI referrer) travelling with its image."""
+        manifest = await self._get_manifest(source, src_repo, digest)
+        if await self._retrying(
+            lambda: self.destination.head_manifest(dst_repo, digest), f"HEAD {dst_repo}@{digest}"
+        ):
+            return PushedManifest(manifest, pushed=False)
+        await self._ensure_contents(source, src_repo, dst_repo, manifest, ())
+        subject = await self.push_manifest(dst_repo, digest, manifest, f"push {dst_repo}@{digest}")
+        return PushedManifest(manifest, pushed=True, indexed_subject=subject)
 
     async def _holds(self, repository: str, reference: str, digest: str) -> bool:
         """True when the mirror's ``reference`` names ``digest`` (False if it cannot tell)."""
@@ -303,7 +260,7 @@ class CopyEngine:
                 return
             child = await self._get_manifest(source, src_repo, desc.digest)
             await self._ensure_contents(source, src_repo, dst_repo, child, parents)
-            await self._push_manifest(
+            await self.push_manifest(
                 dst_repo, child.digest, child, f"push {dst_repo}@{child.digest}"
             )
 

@@ -45,6 +45,8 @@ class TagPlan:
     platform: str = "linux/amd64"
     error: MirrordError | None = field(default=None, compare=False)
     bytes_to_copy: int | None = None
+    # A dry run's referrers the copy would bring along (listed upstream, not in the mirror).
+    referrers_to_copy: int | None = None
     # A signature tag travelling with its image: the digest of that image in the mirror.
     subject: str | None = None
     # Where the image lands: the mirror's reference of the tag (shown by a dry run).

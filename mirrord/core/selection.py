@@ -4,8 +4,9 @@ The rules, in order (DESIGN.md "Tag selection"):
 
 1. An explicit ``tags`` list wins: its order is kept, and tags the source does
    not have are reported in :attr:`Selection.missing`. Nothing else applies.
-2. Otherwise every source tag is a candidate, except cosign tags
-   (``sha256-<hex>.sig|.att|.sbom``), which travel with the image they sign.
+2. Otherwise every source tag is a candidate, except attached-artifact tags: cosign's
+   (``sha256-<hex>.sig|.att|.sbom``) and the OCI referrers tag schema's (``sha256-<hex>``),
+   which travel with the image they are attached to.
 3. ``include`` regexes: at least one must match (``re.search``); ``exclude``
    regexes: none may match.
 4. ``semver``: an npm-style range (``>=1.6.0``, ``^1.2 || ~2.0``, ``1.x``;
@@ -33,6 +34,7 @@ from mirrord.core.reference import is_tag
 
 COSIGN_SUFFIXES = ("sig", "att", "sbom")
 _COSIGN_RE = re.compile(r"(sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})\.(sig|att|sbom)")
+_REFERRERS_TAG_RE = re.compile(r"sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128}")
 
 _LENIENT_RE = re.compile(
     r"[vV]?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+([0-9A-Za-z.-]+))?"
@@ -86,6 +88,12 @@ class Selection:
 def is_cosign_tag(tag: str) -> bool:
     """True for a cosign signature/attestation/SBOM tag (``sha256-<hex>.sig``)."""
     return _COSIGN_RE.fullmatch(tag) is not None
+
+
+def is_attached_tag(tag: str) -> bool:
+    """True for a tag that holds artifacts attached to an image rather than an image: a
+    cosign tag, or a referrers tag schema index (``sha256-<hex>``, OCI 1.1 fallback)."""
+    return is_cosign_tag(tag) or _REFERRERS_TAG_RE.fullmatch(tag) is not None
 
 
 def cosign_tags(digest: str, all_tags: Iterable[str]) -> tuple[str, ...]:
@@ -258,7 +266,7 @@ def select_tags(all_tags: Sequence[str], params: SelectionParams) -> Selection:
             missing=tuple(t for t in wanted if t not in present),
         )
     spec = parse_semver_range(params.semver) if params.semver is not None else None
-    candidates = [t for t in available if not is_cosign_tag(t) and _matches(t, params, spec)]
+    candidates = [t for t in available if not is_attached_tag(t) and _matches(t, params, spec)]
     if params.newest is not None:
         candidates = list(newest_tags(candidates, params.newest))
     ordered = prioritize_tags(candidates)

@@ -181,6 +181,12 @@ class Metrics:
             ["stream", "outcome"],
             registry=r,
         )
+        self.referrers = Counter(
+            "mirrord_stream_referrers",
+            "OCI referrers (signatures, SBOMs attached to an image) copied into the mirror.",
+            ["stream"],
+            registry=r,
+        )
 
     def _daemon_metrics(self, r: CollectorRegistry) -> None:
         """Per registry and for the whole daemon: requests, notifications, reloads."""
@@ -256,6 +262,7 @@ class Metrics:
                 self.rate_limit,
                 self.retries,
                 self.failing,
+                self.referrers,
             ):
                 _forget(metric, name)
             for result in RUN_RESULTS:
@@ -318,6 +325,7 @@ class Metrics:
             strict=True,
         ):
             self.signatures.labels(stream, name).inc(count)
+        self.referrers.labels(stream).inc(s.referrers_copied)
         counts = result.notifications or DeliveryCounts()
         for name, count in zip(
             NOTIFY_RESULTS, (counts.delivered, counts.failed, counts.given_up), strict=True

@@ -5,7 +5,7 @@ The session (:mod:`._session`) sends the requests; this class says what they are
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from urllib.parse import urlencode
 
@@ -22,51 +22,22 @@ from mirrord.core.oci import (
 )
 from mirrord.core.reference import check_repository
 from mirrord.errors import (
-    DigestMismatchError,
     LimitExceededError,
-    MirrordError,
     NotFoundError,
     RegistryError,
 )
 from mirrord.registry._body import content_length, read_bounded, rebuilt
 from mirrord.registry._errors import error_from_response
-from mirrord.registry._http import json_object, raw_chunks, with_query
+from mirrord.registry._http import json_object, raw_chunks
 from mirrord.registry._options import LIMIT_KEYS
-from mirrord.registry._session import ERROR_BODY_LIMIT, RegistrySession
-from mirrord.registry._urls import api_path, next_page
+from mirrord.registry._session import ERROR_BODY_LIMIT
+from mirrord.registry._upload import BlobUploads
+from mirrord.registry._urls import api_path, next_page, referrers_or_manifest_path
 
 TAG_PAGE_SIZE = 1000
 
 
-class _UntilFailure:
-    """A streamed ``PATCH`` body that ends early, and cleanly, when its source fails.
-
-    The registry then answers the PATCH with the session's URL for what it holds,
-    which a ``DELETE`` can cancel. A body cut short mid-request instead leaves its
-    bytes in the registry's ``_uploads`` and a session URL distribution 2.8 cannot
-    cancel (it answers ``BLOB_UPLOAD_INVALID`` and keeps the data). The source's error
-    is kept in ``error`` for the caller to raise; nothing is committed without the
-    final ``PUT``, and the verifying stream never hands over the last chunk of
-    content that does not match.
-    """
-
-    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
-        self._chunks = chunks
-        self._started = False
-        self.error: MirrordError | None = None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._started:  # a resend (after a 401): the source cannot be read twice
-            raise httpx.StreamConsumed()
-        self._started = True
-        try:
-            async for chunk in self._chunks:
-                yield chunk
-        except MirrordError as error:
-            self.error = error
-
-
-class RegistryClient(RegistrySession):
+class RegistryClient(BlobUploads):
     """The distribution-spec verbs over a :class:`RegistrySession`.
 
     Every name that goes into a URL is checked first (an invalid one raises
@@ -170,15 +141,43 @@ class RegistryClient(RegistrySession):
             response.content, response.headers.get("content-type", ""), expected_digest
         )
 
-    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
-        """``PUT`` the manifest's exact bytes under a tag or its digest."""
-        await self._request(
+    async def put_manifest(
+        self, repository: str, reference: str, manifest: Manifest
+    ) -> str | None:
+        """``PUT`` the manifest's exact bytes under a tag or its digest.
+
+        Returns the ``OCI-Subject`` answer (distribution spec 1.1: a registry with the
+        referrers API names the subject it indexed the manifest under), None without it."""
+        response = await self._request(
             "PUT",
             api_path(repository, "manifests", reference),
             f"PUT manifest {repository}:{reference}",
             ok=(201, 200),
             content=manifest.raw,
             headers={"Content-Type": manifest.media_type},
+        )
+        subject = response.headers.get("oci-subject")
+        return subject.strip() if subject else None
+
+    async def get_path(self, path: str, headers: Mapping[str, str]) -> httpx.Response:
+        """``GET`` a referrers listing (``/v2/<name>/referrers/<digest>[?…]``) or a manifest
+        (``/v2/<name>/manifests/<reference>``) by its API path, as
+        :func:`mirrord.signatures.list_referrers` builds and follows them.
+
+        The path is checked against those two shapes (anything else: RegistryError, nothing
+        sent); the answer is read up to ``max_manifest_size``. 200 and 404 are returned (a
+        404 tells a registry without the referrers API); other statuses raise as usual."""
+        if not referrers_or_manifest_path(path):
+            raise RegistryError(f"refused to GET {path[:200]!r}", registry=self.registry)
+        return await self._request(
+            "GET",
+            path,
+            f"GET {path[:200]}",
+            ok=(200, 404),
+            pull="/manifests/" in path,
+            headers={"Accept": headers.get("Accept", MANIFEST_ACCEPT)},
+            limit=self.options.max_manifest_size,
+            key=LIMIT_KEYS["max_manifest_size"],
         )
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
@@ -256,135 +255,6 @@ class RegistryClient(RegistrySession):
             return None
         return self._location(response, repository)
 
-    async def start_upload(self, repository: str) -> str:
-        response = await self._request(
-            "POST",
-            api_path(repository, "blobs/uploads/"),
-            f"start upload to {repository}",
-            ok=(202,),
-        )
-        return self._location(response, repository)
-
-    async def upload_blob(
-        self,
-        repository: str,
-        descriptor: Descriptor,
-        chunks: AsyncIterable[bytes],
-        location: str | None = None,
-    ) -> None:
-        """Upload ``chunks`` (which the caller verifies) as ``descriptor``'s blob.
-
-        One streamed ``PATCH`` then the closing ``PUT`` by default; ``PATCH``es of
-        ``chunk_size`` bytes when that is set.
-        The upload session (``location`` when given) is this call's: when the upload
-        fails or is cancelled, the session is cancelled too (``DELETE``).
-        """
-        # The session's latest URL (each PATCH answers with the next one).
-        session = [location or await self.start_upload(repository)]
-        try:
-            what = f"upload {descriptor.digest} to {repository}"
-            await self._upload(repository, session, descriptor, chunks, what)
-        except BaseException:
-            await self.cancel_upload(session[0])
-            raise
-
-    async def _upload(
-        self,
-        repository: str,
-        session: list[str],
-        descriptor: Descriptor,
-        chunks: AsyncIterable[bytes],
-        what: str,
-    ) -> None:
-        body = b""
-        if self.options.chunk_size:
-            await self._patch_chunks(repository, session, chunks, self.options.chunk_size, what)
-        elif descriptor.size <= self.options.monolithic_max:
-            body = await _whole(chunks, descriptor.size, what)
-        else:
-            await self._patch_stream(repository, session, chunks, what)
-        await self._request(
-            "PUT",
-            with_query(session[0], digest=descriptor.digest),
-            what,
-            ok=(201,),
-            content=body,
-            headers={
-                "Content-Length": str(len(body)),
-                "Content-Type": "application/octet-stream",
-            },
-        )
-
-    async def _patch_stream(
-        self, repository: str, session: list[str], chunks: AsyncIterable[bytes], what: str
-    ) -> None:
-        """The whole blob in one streamed PATCH (chunked transfer encoding), as docker and
-        containers/image send it; a source failure ends the body (see _UntilFailure)."""
-        body = _UntilFailure(chunks)
-        response = await self._request(
-            "PATCH",
-            session[0],
-            what,
-            ok=(202,),
-            content=body,
-            headers={"Content-Type": "application/octet-stream"},
-            # A streamed body takes as long as the upstream it comes from (which has its
-            # minimum rate); every other request has the deadline.
-            deadline=False,
-        )
-        session[0] = self._location(response, repository)
-        if body.error is not None:
-            raise body.error
-
-    async def _patch_chunks(
-        self,
-        repository: str,
-        session: list[str],
-        chunks: AsyncIterable[bytes],
-        chunk_size: int,
-        what: str,
-    ) -> None:
-        """PATCH ``chunks`` in pieces of ``chunk_size``; ``session[0]`` follows the URL."""
-        offset = 0
-        buffer = bytearray()
-
-        async def send(piece: bytes) -> None:
-            nonlocal offset
-            response = await self._request(
-                "PATCH",
-                session[0],
-                what,
-                ok=(202,),
-                content=piece,
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{offset + len(piece) - 1}",
-                    "Content-Length": str(len(piece)),
-                },
-            )
-            offset += len(piece)
-            session[0] = self._location(response, repository)
-
-        async for chunk in chunks:
-            buffer += chunk
-            while len(buffer) >= chunk_size:
-                await send(bytes(buffer[:chunk_size]))
-                del buffer[:chunk_size]
-        if buffer:
-            await send(bytes(buffer))
-
-
-async def _whole(chunks: AsyncIterable[bytes], size: int, what: str) -> bytes:
-    """All of ``chunks`` (the caller's verifying stream), refused past ``size`` bytes.
-
-    Nothing is sent until the stream has ended, so a source that fails, or content the
-    verifying stream refuses, never reaches the registry: the session is cancelled."""
-    body = bytearray()
-    async for chunk in chunks:
-        body += chunk
-        if len(body) > size:
-            raise DigestMismatchError(f"{what}: the source sent more than {size} bytes")
-    return bytes(body)
 
 
 def _not_a_tag(entry: object) -> str:

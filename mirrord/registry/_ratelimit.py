@@ -8,6 +8,10 @@ that registry until the window has passed since the figure was read (the answers
 ``HEAD`` requests, which planning sends anyway, lift the pause as soon as they report
 more room). A ``GET`` refused meanwhile raises :class:`~mirrord.errors.RateLimitedError`
 saying when pulls resume, which the retries treat as a registry asking to slow down.
+
+Answers to concurrent requests arrive in any order: a figure higher than the last one
+read is believed only from a request sent after that one was read (an earlier request's
+answer, overtaken in flight, carries a stale count).
 """
 
 from __future__ import annotations
@@ -60,11 +64,17 @@ class PullFloor:
     seen_at: float = 0.0
     _announced: float = 0.0
 
-    def observe(self, registry: str, headers: Mapping[str, str]) -> None:
-        """Read the headers of one answer (any method, any status)."""
+    def observe(
+        self, registry: str, headers: Mapping[str, str], sent_at: float | None = None
+    ) -> None:
+        """Read the headers of one answer (any method, any status) to a request sent at
+        ``sent_at`` (wall clock; None: after every answer read so far)."""
         remaining = parse_figure(headers.get("ratelimit-remaining"))
         if remaining is None:
             return
+        if (self.remaining is not None and remaining[0] > self.remaining
+                and sent_at is not None and sent_at < self.seen_at):
+            return  # overtaken in flight by the answer read last
         limit = parse_figure(headers.get("ratelimit-limit"))
         self.remaining = remaining[0]
         self.window = remaining[1] or (limit[1] if limit else None) or DEFAULT_WINDOW

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Self
@@ -358,6 +359,7 @@ class RegistrySession:
         The ``on_request`` hook hears of it after the answer (its status is a label of
         the metrics), or after its failure (status 0)."""
         status = 0  # no answer, unless one comes
+        sent_at = time.time()
         try:
             client = self._clients.for_request(request)
             response = await client.send(request, stream=True, auth=auth)
@@ -375,7 +377,7 @@ class RegistrySession:
         finally:
             if self._on_request:
                 self._on_request(request.method, request.url.path, status)
-        self.pacing.observe(self.registry, response.status_code, response.headers)
+        self.pacing.observe(self.registry, response.status_code, response.headers, sent_at)
         return response
 
     async def _ping_once(self) -> None:

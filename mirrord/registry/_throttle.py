@@ -127,10 +127,13 @@ class RegistryPacing:
             PullFloor(options.ratelimit_min),
         )
 
-    def observe(self, registry: str, status: int, headers: Mapping[str, str]) -> None:
-        """What an answer tells the pacing: pulls left; a 429 (or a 503 with Retry-After)
-        pauses the registry, a 429/503 lowers its concurrency, a success recovers it."""
-        self.pulls.observe(registry, headers)
+    def observe(
+        self, registry: str, status: int, headers: Mapping[str, str], sent_at: float
+    ) -> None:
+        """What an answer to a request sent at ``sent_at`` (``time.time``) tells the
+        pacing: pulls left; a 429 (or a 503 with Retry-After) pauses the registry, a
+        429/503 lowers its concurrency, a success recovers it."""
+        self.pulls.observe(registry, headers, sent_at)
         if status in (429, 503):
             retry_after = parse_retry_after(headers.get("retry-after"))
             if retry_after is not None or status == 429:

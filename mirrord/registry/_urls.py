@@ -17,12 +17,13 @@ ever resolved against a base URL. What a registry may send back:
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 
 from mirrord.core.reference import check_reference, check_repository
-from mirrord.errors import RegistryError
+from mirrord.errors import InvalidReferenceError, RegistryError
 
 _KINDS = ("tags/list", "manifests", "blobs", "blobs/uploads/")
 
@@ -37,6 +38,27 @@ def api_path(repository: str, kind: str, reference: str = "") -> str:
     if kind in ("manifests", "blobs"):  # a reference is required: "" is no tag either
         path += "/" + quote(check_reference(reference), safe=":")
     return path
+
+
+_API_GET = re.compile(
+    r"/v2/(?P<name>[a-z0-9][a-z0-9._/-]*)/(?:referrers/(?P<digest>[a-z0-9]+:[a-zA-Z0-9=_-]+)"
+    r"(?:\?[A-Za-z0-9=&%._+-]*)?|manifests/(?P<ref>[A-Za-z0-9_.:-]+))"
+)
+
+
+def referrers_or_manifest_path(path: str) -> bool:
+    """True for ``/v2/<name>/referrers/<digest>[?query]`` or ``/v2/<name>/manifests/<ref>``
+    with a name and reference on the distribution grammar (nothing else is asked for by
+    path: a referrers ``Link`` is followed only when it passes this)."""
+    match = _API_GET.fullmatch(path)
+    if match is None:
+        return False
+    try:
+        check_repository(match["name"])
+        check_reference(match["digest"] or match["ref"])
+    except InvalidReferenceError:
+        return False
+    return True
 
 
 def origin(url: httpx.URL) -> tuple[str, str, int]:

@@ -138,7 +138,8 @@ def merge_referrers_index(existing: bytes | None,
 
 
 class _Response(Protocol):
-    status_code: int
+    @property
+    def status_code(self) -> int: ...
 
     @property
     def headers(self) -> Mapping[str, str]: ...
@@ -160,14 +161,17 @@ class Referrers:
 
 
 async def list_referrers(get: Get, repository: str, digest: str, *,
-                         artifact_type: str | None = None) -> Referrers:
+                         artifact_type: str | None = None, api: bool = True) -> Referrers:
     """List the referrers of ``repository@digest``: the referrers API when the registry
     answers it (following ``Link`` pages), else the ``sha256-<hex>`` fallback tag (none if
-    absent). Filtered by ``artifact_type`` here whatever the server did. Raises
+    absent); ``api=False`` goes to the tag straight away (a registry known to lack the API).
+    Filtered by ``artifact_type`` here whatever the server did. Raises
     :class:`ManifestError` for malformed answers and :class:`RegistryError` for statuses
     other than 200/404."""
     check_repository(repository)
     referrers_tag(digest)
+    if not api:
+        return await _from_tag(get, repository, digest, artifact_type)
     query = f"?artifactType={quote(artifact_type, safe='')}" if artifact_type else ""
     path: str | None = f"/v2/{repository}/referrers/{digest}{query}"
     found: list[dict[str, Any]] = []

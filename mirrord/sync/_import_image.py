@@ -161,6 +161,7 @@ def imported_stream(
         schedule=defaults.schedule,
         reference_policy=reference_policy,
         signatures=defaults.signatures,
+        referrers=defaults.referrers,
         delete_removed_tags=defaults.delete_removed_tags,
         scheduled=scheduled,
         import_all=import_all,

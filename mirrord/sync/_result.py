@@ -44,11 +44,23 @@ class SyncResult:
     # share it (a run streams it once, mounts it elsewhere): a dry run's, or a run's
     # sized before copying (estimate_bytes).
     planned_blobs: dict[str, int] = field(default_factory=dict)
+    # What the run did without but did not fail for: signatures a lookaside could not give
+    # (no policy needed them), referrers skipped. Named in the summary; ``ok`` unaffected.
+    warnings: list[Failure] = field(default_factory=list)
+
+    def warn(self, plan: TagPlan, reason: str, message: str) -> None:
+        """Record a warning about ``plan``'s tag (the gates' ``warn`` hook)."""
+        self.warnings.append(Failure(plan.stream, plan.tag, reason, message))
 
     @property
     def planned_bytes(self) -> int:
         """A dry run's bytes to copy, a shared blob counted once."""
         return sum(self.planned_blobs.values())
+
+    @property
+    def planned_referrers(self) -> int:
+        """A dry run's referrers to copy (each tag's; one shared by two tags counts twice)."""
+        return sum(r.plan.referrers_to_copy or 0 for r in self.results)
 
     @property
     def failed(self) -> list[TagResult]:

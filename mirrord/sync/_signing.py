@@ -6,7 +6,9 @@ tag moves, for the manifest it will name and (for an index) each child:
 1. the simple signatures are read from the source registry's lookaside (the
    ``registries.<host>.lookaside`` option, else the built-in one for Red Hat's registries),
    starting after those the mirror's lookaside already holds (a 404 ends the list; other
-   failures are temporary and retried);
+   failures are temporary and retried). A lookaside still failing after the retries fails
+   the tag only when the policy's requirements for it read simple signatures (``signedBy``);
+   otherwise the tag moves without them, a ``SignaturesNotCopied`` warning naming the image;
 2. when a verification policy is configured, the manifest must satisfy it for the source
    reference ``registry/repository:tag`` (simple signatures from 1, cosign signatures from
    the source's ``sha256-<hex>.sig`` tag when the scope asks for ``sigstoreSigned``); a
@@ -24,10 +26,11 @@ from types import TracebackType
 from mirrord.config import Config
 from mirrord.copy import CopyStats, GetManifest, TagPlan
 from mirrord.core.oci import Manifest
-from mirrord.errors import NotFoundError
+from mirrord.errors import LookasideError, NotFoundError
 from mirrord.registry import retrying
 from mirrord.signatures import (
     COSIGN,
+    SIMPLE_SIGNING,
     CosignSignature,
     ImageToVerify,
     LookasideClient,
@@ -39,6 +42,7 @@ from mirrord.signatures import (
     load_policy,
     parse_policy,
 )
+from mirrord.sync._attached import Warn
 from mirrord.transports import Source
 
 log = logging.getLogger("mirrord.sync")
@@ -51,9 +55,10 @@ class SignatureGate:
     checks it and imports its keys (a :class:`ConfigError` naming the policy otherwise).
     """
 
-    def __init__(self, config: Config, stats: CopyStats) -> None:
+    def __init__(self, config: Config, stats: CopyStats, warn: Warn | None = None) -> None:
         self.config = config
         self.stats = stats
+        self.warn = warn
         self.store = LookasideDir(config.signature_dir)
         self.verifier: Verifier | None = None
         self._client = LookasideClient()
@@ -100,7 +105,7 @@ class SignatureGate:
         pending: list[tuple[Manifest, list[bytes]]] = []
         for image in images:
             held = await self.store.read(plan.mirror_repository, image.digest)
-            new = await self._fetch(source, plan, image.digest, len(held))
+            new = await self._fetch_or_warn(source, plan, reference, image.digest, len(held))
             if self.verifier is not None:
                 await self._verify(source, plan, reference, image, held + new)
             pending.append((image, new))
@@ -108,6 +113,22 @@ class SignatureGate:
             if new:
                 written = await self.store.add(plan.mirror_repository, image.digest, new)
                 self.stats.signatures_copied += written
+
+    async def _fetch_or_warn(self, source: Source, plan: TagPlan, reference: str, digest: str,
+                             held: int) -> list[bytes]:
+        """The new lookaside signatures; none (and a warning) when the lookaside fails and
+        no requirement of the policy for ``reference`` reads them."""
+        try:
+            return await self._fetch(source, plan, digest, held)
+        except LookasideError as error:
+            if self.verifier is not None and (
+                    SIMPLE_SIGNING in self.verifier.scope_for(reference).signature_kinds):
+                raise
+            message = f"signatures of {reference}@{digest} not copied: {error}"
+            log.warning("%s", message, extra={"reason": "SignaturesNotCopied"})
+            if self.warn is not None:
+                self.warn(plan, "SignaturesNotCopied", message)
+            return []
 
     async def _fetch(self, source: Source, plan: TagPlan, digest: str, held: int) -> list[bytes]:
         base = self.lookaside(source.registry)

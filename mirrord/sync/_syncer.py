@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from functools import partial
 
 import anyio
 
@@ -36,17 +37,13 @@ from mirrord.copy import (
     decide,
 )
 from mirrord.core.modes import ImportMode
-from mirrord.core.selection import (
-    Selection,
-    cosign_tags,
-    is_cosign_tag,
-    select_tags,
-)
+from mirrord.core.selection import Selection, is_attached_tag, select_tags
 from mirrord.errors import MirrordError, NotFoundError, SubjectFailedError
 from mirrord.registry import retrying
+from mirrord.sync._attached import ReferrerGate, plan_cosign_tags
 from mirrord.sync._mirrorview import MirrorView, RecordedHook
 from mirrord.sync._result import SyncResult, TagResult
-from mirrord.sync._upstream import image_blobs, valid_tags
+from mirrord.sync._upstream import valid_tags
 from mirrord.transports import ClientPool, Destination, Source, open_destination
 
 log = logging.getLogger("mirrord.sync")
@@ -82,6 +79,10 @@ class Syncer:
         self._legacy_sources = legacy_sources
         self._should_stop = should_stop
         self._mirror = MirrorView(None if verify else recorded)
+        self._verify = verify
+        # The run's referrer gate (while it executes): a verifying run looks for new
+        # referrers of the images it leaves unchanged too.
+        self._referrers: ReferrerGate | None = None
         # Each stream's source client, resolved once while planning (credentials included).
         self._sources: dict[str, Source] = {}
         # The run's counters (planning retries count too); replaced by each run().
@@ -109,7 +110,7 @@ class Syncer:
                 tg.start_soon(self._plan_into, plans, stream, destination)
         result.plans = [plans[s.name] for s in selected]
         if dry_run:
-            await self._estimate(result)
+            await self._estimate(result, destination)
         else:
             await self._execute(result, destination)
         result.seconds = time.monotonic() - started
@@ -141,14 +142,16 @@ class Syncer:
         except MirrordError as error:
             log.error("stream %s: %s", stream.name, error)
             return StreamPlan(stream.name, error=error)
-        # Signature tags travel with their image; only an explicit list names them itself.
-        tags = [t for t in selection.selected if stream.tags is not None or not is_cosign_tag(t)]
+        # Attached-artifact tags travel with their image; only an explicit list names them.
+        tags = [t for t in selection.selected if stream.tags is not None or not is_attached_tag(t)]
         # An explicit tag the source lacks is planned too: its HEAD fails as NotFound.
         tags += [t for t in selection.missing if t not in tags]
         await self._mirror.list(stream, destination, self.pool.retry, self._stats.count_retry)
         plans = await self._plan_tags(stream, source, destination, tags)
         if stream.signatures and all_tags:
-            plans += await self._plan_signatures(stream, source, destination, plans, all_tags)
+            plans += await plan_cosign_tags(
+                plans, all_tags, lambda tags: self._plan_tags(stream, source, destination, tags)
+            )
         return StreamPlan(
             stream.name,
             tuple(plans),
@@ -157,30 +160,6 @@ class Syncer:
             all_tags=all_tags,
             invalid=invalid,
         )
-
-    async def _plan_signatures(
-        self,
-        stream: StreamConfig,
-        source: Source,
-        destination: Destination,
-        plans: list[TagPlan],
-        all_tags: list[str],
-    ) -> list[TagPlan]:
-        """The cosign tags of the images the mirror holds for ``plans``, each once.
-
-        They name the image by the digest the mirror holds: a Legacy image's are those
-        of its platform image, found once it is in the mirror (the next run).
-        """
-        planned = {p.tag for p in plans}
-        subjects = dict.fromkeys(d for p in plans if (d := p.mirrored_digest) is not None)
-        signatures = {
-            sig: digest
-            for digest in subjects
-            for sig in cosign_tags(digest, all_tags)
-            if sig not in planned
-        }
-        found = await self._plan_tags(stream, source, destination, list(signatures))
-        return [replace(p, subject=signatures[p.tag]) for p in found]
 
     async def _plan_tags(
         self, stream: StreamConfig, source: Source, destination: Destination, tags: list[str]
@@ -237,15 +216,24 @@ class Syncer:
             planned[tag] = base.failed(error)
 
     async def _execute(self, result: SyncResult, destination: Destination) -> None:
-        """Copy every image, then the signatures of those that are in the mirror."""
-        from mirrord.sync._signing import SignatureGate  # the signature stack: copies only
+        """Copy every image (its lookaside signatures and referrers right before its tag
+        moves), then the cosign tags of those that are in the mirror."""
+        from mirrord.sync._attached import Gates  # copies only
+        from mirrord.sync._signing import SignatureGate
 
-        async with SignatureGate(self.config, result.stats) as gate:
+        referrers = ReferrerGate(self.config, result.stats, destination, result.warn)
+        async with SignatureGate(self.config, result.stats, result.warn) as signatures:
+            gates = [g for g in (signatures, referrers) if g.needed]
             engine = CopyEngine(
                 destination, result.stats, limits=self.config.limits, retry=self.pool.retry,
-                gate=gate if gate.needed else None,
+                gate=Gates(*gates) if gates else None,
             )
-            await self._execute_all(result, engine)
+            referrers.engine = engine
+            self._referrers = referrers if referrers.needed and self._verify else None
+            try:
+                await self._execute_all(result, engine)
+            finally:
+                self._referrers = None
 
     async def _execute_all(self, result: SyncResult, engine: CopyEngine) -> None:
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)
@@ -294,6 +282,9 @@ class Syncer:
             outcome = TagResult(plan, "failed", error=plan.error)
         elif plan.action is Action.UNCHANGED:
             outcome = TagResult(plan, "unchanged")
+            if self._referrers is not None:
+                async with images:
+                    await self._referrers.refresh(self._sources[stream.name], stream, plan)
         else:
             try:
                 await images.acquire()
@@ -345,15 +336,24 @@ class Syncer:
         if self._on_result is not None:
             await self._on_result(outcome)
 
-    async def _estimate(self, result: SyncResult) -> None:
-        """Dry run: read the manifests of what would be copied, to count its bytes."""
+    async def _estimate(self, result: SyncResult, destination: Destination) -> None:
+        """Dry run: read the manifests of what would be copied, to count its bytes (the
+        engine that would copy them reads them; nothing is written)."""
+        engine = CopyEngine(
+            destination, result.stats, limits=self.config.limits, retry=self.pool.retry
+        )
+        referrers = ReferrerGate(self.config, result.stats, destination, result.warn)
+        referrers.engine = engine
         outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
         estimated: dict[tuple[str, str], TagResult] = {}
         async with anyio.create_task_group() as tg:
             for stream_plan in result.plans:
                 for plan in stream_plan.tags:
                     if plan.action is Action.COPY:
-                        tg.start_soon(self._estimate_tag, estimated, plan, result.planned_blobs)
+                        tg.start_soon(
+                            self._estimate_tag, estimated, engine, referrers, plan,
+                            result.planned_blobs, destination,
+                        )
                     else:
                         estimated[plan.stream, plan.tag] = TagResult(
                             plan, outcomes[plan.action], error=plan.error
@@ -366,18 +366,29 @@ class Syncer:
             result.stats.images_failed += outcome.outcome == "failed"
 
     async def _estimate_tag(
-        self, estimated: dict[tuple[str, str], TagResult], plan: TagPlan, seen: dict[str, int]
+        self,
+        estimated: dict[tuple[str, str], TagResult],
+        engine: CopyEngine,
+        referrers: ReferrerGate,
+        plan: TagPlan,
+        seen: dict[str, int],
+        destination: Destination,
     ) -> None:
         source = self._sources[plan.stream]
         try:
-            blobs = await retrying(
-                lambda: image_blobs(source, plan, self.config.limits),
-                f"read {plan.source_repository}:{plan.tag}",
-                self.pool.retry,
-                self._stats.count_retry,
-            )
+            blobs = await engine.blobs_of(source, plan)
+            for digest in list(blobs):  # what the target repository has is not copied
+                if await retrying(
+                    partial(destination.blob_exists, plan.mirror_repository, digest),
+                    f"HEAD mirror {plan.mirror_repository}@{digest}",
+                    self.pool.retry,
+                    self._stats.count_retry,
+                ):
+                    del blobs[digest]
+            attached = await referrers.would_copy(source, self.config.stream(plan.stream), plan)
             estimated[plan.stream, plan.tag] = TagResult(
-                replace(plan, bytes_to_copy=sum(blobs.values())), "planned"
+                replace(plan, bytes_to_copy=sum(blobs.values()), referrers_to_copy=attached),
+                "planned",
             )
             # A blob shared by several images is copied once (then mounted): counted once.
             seen.update(blobs)

@@ -125,13 +125,21 @@ class OCILayoutDestination:
         entry = await anyio.to_thread.run_sync(self._lookup, ref_name)
         return Descriptor.from_json(entry, "index.json") if entry else None
 
-    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+    async def put_manifest(
+        self, repository: str, reference: str, manifest: Manifest
+    ) -> str | None:
         """Store the manifest's file, then (for a tag) its ``index.json`` entry; a
-        StorageError names which of them could not be written."""
+        StorageError names which of them could not be written. A layout has no referrers
+        API (None): referrers are found through the referrers tag schema's
+        ``<repository>:sha256-<hex>`` entries."""
         try:
             await self._put_manifest(repository, reference, manifest)
         except OSError as exc:
             raise self._error(f"cannot store manifest {manifest.digest}", exc) from exc
+        return None
+
+    async def referrers_api(self, repository: str, digest: str) -> bool:
+        return False
 
     async def _put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
         ref_name = None if is_digest(reference) else _ref_name_of(repository, reference)

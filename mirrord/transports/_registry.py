@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable
 
-from mirrord.core.oci import Descriptor, Manifest, is_digest
+from mirrord.core.oci import OCI_INDEX, Descriptor, Manifest, is_digest, parse_digest
+from mirrord.core.reference import check_repository
 from mirrord.registry import RegistryClient
 
 
@@ -33,8 +34,17 @@ class RegistryDestination:
     async def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
         return await self.client.head_manifest(repository, reference)
 
-    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
-        await self.client.put_manifest(repository, reference, manifest)
+    async def put_manifest(
+        self, repository: str, reference: str, manifest: Manifest
+    ) -> str | None:
+        return await self.client.put_manifest(repository, reference, manifest)
+
+    async def referrers_api(self, repository: str, digest: str) -> bool:
+        """Whether ``GET /v2/<repository>/referrers/<digest>`` answers an index (a 404 is
+        a registry without the API, distribution 2.8)."""
+        path = f"/v2/{check_repository(repository)}/referrers/{parse_digest(digest)}"
+        response = await self.client.get_path(path, {"Accept": OCI_INDEX})
+        return response.status_code == 200
 
     async def delete_manifest(self, repository: str, digest: str) -> None:
         await self.client.delete_manifest(repository, digest)

@@ -55,3 +55,35 @@ def test_bad_values_name_the_line_and_key(tmp_path: Path, text: str, where: str,
     message = str(info.value)
     assert where in message and what in message, message
     assert "u:p" not in message
+
+
+def test_referrers_key_in_defaults_and_streams(tmp_path: Path) -> None:
+    cfg = _parse(tmp_path, """\
+        defaults: {referrers: true}
+        streams:
+          - {from: quay.io/a/b, tags: ["1"]}
+          - {from: quay.io/a/c, tags: ["1"], referrers: false}
+          - from: quay.io/a/d
+            tags: ["1"]
+            referrers: [application/spdx+json, application/vnd.dev.sigstore.bundle.v0.3+json]
+          - {from: quay.io/a/e, tags: ["1"], referrers: application/spdx+json}
+        """)
+    assert [s.referrers for s in cfg.streams] == [
+        (), None, ("application/spdx+json", "application/vnd.dev.sigstore.bundle.v0.3+json"),
+        ("application/spdx+json",)]
+    assert _parse(tmp_path, "streams: [{from: quay.io/a/b}]\n").streams[0].referrers is None
+
+
+@pytest.mark.parametrize(("value", "what"), [
+    ("[not-a-media-type]", "is not an artifact type"),
+    ("['a/b', 'a/b']", "listed twice"),
+    ("[]", "expected true, false or a list"),
+    ("'x/y z'", "is not an artifact type"),
+    ("{a: b}", "expected"),
+    ("[" + ", ".join(f"a/t{i}" for i in range(33)) + "]", "more than 32"),
+])
+def test_bad_referrers_values(tmp_path: Path, value: str, what: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _parse(tmp_path, f"streams:\n  - from: quay.io/a/b\n    referrers: {value}\n")
+    message = str(info.value)
+    assert "m.yaml:4" in message and "referrers" in message and what in message, message

@@ -9,6 +9,7 @@ from mirrord.core.selection import (
     Criteria,
     Selection,
     cosign_tags,
+    is_attached_tag,
     is_cosign_tag,
     newest_tags,
     parse_semver_range,
@@ -91,6 +92,15 @@ def test_cosign_tags_never_selected_in_bulk() -> None:
     result = select_tags(["latest", SIG, ATT, SBOM], Criteria(max_tags=-1))
     assert result.selected == ("latest",)
     assert result.left_out == ()
+
+
+def test_referrers_tag_schema_tags_never_selected_in_bulk() -> None:
+    fallback = "sha256-" + "a" * 64
+    result = select_tags(["latest", fallback, "sha256-" + "b" * 63], Criteria(max_tags=-1))
+    assert result.selected == ("latest", "sha256-" + "b" * 63)  # 63 hex: an ordinary tag
+    assert is_attached_tag(fallback) and is_attached_tag(SIG)
+    assert not is_attached_tag("latest") and not is_cosign_tag(fallback)
+    assert select_tags([fallback], Criteria(tags=(fallback,))).selected == (fallback,)
 
 
 def test_duplicate_upstream_tags_are_counted_once() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from harness.daemon_support import DaemonProcess
 from harness.images import RegistryHTTP, push_image
+from harness.referrers import push_referrer
 from harness.registry import RegistryProcess
 from harness.signing import GPGKey, signed_by, skopeo_pull, skopeo_sign
 from harness.synctools import sync_setup
@@ -61,3 +62,22 @@ def test_skopeo_verifies_through_the_daemons_sigstore(
                      f"/sigstore/d/{repo_name}/app@sha256=00/signature-1",
                      f"/sigstore/d/{repo_name}/app@{sig.parent.name.split('@')[1]}/signature-2"):
             assert daemon.get(path).status_code == 404, path
+
+
+def test_the_daemon_counts_the_referrers_it_copies(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    host = mirror_registry.host
+    image = push_image(mirror_client, f"{repo_name}/src", "1.0", seed=repo_name)
+    push_referrer(mirror_client, image, "application/spdx+json", b'{"spdx": 9}')
+    push_referrer(mirror_client, image, "application/vnd.example.other", b"other")
+    setup = sync_setup(
+        tmp_path, mirror=f"docker://{host}/dr", sources=[mirror_registry],
+        streams=[{"from": f"{host}/{repo_name}/src", "to": f"{repo_name}/app", "tags": ["1.0"],
+                  "schedule": "1h", "referrers": ["application/spdx+json"]}],
+        extra={"server": {"listen": "127.0.0.1:0"}},
+    )
+    with DaemonProcess(setup.path) as daemon:
+        daemon.wait_for_runs(f"{repo_name}/app", 1)
+        assert daemon.metric("mirrord_stream_referrers_total", stream=f"{repo_name}/app") == 1

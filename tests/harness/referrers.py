@@ -10,8 +10,9 @@ with a `subject` answers `OCI-Subject`), tag list, and
 answering an OCI index of the descriptors of every manifest in <name> whose subject is
 <digest> (`artifactType`, else the config media type; annotations), filtered server-side
 when asked (`OCI-Filters-Applied: artifactType`). `page_size` splits answers into pages
-linked with `Link: <...>; rel="next"`. Everything is kept in memory; `requests` records
-(method, path). Use it only for the referrers API: real behaviour is Debian's registry.
+linked with `Link: <...>; rel="next"`; `forged[digest] = (body, headers)` answers that
+instead (a hostile upstream). Everything is kept in memory; `requests` records (method,
+path). Use it only for the referrers API: real behaviour is Debian's registry.
 
     with ReferrersRegistry() as reg:
         client = RegistryHTTP(reg.url)      # the harness client pushes as usual
@@ -28,7 +29,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["OCI_INDEX", "ReferrersRegistry", "build_referrer"]
+__all__ = ["OCI_INDEX", "ReferrersRegistry", "build_referrer", "push_referrer"]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -60,6 +61,30 @@ def build_referrer(subject: dict[str, Any], artifact_type: str, payload: bytes,
     return json.dumps(doc, separators=(",", ":")).encode(), blobs
 
 
+def push_referrer(client: Any, image: Any, artifact_type: str, payload: bytes, *,
+                  tag_schema: bool = True) -> tuple[bytes, str]:
+    """Push an artifact whose `subject` is `image` (a harness `Image`) into its repository
+    with `client` (a harness `RegistryHTTP`), as oras or cosign 2 would; `tag_schema`: also
+    add it to the `sha256-<hex>` referrers tag schema index (read, append, push), as those
+    clients do against a registry without the referrers API. Returns (manifest, digest)."""
+    raw, blobs = build_referrer(image.descriptor(), artifact_type, payload,
+                                {"org.example.kind": artifact_type})
+    for digest, blob in blobs.items():
+        if not client.blob_exists(image.repo, digest):
+            client.upload_blob(image.repo, blob, digest)
+    digest = client.put_manifest(image.repo, _digest(raw), raw, OCI_MANIFEST)
+    if tag_schema:
+        tag = "sha256-" + image.digest.split(":", 1)[1]
+        found = client.request("GET", f"/v2/{image.repo}/manifests/{tag}",
+                               headers={"Accept": OCI_INDEX})
+        doc = found.json() if found.status_code == 200 else {
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        doc["manifests"].append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(raw),
+                                 "artifactType": artifact_type})
+        client.put_manifest(image.repo, tag, json.dumps(doc).encode(), OCI_INDEX)
+    return raw, digest
+
+
 class ReferrersRegistry:
     """See the module docstring. Attributes: `url`, `host`, `page_size`, `requests`."""
 
@@ -69,6 +94,9 @@ class ReferrersRegistry:
         self.blobs: dict[str, bytes] = {}
         self.manifests: dict[tuple[str, str], tuple[bytes, str]] = {}  # (repo, digest)
         self.tags: dict[tuple[str, str], str] = {}
+        # subject digest -> (body, headers) answered instead of the computed listing: a
+        # hostile upstream's referrers API.
+        self.forged: dict[str, tuple[bytes, dict[str, str]]] = {}
         self._lock = threading.Lock()
         handler = type("_Bound", (_Handler,), {"registry": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -218,6 +246,10 @@ class _Handler(BaseHTTPRequestHandler):
                    {"Content-Type": "application/json"})
 
     def _referrers(self, method: str, name: str, rest: str, query: dict[str, str]) -> None:
+        if rest in self.registry.forged:
+            body, headers = self.registry.forged[rest]
+            self._send(200, body, {"Content-Type": OCI_INDEX, **headers})
+            return
         artifact_type = query.get("artifactType")
         found = self.registry.referrers(name, rest, artifact_type)
         headers = {"Content-Type": OCI_INDEX}

@@ -137,7 +137,11 @@ def test_below_the_floor_no_pull_starts_and_the_error_says_until_when() -> None:
     assert error.temporary and 590 < (error.retry_after or 0) <= 600
     assert "9 pulls left of 100 in the 600s window, below ratelimit_min 10" in str(error)
     assert "no new manifest pulls until" in str(error) and "UTC" in str(error)
-    floor.observe("docker.io", {"ratelimit-remaining": "40;w=600"})  # a HEAD says: room again
+    sent_before = floor.seen_at - 0.01
+    floor.observe("docker.io", {"ratelimit-remaining": "11;w=600"}, sent_at=sent_before)
+    assert floor.remaining == 9  # an earlier request's answer, overtaken in flight
+    floor.observe("docker.io", {"ratelimit-remaining": "40;w=600"}, sent_at=time.time())
+    assert floor.remaining == 40  # a HEAD sent since says: room again
     floor.check("docker.io")
     floor.seen_at = time.time() - 601  # the window has passed since the low figure
     floor.observe("docker.io", {})

@@ -32,7 +32,12 @@ from harness.registry import RegistryProcess
 
 from mirrord.core.oci import Descriptor, Digester, Manifest
 from mirrord.credentials import Credential
-from mirrord.errors import DigestMismatchError, MethodNotAllowedError, NotFoundError
+from mirrord.errors import (
+    DigestMismatchError,
+    MethodNotAllowedError,
+    NotFoundError,
+    RegistryError,
+)
 from mirrord.registry import RegistryClient
 
 pytestmark = pytest.mark.anyio
@@ -326,3 +331,20 @@ async def test_blobs_stream_within_one_registry_without_starving_the_limiter(
                 tg.start_soon(copy, Descriptor(blob.media_type, blob.digest, blob.size))
     for blob in blobs:
         assert mirror_client.get_blob(f"{repo_name}/copy", blob.digest) == blob.data
+
+
+async def test_get_path_reads_referrers_and_manifests_and_nothing_else(
+    client: RegistryClient, harness: RegistryHTTP, repo_name: str
+) -> None:
+    image = push_image(harness, repo_name, "1.0", seed=repo_name)
+    got = await client.get_path(f"/v2/{repo_name}/manifests/{image.digest}", {})
+    assert got.status_code == 200 and got.content == image.raw
+    # Distribution 2.8 has no referrers API: a 404 is an answer, not an error.
+    none = await client.get_path(f"/v2/{repo_name}/referrers/{image.digest}", {})
+    assert none.status_code == 404
+    missing = await client.get_path(f"/v2/{repo_name}/manifests/sha256-{'0' * 64}", {})
+    assert missing.status_code == 404
+    for bad in (f"/v2/{repo_name}/blobs/{image.digest}", "/v2/../etc/manifests/x",
+                f"/v2/{repo_name}/referrers/{image.digest}/../../x", "http://elsewhere/v2/a"):
+        with pytest.raises(RegistryError, match="refused"):
+            await client.get_path(bad, {})

@@ -206,3 +206,28 @@ def test_signature_of_an_image_with_two_tags_is_planned_once(
 
     heads = [p for m, p in basic_registry.requests(since=mark) if m == "HEAD"]
     assert again["images"]["unchanged"] == 3 and len(heads) == 3, heads
+
+
+def test_a_dry_run_of_legacy_counts_only_the_platform_it_would_copy(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    index = push_index(basic_client, repo_name, "multi", seed=repo_name)
+    arm64 = next(c for c in index.children if c.platform == ("linux", "arm64"))
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/dry",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "legacy",
+                  "tags": ["multi"], "import_mode": "Legacy", "platform": "linux/arm64"}],
+        sources=[basic_registry],
+    )
+
+    code, planned = setup.sync_json("--dry-run")
+
+    assert code == 0, planned
+    assert planned["bytesToCopy"] == sum(b.size for b in arm64.blobs)
+    code, done = setup.sync_json()
+    assert code == 0 and done["bytes"] == planned["bytesToCopy"]

@@ -188,3 +188,33 @@ def test_a_dry_run_counts_a_shared_blob_once_and_shows_where_each_image_lands(
     # The run copies what the dry run said, byte for byte.
     code, done = setup.sync_json()
     assert code == 0 and done["bytes"] == planned["bytesToCopy"]
+
+
+def test_a_dry_run_document_is_alone_on_stdout_and_leaves_out_what_the_mirror_holds(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    mirror_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    from harness.images import push_blob
+
+    image = push_image(basic_client, repo_name, "1.0", seed=repo_name,
+                       layer_sizes=(40_000, 20_000))
+    held = image.layers[0]
+    push_blob(mirror_client, f"held/{repo_name}", held)  # the target repository has it
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/held",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": repo_name}],
+        sources=[basic_registry],
+    )
+
+    result = setup.sync("--dry-run", "-o", "json")
+
+    assert result.exit_code == 0, result.output
+    planned = json.loads(result.stdout)  # nothing but the document
+    assert planned["bytesToCopy"] == sum(b.size for b in image.blobs) - held.size
+    code, done = setup.sync_json()
+    assert code == 0 and done["bytes"] == planned["bytesToCopy"]

@@ -201,7 +201,7 @@ def test_a_cosign_key_signed_image_passes_sigstore_signed_and_a_forged_one_fails
     assert mirror_client.head_manifest(f"c/{repo}", "bad") is None
 
 
-def test_a_failing_lookaside_is_retried_and_a_lasting_failure_fails_the_tag(
+def test_a_failing_lookaside_is_retried_and_a_lasting_failure_is_a_warning_without_policy(
     tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
     repo_name: str, gpg_key: GPGKey,
 ) -> None:
@@ -232,7 +232,49 @@ def test_a_failing_lookaside_is_retried_and_a_lasting_failure_fails_the_tag(
         )
         upstream.fail_next = [403] * 50
         code, summary = setup.sync_json()
-    assert code == 1, summary
-    assert summary["failures"][0]["reason"] == "SignatureUnavailable"
-    assert "HTTP 403" in summary["failures"][0]["message"]
-    assert mirror_client.head_manifest(f"r2/{repo_name}/app", "1.0") is None
+    # No policy needs the signatures: the tag moves without them, the summary says so.
+    assert code == 0, summary
+    assert summary["failures"] == [] and summary["signatures"]["copied"] == 0
+    [warning] = summary["warnings"]
+    assert warning["reason"] == "SignaturesNotCopied" and "HTTP 403" in warning["message"]
+    assert mirror_client.head_manifest(f"r2/{repo_name}/app", "1.0") is not None
+
+
+def test_a_failing_lookaside_warns_unless_the_policy_needs_its_signatures(
+    tmp_path: Path, mirror_registry: RegistryProcess, mirror_client: RegistryHTTP,
+    repo_name: str, gpg_key: GPGKey,
+) -> None:
+    host = mirror_registry.host
+    repo = f"{repo_name}/up/app"
+    image = push_image(mirror_client, repo, "1.0", seed=repo_name)
+    key = gpg_key.write_public(tmp_path / "signer.asc")
+    lenient = {"default": [{"type": "insecureAcceptAnything"}]}
+    strict = {"default": signed_by(key)}
+    with StaticServer(tmp_path / "empty-lookaside") as upstream:
+        outcomes = []
+        for name, policy in (("lenient", lenient), ("strict", strict)):
+            upstream.fail_next = [500] * 50  # every retry of signature-1 fails
+            (tmp_path / name).mkdir()
+            setup = sync_setup(
+                tmp_path / name, mirror=f"docker://{host}/{name}", sources=[mirror_registry],
+                streams=[{"from": f"{host}/{repo}", "to": repo, "tags": ["1.0"],
+                          "signatures": False}],
+                settings={host: {"lookaside": upstream.url}},
+                extra={"policy": policy} if policy else None,
+            )
+            outcomes.append(setup.sync_json())
+    (code_lenient, lenient_run), (code_strict, strict_run) = outcomes
+    # No requirement reads simple signatures: the tag moves, the summary names what is missing.
+    assert code_lenient == 0, lenient_run
+    assert lenient_run["images"]["copied"] == 1 and lenient_run["failures"] == []
+    [warning] = lenient_run["warnings"]
+    assert warning["reason"] == "SignaturesNotCopied" and warning["tag"] == "1.0"
+    assert f"{host}/{repo}:1.0@{image.digest}" in warning["message"]
+    assert "HTTP 500" in warning["message"]
+    assert mirror_client.head_manifest(f"lenient/{repo}", "1.0") == image.digest
+    # signedBy needs them: the tag fails and is not moved.
+    assert code_strict != 0
+    [failure] = strict_run["failures"]
+    assert failure["reason"] == "SignatureUnavailable" and "HTTP 500" in failure["message"]
+    assert strict_run["warnings"] == []
+    assert mirror_client.head_manifest(f"strict/{repo}", "1.0") is None

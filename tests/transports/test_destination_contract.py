@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from harness.images import Blob, build_image, build_index, make_layer
+from harness.referrers import OCI_INDEX, build_referrer
 from harness.registry import RegistryProcess
 
 from mirrord.core.oci import Descriptor, parse_manifest
@@ -118,3 +119,34 @@ async def test_deleting_a_manifest_untags_it(destination: Destination, repo_name
     assert await destination.head_manifest(repo, "gone") is None
     with pytest.raises(NotFoundError):
         await destination.delete_manifest(repo, digest)
+
+
+async def test_a_referrer_is_stored_by_digest_and_neither_mirror_indexes_it(
+    destination: Destination, repo_name: str
+) -> None:
+    """Distribution 2.8 and an OCI layout have no referrers API: a pushed referrer gets no
+    OCI-Subject answer, and the referrers tag schema index is an ordinary tag."""
+    repo = destination.repository(repo_name)
+    digest = await _store_image(destination, repo, "1.0", seed=repo_name)
+    subject = await destination.head_manifest(repo, "1.0")
+    assert subject is not None
+    raw, blobs = build_referrer({"mediaType": subject.media_type, "digest": digest,
+                                 "size": subject.size}, "application/spdx+json", b"{}")
+    for blob_digest, data in blobs.items():
+        await destination.write_blob(repo, Descriptor("application/octet-stream", blob_digest,
+                                                      len(data)), _chunks(data))
+    referrer = parse_manifest(raw)
+    assert referrer.subject is not None and referrer.subject.digest == digest
+    assert await destination.put_manifest(repo, referrer.digest, referrer) is None
+    assert not await destination.referrers_api(repo, digest)
+    held = await destination.head_manifest(repo, referrer.digest)
+    assert held is not None and held.digest == referrer.digest
+    tag = "sha256-" + digest.split(":", 1)[1]
+    index = parse_manifest(
+        b'{"schemaVersion":2,"mediaType":"%s","manifests":[{"mediaType":"%s","digest":"%s",'
+        b'"size":%d}]}' % (OCI_INDEX.encode(), referrer.media_type.encode(),
+                           referrer.digest.encode(), referrer.size))
+    await destination.put_manifest(repo, tag, index)
+    assert tag in await destination.list_tags(repo)
+    found = await destination.head_manifest(repo, tag)
+    assert found is not None and found.digest == index.digest
