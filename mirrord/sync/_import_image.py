@@ -74,7 +74,8 @@ class Target:
 
     name: str
     tag: str | None
-    """The tag to import; None with ``--all``."""
+    """The tag to import; None with ``--all``, or for a bare stream name (the stream's
+    own tags when it exists, else ``latest``)."""
     source: str | None
     """The repository asked for (``--from``, or a target with a registry host)."""
     fallback_source: str
@@ -137,8 +138,10 @@ def parse_target(request: ImportRequest) -> Target | Refusal:
             f"from {request.from_ref} (use --from {source}:{ref.tag}, or {name}:{from_tag})",
             usage=True,
         )
-    tag = None if request.all else (ref.tag or from_tag or DEFAULT_TAG)
-    return Target(name, tag, source, ref.name)
+    # A pull spec without a tag means its latest; a bare stream name means the stream's
+    # own tags when it exists (as `oc import-image STREAM`), latest for a new one.
+    tag = ref.tag or from_tag or (DEFAULT_TAG if source is not None else None)
+    return Target(name, None if request.all else tag, source, ref.name)
 
 
 # -- deciding --------------------------------------------------------------------
@@ -195,7 +198,7 @@ def resolve(
         config,
         target.name,
         target.source or target.fallback_source,
-        None if target.tag is None else (target.tag,),
+        None if request.all else (target.tag or DEFAULT_TAG,),
         scheduled=bool(request.scheduled),
         reference_policy=request.reference_policy or config.defaults.reference_policy,
         import_mode=request.import_mode or config.defaults.import_mode,

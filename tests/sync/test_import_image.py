@@ -193,6 +193,34 @@ def test_all_imports_50_tags_in_oc_order_and_names_the_rest(
     assert "zeta" in mirror_client.tags(mirror_repo(setup, "everything"))
 
 
+def test_a_bare_stream_name_reimports_the_stream_and_adds_no_latest(
+    setup: Setup,
+    basic_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    """`oc import-image STREAM` re-imports what the stream imports: a whole repository
+    (created with --all) or its tags; `latest` only for a new stream or a pull spec."""
+    source = f"{basic_registry.host}/{repo_name}"
+    for tag in ("1.0", "2.0"):
+        push_image(basic_client, repo_name, tag, seed=f"{repo_name}/{tag}")
+    assert run(setup, "import-image", "whole", "--from", source, "--all", "--confirm"
+               ).exit_code == 0
+    assert run(setup, "import-image", "one:1.0", "--from", source, "--confirm").exit_code == 0
+    push_image(basic_client, repo_name, "3.0", seed=f"{repo_name}/3.0")
+
+    again = run(setup, "import-image", "whole")
+    one = run(setup, "import-image", "one")
+
+    assert again.exit_code == 0 and one.exit_code == 0, again.output + one.output
+    assert sorted(mirror_client.tags(mirror_repo(setup, "whole"))) == ["1.0", "2.0", "3.0"]
+    for name in ("whole", "one"):
+        stream = stored(setup, name)
+        assert stream is not None and "latest" not in [t.tag for t in stream.tags]
+    assert [t.tag for t in stored(setup, "one").tags] == ["1.0"]  # type: ignore[union-attr]
+
+
 def test_a_failed_tag_makes_the_exit_status_non_zero(
     setup: Setup,
     basic_registry: RegistryProcess,
