@@ -31,7 +31,7 @@ from harness.tls import ca_and_leaf
 
 from bench import corpus as corpus_mod
 from bench.corpus import FULL, SMOKE
-from bench.measure import BenchError, run_checked
+from bench.measure import BenchError, compile_checkout, run_checked
 from bench.session import QUIET
 from bench.tools import PLAIN, ROOT, Job, Mirrord, Trust, checkout_env
 
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     generated = corpus_mod.prepare(SMOKE if a.smoke else FULL, a.cache_dir)
     a.out.mkdir(parents=True, exist_ok=True)
+    compile_checkout(ROOT)
     work = Path(tempfile.mkdtemp(prefix="mirrord-profile-"))
     storage = {"filesystem": {"rootdirectory": str(generated.storage)}}
     trust, tls = PLAIN, None

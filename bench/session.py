@@ -22,10 +22,10 @@ from harness.tls import ca_and_leaf
 from bench import corpus as corpus_mod
 from bench.corpus import BIG_REPO, FULL, SMOKE, TINY_REPO, Generated
 from bench.counts import MirrorRequests, SourceRequests
-from bench.measure import BenchError, RunRecord, process_cpu, warm_page_cache
+from bench.measure import BenchError, RunRecord, compile_checkout, process_cpu, warm_page_cache
 from bench.options import Options
 from bench.startup import importtime
-from bench.tools import PLAIN, PREFIX, Job, Mirrord, Skopeo, Tool, Trust, basename
+from bench.tools import PLAIN, PREFIX, ROOT, Job, Mirrord, Skopeo, Tool, Trust, basename
 from bench.wanproxy import DelayProxy
 
 # The registries log errors only (the access log, which counts requests, stays on):
@@ -188,6 +188,7 @@ class Bench:
     def run(self) -> None:
         print(f"warming the page cache ({self.corpus.storage}) ...", file=sys.stderr)
         warm_page_cache(self.corpus.storage)
+        compile_checkout(ROOT)
         self.loopback()
         self.startup()
         if self.opts.wan:

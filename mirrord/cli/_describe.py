@@ -17,7 +17,15 @@ from typing import Any
 import anyio
 
 from mirrord.config import Config, StreamConfig
-from mirrord.core.imagestream import IMPORT_SUCCESS, ImageStream, TagStatus, tag_origin
+from mirrord.core.imagestream import (
+    IMPORT_SUCCESS,
+    TAG_ALIAS,
+    TAG_SCHEDULED,
+    ImageStream,
+    TagStatus,
+    tag_origin,
+    tag_policy,
+)
 from mirrord.core.openshift import STREAM_ANNOTATION, object_names, to_openshift
 from mirrord.core.selection import cosign_tags, is_cosign_tag, prioritize_tags
 from mirrord.core.units import ago
@@ -154,8 +162,11 @@ def _tag_lines(
     tagged = tag_origin(status)
     origin = tagged.partition(" ")[2] if tagged else f"{stream.source}:{status.tag}"
     lines = [status.tag, f"  tagged from {origin}"]
-    if stream.scheduled and tagged is None:
+    policy = tag_policy(status)
+    if (stream.scheduled and tagged is None) or policy == TAG_SCHEDULED:
         lines.append(f"    updates automatically from registry {origin}")
+    elif policy == TAG_ALIAS:
+        lines.append(f"    tracks {origin}: moves with it on every run of {stream.name}")
     if stream.reference_policy == "Local":
         lines.append("    prefer registry pullthrough when referencing this tag")
     if status.removed_at is not None:

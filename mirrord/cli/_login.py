@@ -86,6 +86,21 @@ def login(
     if stored.why:
         click.echo(f"warning: {stored.why}; stored in {stored.where} instead", err=True)
     click.echo(f"Login Succeeded: {stored.key} (stored in {stored.where})")
+    _shadowed_by_auth_file(config, stored.key, authfile)
+
+
+def _shadowed_by_auth_file(config: Config, key: str, authfile: Path | None) -> None:
+    """Warn when the configuration's ``auth_file`` for the host, which mirrord reads
+    before any login, is not where this login went."""
+    host = key.split("/", 1)[0]
+    configured = config.registry_config(host).auth_file
+    if configured is not None and (authfile is None or authfile.absolute() != configured):
+        click.echo(
+            f"warning: the configuration sets auth_file {configured} for {host}, which "
+            "mirrord reads first; to use this login there, "
+            f"run mirrord login --authfile {configured}",
+            err=True,
+        )
 
 
 async def login_command(

@@ -47,6 +47,9 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @config_option
 @click.option("--confirm", is_flag=True, help="Remove what the dry run lists.")
 @click.option(
+    "--dry-run", is_flag=True, help="Only list what would go (the default without --confirm)."
+)
+@click.option(
     "--keep-tag-revisions",
     type=click.IntRange(min=0),
     metavar="N",
@@ -71,6 +74,7 @@ def prune(
     ctx: click.Context,
     config_path: Path | None,
     confirm: bool,
+    dry_run: bool,
     keep_tag_revisions: int | None,
     keep_younger_than: float | None,
     prune_registry: bool | None,
@@ -88,6 +92,8 @@ def prune(
     if ctx.invoked_subcommand is not None:
         ctx.obj = config_path
         return
+    if confirm and dry_run:
+        raise click.UsageError("--confirm and --dry-run contradict each other: pass one")
     config = load(config_path, embedded=True)
     overrides = PruneOverrides(keep_tag_revisions, keep_younger_than, prune_registry)
     if not confirm:
@@ -171,6 +177,14 @@ def _print_result(result: PruneResult) -> None:
             [r.stream, r.tag, str(r.index), r.digest, rfc3339(r.event.created)] for r in plan.pruned
         ]
         _table(rows)
+    if result.orphans.pruned and result.ok:
+        click.echo("\nDeleting images of deleted image streams ...")
+        rows = [["STREAM", "REPOSITORY", "IMAGE", "CREATED"]]
+        rows += [
+            [d.orphan.stream, d.repository or "", d.orphan.image, rfc3339(d.orphan.created)]
+            for d in result.orphans.pruned
+        ]
+        _table(rows)
     if result.planned_manifests and result.ok:
         click.echo(f"\nDeleting manifests from {result.mirror} ...")
         _table([["REPOSITORY", "DIGEST"], *([r, d] for r, d in result.planned_manifests)])
@@ -186,6 +200,7 @@ def _print_result(result: PruneResult) -> None:
         f"{_plural(counts['manifests'], 'manifest')} {done}{gone}, "
         f"{_plural(counts['streams'], 'image stream')} "
         f"{'would be updated' if result.dry_run else 'updated'}"
+        + _orphan_summary(result, counts["orphanedImages"], done)
     )
     if not result.settings.prune_registry:
         click.echo(
@@ -199,6 +214,22 @@ def _print_result(result: PruneResult) -> None:
         )
     else:
         click.echo(GC_LINE)
+
+
+def _orphan_summary(result: PruneResult, count: int, done: str) -> str:
+    """``, N images of deleted streams deleted (M kept)`` when there are any."""
+    kept = len(result.orphans.kept)
+    if not count and not kept:
+        return ""
+    also = f" ({kept} kept: {_kept_reasons(result)})" if kept else ""
+    return f", {_plural(count, 'image')} of deleted streams {done}{also}"
+
+
+def _kept_reasons(result: PruneResult) -> str:
+    reasons: dict[str, int] = {}
+    for decision in result.orphans.kept:
+        reasons[decision.kept_because] = reasons.get(decision.kept_because, 0) + 1
+    return ", ".join(f"{n} {why}" for why, n in reasons.items())
 
 
 async def _status(config: Config) -> dict[str, Any]:
@@ -288,11 +319,25 @@ def result_dict(result: PruneResult) -> dict[str, object]:
             for r in result.plan.pruned
         ],
         "manifests": [{"repository": r, "digest": d} for r, d in result.planned_manifests],
+        "keptForForeignTags": [
+            {"repository": r, "digest": d, "tag": t} for r, d, t in result.foreign_kept
+        ],
+        "orphanedImages": [
+            {
+                "stream": d.orphan.stream,
+                "repository": d.repository,
+                "image": d.orphan.image,
+                "created": rfc3339(d.orphan.created),
+                "keptBecause": d.kept_because or None,
+            }
+            for d in (*result.orphans.pruned, *result.orphans.kept)
+        ],
         "summary": {
             "tagRevisionsDeleted": counts["tagRevisions"],
             "manifestsDeleted": counts["manifests"],
             "manifestsAlreadyGone": counts["manifestsAlreadyGone"],
             "streamsUpdated": counts["streams"],
+            "orphanedImagesDeleted": counts["orphanedImages"],
             "blobsDeleted": counts["blobs"],
             "bytesFreed": counts["bytes"],
         },

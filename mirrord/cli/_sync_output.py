@@ -6,6 +6,7 @@ import sys
 from typing import Any, TextIO
 
 from mirrord.cli._render import print_document
+from mirrord.core.imagestream import TAG_ALIAS
 from mirrord.core.reference import escaped
 from mirrord.core.units import human_bytes
 from mirrord.notify import DeliveryCounts
@@ -55,6 +56,7 @@ def summary(result: SyncResult) -> dict[str, Any]:
         ],
         "leftOut": {p.stream: list(p.left_out) for p in result.plans if p.left_out},
         **({"goneUpstream": _gone_upstream(result)} if result.dry_run else {}),
+        **({"followed": _followed(result)} if result.followed else {}),
         **(
             {"notifications": _notifications(result.notifications)}
             if result.notifications is not None
@@ -67,6 +69,13 @@ def _gone_upstream(result: SyncResult) -> dict[str, Any]:
     return {
         stream: {"tags": list(tags), "delete": delete}
         for stream, (tags, delete) in result.gone_upstream.items()
+    }
+
+
+def _followed(result: SyncResult) -> dict[str, list[dict[str, str]]]:
+    return {
+        stream: [{"tag": tag, "policy": policy, "from": source} for tag, policy, source in tags]
+        for stream, tags in result.followed.items()
     }
 
 
@@ -109,6 +118,9 @@ def print_plan(result: SyncResult, out: TextIO | None = None) -> None:
             what = "delete" if delete else "gone"
             why = "(delete_removed_tags)" if delete else "(kept in the mirror)"
             print(f"  {what:<9} {tag:<30} gone upstream {why}", file=out)
+        for tag, policy, source in result.followed.get(stream_plan.stream, ()):
+            how = "moves with it" if policy == TAG_ALIAS else "re-imported if it moved"
+            print(f"  {'follow':<9} {tag:<30} {source} ({how}, after the stream's tags)", file=out)
     shared = sum(r.plan.bytes_to_copy or 0 for r in result.results) - result.planned_bytes
     note = f" (blobs shared by several images counted once: {human_bytes(shared)} less)"
     print(

@@ -66,6 +66,39 @@ def _optional(value: str) -> Path | None:
     return Path(value).absolute() if value else None
 
 
+def _env_config() -> Path | None:
+    """``$MIRRORD_CONFIG``, as every command reads it when ``--config`` is not given."""
+    value = os.environ.get("MIRRORD_CONFIG", "")
+    return Path(value) if value else None
+
+
+#: What the units' sandbox hides from the service: ProtectHome=yes, PrivateTmp=yes.
+HIDDEN = {
+    "ProtectHome=yes": (Path("/home"), Path("/root"), Path("/run/user")),
+    "PrivateTmp=yes": (Path("/tmp"), Path("/var/tmp")),
+}
+
+
+def sandbox_warnings(settings: UnitSettings) -> list[str]:
+    """One line per file the unit names that its sandbox hides from the service."""
+    named = {
+        "the mirrord executable": settings.mirrord,
+        "--config": settings.config,
+        "the pull secret": settings.pull_secret,
+        "the API token": settings.api_token,
+    }
+    warnings = []
+    for what, path in named.items():
+        for option, hidden in HIDDEN.items():
+            if path is not None and any(path.is_relative_to(h) for h in hidden):
+                warnings.append(
+                    f"{what} {path} is hidden from the service by the unit's {option}: "
+                    "install it elsewhere (e.g. pip install into /opt or /usr/local) "
+                    "or relax that line"
+                )
+    return warnings
+
+
 @main.command("systemd-unit")
 @click.option("--timer", is_flag=True, help="The one-shot sync on a 15-minute timer instead.")
 @click.option(
@@ -120,12 +153,14 @@ def systemd_unit(
     )
     settings = UnitSettings(
         mirrord=installed_mirrord(bindir),
-        config=(config_path or DEFAULT_CONFIG).absolute(),
+        config=(config_path or _env_config() or DEFAULT_CONFIG).absolute(),
         pull_secret=_optional(pull_secret),
         api_token=_optional(api_token),
         documentation=documentation_uri(bindir),
         args=f" {args}" if args else "",
     )
+    for warning in sandbox_warnings(settings):
+        echo_error(warning, "warning")
     units = render_units(settings, timer=timer)
     if not install:
         several = len(units) > 1

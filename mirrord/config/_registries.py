@@ -11,7 +11,7 @@ from mirrord.config._signing import _lookaside
 from mirrord.config._types import DEFAULT_REGISTRY, RegistryConfig
 from mirrord.config._values import _duration, _host, _size, _timeout
 from mirrord.config._yaml import _At
-from mirrord.core.limits import Limits
+from mirrord.core.limits import MONOLITHIC_LIMIT, Limits
 
 MAX_BUDGET = 24 * 3600.0
 
@@ -29,6 +29,8 @@ _REGISTRY: dict[str, Callable[[_At], Any]] = {
     "tls_verify": _At.boolean,
     "ca_file": _At.path,
     "max_concurrency": lambda a: a.integer(1, 1000),
+    "http2": _At.boolean,
+    "monolithic_max": lambda a: _size(a, minimum=0, maximum=MONOLITHIC_LIMIT),
     # At least a request every 100 seconds: a smaller rate never sends one.
     "rate": lambda a: a.number(0.01, 1e6),
     "request_timeout": lambda a: _timeout(a, maximum=86400.0),

@@ -10,7 +10,13 @@ from pathlib import Path, PurePath
 from typing import Literal
 from urllib.parse import urlsplit
 
-from mirrord.core.limits import MIN_TRANSFER_RATE, REQUEST_TIMEOUT, STALL_TIMEOUT, Limits
+from mirrord.core.limits import (
+    MIN_TRANSFER_RATE,
+    MONOLITHIC_DEFAULT,
+    REQUEST_TIMEOUT,
+    STALL_TIMEOUT,
+    Limits,
+)
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.core.reference import normalise_registry
 from mirrord.errors import ConfigError
@@ -52,6 +58,8 @@ class RegistryConfig:
     ca_file: Path | None = None
     max_concurrency: int = 6
     rate: float | None = None
+    http2: bool = True
+    monolithic_max: int = MONOLITHIC_DEFAULT
     request_timeout: float = REQUEST_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     min_transfer_rate: int = MIN_TRANSFER_RATE

@@ -36,6 +36,11 @@ IMPORT_SUCCESS = "ImportSuccess"
 # that, not the stream's source; cleared by an import from the stream's source. It is
 # mirrord's record of the tag's ``spec.tags[].from``, not an OpenShift status condition.
 TAGGED = "Tagged"
+# The Tagged condition's reason: how the tag follows what it was pointed at (``oc tag``).
+TAG_ONCE = "Tagged"  # pointed once; the source moving later does not move it
+TAG_ALIAS = "Alias"  # --alias: follows another tag of the same stream on every run
+TAG_SCHEDULED = "Scheduled"  # --scheduled: the image is re-imported on the stream's runs
+TAG_POLICIES = (TAG_ONCE, TAG_ALIAS, TAG_SCHEDULED)
 REPOSITORY_CHECK = "openshift.io/image.dockerRepositoryCheck"  # annotation: last full sync
 IMPORT_FAILURE = "mirrord.io/import-failure"  # annotation: the stream as a whole failed
 CREATED_BY = ("config", "import-image")
@@ -234,6 +239,7 @@ def record_import(
     source_digest: str = "",
     platform: str = "",
     tagged_from: str = "",
+    tag_policy: str = TAG_ONCE,
 ) -> ImportResult:
     """Apply a successful import of ``digest`` to a tag (``tag`` names it when ``status`` is None).
 
@@ -243,7 +249,8 @@ def record_import(
     platform.
     Success always clears the ``ImportSuccess`` condition and a removal mark.
     ``tagged_from``: the import is a ``mirrord tag`` of that reference (recorded as the
-    ``Tagged`` condition); without it the tag follows the stream's source again.
+    ``Tagged`` condition, its reason ``tag_policy``, one of :data:`TAG_POLICIES`);
+    without it the tag follows the stream's source again.
     """
     if status is None:
         if not tag:
@@ -278,22 +285,25 @@ def record_import(
             platform=platform,
         )
         items = (event, *items)
-    conditions = _after_import(status, tagged_from, generation, now)
+    conditions = _after_import(status, tagged_from, tag_policy, generation, now)
     new = replace(status, items=items, conditions=conditions, removed_at=None)
     return ImportResult(new, changed, previous)
 
 
 def _after_import(
-    status: TagStatus, tagged_from: str, generation: int, now: datetime
+    status: TagStatus, tagged_from: str, policy: str, generation: int, now: datetime
 ) -> tuple[Condition, ...]:
     """The conditions after a successful import: no ``ImportSuccess``; ``Tagged`` only
-    for a ``mirrord tag`` (kept since its first time for the same target)."""
+    for a ``mirrord tag`` (kept since its first time for the same target and policy)."""
+    if policy not in TAG_POLICIES:
+        raise ValueError(f"unknown tag policy {policy!r}")
     conditions = tuple(c for c in status.conditions if c.type not in (IMPORT_SUCCESS, TAGGED))
     if not tagged_from:
         return conditions
     old = status.condition(TAGGED)
-    since = old.last_transition_time if old and old.message == tagged_from else now
-    return (Condition(TAGGED, "True", "Tagged", tagged_from, generation, since), *conditions)
+    same = old is not None and (old.message, old.reason) == (tagged_from, policy)
+    since = old.last_transition_time if old is not None and same else now
+    return (Condition(TAGGED, "True", policy, tagged_from, generation, since), *conditions)
 
 
 def record_failure(
@@ -347,6 +357,13 @@ def record_removed(status: TagStatus, now: datetime, *, delete_removed_tags: boo
     if not delete_removed_tags or status.removed:
         return status
     return replace(status, removed_at=now)
+
+
+def tag_policy(status: TagStatus) -> str | None:
+    """How a tag ``mirrord tag`` pointed follows its source (:data:`TAG_POLICIES`); None
+    for a tag the stream imports from its own source."""
+    condition = status.condition(TAGGED)
+    return condition.reason if condition is not None else None
 
 
 def tag_origin(status: TagStatus) -> str | None:

@@ -30,6 +30,11 @@ REQUEST_TIMEOUT = 120.0
 STALL_TIMEOUT = 60.0
 MIN_TRANSFER_RATE = 1024  # bytes per second, over every stall_timeout window
 MAX_JSON_BODY = 16 << 20  # a tag-list page, a token or an error answer (not configurable)
+#: Blobs up to ``registries.HOST.monolithic_max`` bytes (default 1 MiB) go to a registry as
+#: one monolithic ``PUT``; at most MONOLITHIC_LIMIT (the blob is held in memory, once per
+#: concurrent blob stream).
+MONOLITHIC_DEFAULT = 1 << 20
+MONOLITHIC_LIMIT = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)

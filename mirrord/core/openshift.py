@@ -26,6 +26,7 @@ from typing import Any
 from mirrord.core.imagestream import (
     IMPORT_FAILURE,
     REPOSITORY_CHECK,
+    TAG_SCHEDULED,
     TAGGED,
     Condition,
     ImageStream,
@@ -33,6 +34,7 @@ from mirrord.core.imagestream import (
     TagStatus,
     rfc3339,
     tag_origin,
+    tag_policy,
 )
 
 STREAM_ANNOTATION = "mirrord.io/stream"  # the stream's own name (its mirror path)
@@ -139,7 +141,8 @@ def _spec_tag(stream: ImageStream, status: TagStatus) -> dict[str, Any]:
         "name": status.tag,
         "from": _tag_from(stream, status),
         "importPolicy": {
-            "scheduled": stream.scheduled and origin is None,
+            "scheduled": (stream.scheduled and origin is None)
+            or tag_policy(status) == TAG_SCHEDULED,
             "importMode": stream.import_mode.value,
         },
         "referencePolicy": {"type": stream.reference_policy.value},

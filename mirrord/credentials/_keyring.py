@@ -10,18 +10,18 @@ async callers wrap them in ``anyio.to_thread.run_sync``.
 from __future__ import annotations
 
 import logging
-
-import keyring
-import keyring.backends.chainer
-import keyring.backends.fail
-import keyring.backends.null
-from jeepney.wrappers import DBusErrorResponse
-from keyring.backend import KeyringBackend
-from keyring.errors import InitError, KeyringError, KeyringLocked, PasswordDeleteError
-from secretstorage.exceptions import SecretServiceNotAvailableException, SecretStorageException
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mirrord.credentials._credential import Credential, candidate_keys, normalise_auth_key
 from mirrord.errors import CredentialError
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +29,71 @@ SERVICE_PREFIX = "mirrord:"
 USERNAME_ENTRY = "__username__"
 KEYRING_SOURCE = "keyring"
 _NO_BACKEND = "no keyring backend"
-
-#: What a keyring backend raises when it cannot do its job.
-_BACKEND_ERRORS = (KeyringError, SecretStorageException, DBusErrorResponse, OSError)
-_UNAVAILABLE_ERRORS = (InitError, SecretServiceNotAvailableException, OSError)
+_NO_BUS = "no D-Bus session bus"
+# keyring's own backends: the Linux ones need a D-Bus session (Secret Service through
+# jeepney, which reads only $DBUS_SESSION_BUS_ADDRESS) or the dbus/gi bindings.
+_BUILTIN_BACKENDS = "keyring.backends."
 
 
 class _NoBackendError(Exception):
     """No usable keyring backend is configured (internal)."""
+
+
+@dataclass(frozen=True)
+class _Errors:
+    """What a keyring backend raises when it cannot do its job (``backend``), the subset
+    meaning no keyring can be reached (``unavailable``), and the two that are told apart.
+    Built on first use: keyring, secretstorage and jeepney cost ~0.2 s of CPU to import."""
+
+    backend: tuple[type[BaseException], ...]
+    unavailable: tuple[type[BaseException], ...]
+    locked: type[BaseException]
+    not_deleted: type[BaseException]
+
+
+def _errors() -> _Errors:
+    from jeepney.wrappers import DBusErrorResponse
+    from keyring.errors import InitError, KeyringError, KeyringLocked, PasswordDeleteError
+    from secretstorage.exceptions import (
+        SecretServiceNotAvailableException,
+        SecretStorageException,
+    )
+
+    return _Errors(
+        backend=(KeyringError, SecretStorageException, DBusErrorResponse, OSError),
+        unavailable=(InitError, SecretServiceNotAvailableException, OSError),
+        locked=KeyringLocked,
+        not_deleted=PasswordDeleteError,
+    )
+
+
+def keyring_possible(env: Mapping[str, str] | None = None) -> bool:
+    """Whether any keyring backend could answer, judged without importing keyring: False
+    only on Linux with keyring's own backends alone, none of them usable (no
+    ``$DBUS_SESSION_BUS_ADDRESS``, no dbus or gi bindings) and no keyring configuration
+    (``$PYTHON_KEYRING_BACKEND``, ``keyringrc.cfg``) or backend set in this process: the
+    case of a system service or a container, where looking costs ~0.25 s for nothing."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if sys.platform != "linux" or environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return True
+    if environ.get("PYTHON_KEYRING_BACKEND") or _backend_set_here():
+        return True
+    home = environ.get("HOME", "")
+    config_home = environ.get("XDG_CONFIG_HOME") or (f"{home}/.config" if home else "")
+    if config_home and Path(config_home, "python_keyring", "keyringrc.cfg").exists():
+        return True
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    if any(importlib.util.find_spec(m) is not None for m in ("dbus", "gi")):
+        return True
+    return any(not e.value.startswith(_BUILTIN_BACKENDS)
+               for e in entry_points(group="keyring.backends"))
+
+
+def _backend_set_here() -> bool:
+    core = sys.modules.get("keyring.core")
+    return getattr(core, "_keyring_backend", None) is not None
 
 
 def keyring_service(key: str) -> str:
@@ -56,6 +113,10 @@ def keyring_lookup(registry: str, repository: str = "") -> tuple[Credential | No
     """The stored credential and a description of the outcome (never a secret): the
     most specific entry first (``host/ns/repo``, ``host/ns``, ``host``)."""
     services = [SERVICE_PREFIX + key for key in candidate_keys(registry, repository)]
+    if not keyring_possible():
+        log.debug("keyring: %s and no other backend; skipped", _NO_BUS)
+        return None, f"unavailable ({_NO_BUS})"
+    errors = _errors()
     try:
         backend = _backend()
         for service in services:
@@ -70,7 +131,7 @@ def keyring_lookup(registry: str, repository: str = "") -> tuple[Credential | No
     except _NoBackendError:
         log.debug("keyring: no backend; skipped")
         return None, f"unavailable ({_NO_BACKEND})"
-    except _BACKEND_ERRORS as exc:
+    except errors.backend as exc:
         log.debug("keyring: %s; skipped", _describe(exc))
         return None, f"unavailable ({_describe(exc)})"
     return None, f"no entry {services[-1]}"
@@ -79,13 +140,14 @@ def keyring_lookup(registry: str, repository: str = "") -> tuple[Credential | No
 def keyring_unavailable() -> str | None:
     """Why no keyring can be reached (no backend, no Secret Service); None when one answers.
     A locked keyring answers: storing in it fails with its own error."""
+    errors = _errors()
     try:
         _backend().get_password(SERVICE_PREFIX, USERNAME_ENTRY)
     except _NoBackendError:
         return _NO_BACKEND
-    except _UNAVAILABLE_ERRORS as exc:
+    except errors.unavailable as exc:
         return _describe(exc)
-    except _BACKEND_ERRORS:
+    except errors.backend:
         return None
     return None
 
@@ -94,6 +156,7 @@ def stored_keyring_keys() -> list[str] | None:
     """The registries (and ``host/path`` keys) with a mirrord entry in the keyring, for
     ``logout --all``; None when the backend cannot list its entries (only the Secret
     Service can), [] when no keyring is reachable."""
+    errors = _errors()
     try:
         backend = _backend()
     except _NoBackendError:
@@ -106,7 +169,7 @@ def stored_keyring_keys() -> list[str] | None:
         collection = collection_of()
         items = list(collection.search_items({"application": appid}))
         services = {item.get_attributes().get("service", "") for item in items}
-    except _BACKEND_ERRORS as exc:
+    except errors.backend as exc:
         log.debug("keyring: cannot list entries: %s", _describe(exc))
         return []
     return sorted(s.removeprefix(SERVICE_PREFIX) for s in services if s.startswith(SERVICE_PREFIX))
@@ -120,6 +183,7 @@ def store_credential(registry: str, username: str, password: str) -> None:
         raise CredentialError(f"cannot store the credential for {host}: invalid user name")
     if not password:
         raise CredentialError(f"cannot store the credential for {host}: empty password")
+    errors = _errors()
     try:
         backend = _backend()
         previous = backend.get_password(service, USERNAME_ENTRY)
@@ -129,7 +193,7 @@ def store_credential(registry: str, username: str, password: str) -> None:
             _delete_quietly(backend, service, previous)
     except _NoBackendError:
         raise _store_error(None, "store the credential for", service) from None
-    except _BACKEND_ERRORS as exc:
+    except errors.backend as exc:
         raise _store_error(exc, "store the credential for", service) from None
     log.debug("keyring: stored %s", service)
 
@@ -138,6 +202,7 @@ def delete_credential(registry: str) -> bool:
     """Remove the credential for ``registry`` (a host, or ``host/path``); False when
     there was none."""
     service = keyring_service(registry)
+    errors = _errors()
     try:
         backend = _backend()
         username = backend.get_password(service, USERNAME_ENTRY)
@@ -147,12 +212,17 @@ def delete_credential(registry: str) -> bool:
                 deleted = _delete_quietly(backend, service, name) or deleted
     except _NoBackendError:
         raise _store_error(None, "delete the credential for", service) from None
-    except _BACKEND_ERRORS as exc:
+    except errors.backend as exc:
         raise _store_error(exc, "delete the credential for", service) from None
     return deleted
 
 
 def _backend() -> KeyringBackend:
+    import keyring
+    import keyring.backends.chainer
+    import keyring.backends.fail
+    import keyring.backends.null
+
     backend = keyring.get_keyring()
     null_types = (keyring.backends.fail.Keyring, keyring.backends.null.Keyring)
     if isinstance(backend, null_types):
@@ -166,14 +236,14 @@ def _delete_quietly(backend: KeyringBackend, service: str, username: str) -> boo
     """Delete one entry; False when it was not there."""
     try:
         backend.delete_password(service, username)
-    except PasswordDeleteError:
+    except _errors().not_deleted:
         return False
     return True
 
 
 def _describe(exc: BaseException) -> str:
     """A short, secret-free description of a keyring failure."""
-    if isinstance(exc, KeyringLocked):
+    if isinstance(exc, _errors().locked):
         return "the keyring is locked"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -183,7 +253,7 @@ def _store_error(exc: BaseException | None, action: str, service: str) -> Creden
     registry = service.removeprefix(SERVICE_PREFIX)
     if exc is None:
         return CredentialError(f"cannot {action} {registry}: " + _no_service_message(_NO_BACKEND))
-    if isinstance(exc, _UNAVAILABLE_ERRORS):
+    if isinstance(exc, _errors().unavailable):
         return CredentialError(
             f"cannot {action} {registry}: " + _no_service_message(_describe(exc))
         )

@@ -169,6 +169,7 @@ class Metrics:
                 ("tag_revisions", "Tag revisions the pruner removed from the history."),
                 ("manifests", "Manifests the pruner deleted from the mirror."),
                 ("blobs", "Unreferenced blobs the pruner removed (an OCI layout mirror)."),
+                ("orphaned_images", "Images of deleted streams the pruner removed."),
             )
         }
         self.prune_freed = Counter(
@@ -386,6 +387,7 @@ class Metrics:
         self.prune_deleted["tag_revisions"].inc(counts["tagRevisions"])
         self.prune_deleted["manifests"].inc(counts["manifests"])
         self.prune_deleted["blobs"].inc(counts["blobs"])
+        self.prune_deleted["orphaned_images"].inc(counts["orphanedImages"])
         self.prune_freed.inc(counts["bytes"])
 
 

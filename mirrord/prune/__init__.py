@@ -7,11 +7,19 @@ pruner's status conditions. The rules are in :mod:`._run`'s docstring.
 
 from __future__ import annotations
 
+from mirrord.prune._orphans import (
+    KEPT_CONFIGURED,
+    KEPT_ELSEWHERE,
+    KEPT_SHARED,
+    OrphanDecision,
+    OrphanPlan,
+)
 from mirrord.prune._plan import (
     KEPT_CURRENT,
     KEPT_IN_USE,
     KEPT_PINNED,
     KEPT_REFERENCED,
+    KEPT_RETAINED,
     KEPT_REVISIONS,
     KEPT_YOUNG,
     PruneOverrides,
@@ -31,13 +39,19 @@ from mirrord.prune._run import (
 
 __all__ = [
     "DELETES_DISABLED",
+    "KEPT_CONFIGURED",
     "KEPT_CURRENT",
+    "KEPT_ELSEWHERE",
     "KEPT_IN_USE",
     "KEPT_PINNED",
     "KEPT_REFERENCED",
+    "KEPT_RETAINED",
     "KEPT_REVISIONS",
+    "KEPT_SHARED",
     "KEPT_YOUNG",
     "PRUNER",
+    "OrphanDecision",
+    "OrphanPlan",
     "PruneOverrides",
     "PrunePlan",
     "PruneResult",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from mirrord.core.imagestream import ImageStream
+from mirrord.state import OrphanedImage
 from mirrord.transports import Destination
 
 log = logging.getLogger("mirrord.prune")
@@ -24,3 +25,11 @@ def mirror_repository(destination: Destination, stream: ImageStream) -> str | No
         )
         return None
     return repository
+
+
+def orphan_repository(destination: Destination, orphan: OrphanedImage) -> str | None:
+    """The repository in ``destination`` a deleted stream's image is in; None when the
+    stream mirrored it to another mirror (then the pruner leaves it)."""
+    repository = destination.repository(orphan.stream)
+    here = destination.reference(repository, "").rstrip(":")
+    return repository if orphan.docker_image_repository == here else None

@@ -19,6 +19,7 @@ KEPT_YOUNG = "keepYoungerThan"
 KEPT_PINNED = "pinned"
 KEPT_IN_USE = "in use by a kept revision"
 KEPT_REFERENCED = "referenced by a kept index"
+KEPT_RETAINED = "in use by a kept image of a deleted stream"
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def closure(roots: Iterable[str], children: Mapping[str, Sequence[str]]) -> set[
     return seen
 
 
-def _descendants(digest: str, children: Mapping[str, Sequence[str]]) -> list[str]:
+def descendants(digest: str, children: Mapping[str, Sequence[str]]) -> list[str]:
     """``digest`` then its children, depth first (parents before children), once each."""
     order: list[str] = []
     stack = [digest]
@@ -121,10 +122,13 @@ def plan_prune(
     now: datetime,
     pinned: Collection[str] = (),
     children: Mapping[str, Sequence[str]] | None = None,
+    retained: Collection[str] = (),
 ) -> PrunePlan:
     """Decide every revision of every tag (see the module docstring). Pure.
 
-    ``children`` maps an index digest to its child manifest digests.
+    ``children`` maps an index digest to its child manifest digests; ``retained``:
+    digests of deleted streams' images the run keeps (:mod:`._orphans`), protected
+    with what they reference.
     """
     children = children or {}
     cutoff = now - timedelta(seconds=keep_younger_than)
@@ -136,7 +140,8 @@ def plan_prune(
     ]
     in_use = {r.digest for r in decided if r.kept_because}
     pins = set(pinned)
-    protected = frozenset(closure(in_use | pins, children))
+    kept_orphans = closure(retained, children)
+    protected = frozenset(closure(in_use | pins, children) | kept_orphans)
     kept: list[Revision] = []
     pruned: list[Revision] = []
     for revision in decided:
@@ -145,6 +150,8 @@ def plan_prune(
             if revision.digest in pins
             else KEPT_IN_USE
             if revision.digest in in_use
+            else KEPT_RETAINED
+            if revision.digest in kept_orphans
             else KEPT_REFERENCED
             if revision.digest in protected
             else ""
@@ -157,7 +164,7 @@ def plan_prune(
             pruned.append(revision)
     manifests: dict[tuple[str, str], None] = {}
     for revision in pruned:
-        for digest in _descendants(revision.digest, children):
+        for digest in descendants(revision.digest, children):
             if digest not in protected:
                 manifests[(revision.stream, digest)] = None
     return PrunePlan(tuple(pruned), tuple(kept), protected, tuple(manifests))

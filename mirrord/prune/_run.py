@@ -20,14 +20,20 @@ child digests of the indexes. A manifest missing from the mirror has no known
 children. This costs a few requests per run, needs no schema change, and stays
 correct for histories recorded before the pruner existed.
 
+**Images of deleted streams** (``mirrord delete``) are the state's orphaned images,
+pruned from their repository under the same rules (:mod:`._orphans`): old enough, not
+protected by any kept revision, index or pin, their stream no longer configured.
+
 **What a confirmed run does** (:func:`run_prune`), in this order so that a
 failure leaves the metadata able to drive a retry:
 
 1. ``pruneRegistry: true``: delete each pruned digest (and the children of a
-   pruned index) that no kept revision, kept index or pin protects, from the
-   stream's mirror repository. 404 counts as already gone; 405 (deletes
+   pruned index) that no kept revision, kept index or pin protects, nor a tag
+   mirrord did not write names (:mod:`._foreign`), from the stream's mirror
+   repository. 404 counts as already gone; 405 (deletes
    disabled) stops the run with a message telling the admin how to enable them.
-2. Remove the pruned tag events from the state.
+2. Remove the pruned tag events from the state, then the records of the pruned
+   (and adopted) orphaned images.
 3. ``oci:`` mirror with ``pruneRegistry: true``: remove the blobs that nothing
    reachable from ``index.json`` or from a remaining revision needs (see
    :mod:`mirrord.transports`). A registry mirror reclaims blob storage with its
@@ -42,15 +48,18 @@ failure leaves the metadata able to drive a retry:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import anyio
 
 from mirrord.config import Config, PruningConfig
-from mirrord.core.imagestream import TagEvent
+from mirrord.core.imagestream import ImageStream, TagEvent
 from mirrord.errors import MethodNotAllowedError, MirrordError, NotFoundError
-from mirrord.prune._mirror import mirror_repository
+from mirrord.prune._foreign import spare_foreign_tags
+from mirrord.prune._mirror import mirror_repository, orphan_repository
+from mirrord.prune._orphans import OrphanPlan, plan_orphans, retained, triage_orphans
 from mirrord.prune._plan import PruneOverrides, PrunePlan, PruneSettings, plan_prune
 from mirrord.state import Store
 from mirrord.transports import (
@@ -83,6 +92,11 @@ class PruneResult:
     manifests_deleted: list[tuple[str, str]] = field(default_factory=list)
     manifests_gone: list[tuple[str, str]] = field(default_factory=list)
     revisions_deleted: int = 0
+    orphans: OrphanPlan = field(default_factory=OrphanPlan)
+    """The images of deleted streams: pruned, kept (with why), adopted."""
+    orphans_deleted: int = 0
+    foreign_kept: list[tuple[str, str, str]] = field(default_factory=list)
+    """``(repository, digest, tag)`` not deleted: a tag mirrord did not write names it."""
     blob_gc: bool = False
     blobs_deleted: int = 0
     bytes_freed: int = 0
@@ -105,7 +119,9 @@ class PruneResult:
             "tagRevisions": len(self.plan.pruned) if dry else self.revisions_deleted,
             "manifests": len(self.planned_manifests) if dry else len(self.manifests_deleted),
             "manifestsAlreadyGone": len(self.manifests_gone),
+            "manifestsKeptForForeignTags": len(self.foreign_kept),
             "streams": self.streams_updated if dry or self.revisions_deleted else 0,
+            "orphanedImages": len(self.orphans.pruned) if dry else self.orphans_deleted,
             "blobs": self.blobs_deleted,
             "bytes": self.bytes_freed,
         }
@@ -191,18 +207,28 @@ async def _prune(
 ) -> None:
     settings = result.settings
     streams = await store.list_streams()
+    orphans = await store.orphaned_images()
     destination = await open_destination(config, pool)
     repositories = {s.name: mirror_repository(destination, s) for s in streams}
     pinned = {d: destination.repository(s.to) for s in config.streams for d in s.pinned}
+    decisions, adopted = triage_orphans(
+        orphans,
+        {(o.docker_image_repository, o.image): orphan_repository(destination, o) for o in orphans},
+        live={(s.docker_image_repository, e.image) for s in streams for e in _events(s)},
+        configured={s.name for s in config.streams},
+        cutoff=now - timedelta(seconds=settings.keep_younger_than),
+    )
+    if not settings.prune_registry:  # the mirror is untouched: its orphans wait
+        decisions = []
     locations: dict[str, list[str]] = {}
     for stream in streams:
-        repository = repositories[stream.name]
-        if repository is None:
-            continue
-        for event in (e for tag in stream.tags for e in tag.items):
-            locations.setdefault(event.image, []).append(repository)
-    for digest, repository in pinned.items():
-        locations.setdefault(digest, []).append(repository)
+        if (repository := repositories[stream.name]) is not None:
+            for event in _events(stream):
+                locations.setdefault(event.image, []).append(repository)
+    where = [*pinned.items(), *((d.orphan.image, d.repository) for d in decisions)]
+    for digest, repository in where:
+        if repository is not None:
+            locations.setdefault(digest, []).append(repository)
     children = await read_children(destination, locations)
     plan = plan_prune(
         streams,
@@ -211,6 +237,7 @@ async def _prune(
         now=now,
         pinned=pinned,
         children=children,
+        retained=retained(decisions),
     )
     result.plan = plan
     if settings.prune_registry:
@@ -219,16 +246,55 @@ async def _prune(
             for stream, digest in plan.manifests
             if (repo := repositories.get(stream)) is not None
         ]
+    result.orphans = plan_orphans(
+        decisions,
+        adopted,
+        protected=plan.protected,
+        children=children,
+        planned=result.planned_manifests,
+    )
+    result.planned_manifests += result.orphans.manifests
+    result.planned_manifests, result.foreign_kept = await spare_foreign_tags(
+        destination, result.planned_manifests, _known_tags(streams, repositories)
+    )
+    roots = {r.digest for r in plan.kept} | set(pinned) | retained(result.orphans.kept)
+    await _apply(destination, store, result, roots)
+
+
+def _known_tags(
+    streams: list[ImageStream], repositories: dict[str, str | None]
+) -> dict[str, set[str]]:
+    """Per live stream's mirror repository, the tags mirrord records there."""
+    known: dict[str, set[str]] = {}
+    for stream in streams:
+        if (repository := repositories[stream.name]) is not None:
+            known.setdefault(repository, set()).update(t.tag for t in stream.tags)
+    return known
+
+
+def _events(stream: ImageStream) -> Iterator[TagEvent]:
+    return (e for tag in stream.tags for e in tag.items)
+
+
+async def _apply(
+    destination: Destination, store: Store, result: PruneResult, roots: set[str]
+) -> None:
+    """Carry the plan out (a dry run: only the layout's garbage count), in the order of
+    the module docstring; the orphans' records go last, once their manifests are gone."""
     layout = destination if isinstance(destination, OCILayoutDestination) else None
-    result.blob_gc = layout is not None and settings.prune_registry
-    roots = {r.digest for r in plan.kept} | set(pinned)
+    result.blob_gc = layout is not None and result.settings.prune_registry
     if result.dry_run:
         if layout is not None and result.blob_gc:
             await _collect(layout, result, roots, dry_run=True)
         return
-    if settings.prune_registry:
+    if result.settings.prune_registry:
         await _delete_manifests(destination, result)
-    result.revisions_deleted = await _delete_revisions(store, plan)
+    result.revisions_deleted = await _delete_revisions(store, result.plan)
+    orphans = result.orphans
+    result.orphans_deleted = await store.forget_orphaned_images([d.key for d in orphans.pruned])
+    await store.forget_orphaned_images(
+        [(o.docker_image_repository, o.image) for o in orphans.adopted]
+    )
     if layout is not None and result.blob_gc:
         await _collect(layout, result, roots, dry_run=False)
 

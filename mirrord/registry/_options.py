@@ -26,6 +26,8 @@ from mirrord.core.limits import (
     KEYS,
     MAX_JSON_BODY,
     MIN_TRANSFER_RATE,
+    MONOLITHIC_DEFAULT,
+    MONOLITHIC_LIMIT,
     REQUEST_TIMEOUT,
     STALL_TIMEOUT,
     Limits,
@@ -43,10 +45,6 @@ __all__ = [
 CERTS_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 
 _DEFAULT = Limits()
-#: Blobs up to this size go as one monolithic ``PUT`` by default; the most allowed
-#: (the blob is held in memory, once per concurrent blob stream).
-MONOLITHIC_DEFAULT = 1 << 20
-MONOLITHIC_LIMIT = 4 << 20
 LIMIT_KEYS = KEYS
 
 
@@ -58,7 +56,9 @@ class RegistryOptions:
     verification; ``ca_file`` and ``<certs_dir>/<host>/*.crt`` add CAs, and a
     ``*.cert``/``*.key`` pair there is a client certificate (as containers/image does);
     ``cert_dir`` is one such directory given directly (``login --cert-dir``).
-    ``rate`` paces requests (per second); ``chunk_size`` forces chunked (PATCH)
+    ``rate`` paces requests (per second); ``http2`` lets the small exchanges (``HEAD``,
+    tag lists, manifests) use HTTP/2 over TLS when the registry offers it (see
+    :mod:`._clients`); ``chunk_size`` forces chunked (PATCH)
     uploads in pieces of that many bytes; a blob of at most ``monolithic_max`` bytes
     (bounded by :data:`MONOLITHIC_LIMIT`) is read whole, verified, and sent as the body
     of the closing ``PUT`` (``POST`` + ``PUT``: one request fewer than a ``PATCH``).
@@ -76,6 +76,7 @@ class RegistryOptions:
     ca_file: Path | None = None
     max_concurrency: int = 6
     rate: float | None = None
+    http2: bool = True
     chunk_size: int = 0
     monolithic_max: int = MONOLITHIC_DEFAULT
     certs_dirs: tuple[Path, ...] = CERTS_DIRS

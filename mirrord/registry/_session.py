@@ -25,7 +25,6 @@ from typing import Any, Self
 import anyio
 import httpx
 
-from mirrord import __version__
 from mirrord.core.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
 from mirrord.errors import (
     ConnectError,
@@ -38,6 +37,7 @@ from mirrord.errors import (
 from mirrord.registry._auth import CredentialLike, RegistryAuth, Token
 from mirrord.registry._body import read_bounded, rebuilt
 from mirrord.registry._challenge import Challenge
+from mirrord.registry._clients import HttpClients
 from mirrord.registry._errors import (
     error_from_exception,
     error_from_response,
@@ -93,17 +93,9 @@ class RegistrySession:
         self.auth = RegistryAuth(credential, self._fetch_token)
         # Plain HTTP needs no TLS context (building one costs tens of milliseconds).
         verify = ssl_context(host, self.options) if not self.options.insecure else False
-        self._http = httpx.AsyncClient(
-            auth=self.auth,
-            verify=verify,
-            transport=transport,
-            follow_redirects=True,
-            # Each read and write: no single wait for the network lasts past the stall
-            # window (the whole request has its deadline, a body its minimum rate).
-            timeout=httpx.Timeout(self.options.stall_timeout, connect=15.0),
-            limits=httpx.Limits(max_connections=max(4, self.options.max_concurrency * 2)),
-            headers={"User-Agent": f"mirrord/{__version__}"},
-        )
+        self._clients = HttpClients(self.options, auth=self.auth, verify=verify,
+                                    transport=transport)
+        self._http = self._clients.bulk
         self._pinged = False
         self._withheld_from = ""  # a token realm the credential was not sent to
         self._ping_lock = anyio.Lock()
@@ -119,7 +111,7 @@ class RegistrySession:
             while self.abandoned_uploads:
                 if not await self._delete_upload(self.abandoned_uploads.pop(0)):
                     break
-        await self._http.aclose()
+        await self._clients.aclose()
 
     # -- upload sessions given up on -----------------------------------------------------
 
@@ -369,7 +361,8 @@ class RegistrySession:
         status = 0  # no answer, unless one comes
         sent_at = time.time()
         try:
-            response = await self._http.send(request, stream=True, auth=auth)
+            client = self._clients.for_request(request)
+            response = await client.send(request, stream=True, auth=auth)
             status = response.status_code
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.registry, what) from exc

@@ -3,10 +3,18 @@
 CA and client-certificate files are read only when they are regular files of at most
 :data:`MAX_PEM_FILE` bytes: a ``ca_file: /dev/zero`` (or a FIFO) is a clear TLSError,
 never a read that does not end.
+
+Building a context costs tens of milliseconds of CPU (the system trust store and certifi's
+bundle are parsed each time), so contexts are shared: registries whose TLS inputs are the
+same content (the CA file and every file of the certificate directories that apply, read
+and hashed: a few kilobytes) get one context. A file changed on disk gives a new key, so a
+daemon's next run trusts what it says now (the system's trust store is read once per
+process).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
 import stat
@@ -18,26 +26,55 @@ from mirrord.errors import TLSError
 from mirrord.registry._options import CERTS_DIRS, RegistryOptions
 
 MAX_PEM_FILE = 1 << 20  # a bundle of a few hundred certificates
+_CACHE_SIZE = 32  # distinct TLS settings kept; the oldest is dropped beyond
+
+_Key = tuple[object, ...]
+_contexts: dict[_Key, ssl.SSLContext] = {}
 
 __all__ = ["CERTS_DIRS", "RegistryOptions", "ssl_context"]
 
 
 def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
-    """The ``verify`` argument for httpx: a context with every CA that applies."""
+    """The ``verify`` argument for httpx: a context with every CA that applies (shared with
+    every registry whose TLS inputs are the same, unchanged files)."""
     if not options.tls_verify:
         return False
-    # The system's trust store (where an enterprise CA is usually installed), plus certifi.
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=certifi.where())
-    if options.ca_file:
-        _load_ca(context, Path(options.ca_file), host, "ca_file")
+    ca_file = Path(options.ca_file) if options.ca_file else None
     directories = [base / host for base in options.certs_dirs]
     if options.cert_dir is not None:
         directories.append(options.cert_dir)
-    for directory in directories:
-        if directory.is_dir():
-            _load_directory(context, directory, host)
+    present = [d for d in directories if d.is_dir()]
+    key = _cache_key(host, ca_file, present)
+    if (cached := _contexts.get(key)) is not None:
+        return cached
+    # The system's trust store (where an enterprise CA is usually installed), plus certifi.
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=certifi.where())
+    if ca_file is not None:
+        _load_ca(context, ca_file, host, "ca_file")
+    for directory in present:
+        _load_directory(context, directory, host)
+    if len(_contexts) >= _CACHE_SIZE:
+        _contexts.pop(next(iter(_contexts)))
+    _contexts[key] = context
     return context
+
+
+def _cache_key(host: str, ca_file: Path | None, directories: list[Path]) -> _Key:
+    """What a context is built from: the content of every file it would read (a file
+    replaced on disk, even in the same second and at the same size, is a new key)."""
+    parts: list[object] = [_digest(ca_file, host, "ca_file") if ca_file is not None else None]
+    for directory in directories:
+        files = [(ca, "CA") for ca in sorted(directory.glob("*.crt"))]
+        for cert in sorted(directory.glob("*.cert")):
+            if cert.with_suffix(".key").exists():
+                files += [(cert, "client certificate"), (cert.with_suffix(".key"), "client key")]
+        parts.append((str(directory), *((f.name, _digest(f, host, what)) for f, what in files)))
+    return tuple(parts)
+
+
+def _digest(path: Path, host: str, what: str) -> bytes:
+    return hashlib.sha256(_read_pem(path, host, what)).digest()
 
 
 def _load_directory(context: ssl.SSLContext, directory: Path, host: str) -> None:

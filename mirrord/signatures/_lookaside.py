@@ -47,18 +47,28 @@ class LookasideClient:
             verify = ssl.create_default_context(cafile=verify)
         self.max_signatures = max_signatures
         self.max_size = max_size
-        self._http = httpx.AsyncClient(verify=verify, timeout=timeout, follow_redirects=True,
-                                       max_redirects=5, transport=transport, trust_env=False,
-                                       proxy=proxy,
-                                       headers={"User-Agent": "mirrord"})
+        self._verify, self._timeout, self._proxy = verify, timeout, proxy
+        self._transport = transport
+        # Made on the first fetch: a run that reads no lookaside never pays for an HTTP
+        # client and its TLS context (tens of milliseconds of start-up).
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(verify=self._verify, timeout=self._timeout,
+                                           follow_redirects=True, max_redirects=5,
+                                           transport=self._transport, trust_env=False,
+                                           proxy=self._proxy, headers={"User-Agent": "mirrord"})
+        return self._http
 
     async def __aenter__(self) -> LookasideClient:
-        await self._http.__aenter__()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self._http.__aexit__(exc_type, exc, tb)
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
 
     async def fetch(self, base: str, repository: str, digest: str, *,
                     start: int = 1) -> list[bytes]:
@@ -108,7 +118,7 @@ class LookasideClient:
 
     async def _get(self, url: str) -> bytes | None:
         try:
-            async with self._http.stream("GET", url) as resp:
+            async with self._client().stream("GET", url) as resp:
                 if resp.status_code == 404:
                     return None
                 if resp.status_code != 200:

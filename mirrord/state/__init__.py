@@ -1,5 +1,6 @@
 """mirrord's state: image streams, tag history, job runs, the notification outbox,
-the leases several workers share the work with, and where blobs landed in the mirror.
+the images of deleted streams (for the pruner), the leases several workers share the
+work with, and where blobs landed in the mirror.
 
 ``open_state(config)`` opens the store a configuration names: PostgreSQL when it
 sets ``database:``, else SQLite under ``state_dir``; ``open_store(state_dir)``
@@ -20,6 +21,7 @@ from mirrord.state._store import (
     JOB_DIED,
     JOB_KINDS,
     JobRun,
+    OrphanedImage,
     OutboxEvent,
     PrunerCondition,
     ReceiverStatus,
@@ -33,6 +35,7 @@ __all__ = [
     "BlobLocation",
     "JobRun",
     "Lease",
+    "OrphanedImage",
     "OutboxEvent",
     "PostgresStore",
     "PrunerCondition",

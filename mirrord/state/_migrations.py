@@ -192,9 +192,24 @@ _V8 = (
 # waited for it mounts it from there.
 _V9 = ("ALTER TABLE blob_claims ADD COLUMN repository TEXT NOT NULL DEFAULT ''",)
 
+# The images of streams `mirrord delete` removed: the pruner still finds them in the
+# mirror (one row per mirror repository and digest; created: the newest event's time).
+_V10 = (
+    """
+    CREATE TABLE orphaned_images (
+        mirror_repository TEXT NOT NULL,
+        image             TEXT NOT NULL,
+        stream            TEXT NOT NULL,
+        created           TEXT NOT NULL,
+        orphaned          TEXT NOT NULL,
+        PRIMARY KEY (mirror_repository, image)
+    )
+    """,
+)
+
 # Where blobs landed in a mirror (the latest repository of each digest): a later run,
 # or another worker, mounts them from there instead of pulling them again.
-_V10 = (
+_V11 = (
     """
     CREATE TABLE blob_locations (
         mirror     TEXT NOT NULL,
@@ -207,7 +222,7 @@ _V10 = (
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10,
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -171,8 +171,22 @@ _V8 = (
 # A blob claim names the repository its holder streams the blob into.
 _V9 = ("ALTER TABLE blob_claims ADD COLUMN repository text NOT NULL DEFAULT ''",)
 
-# Where blobs landed in a mirror (the latest repository of each digest).
+# The images of streams `mirrord delete` removed, for the pruner.
 _V10 = (
+    """
+    CREATE TABLE orphaned_images (
+        mirror_repository text NOT NULL,
+        image             text NOT NULL,
+        stream            text NOT NULL,
+        created           timestamptz NOT NULL,
+        orphaned          timestamptz NOT NULL,
+        PRIMARY KEY (mirror_repository, image)
+    )
+    """,
+)
+
+# Where blobs landed in a mirror (the latest repository of each digest).
+_V11 = (
     """
     CREATE TABLE blob_locations (
         mirror     text NOT NULL,
@@ -185,7 +199,7 @@ _V10 = (
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10,
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 if SCHEMA_VERSION != _migrations.SCHEMA_VERSION:  # pragma: no cover - a development slip

@@ -22,6 +22,7 @@ from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagE
 from mirrord.errors import StateError
 from mirrord.state import _rows as rows
 from mirrord.state._postgres_conn import returned
+from mirrord.state._records import OrphanedImage
 from mirrord.state._sqlite_streams import STREAM_COLUMNS
 
 Conn = psycopg.Connection[Any]
@@ -138,8 +139,44 @@ def mark_synced(conn: Conn, name: str, now: datetime) -> None:
     conn.execute("UPDATE image_streams SET last_synced = %s WHERE name = %s", (now, name))
 
 
-def delete_stream(conn: Conn, name: str) -> bool:
-    return conn.execute("DELETE FROM image_streams WHERE name = %s", (name,)).rowcount > 0
+_ORPHAN = (
+    "INSERT INTO orphaned_images (mirror_repository, image, stream, created, orphaned) "
+    "SELECT s.mirror_repository, e.image, s.name, max(e.created), %s FROM tag_events e "
+    "JOIN tags t ON t.id = e.tag_id JOIN image_streams s ON s.id = t.stream_id "
+    "WHERE s.name = %s GROUP BY s.mirror_repository, e.image, s.name "
+    "ON CONFLICT (mirror_repository, image) DO UPDATE SET stream = EXCLUDED.stream, "
+    "created = GREATEST(orphaned_images.created, EXCLUDED.created), "
+    "orphaned = EXCLUDED.orphaned"
+)
+
+
+def delete_stream(conn: Conn, name: str, now: datetime) -> bool:
+    """The stream's images become orphans in the same transaction, its row locked first
+    (a worker recording a tag of it waits, then finds the stream gone)."""
+    with conn.transaction():
+        if _locked_stream(conn, name) is None:
+            return False
+        conn.execute(_ORPHAN, (now, name))
+        return conn.execute("DELETE FROM image_streams WHERE name = %s", (name,)).rowcount > 0
+
+
+def orphaned_images(conn: Conn) -> list[OrphanedImage]:
+    with snapshot(conn):
+        found = conn.execute(
+            'SELECT * FROM orphaned_images ORDER BY mirror_repository COLLATE "C", '
+            'image COLLATE "C"'
+        ).fetchall()
+    return [rows.orphaned_image(row) for row in found]
+
+
+def forget_orphaned_images(conn: Conn, images: Sequence[tuple[str, str]]) -> int:
+    with conn.transaction():
+        return sum(
+            conn.execute(
+                "DELETE FROM orphaned_images WHERE mirror_repository = %s AND image = %s", pair
+            ).rowcount
+            for pair in images
+        )
 
 
 # -- tags ----------------------------------------------------------------------------

@@ -21,7 +21,13 @@ from mirrord.core.imagestream import (
     TagEvent,
     TagStatus,
 )
-from mirrord.state._store import JobRun, OutboxEvent, PrunerCondition, ReceiverStatus
+from mirrord.state._records import (
+    JobRun,
+    OrphanedImage,
+    OutboxEvent,
+    PrunerCondition,
+    ReceiverStatus,
+)
 
 
 class Row(Protocol):
@@ -192,4 +198,14 @@ def pruner_condition(row: Row) -> PrunerCondition:
         reason=row["reason"],
         message=row["message"],
         last_transition_time=moment(row["last_transition_time"]),
+    )
+
+
+def orphaned_image(row: Row) -> OrphanedImage:
+    return OrphanedImage(
+        stream=row["stream"],
+        docker_image_repository=row["mirror_repository"],
+        image=row["image"],
+        created=moment(row["created"]),
+        orphaned=moment(row["orphaned"]),
     )

@@ -15,6 +15,7 @@ from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagE
 from mirrord.errors import StateError
 from mirrord.state import _rows as rows
 from mirrord.state._migrations import ts, tx
+from mirrord.state._records import OrphanedImage
 
 STREAM_COLUMNS = (
     "id, name, source, mirror_repository, scheduled, import_mode, reference_policy, "
@@ -118,10 +119,41 @@ def mark_synced(conn: sqlite3.Connection, name: str, now: datetime) -> None:
         conn.execute("UPDATE image_streams SET last_synced = ? WHERE name = ?", (ts(now), name))
 
 
-def delete_stream(conn: sqlite3.Connection, name: str) -> bool:
+# One row per (repository, digest): a digest in several tags keeps its newest event's time;
+# a digest orphaned again (a stream recreated and deleted) keeps the newer one.
+_ORPHAN = (
+    "INSERT INTO orphaned_images (mirror_repository, image, stream, created, orphaned) "
+    "SELECT s.mirror_repository, e.image, s.name, max(e.created), ? FROM tag_events e "
+    "JOIN tags t ON t.id = e.tag_id JOIN image_streams s ON s.id = t.stream_id "
+    "WHERE s.name = ? GROUP BY s.mirror_repository, e.image, s.name "
+    "ON CONFLICT (mirror_repository, image) DO UPDATE SET stream = excluded.stream, "
+    "created = max(created, excluded.created), orphaned = excluded.orphaned"
+)
+
+
+def delete_stream(conn: sqlite3.Connection, name: str, now: datetime) -> bool:
     with tx(conn):
+        conn.execute(_ORPHAN, (ts(now), name))
         cursor = conn.execute("DELETE FROM image_streams WHERE name = ?", (name,))
     return cursor.rowcount > 0
+
+
+def orphaned_images(conn: sqlite3.Connection) -> list[OrphanedImage]:
+    with tx(conn, write=False):
+        found = conn.execute(
+            "SELECT * FROM orphaned_images ORDER BY mirror_repository, image"
+        ).fetchall()
+    return [rows.orphaned_image(row) for row in found]
+
+
+def forget_orphaned_images(conn: sqlite3.Connection, images: Sequence[tuple[str, str]]) -> int:
+    with tx(conn):
+        return sum(
+            conn.execute(
+                "DELETE FROM orphaned_images WHERE mirror_repository = ? AND image = ?", pair
+            ).rowcount
+            for pair in images
+        )
 
 
 # -- tags ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import anyio
 
 from mirrord.core.imagestream import (
+    TAG_ONCE,
     ImageStream,
     ImportResult,
     StreamSpec,
@@ -39,6 +40,7 @@ from mirrord.state._migrations import now_or
 from mirrord.state._store import (
     JOB_DIED,
     JobRun,
+    OrphanedImage,
     OutboxEvent,
     PrunerCondition,
     ReceiverStatus,
@@ -97,8 +99,14 @@ class SQLStore(Store):
     async def mark_synced(self, name: str, *, now: datetime | None = None) -> None:
         await self._run(self.streams.mark_synced, name, now_or(now))
 
-    async def delete_stream(self, name: str) -> bool:
-        return await self._run(self.streams.delete_stream, name)
+    async def delete_stream(self, name: str, *, now: datetime | None = None) -> bool:
+        return await self._run(self.streams.delete_stream, name, now_or(now))
+
+    async def orphaned_images(self) -> list[OrphanedImage]:
+        return await self._run(self.streams.orphaned_images)
+
+    async def forget_orphaned_images(self, images: Sequence[tuple[str, str]]) -> int:
+        return await self._run(self.streams.forget_orphaned_images, tuple(images))
 
     # -- tags ----------------------------------------------------------------------
 
@@ -122,6 +130,7 @@ class SQLStore(Store):
         generation: int | None = None,
         now: datetime | None = None,
         tagged_from: str = "",
+        tag_policy: str = TAG_ONCE,
     ) -> ImportResult:
         at = now_or(now)
 
@@ -136,6 +145,7 @@ class SQLStore(Store):
                 source_digest=source_digest,
                 platform=platform,
                 tagged_from=tagged_from,
+                tag_policy=tag_policy,
             )
 
         return await self._tag_rule(stream, tag, rule)

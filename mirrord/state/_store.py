@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -22,93 +21,40 @@ from typing import Any, ClassVar
 
 import anyio
 
-from mirrord.core.imagestream import ImageStream, ImportResult, StreamSpec, TagEvent, TagStatus
+from mirrord.core.imagestream import (
+    TAG_ONCE,
+    ImageStream,
+    ImportResult,
+    StreamSpec,
+    TagEvent,
+    TagStatus,
+)
 from mirrord.errors import StateError
 from mirrord.state._bloblocations import BlobLocationStore
 from mirrord.state._leases import LeaseStore
 from mirrord.state._lock import LOCK_FILE, QUEUE_FILE, RunLock, StateLock, hold_daemon_lock
-
-JOB_KINDS = ("sync", "prune")
-JOB_STATUSES = ("Queued", "Running", "Succeeded", "Failed")
-
-#: What a job left Running by a process that died records (``abandon_running_jobs``).
-JOB_DIED = (
-    "interrupted: the process running it died (killed or crashed); when it ended is "
-    "unknown, the finish time recorded is when this was noticed"
+from mirrord.state._records import (
+    JOB_DIED,
+    JOB_KINDS,
+    JOB_STATUSES,
+    JobRun,
+    OrphanedImage,
+    OutboxEvent,
+    PrunerCondition,
+    ReceiverStatus,
 )
 
-
-@dataclass(frozen=True)
-class JobRun:
-    """One sync or prune run: Queued (a trigger accepted, the run not started;
-    ``started`` is when it was accepted), Running, then Succeeded or Failed. ``worker``
-    ran it (``host:pid`` or the configured ``worker_name``; None for runs recorded before)."""
-
-    id: int
-    kind: str
-    stream: str | None
-    status: str
-    started: datetime
-    finished: datetime | None
-    counts: Mapping[str, int] = field(default_factory=dict)
-    message: str = ""
-    pid: int | None = None
-    worker: str | None = None
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    """A notification waiting for (or done with) delivery to one receiver.
-
-    Pending: ``delivered`` is None and ``next_attempt`` is set. Given up:
-    ``delivered`` and ``next_attempt`` both None (``last_error`` says why).
-    ``claimed_by``: the worker delivering it now (until ``claim_expires``), if any.
-    """
-
-    id: int
-    receiver: str
-    payload: Mapping[str, Any]
-    created: datetime
-    attempts: int
-    next_attempt: datetime | None
-    last_error: str | None
-    delivered: datetime | None
-    claimed_by: str | None = None
-    claim_expires: datetime | None = None
-
-    @property
-    def dead(self) -> bool:
-        return self.delivered is None and self.next_attempt is None
-
-
-@dataclass(frozen=True)
-class ReceiverStatus:
-    """One notification receiver's outbox: what waits, what failed, what was delivered.
-
-    ``pending`` events wait for an attempt (``retrying`` of them failed at least
-    once); ``given_up`` are dead letters; ``delivered`` counts the deliveries still
-    kept. ``last_error`` is the newest failure of an undelivered event.
-    """
-
-    receiver: str
-    pending: int = 0
-    retrying: int = 0
-    given_up: int = 0
-    delivered: int = 0
-    last_error: str | None = None
-    last_delivered: datetime | None = None
-
-
-@dataclass(frozen=True)
-class PrunerCondition:
-    """A pruner status condition (Available, Scheduled, Failed)."""
-
-    type: str
-    status: str
-    reason: str
-    message: str
-    last_transition_time: datetime
-
+__all__ = [
+    "JOB_DIED",
+    "JOB_KINDS",
+    "JOB_STATUSES",
+    "JobRun",
+    "OrphanedImage",
+    "OutboxEvent",
+    "PrunerCondition",
+    "ReceiverStatus",
+    "Store",
+]
 
 class Store(LeaseStore, BlobLocationStore):
     """Image streams, tag history, job runs, the notification outbox, pruner status,
@@ -174,8 +120,21 @@ class Store(LeaseStore, BlobLocationStore):
         """Record that a run brought every selected tag of the stream to the mirror."""
 
     @abc.abstractmethod
-    async def delete_stream(self, name: str) -> bool:
-        """Forget a stream and its history; False when it did not exist."""
+    async def delete_stream(self, name: str, *, now: datetime | None = None) -> bool:
+        """Forget a stream and its history; False when it did not exist.
+
+        In the same transaction, every image its history recorded becomes an
+        :class:`OrphanedImage` (one per mirror repository and digest, the newest
+        event's time), so the pruner can still remove it from the mirror."""
+
+    @abc.abstractmethod
+    async def orphaned_images(self) -> list[OrphanedImage]:
+        """The images of deleted streams not yet pruned, by repository then digest."""
+
+    @abc.abstractmethod
+    async def forget_orphaned_images(self, images: Sequence[tuple[str, str]]) -> int:
+        """Drop these ``(docker_image_repository, image)`` records (pruned from the
+        mirror, or now recorded by a live stream); how many went."""
 
     # -- tags ----------------------------------------------------------------------
 
@@ -192,11 +151,13 @@ class Store(LeaseStore, BlobLocationStore):
         generation: int | None = None,
         now: datetime | None = None,
         tagged_from: str = "",
+        tag_policy: str = TAG_ONCE,
     ) -> ImportResult:
         """:func:`~mirrord.imagestream.record_import` in one transaction.
 
         ``source_digest`` and ``platform``: where the import came from (see ``TagEvent``);
-        ``tagged_from``: a ``mirrord tag`` of that reference (the ``Tagged`` condition).
+        ``tagged_from``: a ``mirrord tag`` of that reference (the ``Tagged`` condition),
+        following it as ``tag_policy`` says (its reason).
         """
 
     @abc.abstractmethod

@@ -26,7 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mirrord.config import Config, StreamConfig
-from mirrord.core.imagestream import ImageStream, tag_origin
+from mirrord.core.imagestream import (
+    TAG_ALIAS,
+    TAG_SCHEDULED,
+    ImageStream,
+    TagStatus,
+    tag_origin,
+    tag_policy,
+)
 from mirrord.core.modes import ImportMode, ReferencePolicy
 from mirrord.core.reference import parse
 from mirrord.core.selection import Criteria, select_tags
@@ -67,7 +74,8 @@ class Target:
 
     name: str
     tag: str | None
-    """The tag to import; None with ``--all``."""
+    """The tag to import; None with ``--all``, or for a bare stream name (the stream's
+    own tags when it exists, else ``latest``)."""
     source: str | None
     """The repository asked for (``--from``, or a target with a registry host)."""
     fallback_source: str
@@ -130,8 +138,10 @@ def parse_target(request: ImportRequest) -> Target | Refusal:
             f"from {request.from_ref} (use --from {source}:{ref.tag}, or {name}:{from_tag})",
             usage=True,
         )
-    tag = None if request.all else (ref.tag or from_tag or DEFAULT_TAG)
-    return Target(name, tag, source, ref.name)
+    # A pull spec without a tag means its latest; a bare stream name means the stream's
+    # own tags when it exists (as `oc import-image STREAM`), latest for a new one.
+    tag = ref.tag or from_tag or (DEFAULT_TAG if source is not None else None)
+    return Target(name, None if request.all else tag, source, ref.name)
 
 
 # -- deciding --------------------------------------------------------------------
@@ -188,7 +198,7 @@ def resolve(
         config,
         target.name,
         target.source or target.fallback_source,
-        None if target.tag is None else (target.tag,),
+        None if request.all else (target.tag or DEFAULT_TAG,),
         scheduled=bool(request.scheduled),
         reference_policy=request.reference_policy or config.defaults.reference_policy,
         import_mode=request.import_mode or config.defaults.import_mode,
@@ -294,7 +304,8 @@ def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[Stre
     Each carries its stored flags (``scheduled``, import mode, reference policy) and
     its tags: every tag of the repository (``tags=None``, capped by ``max_tags``) for
     a stream created with ``--all``, else the tags it has imported (not those
-    ``mirrord tag`` pointed at another source; a stream with none is left out). The instances are
+    ``mirrord tag`` pointed at another source; a stream with none is left out, unless
+    a run follows one of those: :mod:`._follow`). The instances are
     :class:`~mirrord.sync.ImportedStream`, so a run keeps them ``import-image``.
     """
     configured = {s.name for s in config.streams}
@@ -304,9 +315,10 @@ def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[Stre
             continue
         tags: tuple[str, ...] | None = None
         if not stream.import_all:
-            # a tag `mirrord tag` pointed elsewhere is not re-imported from the source
+            # a tag `mirrord tag` pointed elsewhere is not re-imported from the source; a
+            # stream of only such tags runs when one of them is followed (--alias/--scheduled)
             tags = tuple(t.tag for t in stream.tags if not t.removed and tag_origin(t) is None)
-            if not tags:
+            if not tags and not any(_followed(t) for t in stream.tags):
                 continue
         out.append(
             imported_stream(
@@ -321,3 +333,8 @@ def stored_streams(config: Config, streams: Sequence[ImageStream]) -> tuple[Stre
             )
         )
     return tuple(out)
+
+
+def _followed(status: TagStatus) -> bool:
+    """A tag a run of its stream follows (``mirrord tag --alias``/``--scheduled``)."""
+    return not status.removed and tag_policy(status) in (TAG_ALIAS, TAG_SCHEDULED)

@@ -40,6 +40,9 @@ class SyncResult:
     # A dry run's tags recorded in the state but gone upstream, per stream, and whether
     # the stream deletes them from the mirror (delete_removed_tags).
     gone_upstream: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
+    # A dry run's tags the run would follow after the stream's own (``mirrord tag
+    # --alias``/``--scheduled``), per stream: (tag, policy, what it follows).
+    followed: dict[str, tuple[tuple[str, str, str], ...]] = field(default_factory=dict)
     # The blobs of the images to copy, digest -> size, each once however many images
     # share it (a run streams it once, mounts it elsewhere): a dry run's, or a run's
     # sized before copying (estimate_bytes).

@@ -16,13 +16,15 @@ import anyio
 
 from mirrord.config import Config, StreamConfig
 from mirrord.copy import Imported, StreamPlan
-from mirrord.core.imagestream import tag_origin
+from mirrord.core.imagestream import tag_origin, tag_policy
 from mirrord.core.units import camel_case
 from mirrord.errors import MirrordError
 from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
 from mirrord.state import Store
 from mirrord.sync._blobclaims import shared_blobs
 from mirrord.sync._blobplaces import blob_places
+from mirrord.sync._follow import follow_tags
+from mirrord.sync._import_image import _followed as followed
 from mirrord.sync._recorder import Recorder
 from mirrord.sync._syncer import Syncer, SyncResult
 from mirrord.transports import ClientPool, open_destination
@@ -53,6 +55,13 @@ async def plan_once(
         if gone := await _gone_upstream(store, plan):
             delete = config.stream(plan.stream).delete_removed_tags
             result.gone_upstream[plan.stream] = (gone, delete)
+        known = await store.get_stream(plan.stream)
+        if following := tuple(
+            (t.tag, tag_policy(t) or "", (tag_origin(t) or "").partition(" ")[2])
+            for t in (known.tags if known else ())
+            if followed(t)
+        ):
+            result.followed[plan.stream] = following
     return result
 
 
@@ -111,11 +120,22 @@ async def sync_once(
         await recorder.prepare(streams)
         await syncer.run(streams, result=result)
         await recorder.finish(result)
+        if not should_stop():  # the tags `mirrord tag --alias/--scheduled` made
+            names = [s.name for s in streams]
+            await follow_tags(config, store, pool, destination, names, notifier)
     except BaseException as error:
         with anyio.CancelScope(shield=True):
             await store.finish_job(job, "Failed", _counts(result), _why(error, result)[:2000])
         raise
     await _finish_job(config, store, job, result)
+    await _refresh_and_deliver(config, store, notifier, result)
+    return result
+
+
+async def _refresh_and_deliver(
+    config: Config, store: Store, notifier: Notifier | None, result: SyncResult
+) -> None:
+    """The cluster files from the state, then the notifications (their change too)."""
     # Imported here: the cluster-resource stack is not needed before the first request.
     from mirrord.cluster import default_directory as default_cluster_directory
     from mirrord.cluster import refresh as refresh_cluster_resources
@@ -127,7 +147,6 @@ async def sync_once(
         await notifier.publish(cluster_resources_event(directory, files))
     if notifier is not None:
         await _deliver(notifier, store, result)
-    return result
 
 
 async def _finish_job(config: Config, store: Store, job: int, result: SyncResult) -> None:

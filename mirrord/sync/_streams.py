@@ -74,7 +74,8 @@ async def delete_streams(
     config: Config, names: Sequence[str], *, confirm: bool, wait: bool = False
 ) -> list[Deletion]:
     """Forget the streams ``names`` and their history (``confirm``; else only say what
-    would go). The images stay in the mirror. Takes the run lock, as a sync does; a
+    would go). The images stay in the mirror, recorded as orphaned for the pruner
+    (:meth:`~mirrord.state.Store.delete_stream`). Takes the run lock, as a sync does; a
     dry run only reads (and creates no state)."""
     configured = {s.name for s in config.streams}
     if not state_exists(config):

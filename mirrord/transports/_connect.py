@@ -40,6 +40,8 @@ def registry_options(config: Config, registry: str) -> RegistryOptions:
         ca_file=settings.ca_file,
         max_concurrency=settings.max_concurrency,
         rate=settings.rate,
+        http2=settings.http2,
+        monolithic_max=settings.monolithic_max,
         trusted_hosts=frozenset(config.registries) - {DEFAULT_REGISTRY},
         max_manifest_size=limits.max_manifest_size,
         max_tag_pages=limits.max_tag_pages,

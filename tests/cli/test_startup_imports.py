@@ -9,8 +9,11 @@ import sys
 
 import pytest
 
-# Heavy stacks a sync without a database, a daemon or cluster resources never uses.
-NOT_AT_START = ("mirrord.cluster", "mirrord.daemon", "mirrord.signatures", "psycopg")
+# Heavy stacks a sync without a database, a daemon or cluster resources never uses; rich
+# (the live display, only on a terminal; httpx's own CLI pulls it in unless told not to)
+# and keyring (imported when a credential lookup reaches it).
+NOT_AT_START = ("mirrord.cluster", "mirrord.daemon", "mirrord.signatures", "psycopg",
+                "rich", "pygments", "keyring", "secretstorage")
 
 
 @pytest.mark.parametrize("modules", ["mirrord.cli", "mirrord.cli, mirrord.sync, mirrord.state"])
@@ -23,6 +26,18 @@ def test_the_cli_and_the_sync_path_do_not_import_the_heavy_stacks(modules: str) 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert json.loads(out) == []
+
+
+def test_httpx_works_without_its_command_line_tool() -> None:
+    # mirrord marks httpx._main absent (it pulls in rich): httpx itself is unaffected.
+    code = (
+        "import sys, mirrord, httpx\n"
+        "assert sys.modules['httpx._main'] is None and 'rich' not in sys.modules\n"
+        "print(httpx.Client().get('http://127.0.0.1:1/').status_code)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert "ConnectError" in run.stderr and "AssertionError" not in run.stderr
 
 
 def test_the_state_still_offers_the_postgres_store_on_demand() -> None:

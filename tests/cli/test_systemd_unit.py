@@ -136,7 +136,7 @@ def test_install_into_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> No
     blocker.write_text("")
     done = _mirrord("systemd-unit", "--install", "--unit-dir", str(blocker / "sub"))
     assert done.returncode == 1
-    assert done.stderr.startswith("error: cannot write the units to ")
+    assert "\nerror: cannot write the units to " in "\n" + done.stderr  # after any warning
     assert "Traceback" not in done.stderr
 
 
@@ -177,3 +177,25 @@ def test_the_documented_pip_install_s_units_pass_verify(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr + result.stdout
+
+
+def test_files_the_sandbox_hides_from_the_service_are_warned_about(tmp_path: Path) -> None:
+    config = tmp_path / "mirrord.yaml"  # under /tmp: PrivateTmp=yes hides it
+    done = _mirrord("systemd-unit", "--bindir", "/root/venv/bin", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert f"warning: --config {config} is hidden from the service by the unit's " \
+        "PrivateTmp=yes" in done.stderr
+    assert "the mirrord executable /root/venv/bin/mirrord is hidden from the service by " \
+        "the unit's ProtectHome=yes" in done.stderr
+    quiet = _mirrord("systemd-unit", "--bindir", "/usr/local/bin", "--config",
+                     "/etc/mirrord/mirrord.yaml")
+    assert "hidden from the service" not in quiet.stderr
+
+
+def test_mirrord_config_is_the_units_config_when_no_config_is_given() -> None:
+    env = {**os.environ, "MIRRORD_CONFIG": "/etc/mirrord/site.yaml"}
+    done = subprocess.run([sys.executable, "-m", "mirrord", "systemd-unit"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    service = _parse(done.stdout)["Service"]
+    assert "--config /etc/mirrord/site.yaml" in service["ExecStart"]

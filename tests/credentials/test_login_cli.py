@@ -269,3 +269,31 @@ def test_authfile_login_at_a_token_server_registry_is_read_by_skopeo(
     inspected = skopeo_inspect(authfile, reference)
     assert inspected.returncode == 0, inspected.stderr
     assert json.loads(inspected.stdout)["Name"] == f"{token_registry.host}/{repo_name}"
+
+
+def test_a_login_elsewhere_than_the_configured_auth_file_is_warned_about(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    alice: Credentials,
+    no_keyring: Path,
+) -> None:
+    configured = tmp_path / "site-auth.json"
+    config = tmp_path / "mirrord.yaml"
+    config.write_text(
+        f"version: 1\nstate_dir: {tmp_path / 'state'}\nregistries:\n"
+        f"  '{basic_registry.host}':\n    insecure: true\n    auth_file: {configured}\n"
+    )
+
+    def login_to(*extra: str) -> Result:
+        args = ["login", basic_registry.host, "-u", alice.username, "--password-stdin",
+                "--config", str(config), *extra]
+        return CliRunner().invoke(main, args, input=alice.password + "\n")
+
+    elsewhere = login_to()
+    there = login_to("--authfile", str(configured))
+
+    assert elsewhere.exit_code == 0 and there.exit_code == 0, elsewhere.output + there.output
+    assert (f"warning: the configuration sets auth_file {configured} for "
+            f"{basic_registry.host}, which mirrord reads first") in elsewhere.stderr
+    assert f"mirrord login --authfile {configured}" in elsewhere.stderr
+    assert "warning" not in there.stderr and json.loads(configured.read_text())["auths"]

@@ -188,6 +188,8 @@ def test_prune_log_line_prune_metrics_and_failing_tags(
         "mirrord_prune_last_success_timestamp_seconds")
     assert value("mirrord_prune_tag_revisions_deleted_total") == 0
     assert ("mirrord_prune_freed_bytes_total", frozenset()) in metrics
+    assert value("mirrord_prune_orphaned_images_deleted_total") == 0
+    assert ("mirrord_prune_orphaned_images_deleted_total", frozenset()) in metrics
     assert value("mirrord_registry_requests_total", registry=source.host, method="HEAD",
                  code="404") >= 1  # the missing tag's HEAD
     assert not [name for name, _ in metrics if name.endswith("_created")]

@@ -62,3 +62,41 @@ def test_an_unscheduled_import_image_stream_runs_when_triggered(
         daemon.wait_for_runs("team/manual", 1)
         assert mirror_client.head_manifest("ds/team/manual", "1.0") == moved.digest
         assert daemon.post("/api/v1/streams/team/pointed/sync", TOKEN).status_code == 404
+
+
+def test_the_daemon_runs_a_stream_of_only_a_scheduled_tag_and_follows_it(
+    tmp_path: Path,
+    registry_factory: Any,
+    mirror_registry: RegistryProcess,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    """`mirrord tag --scheduled` into a new stream: the daemon schedules that stream
+    (it has no tag of its own to import) and its run re-imports the moved image."""
+    source = registry_factory()
+    client = source.client()
+    push_image(client, repo_name, "1.0", seed="app")
+    push_image(client, f"{repo_name}-cli", "v1", seed="one")
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"docker://{mirror_registry.host}/dsched",
+        streams=[{"from": f"{source.host}/{repo_name}", "to": "app", "tags": ["1.0"]}],
+        sources=[source],
+        # stored streams take the defaults' schedule: a short one, so a run comes soon
+        extra={"server": {"listen": "127.0.0.1:0"}, "defaults": {"schedule": "2s"}},
+    )
+    tagged = CliRunner().invoke(
+        main,
+        ["tag", "--scheduled", f"{source.host}/{repo_name}-cli:v1", "team/cli:v1",
+         "--config", str(setup.path)],
+    )
+    assert tagged.exit_code == 0, tagged.output
+    moved = push_image(client, f"{repo_name}-cli", "v1", seed="moved")
+
+    with DaemonProcess(setup.path) as daemon:
+        daemon.wait_for_runs("team/cli", 1)
+        assert mirror_client.head_manifest("dsched/team/cli", "v1") == moved.digest
+        described = daemon.get("/api/v1/streams/team/cli").json()
+        [spec] = described["spec"]["tags"]
+        assert spec["importPolicy"]["scheduled"] is True
+    client.close()

@@ -477,3 +477,35 @@ def test_oci_layout_blob_gc_removes_only_unreferenced_blobs(
     assert len(done.manifests_deleted) == 2 and done.manifests_gone == []
     index = json.loads((layout / "index.json").read_text())
     assert [m["digest"] for m in index["manifests"]] == [newest.digest]
+
+
+def test_a_digest_a_tag_mirrord_did_not_write_names_is_kept_with_its_tag(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    mirror_url: str,
+    repo_name: str,
+) -> None:
+    """The registry deletes by digest, and with it every tag naming it: an admin's own
+    `prod` tag on an old revision must survive the pruning of that revision."""
+    setup = setup_for(
+        tmp_path, basic_registry, repo_name, mirror_url, ["stable"], {"keepTagRevisions": 1}
+    )
+    digests = moving_tag(basic_client, setup, repo_name, "stable", 3)
+    mirror_repo = f"prune/{repo_name}"
+    old = mirror_client.get_manifest(mirror_repo, digests[1])
+    mirror_client.put_manifest(mirror_repo, "prod", old.raw, old.media_type)  # by hand
+
+    code, planned = prune_json(setup)
+    result = prune(setup, "--confirm")
+
+    assert code == 0 and planned["manifests"] == [{"repository": mirror_repo,
+                                                   "digest": digests[2]}]
+    assert planned["keptForForeignTags"] == [
+        {"repository": mirror_repo, "digest": digests[1], "tag": "prod"}]
+    assert result.exit_code == 0, result.output
+    assert "the mirror's tag 'prod', which mirrord did not write, names it" in result.output
+    assert mirror_client.head_manifest(mirror_repo, "prod") == digests[1]
+    assert present(mirror_client, mirror_repo, digests) == [True, True, False]
+    assert history(setup, repo_name, "stable") == digests[:1]  # the state is pruned still

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 from pathlib import Path
 
 import pytest
 from harness.images import push_image
 from harness.registry import RegistryProcess
+from harness.tls import ca_and_leaf
 
 from mirrord.errors import RegistryError, TLSError
 from mirrord.registry import RegistryClient, RegistryOptions
+from mirrord.registry._tls import ssl_context
 
 pytestmark = pytest.mark.anyio
 
@@ -100,3 +103,49 @@ async def test_tls_to_a_plain_http_registry_says_set_insecure(
     assert "set 'insecure: true'" in message
     assert "--insecure" in message
     assert "ca_file" not in message and "tls_verify" not in message
+
+
+async def test_registries_with_the_same_ca_share_one_context_until_it_changes(
+    tls_registry: RegistryProcess, pushed: str, tmp_path: Path
+) -> None:
+    # A context costs tens of milliseconds to build: the same, unchanged files give one.
+    assert tls_registry.ca_file is not None
+    ca = tmp_path / "ca.crt"
+    shutil.copy(tls_registry.ca_file, ca)
+    options = RegistryOptions(ca_file=ca, certs_dirs=())
+    first = ssl_context(tls_registry.host, options)
+    assert isinstance(first, ssl.SSLContext)
+    assert ssl_context("mirror.example:5000", options) is first
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        await read_back(client, pushed)
+    # The CA file replaced by another CA's: a new context, which no longer trusts the registry.
+    other = ca_and_leaf(tmp_path / "other")
+    ca.write_bytes(other.ca_path.read_bytes())
+    assert ssl_context(tls_registry.host, options) is not first
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        with pytest.raises(TLSError):
+            await client.ping()
+    # A certs.d directory that applies to one host only: not shared with another host.
+    (tmp_path / "d" / tls_registry.host).mkdir(parents=True)
+    shutil.copy(tls_registry.ca_file, tmp_path / "d" / tls_registry.host / "ca.crt")
+    scoped = RegistryOptions(certs_dirs=(tmp_path / "d",))
+    assert ssl_context(tls_registry.host, scoped) is not ssl_context("other.example", scoped)
+
+
+@pytest.mark.parametrize("http2", [True, False])
+async def test_small_exchanges_go_over_http2_blobs_over_http11(
+    tls_registry: RegistryProcess, pushed: str, http2: bool
+) -> None:
+    # docker-registry (Go) offers h2 by ALPN: HEADs, tag lists and manifests take it;
+    # a blob body keeps an HTTP/1.1 connection of its own. http2: false keeps HTTP/1.1.
+    mark = tls_registry.mark()
+    options = RegistryOptions(ca_file=tls_registry.ca_file, certs_dirs=(), http2=http2)
+    async with RegistryClient(tls_registry.host, options=options) as client:
+        await read_back(client, pushed)
+        assert await client.head_manifest(pushed, "v1") is not None
+    seen = {(e.method, e.path.split("/")[-2], e.protocol)
+            for e in tls_registry.access_log(since=mark) if e.path.startswith(f"/v2/{pushed}")}
+    small = "HTTP/2.0" if http2 else "HTTP/1.1"
+    assert ("HEAD", "manifests", small) in seen and ("GET", "tags", small) in seen
+    assert ("GET", "manifests", small) in seen
+    assert {p for m, kind, p in seen if kind == "blobs"} == {"HTTP/1.1"}

@@ -129,7 +129,7 @@ async def test_version_1_database_migrates_keeping_its_rows(tmp_path: Path) -> N
     store = open_store(tmp_path)
     try:
         with raw(tmp_path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 11
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stream = await store.get_stream("ubi9/ubi")
         assert stream is not None
@@ -195,7 +195,7 @@ async def test_every_older_schema_migrates_to_the_current_one(tmp_path: Path, ve
         conn.close()
     async with open_store(tmp_path) as store:
         [stream] = await store.list_streams()
-        await store.record_blob_locations("docker://m", {digest(1): "m/s"})  # version 10's
+        await store.record_blob_locations("docker://m", {digest(1): "m/s"})  # version 11's
         assert (await store.blob_location("docker://m", digest(1))).repository == "m/s"  # type: ignore[union-attr]
     assert (stream.name, stream.generation, stream.created_by) == ("s", 2, "import-image")
     assert (stream.last_synced, stream.import_all, stream.failure) == (None, False, None)

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from click.testing import CliRunner, Result
 from harness.images import RegistryHTTP, push, push_image
 from harness.registry import RegistryProcess
+from harness.streamtools import mirror_repo, run, stored, stream_setup
 from harness.synctools import Setup, sync_setup
 
-from mirrord.cli import main
 from mirrord.config import load_config
 from mirrord.core.imagestream import ImageStream
 from mirrord.state import open_store
 from mirrord.sync._import_image import stored_streams
 from mirrord.sync._recorder import ImportedStream
-
-
-def run(setup: Setup, *args: str) -> Result:
-    return CliRunner().invoke(main, [*args, "--config", str(setup.path)])
 
 
 def stream_json(setup: Setup, name: str) -> dict[str, Any]:
@@ -37,29 +31,12 @@ def tags_of(stream: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["tag"]: t for t in stream["status"]["tags"]}
 
 
-def stored(setup: Setup, name: str) -> ImageStream | None:
-    async def read() -> ImageStream | None:
-        async with open_store(setup.state_dir) as store:
-            return await store.get_stream(name)
-
-    return anyio.run(read)
-
-
 @pytest.fixture
 def setup(
     tmp_path: Path, basic_registry: RegistryProcess, mirror_registry: RegistryProcess
 ) -> Setup:
     """No configured streams: import-image creates its own."""
-    return sync_setup(
-        tmp_path,
-        mirror=f"docker://{mirror_registry.host}/ii-{uuid.uuid4().hex[:8]}",
-        streams=[],
-        sources=[basic_registry],
-    )
-
-
-def mirror_repo(setup: Setup, name: str) -> str:
-    return f"{load_config(setup.path).mirror.prefix}/{name}"
+    return stream_setup(tmp_path, basic_registry, mirror_registry, prefix="ii", streams=[])
 
 
 def test_a_new_stream_needs_confirm_and_nothing_is_touched(
@@ -214,6 +191,34 @@ def test_all_imports_50_tags_in_oc_order_and_names_the_rest(
     everything = stored(setup, "everything")
     assert everything is not None and everything.import_all
     assert "zeta" in mirror_client.tags(mirror_repo(setup, "everything"))
+
+
+def test_a_bare_stream_name_reimports_the_stream_and_adds_no_latest(
+    setup: Setup,
+    basic_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    """`oc import-image STREAM` re-imports what the stream imports: a whole repository
+    (created with --all) or its tags; `latest` only for a new stream or a pull spec."""
+    source = f"{basic_registry.host}/{repo_name}"
+    for tag in ("1.0", "2.0"):
+        push_image(basic_client, repo_name, tag, seed=f"{repo_name}/{tag}")
+    assert run(setup, "import-image", "whole", "--from", source, "--all", "--confirm"
+               ).exit_code == 0
+    assert run(setup, "import-image", "one:1.0", "--from", source, "--confirm").exit_code == 0
+    push_image(basic_client, repo_name, "3.0", seed=f"{repo_name}/3.0")
+
+    again = run(setup, "import-image", "whole")
+    one = run(setup, "import-image", "one")
+
+    assert again.exit_code == 0 and one.exit_code == 0, again.output + one.output
+    assert sorted(mirror_client.tags(mirror_repo(setup, "whole"))) == ["1.0", "2.0", "3.0"]
+    for name in ("whole", "one"):
+        stream = stored(setup, name)
+        assert stream is not None and "latest" not in [t.tag for t in stream.tags]
+    assert [t.tag for t in stored(setup, "one").tags] == ["1.0"]  # type: ignore[union-attr]
 
 
 def test_a_failed_tag_makes_the_exit_status_non_zero(

@@ -5,32 +5,17 @@ against real registries."""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import anyio
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
-from harness.synctools import Setup, sync_setup
+from harness.streamtools import mirror_repo, run, stored, stream_setup
+from harness.synctools import Setup
 
-from mirrord.cli import main
-from mirrord.config import load_config
-from mirrord.core.imagestream import ImageStream
 from mirrord.state import open_store
-
-
-def run(setup: Setup, *args: str) -> Result:
-    return CliRunner().invoke(main, [*args, "--config", str(setup.path)])
-
-
-def stored(setup: Setup, name: str) -> ImageStream | None:
-    async def read() -> ImageStream | None:
-        async with open_store(setup.state_dir) as store:
-            return await store.get_stream(name)
-
-    return anyio.run(read)
 
 
 @pytest.fixture
@@ -41,16 +26,8 @@ def setup(
     repo_name: str,
 ) -> Setup:
     """One configured stream `conf`; the tests add import-image streams."""
-    return sync_setup(
-        tmp_path,
-        mirror=f"docker://{mirror_registry.host}/sa-{uuid.uuid4().hex[:8]}",
-        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "conf", "tags": ["1.0"]}],
-        sources=[basic_registry],
-    )
-
-
-def mirror_repo(setup: Setup, name: str) -> str:
-    return f"{load_config(setup.path).mirror.prefix}/{name}"
+    conf = {"from": f"{basic_registry.host}/{repo_name}", "to": "conf", "tags": ["1.0"]}
+    return stream_setup(tmp_path, basic_registry, mirror_registry, prefix="sa", streams=[conf])
 
 
 def test_sync_stream_reaches_an_import_image_stream(

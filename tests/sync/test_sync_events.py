@@ -7,10 +7,8 @@ import hmac
 import json
 import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,47 +16,17 @@ from click.testing import CliRunner
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
 from harness.synctools import Setup, assert_same_tree, big_tags_behind_a_slow_mirror, sync_setup
+from harness.webhooks import Receiver, serving
 
 from mirrord.cli import main
 
 SECRET = b"webhook-key-for-tests"
 
 
-class Receiver(ThreadingHTTPServer):
-    """A real webhook receiver on loopback that records each POST (or fails on demand)."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.posts: list[tuple[bytes, dict[str, str]]] = []
-        self.status = 200
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook?token=t0ken"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.posts.append((body, dict(self.headers)))
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving() as server:
+        yield server
 
 
 def test_one_signed_event_per_changed_tag_and_none_for_unchanged(

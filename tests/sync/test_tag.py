@@ -5,35 +5,16 @@ the stream's own runs leave the tag where it was pointed."""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
-import anyio
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 from harness.images import RegistryHTTP, push_image
 from harness.registry import RegistryProcess
-from harness.synctools import Setup, sync_setup
+from harness.streamtools import mirror_repo, run, stored_stream, stream_setup
+from harness.synctools import Setup
 
-from mirrord.cli import main
-from mirrord.config import load_config
-from mirrord.core.imagestream import TAGGED, ImageStream, tag_origin
-from mirrord.state import open_store
-
-
-def run(setup: Setup, *args: str) -> Result:
-    return CliRunner().invoke(main, [*args, "--config", str(setup.path)])
-
-
-def stored(setup: Setup, name: str) -> ImageStream:
-    async def read() -> ImageStream | None:
-        async with open_store(setup.state_dir) as store:
-            return await store.get_stream(name)
-
-    found = anyio.run(read)
-    assert found is not None
-    return found
+from mirrord.core.imagestream import TAGGED, tag_origin
 
 
 @pytest.fixture
@@ -44,16 +25,8 @@ def setup(
     repo_name: str,
 ) -> Setup:
     """A configured stream `app` importing tag 1.0 of the test's repository."""
-    return sync_setup(
-        tmp_path,
-        mirror=f"docker://{mirror_registry.host}/tg-{uuid.uuid4().hex[:8]}",
-        streams=[{"from": f"{basic_registry.host}/{repo_name}", "to": "app", "tags": ["1.0"]}],
-        sources=[basic_registry],
-    )
-
-
-def mirror_repo(setup: Setup, name: str) -> str:
-    return f"{load_config(setup.path).mirror.prefix}/{name}"
+    app = {"from": f"{basic_registry.host}/{repo_name}", "to": "app", "tags": ["1.0"]}
+    return stream_setup(tmp_path, basic_registry, mirror_registry, prefix="tg", streams=[app])
 
 
 def test_tag_points_a_stream_tag_at_another_source_tag(
@@ -73,7 +46,7 @@ def test_tag_points_a_stream_tag_at_another_source_tag(
     assert tagged.exit_code == 0, tagged.output
     assert f"tag: app:stable set to {source}" in tagged.stdout
     assert mirror_client.head_manifest(mirror_repo(setup, "app"), "stable") == other.digest
-    status = stored(setup, "app").tag("stable")
+    status = stored_stream(setup, "app").tag("stable")
     assert status is not None and status.items[0].image == other.digest
     assert status.items[0].docker_image_reference == (
         f"{basic_registry.host}/{repo_name}-other@{other.digest}"
@@ -110,7 +83,7 @@ def test_scheduled_runs_leave_a_tagged_tag_alone(
     assert images["failed"] == 0
     assert images["copied"] + images["unchanged"] == 2  # app:1.0 and imp:1.0, not pinned
     assert mirror_client.head_manifest(mirror_repo(setup, "imp"), "pinned") == other.digest
-    pinned = stored(setup, "imp").tag("pinned")
+    pinned = stored_stream(setup, "imp").tag("pinned")
     assert pinned is not None and not pinned.conditions[1:] and len(pinned.items) == 1
 
     # import-image of the tag points it back at the stream's source (which lacks it)
@@ -130,7 +103,7 @@ def test_tag_within_a_stream_and_one_tags_history(
     assert run(setup, "tag", "app:1.0", "app:prod").exit_code == 0
 
     assert mirror_client.head_manifest(mirror_repo(setup, "app"), "prod") == moved.digest
-    prod = stored(setup, "app").tag("prod")
+    prod = stored_stream(setup, "app").tag("prod")
     assert prod is not None
     assert [e.image for e in prod.items] == [moved.digest, first.digest]  # newest first
     assert tag_origin(prod) == "ImageStreamTag app:1.0"
@@ -177,7 +150,7 @@ def test_tag_creates_a_stream_that_every_command_reaches(
 
     assert made.exit_code == 0, made.output
     assert mirror_client.head_manifest(mirror_repo(setup, "tools/cli"), "v1") == image.digest
-    created = stored(setup, "tools/cli")
+    created = stored_stream(setup, "tools/cli")
     assert created.created_by == "import-image" and not created.scheduled
     listed = run(setup, "streams").stdout
     assert any(line.split()[0] == "tools/cli" for line in listed.splitlines()[1:])
