@@ -312,6 +312,9 @@ async def _collect(
 
 
 async def _delete_manifests(destination: Destination, result: PruneResult) -> None:
+    # The state's blob locations (where sync mounts blobs from) are left as they are: the
+    # registry's garbage collection may remove blobs of these manifests, and a mount from
+    # such a stale location answers 202, the blob is then uploaded in that session.
     for repository, digest in result.planned_manifests:
         try:
             await destination.delete_manifest(repository, digest)
