@@ -72,6 +72,8 @@ def login(
             fail("--password-stdin needs --username", EXIT_USAGE)
         password = sys.stdin.read().rstrip("\r\n")
     else:
+        if not sys.stdin.isatty():  # getpass would warn and read the password visibly
+            fail("no terminal to ask for the password on: pass --password-stdin", EXIT_USAGE)
         username = username or click.prompt("Username")
         password = getpass.getpass("Password: ")
     if not password:
