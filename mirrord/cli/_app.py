@@ -97,16 +97,25 @@ def exit_code(error: MirrordError) -> int:
 
 
 def load(
-    config_path: Path | None, *, embedded: bool = False, on_error: OnError | None = None
+    config_path: Path | None,
+    *,
+    embedded: bool = False,
+    on_error: OnError | None = None,
+    announce: bool = True,
 ) -> Config:
-    """Load the config or exit 2 with the file/line/key message (``on_error`` first).
+    """Load the config or exit 2 with the file/line/key message (``on_error`` first);
+    ``announce``: say so when it is the embedded default (commands that use its mirror).
 
     What loads but could not run (a schedule, a registry's options) is refused here too,
     so ``validate`` accepts only what ``sync`` and the daemon can build."""
     from mirrord.sync import check_buildable
 
     try:
-        config = load_config_or_embedded(config_path) if embedded else load_config(config_path)
+        config = (
+            load_config_or_embedded(config_path, announce=announce)
+            if embedded
+            else load_config(config_path)
+        )
         check_buildable(config)
         return config
     except ConfigError as error:

@@ -30,7 +30,7 @@ def stream_names(ctx: click.Context) -> list[str]:
 
     path = ctx.params.get("config_path") or ctx.meta.get(CONFIG_KEY)
     try:
-        config = load_config_or_embedded(path)
+        config = load_config_or_embedded(path, announce=False)
     except MirrordError:
         return []
     names = {s.name for s in config.streams}

@@ -72,12 +72,14 @@ def login(
             fail("--password-stdin needs --username", EXIT_USAGE)
         password = sys.stdin.read().rstrip("\r\n")
     else:
+        if not sys.stdin.isatty():  # getpass would warn and read the password visibly
+            fail("no terminal to ask for the password on: pass --password-stdin", EXIT_USAGE)
         username = username or click.prompt("Username")
         password = getpass.getpass("Password: ")
     if not password:
         fail("empty password", EXIT_USAGE)
     assert username is not None
-    config = load(config_path, embedded=True)
+    config = load(config_path, embedded=True, announce=False)
     stored = run_async(
         lambda: login_command(
             config, registry, username, password, authfile, tls_verify, cert_dir
@@ -158,7 +160,7 @@ def logout(
     if everything == (registry is not None):
         fail("name a registry, or pass --all", EXIT_USAGE)
     if everything:
-        config = load(config_path, embedded=True)
+        config = load(config_path, embedded=True, announce=False)
         done = run_async(lambda: logout_all(authfile=authfile, known=config.registries))
         for line in done:
             click.echo(f"Removed login credentials from {line}")

@@ -172,7 +172,7 @@ def streams(config_path: Path | None, output: str) -> None:
         streams_table,
     )
 
-    config = load(config_path, embedded=True)
+    config = load(config_path, embedded=True, announce=False)
     found = run_async(lambda: read_streams(config))
     waiting = pending(config, found)
     if output != "text":
@@ -195,7 +195,7 @@ def describe(name: str, config_path: Path | None, output: str) -> None:
     from mirrord.cli._describe import describe_text, read_runs, read_streams, tag_text
     from mirrord.core.openshift import tag_status_dict, to_openshift
 
-    config = load(config_path, embedded=True)
+    config = load(config_path, embedded=True, announce=False)
     stream_name, tag = _split_tag(name)
     found = run_async(lambda: read_streams(config, stream_name))
     if not found:

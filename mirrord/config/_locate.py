@@ -110,16 +110,18 @@ def embedded_default_config() -> Config:
     return dataclasses.replace(parse_config(EMBEDDED_DEFAULT_YAML, "<embedded default>"), path=None)
 
 
-def load_config_or_embedded(path: str | Path | None = None) -> Config:
+def load_config_or_embedded(path: str | Path | None = None, *, announce: bool = True) -> Config:
     """Like :func:`load_config`, but when no path was given, ``$MIRRORD_CONFIG`` is
-    unset and the default file does not exist, the embedded default."""
+    unset and the default file does not exist, the embedded default (said in an INFO
+    line when ``announce``: for the commands that work on its mirror)."""
     if path is not None or os.environ.get("MIRRORD_CONFIG"):
         return load_config(path)
     candidate = default_config_path()
     if candidate.exists():
         return load_config(candidate)
     config = embedded_default_config()
-    logging.getLogger("mirrord").info(
+    logging.getLogger("mirrord").log(
+        logging.INFO if announce else logging.DEBUG,
         "no configuration at %s: using the embedded default (%s into %s)",
         candidate,
         ", ".join(s.source for s in config.streams),

@@ -113,6 +113,7 @@ REASONS = {
     403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
+    409: "Conflict",
     503: "ServiceUnavailable",
 }
 
@@ -241,6 +242,9 @@ class _API:
         if self.daemon.stopping:
             return _error(503, "the daemon is stopping")
         job = await self.daemon.trigger(name)
+        if job is None and await self.daemon.store.get_stream(name) is not None:
+            return _error(409, f"the image stream {name!r} has no tags a sync imports (its "
+                          "tags were pointed with mirrord tag, which a sync leaves alone)")
         if job is None:
             return _error(404, f"no image stream {name!r}")
         log.info("sync of %s requested by %s: job %d", name, client, job)

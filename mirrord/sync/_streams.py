@@ -10,6 +10,7 @@ configuration: the file's streams followed by the stored ones, as StreamConfigs
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -46,13 +47,22 @@ def runnable(
         run_config = with_stored(config, stored, scheduled_only=True)
         return run_config, list(run_config.streams)
     run_config = with_stored(config, stored)
-    known = {s.name for s in run_config.streams}
+    known = [s.name for s in run_config.streams]
+    file = str(config.path) if config.path else "<embedded default>"
     for name in names:
-        if name not in known and any(s.name == name for s in stored):
+        if name in known:
+            continue
+        if any(s.name == name for s in stored):
             raise ConfigError(
                 f"the image stream {name!r} has no tags to import (its tags were pointed "
-                "elsewhere with `mirrord tag`, or it has none yet)"
+                "elsewhere with `mirrord tag`, or it has none yet)",
+                file=file,
             )
+        hint = difflib.get_close_matches(name, known, n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else f" (there are: {', '.join(known)})"
+        raise ConfigError(
+            f"no stream named {name!r} in the configuration or the state{extra}", file=file
+        )
     return run_config, [run_config.stream(name) for name in names]
 
 

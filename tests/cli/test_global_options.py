@@ -114,6 +114,10 @@ def test_log_level_after_the_command_applies(tmp_path: Path) -> None:
     assert loud.returncode == quiet.returncode == 0, loud.stderr
     assert "using the embedded default" in loud.stderr
     assert "using the embedded default" not in quiet.stderr
+    # commands that do not use the mirror do not announce it
+    for command in (("streams",), ("describe", "ubi9/ubi-micro"), ("logout", "--all")):
+        done = run(*command)
+        assert "using the embedded default" not in done.stderr, (command, done.stderr)
 
 
 # -- shell completion ----------------------------------------------------------------

@@ -297,3 +297,13 @@ def test_a_login_elsewhere_than_the_configured_auth_file_is_warned_about(
             f"{basic_registry.host}, which mirrord reads first") in elsewhere.stderr
     assert f"mirrord login --authfile {configured}" in elsewhere.stderr
     assert "warning" not in there.stderr and json.loads(configured.read_text())["auths"]
+
+
+def test_without_a_terminal_the_password_is_asked_for_on_stdin(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mirrord", "login", "127.0.0.1:1", "-u", "alice",
+         "--config", str(_config(tmp_path, "127.0.0.1:1"))],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "error: no terminal to ask for the password on: pass --password-stdin\n"

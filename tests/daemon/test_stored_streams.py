@@ -61,7 +61,10 @@ def test_an_unscheduled_import_image_stream_runs_when_triggered(
         assert accepted.status_code == 202, accepted.text
         daemon.wait_for_runs("team/manual", 1)
         assert mirror_client.head_manifest("ds/team/manual", "1.0") == moved.digest
-        assert daemon.post("/api/v1/streams/team/pointed/sync", TOKEN).status_code == 404
+        pointed = daemon.post("/api/v1/streams/team/pointed/sync", TOKEN)
+        assert pointed.status_code == 409, pointed.text  # it exists; a sync imports nothing
+        assert "mirrord tag" in pointed.json()["error"]["message"]
+        assert daemon.post("/api/v1/streams/team/none/sync", TOKEN).status_code == 404
 
 
 def test_the_daemon_runs_a_stream_of_only_a_scheduled_tag_and_follows_it(

@@ -66,6 +66,8 @@ def test_unknown_stream_is_usage_with_a_hint_over_stored_names(
     assert run(setup, "import-image", "imported:1.0", "--from", source, "--confirm").exit_code == 0
     typo = run(setup, "sync", "--stream", "importd")
     assert typo.exit_code == 2 and "did you mean 'imported'?" in typo.stderr
+    assert f"{setup.path}: no stream named 'importd' in the configuration or the state" \
+        in typo.stderr
 
 
 def test_plain_sync_runs_scheduled_stored_streams_only(
