@@ -24,10 +24,12 @@ Conn = psycopg.Connection[Any]
 
 _NOW = "clock_timestamp()"
 _LATER = "clock_timestamp() + make_interval(secs => %(ttl)s)"
-# acquired: kept while the same worker holds the row without a lapse, else now.
+# acquired: kept while the same worker holds the row without a lapse, else now; one
+# reading of the clock for both (a hold of ttl is exactly ttl).
 _CLAIM = (
     "INSERT INTO {table} AS l ({keys}, worker, acquired, expires{columns}) "
-    f"VALUES ({{marks}}, %(worker)s, {_NOW}, {_LATER}{{extra}}) "
+    "SELECT {marks}, %(worker)s, n.at, n.at + make_interval(secs => %(ttl)s){extra} "
+    f"FROM (SELECT {_NOW} AS at) n "
     "ON CONFLICT ({keys}) DO UPDATE SET worker = EXCLUDED.worker{updates}, "
     "acquired = CASE WHEN l.worker = EXCLUDED.worker AND l.expires > EXCLUDED.acquired "
     "THEN l.acquired ELSE EXCLUDED.acquired END, expires = EXCLUDED.expires "
