@@ -47,7 +47,10 @@ async def plan_once(
     recorded tags gone upstream. Changes nothing; ``store`` may be None (no state yet).
     ``result`` may be passed in to be filled."""
     legacy = partial(_imported_from, store) if store is not None else None
-    syncer = Syncer(config, pool, legacy_sources=legacy)
+    places = None
+    if store is not None:  # where earlier runs put blobs: a mount, not a pull
+        places = blob_places(store, await open_destination(config, pool))
+    syncer = Syncer(config, pool, legacy_sources=legacy, places=places)
     result = await syncer.run(streams, dry_run=True, result=result)
     if store is None:
         return result

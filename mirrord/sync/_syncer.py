@@ -21,8 +21,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
-from functools import partial
 
 import anyio
 
@@ -117,7 +115,12 @@ class Syncer:
                 tg.start_soon(self._plan_into, plans, stream, destination)
         result.plans = [plans[s.name] for s in selected]
         if dry_run:
-            await self._estimate(result, destination)
+            from mirrord.sync._estimate import Estimate  # dry runs only
+
+            estimate = Estimate(
+                self.config, destination, self._sources, self.pool.retry, self._places
+            )
+            await estimate.run(result)
         else:
             await self._execute(result, destination)
         result.seconds = time.monotonic() - started
@@ -338,62 +341,3 @@ class Syncer:
         result.results.append(outcome)
         if self._on_result is not None:
             await self._on_result(outcome)
-
-    async def _estimate(self, result: SyncResult, destination: Destination) -> None:
-        """Dry run: read the manifests of what would be copied, to count its bytes (the
-        engine that would copy them reads them; nothing is written)."""
-        engine = CopyEngine(
-            destination, result.stats, limits=self.config.limits, retry=self.pool.retry
-        )
-        referrers = ReferrerGate(self.config, result.stats, destination, result.warn)
-        referrers.engine = engine
-        outcomes = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
-        estimated: dict[tuple[str, str], TagResult] = {}
-        async with anyio.create_task_group() as tg:
-            for stream_plan in result.plans:
-                for plan in stream_plan.tags:
-                    if plan.action is Action.COPY:
-                        tg.start_soon(
-                            self._estimate_tag, estimated, engine, referrers, plan,
-                            result.planned_blobs, destination,
-                        )
-                    else:
-                        estimated[plan.stream, plan.tag] = TagResult(
-                            plan, outcomes[plan.action], error=plan.error
-                        )
-        result.results = [
-            estimated[plan.stream, plan.tag] for sp in result.plans for plan in sp.tags
-        ]
-        for outcome in result.results:  # what a run would count (planned ones are copies)
-            result.stats.images_unchanged += outcome.outcome == "unchanged"
-            result.stats.images_failed += outcome.outcome == "failed"
-
-    async def _estimate_tag(
-        self,
-        estimated: dict[tuple[str, str], TagResult],
-        engine: CopyEngine,
-        referrers: ReferrerGate,
-        plan: TagPlan,
-        seen: dict[str, int],
-        destination: Destination,
-    ) -> None:
-        source = self._sources[plan.stream]
-        try:
-            blobs = await engine.blobs_of(source, plan)
-            for digest in list(blobs):  # what the target repository has is not copied
-                if await retrying(
-                    partial(destination.blob_exists, plan.mirror_repository, digest),
-                    f"HEAD mirror {plan.mirror_repository}@{digest}",
-                    self.pool.retry,
-                    self._stats.count_retry,
-                ):
-                    del blobs[digest]
-            attached = await referrers.would_copy(source, self.config.stream(plan.stream), plan)
-            estimated[plan.stream, plan.tag] = TagResult(
-                replace(plan, bytes_to_copy=sum(blobs.values()), referrers_to_copy=attached),
-                "planned",
-            )
-            # A blob shared by several images is copied once (then mounted): counted once.
-            seen.update(blobs)
-        except MirrordError as error:
-            estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)

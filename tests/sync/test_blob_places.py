@@ -4,6 +4,7 @@ of where blobs landed). Real docker-registry source and mirror; every run is a s
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import urllib.parse
@@ -74,6 +75,14 @@ def _mount_of(entries: list[AccessEntry], digest: str) -> list[tuple[str, int]]:
     return found
 
 
+def _blobs_of(client: RegistryHTTP, repo: str, stream: str) -> list[Blob]:
+    """The config and layer descriptors of `repo/stream:v1` (sizes and digests)."""
+    manifest = client.get_manifest(f"{repo}/{stream}", "v1")
+    body = json.loads(manifest.raw)
+    return [Blob(d["mediaType"], d["digest"], d["size"], b"")
+            for d in (body["config"], *body["layers"])]
+
+
 def _recorded(state_dir: Path, mirror: str, digest: str) -> str | None:
     async def look() -> str | None:
         async with open_store(state_dir) as store:
@@ -97,13 +106,19 @@ def test_a_new_stream_mounts_the_base_layer_an_earlier_run_mirrored(
     assert first.document()["blobs"] == {"copied": 3, "mounted": 0, "present": 0}
     assert _recorded(tmp_path / "state", mirror, base.digest) == f"{repo_name}/x"
 
-    # Run 2: stream b added to the configuration (a new process, a fresh engine).
+    # Run 2: stream b added to the configuration (a new process, a fresh engine). Its
+    # dry run counts only the two blobs that would be pulled: the base is mounted.
+    both = _setup(tmp_path, basic_registry, mirror_registry, repo_name, "ab")
+    planned = both.sync_measured("--dry-run").document()
+    assert planned["bytesToCopy"] == sum(b.size for b in _blobs_of(basic_client, repo_name, "b")
+                                         if b.digest != base.digest)
     source_mark, mirror_mark = basic_registry.mark(), mirror_registry.mark()
-    second = _run(_setup(tmp_path, basic_registry, mirror_registry, repo_name, "ab"))
+    second = _run(both)
 
     summary = second.document()
     assert summary["images"]["copied"] == 1 and summary["images"]["unchanged"] == 1
     assert summary["blobs"] == {"copied": 2, "mounted": 1, "present": 0}
+    assert summary["bytes"] == planned["bytesToCopy"]  # the dry run said so
     assert _base_gets(basic_registry, base, source_mark) == 0  # not pulled again
     entries = mirror_registry.access_log(mirror_mark)
     assert _mount_of(entries, base.digest) == [(f"{repo_name}/x", 201)]

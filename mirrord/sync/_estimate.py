@@ -1,0 +1,102 @@
+"""A dry run's estimate: the bytes a sync would pull, read the way the sync would copy.
+
+The copy engine that would copy each image reads its manifests (so a Legacy stream
+counts the one platform it takes); nothing is written. A blob is left out when the sync
+would not stream it: the target repository holds it (a ``HEAD`` at the mirror), or an
+earlier run recorded it in another repository of the mirror that still holds it (the
+sync mounts it from there). A blob shared by several images is counted once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+
+import anyio
+
+from mirrord.config import Config
+from mirrord.copy import Action, BlobPlaces, CopyEngine, TagPlan
+from mirrord.errors import MirrordError
+from mirrord.registry import RetryPolicies, retrying
+from mirrord.sync._attached import ReferrerGate
+from mirrord.sync._result import SyncResult, TagResult
+from mirrord.transports import Destination, Source
+
+OUTCOMES = {Action.FAILED: "failed", Action.UNCHANGED: "unchanged", Action.COPY: "planned"}
+
+
+@dataclass
+class Estimate:
+    """One dry run's estimate over ``result.plans`` (filled into ``result``)."""
+
+    config: Config
+    destination: Destination
+    sources: dict[str, Source]
+    retry: RetryPolicies
+    places: BlobPlaces | None = None
+
+    async def run(self, result: SyncResult) -> None:
+        engine = CopyEngine(
+            self.destination, result.stats, limits=self.config.limits, retry=self.retry
+        )
+        referrers = ReferrerGate(self.config, result.stats, self.destination, result.warn)
+        referrers.engine = engine
+        estimated: dict[tuple[str, str], TagResult] = {}
+        async with anyio.create_task_group() as tg:
+            for plan in (p for sp in result.plans for p in sp.tags):
+                if plan.action is Action.COPY:
+                    tg.start_soon(self._tag, result, estimated, engine, referrers, plan)
+                else:
+                    estimated[plan.stream, plan.tag] = TagResult(
+                        plan, OUTCOMES[plan.action], error=plan.error
+                    )
+        result.results = [
+            estimated[plan.stream, plan.tag] for sp in result.plans for plan in sp.tags
+        ]
+        for outcome in result.results:  # what a run would count (planned ones are copies)
+            result.stats.images_unchanged += outcome.outcome == "unchanged"
+            result.stats.images_failed += outcome.outcome == "failed"
+
+    async def _tag(
+        self,
+        result: SyncResult,
+        estimated: dict[tuple[str, str], TagResult],
+        engine: CopyEngine,
+        referrers: ReferrerGate,
+        plan: TagPlan,
+    ) -> None:
+        source = self.sources[plan.stream]
+        try:
+            blobs = await engine.blobs_of(source, plan)
+            for digest in list(blobs):
+                if not await self._streamed(result, plan.mirror_repository, digest):
+                    del blobs[digest]
+            attached = await referrers.would_copy(source, self.config.stream(plan.stream), plan)
+            estimated[plan.stream, plan.tag] = TagResult(
+                replace(plan, bytes_to_copy=sum(blobs.values()), referrers_to_copy=attached),
+                "planned",
+            )
+            result.planned_blobs.update(blobs)  # copied once, then mounted: counted once
+        except MirrordError as error:
+            estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
+
+    async def _streamed(self, result: SyncResult, repository: str, digest: str) -> bool:
+        """Whether the sync would stream ``digest`` into ``repository`` from upstream."""
+        if await self._held(result, repository, digest):
+            return False
+        if self.places is None:
+            return True
+        try:
+            recorded = await self.places.where(digest)
+        except MirrordError:  # the record is away: the sync would stream it
+            return True
+        return not (recorded and recorded != repository
+                    and await self._held(result, recorded, digest))
+
+    async def _held(self, result: SyncResult, repository: str, digest: str) -> bool:
+        return await retrying(
+            partial(self.destination.blob_exists, repository, digest),
+            f"HEAD mirror {repository}@{digest}",
+            self.retry,
+            result.stats.count_retry,
+        )
