@@ -93,14 +93,21 @@ async def shared_transfer(
         except MirrordError as error:
             log.warning("blob %s: cannot wait for its claim (%s); copied unshared", digest, error)
             break
-        if where == repository:
+        if where == repository or not where:  # not where: released before we waited
             if await destination.blob_exists(repository, digest):
                 return "present"
-        elif where:
-            upload = await destination.mount_blob(repository, digest, where)
-            if upload is None:
-                return "mounted"
-        log.info("blob %s: its holder did not put it in the mirror; claiming it", digest)
+        else:
+            try:
+                upload = await destination.mount_blob(repository, digest, where)
+            except MirrordError as error:
+                if error.temporary:
+                    raise
+                log.warning("blob %s: mount from %s refused (%s)", digest, where, error)
+                upload = None
+            else:
+                if upload is None:
+                    return "mounted"
+        log.info("blob %s: not in the mirror after its claim ended; claiming it", digest)
     await stream(upload)
     return "streamed"
 

@@ -17,26 +17,27 @@ tags mirrord wrote for it, which its state no longer lists.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from mirrord.core.reference import escaped
+from mirrord.core.selection import is_attached_tag
 from mirrord.errors import NotFoundError
+from mirrord.prune._plan import closure
 from mirrord.transports import Destination
 
 log = logging.getLogger("mirrord.prune")
-
-_ATTACHMENT = re.compile(r"sha(256|512)-[a-f0-9]{64,128}(\.(sig|att|sbom))?")
 
 
 async def spare_foreign_tags(
     destination: Destination,
     planned: Iterable[tuple[str, str]],
     known_tags: Mapping[str, set[str]],
+    children: Mapping[str, Sequence[str]],
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
     """``planned`` (repository, digest) split into what may go and what a foreign tag
-    keeps: ``(repository, digest, tag)``. ``known_tags``: per live stream's repository,
-    the tags mirrord records there; a repository absent from it is not checked."""
+    keeps: ``(repository, digest, tag)``, an index with its children (``children``:
+    index -> child digests). ``known_tags``: per live stream's repository, the tags
+    mirrord records there; a repository absent from it is not checked."""
     by_repository: dict[str, list[str]] = {}
     for repository, digest in planned:
         by_repository.setdefault(repository, []).append(digest)
@@ -48,12 +49,14 @@ async def spare_foreign_tags(
             if repository in known_tags
             else {}
         )
+        # What a foreign tag names stays whole: an index and the manifests it lists.
+        held = {d: tag for root, tag in named.items() for d in closure({root}, children)}
         for digest in digests:
-            if digest in named:
-                kept.append((repository, digest, named[digest]))
+            if digest in held:
+                kept.append((repository, digest, held[digest]))
                 log.warning(
                     "kept %s@%s: the mirror's tag %s, which mirrord did not write, names it",
-                    repository, digest, escaped(named[digest], 80),
+                    repository, digest, escaped(held[digest], 80),
                 )
             else:
                 going.append((repository, digest))
@@ -70,9 +73,10 @@ async def _foreign_names(
     except NotFoundError:  # the repository is gone: nothing left to delete either
         return named
     for tag in listed:
-        if tag in known or _ATTACHMENT.fullmatch(tag):
+        if tag in known or is_attached_tag(tag):
             continue
         found = await destination.head_manifest(repository, tag)
         if found is not None:
             named.setdefault(found.digest, tag)
     return named
+

@@ -255,7 +255,7 @@ async def _prune(
     )
     result.planned_manifests += result.orphans.manifests
     result.planned_manifests, result.foreign_kept = await spare_foreign_tags(
-        destination, result.planned_manifests, _known_tags(streams, repositories)
+        destination, result.planned_manifests, _known_tags(streams, repositories), children
     )
     roots = {r.digest for r in plan.kept} | set(pinned) | retained(result.orphans.kept)
     await _apply(destination, store, result, roots)

@@ -23,8 +23,9 @@ __all__ = ["HttpClients"]
 
 
 class HttpClients:
-    """``bulk`` (HTTP/1.1: blobs, uploads, tokens) and ``small`` (HTTP/2 when it applies:
-    ``HEAD``s, tag lists, manifests, ``GET /v2/``), with the same auth, TLS and timeouts."""
+    """``bulk`` (HTTP/1.1: blobs and uploads) and ``small`` (HTTP/2 when it applies: every
+    other ``GET`` and ``HEAD``: tag lists, manifests, ``GET /v2/``, token requests), with
+    the same auth, TLS, timeouts and connection bound."""
 
     def __init__(
         self,
@@ -43,14 +44,12 @@ class HttpClients:
             "timeout": httpx.Timeout(options.stall_timeout, connect=15.0),
             "headers": {"User-Agent": f"mirrord/{__version__}"},
         }
-        self.bulk = httpx.AsyncClient(
-            transport=transport,
-            limits=httpx.Limits(max_connections=max(4, options.max_concurrency * 2)),
-            **common,
-        )
+        limits = httpx.Limits(max_connections=max(4, options.max_concurrency * 2))
+        self.bulk = httpx.AsyncClient(transport=transport, limits=limits, **common)
         self.small = self.bulk
         if options.http2 and not options.insecure and transport is None:
-            self.small = httpx.AsyncClient(http2=True, **common)
+            # bounded as bulk is, for a registry whose ALPN settles on HTTP/1.1
+            self.small = httpx.AsyncClient(http2=True, limits=limits, **common)
 
     def for_request(self, request: httpx.Request) -> httpx.AsyncClient:
         """The client ``request`` goes by: a blob or an upload takes ``bulk``."""

@@ -133,7 +133,7 @@ class RegistrySession:
         Distribution 2.8 answers ``404 BLOB_UPLOAD_INVALID`` for a session holding more
         than its URL says (a body cut short) and then fails to drop it; the registry's
         upload purging removes it later. Monolithic uploads avoid that case (see
-        ``_client._CompletedBody``)."""
+        ``_upload._UntilFailure``)."""
         try:
             await self._request("DELETE", location, "cancel upload", ok=(204, 202, 200))
         except NotFoundError as error:

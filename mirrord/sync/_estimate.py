@@ -34,8 +34,10 @@ class Estimate:
     sources: dict[str, Source]
     retry: RetryPolicies
     places: BlobPlaces | None = None
+    in_flight: int = 8  # images read at once, as the sync sizes its copies
 
     async def run(self, result: SyncResult) -> None:
+        images = anyio.Semaphore(self.in_flight)
         engine = CopyEngine(
             self.destination, result.stats, limits=self.config.limits, retry=self.retry
         )
@@ -45,7 +47,7 @@ class Estimate:
         async with anyio.create_task_group() as tg:
             for plan in (p for sp in result.plans for p in sp.tags):
                 if plan.action is Action.COPY:
-                    tg.start_soon(self._tag, result, estimated, engine, referrers, plan)
+                    tg.start_soon(self._tag, images, result, estimated, engine, referrers, plan)
                 else:
                     estimated[plan.stream, plan.tag] = TagResult(
                         plan, OUTCOMES[plan.action], error=plan.error
@@ -59,6 +61,7 @@ class Estimate:
 
     async def _tag(
         self,
+        images: anyio.Semaphore,
         result: SyncResult,
         estimated: dict[tuple[str, str], TagResult],
         engine: CopyEngine,
@@ -67,11 +70,10 @@ class Estimate:
     ) -> None:
         source = self.sources[plan.stream]
         try:
-            blobs = await engine.blobs_of(source, plan)
-            for digest in list(blobs):
-                if not await self._streamed(result, plan.mirror_repository, digest):
-                    del blobs[digest]
-            attached = await referrers.would_copy(source, self.config.stream(plan.stream), plan)
+            async with images:
+                blobs = await self._streamed_blobs(result, engine, source, plan)
+                stream = self.config.stream(plan.stream)
+                attached = await referrers.would_copy(source, stream, plan)
             estimated[plan.stream, plan.tag] = TagResult(
                 replace(plan, bytes_to_copy=sum(blobs.values()), referrers_to_copy=attached),
                 "planned",
@@ -79,6 +81,17 @@ class Estimate:
             result.planned_blobs.update(blobs)  # copied once, then mounted: counted once
         except MirrordError as error:
             estimated[plan.stream, plan.tag] = TagResult(plan.failed(error), "failed", error=error)
+
+    async def _streamed_blobs(
+        self, result: SyncResult, engine: CopyEngine, source: Source, plan: TagPlan
+    ) -> dict[str, int]:
+        """Digest -> size of the blobs copying ``plan`` would pull from upstream."""
+        blobs = await engine.blobs_of(source, plan)
+        return {
+            digest: size
+            for digest, size in blobs.items()
+            if await self._streamed(result, plan.mirror_repository, digest)
+        }
 
     async def _streamed(self, result: SyncResult, repository: str, digest: str) -> bool:
         """Whether the sync would stream ``digest`` into ``repository`` from upstream."""

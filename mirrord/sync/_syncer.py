@@ -118,7 +118,8 @@ class Syncer:
             from mirrord.sync._estimate import Estimate  # dry runs only
 
             estimate = Estimate(
-                self.config, destination, self._sources, self.pool.retry, self._places
+                self.config, destination, self._sources, self.pool.retry, self._places,
+                in_flight=MAX_IMAGES_IN_FLIGHT,
             )
             await estimate.run(result)
         else:

@@ -509,3 +509,31 @@ def test_a_digest_a_tag_mirrord_did_not_write_names_is_kept_with_its_tag(
     assert mirror_client.head_manifest(mirror_repo, "prod") == digests[1]
     assert present(mirror_client, mirror_repo, digests) == [True, True, False]
     assert history(setup, repo_name, "stable") == digests[:1]  # the state is pruned still
+
+
+def test_an_index_a_foreign_tag_names_keeps_its_children(
+    tmp_path: Path,
+    basic_registry: RegistryProcess,
+    basic_client: RegistryHTTP,
+    mirror_client: RegistryHTTP,
+    mirror_url: str,
+    repo_name: str,
+) -> None:
+    from harness.images import build_index
+
+    setup = setup_for(
+        tmp_path, basic_registry, repo_name, mirror_url, ["stable"], {"keepTagRevisions": 1}
+    )
+    old, new = (build_index(repo_name, "stable", seed=f"{repo_name}/{i}") for i in range(2))
+    for index in (old, new):
+        push_and_sync(basic_client, setup, index)
+    mirror_repo = f"prune/{repo_name}"
+    mirror_client.put_manifest(mirror_repo, "prod", old.raw, old.media_type)  # by hand
+
+    result = prune(setup, "--confirm")
+
+    assert result.exit_code == 0, result.output
+    children = [c.digest for c in old.children]
+    assert present(mirror_client, mirror_repo, [old.digest, *children]) == [True] * (
+        1 + len(children))
+    assert mirror_client.get_manifest(mirror_repo, "prod").digest == old.digest
