@@ -14,7 +14,16 @@ import anyio
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from harness.images import OCI_INDEX, Image, RegistryHTTP, build_image, make_layer, push, sha256
+from harness.images import (
+    OCI_INDEX,
+    Image,
+    RegistryHTTP,
+    build_image,
+    build_index,
+    make_layer,
+    push,
+    sha256,
+)
 from harness.registry import RegistryProcess
 from harness.synctools import Setup, sync_setup
 
@@ -519,8 +528,6 @@ def test_an_index_a_foreign_tag_names_keeps_its_children(
     mirror_url: str,
     repo_name: str,
 ) -> None:
-    from harness.images import build_index
-
     setup = setup_for(
         tmp_path, basic_registry, repo_name, mirror_url, ["stable"], {"keepTagRevisions": 1}
     )

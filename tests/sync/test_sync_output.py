@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from harness.images import (
     RegistryHTTP,
+    push_blob,
     push_image,
 )
 from harness.registry import RegistryProcess
@@ -198,8 +199,6 @@ def test_a_dry_run_document_is_alone_on_stdout_and_leaves_out_what_the_mirror_ho
     mirror_client: RegistryHTTP,
     repo_name: str,
 ) -> None:
-    from harness.images import push_blob
-
     image = push_image(basic_client, repo_name, "1.0", seed=repo_name,
                        layer_sizes=(40_000, 20_000))
     held = image.layers[0]
