@@ -3,9 +3,9 @@
 Per image: the manifest is fetched by digest (and checked), an index's children
 are ensured before the index, every blob is ensured before the manifest that
 references it, and the tag is pushed last, so a tag never names anything the
-mirror lacks. Blobs go HEAD → mount → stream, once per (repository, digest) per
-run however many images share them (no HEAD when the run already holds the digest in
-another repository: the mount alone answers). Failures are retried as the failing
+mirror lacks. Blobs go mount → HEAD → stream, once per (repository, digest) per
+run however many images share them, each step only where it can answer (see
+:class:`CopyEngine`). Failures are retried as the failing
 registry's policy says (:func:`~mirrord.registry.retrying`); an image that still
 fails does not stop the others. An upload session given up on is cancelled.
 Where workers in other processes copy into the same mirror, a blob about to be
@@ -23,14 +23,20 @@ retried too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 import anyio
 
 from mirrord.copy._limits import check_manifest, index_level
 from mirrord.copy._once import Once
-from mirrord.copy._places import BlobPlaces, mount_recorded, record_landed
+from mirrord.copy._places import (
+    BlobPlaces,
+    forget,
+    mount_recorded,
+    record_landed,
+    recorded_place,
+)
 from mirrord.copy._plan import TagPlan
 from mirrord.copy._shared import SharedBlobs, shared_transfer
 from mirrord.copy._types import CopiedImage, CopyStats, PushedManifest, TagGate
@@ -54,10 +60,19 @@ log = logging.getLogger("mirrord.copy")
 RACY_MANIFEST_CODES = frozenset({"DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"})
 
 
-
-
 class CopyEngine:
-    """Copies images into ``destination``, sharing work across every stream of a run."""
+    """Copies images into ``destination``, sharing work across every stream of a run.
+
+    A blob is ``HEAD``ed in the repository it goes into only where that can save a pull.
+    Not when a mount can answer: a digest this run placed, or one ``places`` records in
+    another repository, is mounted from there first (201 whether or not the target held
+    it; a 202 opens the session the blob is then uploaded through). Not in a ``fresh``
+    repository (no tag when the run began), unless ``places`` records the digest there:
+    a tag moves only once everything under it is in, so what a fresh repository holds
+    came from a run that did not finish, and those runs record each blob as it lands.
+    The one pull this can waste is of a blob put there out of band, untagged and
+    unrecorded (or by a run killed between the blob's last request and its record).
+    """
 
     def __init__(
         self,
@@ -69,13 +84,17 @@ class CopyEngine:
         gate: TagGate | None = None,
         shared: SharedBlobs | None = None,
         places: BlobPlaces | None = None,
+        fresh: Collection[str] = (),
     ) -> None:
         """``shared``: the blob claims of a fleet of workers (None: this process alone);
-        ``places``: where blobs landed in earlier runs (None: only this run's count)."""
+        ``places``: where blobs landed in earlier runs (None: only this run's count);
+        ``fresh``: mirror repositories that held no tag when the run began (used only
+        with ``places``: see the class docstring)."""
         self.destination = destination
         self.gate = gate
         self.shared = shared
         self.places = places
+        self.fresh = frozenset(fresh) if places is not None else frozenset()
         self.stats = stats
         self.retry = retry
         self.limits = limits or Limits()
@@ -274,32 +293,51 @@ class CopyEngine:
             await streaming.wait()
         done = self._streaming[digest] = anyio.Event()
         try:
-            if not known and await self.destination.blob_exists(dst_repo, digest):
-                self.stats.blobs_present += 1
-                self.stats.bytes_skipped += desc.size
-            else:
-                await self._mount_or_stream(source, src_repo, dst_repo, desc)
+            await self._put_blob(source, src_repo, dst_repo, desc, known)
         finally:
             del self._streaming[digest]
             done.set()
         self._located.setdefault(digest, dst_repo)
         if self.places is not None:
-            await record_landed(self.places, digest, dst_repo)
+            # Shielded: a run cut once the blob landed still records it, which a later
+            # run relies on to HEAD it in a repository the cut left untagged.
+            with anyio.CancelScope(shield=True):
+                await record_landed(self.places, digest, dst_repo)
 
-    async def _mount_or_stream(
-        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor
+    async def _put_blob(
+        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor, known: bool
     ) -> None:
+        """Mount or stream ``desc`` into ``dst_repo``; ``HEAD`` it there first only where
+        that can save a pull (see the class docstring)."""
+        digest = desc.digest
         upload: str | None = ""  # a mount's answer: None mounted, else a session or ""
-        mount_from = self._located.get(desc.digest)
+        mount_from = self._located.get(digest)
+        recorded = None  # where an earlier run (or another worker) put it
+        if mount_from is None and self.places is not None:
+            recorded = await recorded_place(self.places, digest)
         if mount_from and mount_from != dst_repo:
-            upload = await self.destination.mount_blob(dst_repo, desc.digest, mount_from)
-        elif mount_from is None and self.places is not None:  # not placed this run
-            upload = await mount_recorded(self.places, self.destination, dst_repo, desc.digest)
+            upload = await self.destination.mount_blob(dst_repo, digest, mount_from)
+        elif self.places is not None and recorded and recorded != dst_repo:
+            upload = await mount_recorded(self.places, self.destination, dst_repo, digest, recorded)
         if upload is None:
             self.stats.blobs_mounted += 1
             self.stats.bytes_skipped += desc.size
             return
-        upload = upload or None
+        if not known and (recorded == dst_repo or dst_repo not in self.fresh):
+            if await self.destination.blob_exists(dst_repo, digest):
+                if upload:  # the session a stale record's mount opened
+                    await self.destination.cancel_upload(dst_repo, upload)
+                self.stats.blobs_present += 1
+                self.stats.bytes_skipped += desc.size
+                return
+            if self.places is not None and recorded == dst_repo:
+                await forget(self.places, digest, dst_repo)
+        await self._stream_or_share(source, src_repo, dst_repo, desc, upload or None)
+
+    async def _stream_or_share(
+        self, source: Source, src_repo: str, dst_repo: str, desc: Descriptor, upload: str | None
+    ) -> None:
+        """Stream ``desc`` (through the fleet's claims when shared)."""
         if self.shared is None:
             await self._stream(source, src_repo, dst_repo, desc, upload)
             return

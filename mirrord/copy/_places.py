@@ -5,13 +5,15 @@ and between the workers of a shared database, :class:`BlobPlaces` (the sync laye
 passes the state's record of where blobs landed, for a registry mirror only: an OCI
 layout has one blob store) carries that knowledge:
 
-- a blob absent from the repository it goes into (its ``HEAD`` answered 404) and not
-  placed this run is looked up: when a repository is recorded, the blob is mounted
-  from there; a 201 is a blob not pulled;
+- a blob not placed this run is looked up first: when another repository is recorded,
+  the blob is mounted from there without a ``HEAD`` in the repository it goes into
+  (a mount answers 201 whether or not that one held it already: a blob not pulled);
+  when the record names the repository it goes into, it is ``HEAD``ed there;
 - a mount that answers 202 (the record is stale: pruning deleted the manifests and the
   registry's garbage collection their blobs, or the repository went) opens an upload
-  session; the blob is uploaded through it, so a stale record costs no request beyond
-  the mount, and the record is forgotten;
+  session; the blob is uploaded through it (after a ``HEAD`` of the repository it goes
+  into, unless that one is fresh: see :class:`~mirrord.copy.CopyEngine`), and the
+  record is forgotten;
 - each blob copied, mounted or found present is recorded where it now is;
 - the record is advice: a store that is away, a repository name that is not one, or
   a mount the registry refuses outright only cost the pull the record would have saved.
@@ -46,25 +48,31 @@ class BlobPlaces(Protocol):
         """``digest`` is not in ``repository`` after all: forget that record."""
 
 
-async def mount_recorded(
-    places: BlobPlaces, destination: Destination, repository: str, digest: str
-) -> str | None:
-    """Mount ``digest`` into ``repository`` from where ``places`` recorded it.
-
-    As :meth:`Destination.mount_blob`: None when mounted; else the upload session the
-    failed mount opened, or ``""`` when none is open (nothing recorded, no mount tried).
-    Temporary registry errors are raised (the caller retries the whole transfer).
-    """
+async def recorded_place(places: BlobPlaces, digest: str) -> str | None:
+    """The repository ``places`` recorded ``digest`` in; None when nothing is recorded,
+    the store is away (a warning) or the record is no repository name (forgotten)."""
     try:
         source = await places.where(digest)
     except MirrordError as error:
         log.warning("blob %s: cannot look up where the mirror has it: %s", digest, error)
-        return ""
-    if source is None:
-        return ""
-    if source == repository or not is_repository(source):  # absent there / not a name
+        return None
+    if source is not None and not is_repository(source):
         await forget(places, digest, source)
-        return ""
+        return None
+    return source
+
+
+async def mount_recorded(
+    places: BlobPlaces, destination: Destination, repository: str, digest: str, source: str
+) -> str | None:
+    """Mount ``digest`` into ``repository`` from ``source``, where ``places`` recorded it
+    (another repository than ``repository``).
+
+    As :meth:`Destination.mount_blob`: None when mounted; else the upload session the
+    failed mount opened (the stale record is forgotten), or ``""`` when none is open
+    (the registry refused the mount outright). Temporary registry errors are raised
+    (the caller retries the whole transfer).
+    """
     try:
         upload = await destination.mount_blob(repository, digest, source)
     except MirrordError as error:

@@ -41,3 +41,24 @@ def blob_places(store: Store, destination: Destination) -> BlobPlaces | None:
     if not isinstance(destination, RegistryDestination):
         return None
     return StoreBlobPlaces(store, destination.description)
+
+
+class NoBlobPlaces:
+    """A state not made yet (a dry run before the first sync): nothing is recorded, as
+    the sync that makes the state will find; nothing is written."""
+
+    async def where(self, digest: str) -> str | None:
+        return None
+
+    async def landed(self, digest: str, repository: str) -> None:
+        return None
+
+    async def gone(self, digest: str, repository: str) -> None:
+        return None
+
+
+def blob_places_of(store: Store | None, destination: Destination) -> BlobPlaces | None:
+    """:func:`blob_places`, or for no state yet the empty record (:class:`NoBlobPlaces`)."""
+    if store is not None:
+        return blob_places(store, destination)
+    return NoBlobPlaces() if isinstance(destination, RegistryDestination) else None

@@ -2,9 +2,10 @@
 
 The copy engine that would copy each image reads its manifests (so a Legacy stream
 counts the one platform it takes); nothing is written. A blob is left out when the sync
-would not stream it: the target repository holds it (a ``HEAD`` at the mirror), or an
-earlier run recorded it in another repository of the mirror that still holds it (the
-sync mounts it from there). A blob shared by several images is counted once.
+would not stream it: an earlier run recorded it in another repository of the mirror that
+still holds it (the sync mounts it from there), or the target repository holds it (a
+``HEAD`` at the mirror, asked where the sync asks it: not in a repository with no tag
+unless the record puts the blob there). A blob shared by several images is counted once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import anyio
 
 from mirrord.config import Config
 from mirrord.copy import Action, BlobPlaces, CopyEngine, TagPlan
+from mirrord.core.reference import is_repository
 from mirrord.errors import MirrordError
 from mirrord.registry import RetryPolicies, retrying
 from mirrord.sync._attached import ReferrerGate
@@ -35,6 +37,9 @@ class Estimate:
     retry: RetryPolicies
     places: BlobPlaces | None = None
     in_flight: int = 8  # images read at once, as the sync sizes its copies
+    # Mirror repositories with no tag: the sync HEADs a blob there only where the
+    # record puts it (see CopyEngine), so the estimate does too.
+    fresh: frozenset[str] = frozenset()
 
     async def run(self, result: SyncResult) -> None:
         images = anyio.Semaphore(self.in_flight)
@@ -95,16 +100,18 @@ class Estimate:
 
     async def _streamed(self, result: SyncResult, repository: str, digest: str) -> bool:
         """Whether the sync would stream ``digest`` into ``repository`` from upstream."""
-        if await self._held(result, repository, digest):
-            return False
-        if self.places is None:
-            return True
-        try:
-            recorded = await self.places.where(digest)
-        except MirrordError:  # the record is away: the sync would stream it
-            return True
-        return not (recorded and recorded != repository
-                    and await self._held(result, recorded, digest))
+        recorded = None
+        if self.places is not None:
+            try:
+                recorded = await self.places.where(digest)
+            except MirrordError:  # the record is away: the sync would not mount it
+                recorded = None
+        elsewhere = recorded if recorded != repository and is_repository(recorded or "") else None
+        if elsewhere and await self._held(result, elsewhere, digest):
+            return False  # mounted from where an earlier run put it
+        fresh = repository in self.fresh and self.places is not None
+        return not ((recorded == repository or not fresh)
+                    and await self._held(result, repository, digest))
 
     async def _held(self, result: SyncResult, repository: str, digest: str) -> bool:
         return await retrying(

@@ -4,6 +4,8 @@ The state records which image each mirror tag was given. When the mirror
 repository's tag listing still shows a tag and the record says the mirror holds
 what the source's ``HEAD`` names, the tag is unchanged without asking the mirror.
 Any disagreement (not listed, no record, the source moved) falls back to a ``HEAD``.
+The same listings (taken where planning did not) tell the copy which repositories held
+no tag when the run began: their blobs are not ``HEAD``ed one by one.
 
 The trade-off: a tag deleted from the mirror out of band is repaired on every run
 (the listing lacks it); a tag overwritten out of band under the same name is not
@@ -14,13 +16,15 @@ daemon's ``verify_every``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+
+import anyio
 
 from mirrord.config import StreamConfig
 from mirrord.copy import Action, Imported, decide
 from mirrord.core.imagestream import TagEvent
 from mirrord.core.oci import Descriptor
-from mirrord.errors import MirrordError, NotFoundError
+from mirrord.errors import MirrordError, NotFoundError, ungrouped
 from mirrord.registry import RetryPolicies, retrying
 from mirrord.transports import Destination
 
@@ -42,6 +46,8 @@ class MirrorView:
         # Per stream: the mirror's listed tags and the records, read once.
         self._listings: dict[str, frozenset[str]] = {}
         self._records: dict[str, Mapping[str, TagEvent]] = {}
+        # Per mirror repository: whether its listing showed a tag (before any copy).
+        self._tagged: dict[str, bool] = {}
 
     async def list(
         self,
@@ -72,6 +78,41 @@ class MirrorView:
             return
         self._listings[stream.name] = frozenset(listed)
         self._records[stream.name] = records
+        self._tagged[repository] = bool(listed)
+
+    async def untagged(
+        self,
+        repositories: Iterable[str],
+        destination: Destination,
+        policy: RetryPolicies,
+        on_retry: RetryHook,
+    ) -> frozenset[str]:
+        """Which of ``repositories`` hold no tag in the mirror (called before anything is
+        copied: the copy engine does not ``HEAD`` blobs there, see
+        :class:`~mirrord.copy.CopyEngine`). A repository planning listed is not listed
+        again; one whose listing fails counts as tagged."""
+
+        async def look(repository: str) -> None:
+            try:
+                listed = await retrying(
+                    lambda: destination.list_tags(repository),
+                    f"list tags of mirror {repository}",
+                    policy,
+                    on_retry,
+                )
+            except NotFoundError:
+                listed = []  # no such repository (yet)
+            except MirrordError as error:
+                log.info("mirror %s: %s; its blobs are checked one by one", repository, error)
+                return
+            self._tagged[repository] = bool(listed)
+
+        wanted = set(repositories)
+        with ungrouped():
+            async with anyio.create_task_group() as tg:
+                for repository in wanted - self._tagged.keys():
+                    tg.start_soon(look, repository)
+        return frozenset(r for r in wanted if self._tagged.get(r) is False)
 
     def known(self, stream: StreamConfig, tag: str, found: Descriptor) -> Descriptor | None:
         """The mirror's descriptor of ``tag`` when the listing and the record agree it

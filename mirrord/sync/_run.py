@@ -22,7 +22,7 @@ from mirrord.errors import MirrordError
 from mirrord.notify import DeliveryCounts, Notifier, cluster_resources_event
 from mirrord.state import Store
 from mirrord.sync._blobclaims import shared_blobs
-from mirrord.sync._blobplaces import blob_places
+from mirrord.sync._blobplaces import blob_places, blob_places_of
 from mirrord.sync._follow import follow_tags
 from mirrord.sync._import_image import _followed as followed
 from mirrord.sync._recorder import Recorder
@@ -47,9 +47,8 @@ async def plan_once(
     recorded tags gone upstream. Changes nothing; ``store`` may be None (no state yet).
     ``result`` may be passed in to be filled."""
     legacy = partial(_imported_from, store) if store is not None else None
-    places = None
-    if store is not None:  # where earlier runs put blobs: a mount, not a pull
-        places = blob_places(store, await open_destination(config, pool))
+    # Where earlier runs put blobs (a mount, not a pull); with no state yet, nowhere.
+    places = blob_places_of(store, await open_destination(config, pool))
     syncer = Syncer(config, pool, legacy_sources=legacy, places=places)
     result = await syncer.run(streams, dry_run=True, result=result)
     if store is None:

@@ -114,18 +114,30 @@ class Syncer:
             for stream in selected:
                 tg.start_soon(self._plan_into, plans, stream, destination)
         result.plans = [plans[s.name] for s in selected]
+        fresh = await self._fresh(result.plans, destination)
         if dry_run:
             from mirrord.sync._estimate import Estimate  # dry runs only
 
             estimate = Estimate(
                 self.config, destination, self._sources, self.pool.retry, self._places,
-                in_flight=MAX_IMAGES_IN_FLIGHT,
+                in_flight=MAX_IMAGES_IN_FLIGHT, fresh=fresh,
             )
             await estimate.run(result)
         else:
-            await self._execute(result, destination)
+            await self._execute(result, destination, fresh)
         result.seconds = time.monotonic() - started
         return result
+
+    async def _fresh(self, plans: list[StreamPlan], destination: Destination) -> frozenset[str]:
+        """The mirror repositories copies go into that held no tag before this run: their
+        blobs are not ``HEAD``ed one by one (:class:`~mirrord.copy.CopyEngine`). None
+        without the record of where blobs landed, nor in a verifying run."""
+        if self._places is None or self._verify:
+            return frozenset()
+        into = {p.mirror_repository for sp in plans for p in sp.tags if p.action is Action.COPY}
+        return await self._mirror.untagged(
+            into, destination, self.pool.retry, self._stats.count_retry
+        )
 
     async def _plan_into(
         self, plans: dict[str, StreamPlan], stream: StreamConfig, destination: Destination
@@ -222,7 +234,9 @@ class Syncer:
         except MirrordError as error:
             planned[tag] = base.failed(error)
 
-    async def _execute(self, result: SyncResult, destination: Destination) -> None:
+    async def _execute(
+        self, result: SyncResult, destination: Destination, fresh: frozenset[str]
+    ) -> None:
         """Copy every image (its lookaside signatures and referrers right before its tag
         moves), then the cosign tags of those that are in the mirror."""
         from mirrord.sync._attached import Gates  # copies only
@@ -234,6 +248,7 @@ class Syncer:
             engine = CopyEngine(
                 destination, result.stats, limits=self.config.limits, retry=self.pool.retry,
                 gate=Gates(*gates) if gates else None, shared=self._shared, places=self._places,
+                fresh=fresh,
             )
             referrers.engine = engine
             self._referrers = referrers if referrers.needed and self._verify else None

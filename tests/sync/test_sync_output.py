@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from harness.images import (
     RegistryHTTP,
-    push_blob,
     push_image,
 )
 from harness.registry import RegistryProcess
@@ -202,7 +201,9 @@ def test_a_dry_run_document_is_alone_on_stdout_and_leaves_out_what_the_mirror_ho
     image = push_image(basic_client, repo_name, "1.0", seed=repo_name,
                        layer_sizes=(40_000, 20_000))
     held = image.layers[0]
-    push_blob(mirror_client, f"held/{repo_name}", held)  # the target repository has it
+    # The target repository has it, with a tag of its own (its blobs are HEADed: an
+    # untagged repository's are not, unless the state records them there).
+    push_image(mirror_client, f"held/{repo_name}", "other", seed="other", layers=(held,))
     setup = sync_setup(
         tmp_path,
         mirror=f"docker://{mirror_registry.host}/held",
