@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,8 +46,11 @@ class Setup:
 
     def sync_json(self, *args: str) -> tuple[int, dict[str, Any]]:
         result = self.sync("-o", "json", *args)
-        start = result.output.index("{")
-        return result.exit_code, json.loads(result.output[start:])
+        # The document starts a line; a log line mixed into the output may hold a "{" too
+        # (gpgv's status dict, quoted in a debug line).
+        start = re.search(r"^\{", result.output, re.MULTILINE)
+        assert start is not None, result.output
+        return result.exit_code, json.loads(result.output[start.start():])
 
     def sync_measured(self, *args: str, timeout: float = 120.0) -> Measured:
         """`python -m mirrord sync -o json ARGS…` as a child process: its exit code,
