@@ -18,6 +18,7 @@ import httpx
 
 from mirrord import __version__
 from mirrord.registry._options import RegistryOptions
+from mirrord.registry._transport import AsyncioTransport
 
 __all__ = ["HttpClients"]
 
@@ -45,11 +46,15 @@ class HttpClients:
             "headers": {"User-Agent": f"mirrord/{__version__}"},
         }
         limits = httpx.Limits(max_connections=max(4, options.max_concurrency * 2))
-        self.bulk = httpx.AsyncClient(transport=transport, limits=limits, **common)
+        injected = transport is not None
+        self.bulk = httpx.AsyncClient(
+            transport=transport or AsyncioTransport(verify, limits=limits), **common
+        )
         self.small = self.bulk
-        if options.http2 and not options.insecure and transport is None:
+        if options.http2 and not options.insecure and not injected:
             # bounded as bulk is, for a registry whose ALPN settles on HTTP/1.1
-            self.small = httpx.AsyncClient(http2=True, limits=limits, **common)
+            small = AsyncioTransport(verify, limits=limits, http2=True)
+            self.small = httpx.AsyncClient(transport=small, **common)
 
     def for_request(self, request: httpx.Request) -> httpx.AsyncClient:
         """The client ``request`` goes by: a blob or an upload takes ``bulk``."""
