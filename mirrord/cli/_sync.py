@@ -82,6 +82,10 @@ def sync(
         error_document(error, output, dryRun=dry_run)
 
     config = load(config_path, embedded=True, on_error=document)
+    from mirrord.transports import prepare_tls  # loaded with the configuration's checks
+
+    # The TLS contexts build in threads while the run starts (~50 ms of trust stores).
+    prepare_tls(config)
     # Never off a terminal (a pipe, a file, journald), whatever --progress says.
     show_progress = sys.stdout.isatty() and progress is not False
     ok, interruption = run_async(

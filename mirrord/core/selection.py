@@ -26,11 +26,13 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-import semantic_version
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 from mirrord.core.reference import is_tag
+
+if TYPE_CHECKING:
+    import semantic_version
 
 COSIGN_SUFFIXES = ("sig", "att", "sbom")
 _COSIGN_RE = re.compile(r"(sha256-[0-9a-f]{64}|sha512-[0-9a-f]{128})\.(sig|att|sbom)")
@@ -107,6 +109,15 @@ def cosign_tags(digest: str, all_tags: Iterable[str]) -> tuple[str, ...]:
 # --- versions -------------------------------------------------------------
 
 
+def _semver() -> ModuleType:
+    """semantic_version, imported on first use: it reads its own package metadata when
+    imported (importlib.metadata, email: ~20 ms), which a sync of explicit tags never
+    needs before its first request."""
+    import semantic_version
+
+    return semantic_version
+
+
 @functools.lru_cache(maxsize=8192)
 def parse_version(tag: str) -> semantic_version.Version | None:
     """Read a tag as a version, leniently: ``v1.2.3``, ``9.4`` (9.4.0), ``8`` (8.0.0),
@@ -116,7 +127,7 @@ def parse_version(tag: str) -> semantic_version.Version | None:
         return None
     major, minor, patch, pre, build = match.groups()
     try:
-        return semantic_version.Version(
+        return _semver().Version(
             major=int(major),
             minor=int(minor or 0),
             patch=int(patch or 0),
@@ -150,7 +161,7 @@ def parse_semver_range(text: str) -> semantic_version.NpmSpec:
     if not normal:
         raise ValueError("the range is empty")
     try:
-        return semantic_version.NpmSpec(normal)
+        return _semver().NpmSpec(normal)
     except ValueError as exc:
         raise ValueError(f"not an npm-style version range ({exc})") from None
 
@@ -164,7 +175,7 @@ def _oc_version(tag: str) -> tuple[int, semantic_version.Version | None]:
         return 0, None
     short = tag[1:] if tag.startswith("v") else tag
     try:
-        return 2, semantic_version.Version(short)
+        return 2, _semver().Version(short)
     except ValueError:
         pass
     candidate: str | None = None
@@ -174,7 +185,7 @@ def _oc_version(tag: str) -> tuple[int, semantic_version.Version | None]:
         candidate = f"{match.group(1)}.0{match.group(2)}"
     if candidate is not None:
         try:
-            return 1, semantic_version.Version(candidate)
+            return 1, _semver().Version(candidate)
         except ValueError:
             pass
     return 3, None

@@ -9,6 +9,7 @@ async callers wrap them in ``anyio.to_thread.run_sync``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -82,6 +83,15 @@ def keyring_possible(env: Mapping[str, str] | None = None) -> bool:
     config_home = environ.get("XDG_CONFIG_HOME") or (f"{home}/.config" if home else "")
     if config_home and Path(config_home, "python_keyring", "keyringrc.cfg").exists():
         return True
+    return _other_backend_installed()
+
+
+@functools.cache
+def _other_backend_installed() -> bool:
+    """Whether the dbus or gi bindings or a keyring backend of another package are
+    installed. Asked once per process (every registry client asks otherwise, and the
+    entry-point scan reads every installed package's metadata: ~5 ms each time); keyring
+    itself picks its backend once per process too."""
     import importlib.util
     from importlib.metadata import entry_points
 

@@ -17,6 +17,7 @@ from mirrord.registry._retry import (
     retrying,
 )
 from mirrord.registry._throttle import RegistryPacing
+from mirrord.registry._tls import prepare_ssl_context
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -33,6 +34,7 @@ __all__ = [
     "condition",
     "parse_challenges",
     "parse_retry_after",
+    "prepare_ssl_context",
     "request_scopes",
     "retrying",
 ]

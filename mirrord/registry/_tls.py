@@ -10,6 +10,13 @@ same content (the CA file and every file of the certificate directories that app
 and hashed: a few kilobytes) get one context. A file changed on disk gives a new key, so a
 daemon's next run trusts what it says now (the system's trust store is read once per
 process).
+
+Building a context is mostly OpenSSL parsing PEM bundles, which it does without the GIL:
+:func:`prepare_ssl_context` starts a build in a thread of its own as soon as the caller
+knows which registries a run will reach (``mirrord sync``, right after its configuration
+is read), so the build overlaps the imports and the state's opening that come before the
+first request; :func:`ssl_context` then waits for that build instead of starting its own.
+The result is an entry of the same per-process cache, keyed by the same file contents.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import hashlib
 import os
 import ssl
 import stat
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import certifi
 
+from mirrord.core.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
 from mirrord.errors import TLSError
 from mirrord.registry._options import CERTS_DIRS, RegistryOptions
 
@@ -30,23 +40,86 @@ _CACHE_SIZE = 32  # distinct TLS settings kept; the oldest is dropped beyond
 
 _Key = tuple[object, ...]
 _contexts: dict[_Key, ssl.SSLContext] = {}
+_building: dict[_Key, Future[ssl.SSLContext]] = {}  # prepare_ssl_context's, until done
+_lock = threading.Lock()  # both dicts: a prepare thread fills them too
 
-__all__ = ["CERTS_DIRS", "RegistryOptions", "ssl_context"]
+__all__ = ["CERTS_DIRS", "RegistryOptions", "prepare_ssl_context", "ssl_context"]
 
 
 def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
     """The ``verify`` argument for httpx: a context with every CA that applies (shared with
-    every registry whose TLS inputs are the same, unchanged files)."""
+    every registry whose TLS inputs are the same, unchanged files). A build
+    :func:`prepare_ssl_context` started for the same inputs is waited for (its TLSError,
+    if it failed, raised here)."""
     if not options.tls_verify:
         return False
+    ca_file, present = _inputs(host, options)
+    key = _cache_key(host, ca_file, present)
+    with _lock:
+        cached, building = _contexts.get(key), _building.get(key)
+    if cached is not None:
+        return cached
+    if building is not None:
+        # Blocks the caller at most for the rest of a build it would otherwise do whole.
+        return building.result()
+    context = _build(host, ca_file, present)
+    with _lock:
+        _store(key, context)
+    return context
+
+
+def prepare_ssl_context(registry: str, options: RegistryOptions) -> None:
+    """Start building, in a daemon thread, the context a client of ``registry`` (as
+    configured: ``docker.io`` is reached at its API host) will ask :func:`ssl_context`
+    for; nothing for plain HTTP, an unverified registry, or inputs already built or being
+    built. Never raises: a CA file that cannot be read is left to :func:`ssl_context`,
+    which raises the TLSError where the client is made."""
+    if options.insecure or not options.tls_verify:
+        return
+    host = DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry
+    try:
+        ca_file, present = _inputs(host, options)
+        key = _cache_key(host, ca_file, present)
+    except TLSError:
+        return  # ssl_context raises it again, where the run can report it
+    with _lock:
+        if key in _contexts or key in _building:
+            return
+        future: Future[ssl.SSLContext] = Future()
+        _building[key] = future
+    threading.Thread(
+        target=_build_into, args=(future, key, host, ca_file, present),
+        name=f"mirrord-tls-{host}", daemon=True,
+    ).start()
+
+
+def _build_into(
+    future: Future[ssl.SSLContext], key: _Key, host: str, ca_file: Path | None,
+    present: list[Path],
+) -> None:
+    try:
+        context = _build(host, ca_file, present)
+    except BaseException as exc:  # noqa: BLE001 - handed to the waiter (else it waits forever)
+        with _lock:
+            _building.pop(key, None)
+        future.set_exception(exc)
+        return
+    with _lock:
+        _store(key, context)
+        _building.pop(key, None)
+    future.set_result(context)
+
+
+def _inputs(host: str, options: RegistryOptions) -> tuple[Path | None, list[Path]]:
+    """The CA file and the certificate directories that exist for ``host``."""
     ca_file = Path(options.ca_file) if options.ca_file else None
     directories = [base / host for base in options.certs_dirs]
     if options.cert_dir is not None:
         directories.append(options.cert_dir)
-    present = [d for d in directories if d.is_dir()]
-    key = _cache_key(host, ca_file, present)
-    if (cached := _contexts.get(key)) is not None:
-        return cached
+    return ca_file, [d for d in directories if d.is_dir()]
+
+
+def _build(host: str, ca_file: Path | None, present: list[Path]) -> ssl.SSLContext:
     # The system's trust store (where an enterprise CA is usually installed), plus certifi.
     context = ssl.create_default_context()
     context.load_verify_locations(cafile=certifi.where())
@@ -54,10 +127,14 @@ def ssl_context(host: str, options: RegistryOptions) -> ssl.SSLContext | bool:
         _load_ca(context, ca_file, host, "ca_file")
     for directory in present:
         _load_directory(context, directory, host)
+    return context
+
+
+def _store(key: _Key, context: ssl.SSLContext) -> None:
+    """Keep ``context`` under ``key`` (the caller holds ``_lock``)."""
     if len(_contexts) >= _CACHE_SIZE:
         _contexts.pop(next(iter(_contexts)))
     _contexts[key] = context
-    return context
 
 
 def _cache_key(host: str, ca_file: Path | None, directories: list[Path]) -> _Key:

@@ -5,8 +5,10 @@ ECDSA (any NIST curve) as an ASN.1 DER signature, RSA as PKCS#1 v1.5, Ed25519 as
 Ed25519. The signature travels base64-encoded in the ``dev.cosignproject.cosign/signature``
 annotation of the payload's layer in the ``sha256-<hex>.sig`` attachment manifest.
 
-Verification uses ``cryptography`` (OpenSSL). Only the signature is checked here; the
-payload's contents are :mod:`._payload`'s business.
+Verification uses ``cryptography`` (OpenSSL), imported by the functions that parse keys and
+check signatures: it costs ~30 ms to import, and most runs have no cosign policy (a run
+that copies images imports this module for its gate all the same). Only the signature is
+checked here; the payload's contents are :mod:`._payload`'s business.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    PublicKey: TypeAlias = (
+        ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+    )
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIGNATURE_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
-
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class CosignSignature:
 def load_public_key(pem: bytes) -> PublicKey:
     """Parse a PEM public key (``-----BEGIN PUBLIC KEY-----``, SubjectPublicKeyInfo);
     raises ``ValueError`` for anything else or a key type cosign does not sign with."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -51,6 +59,8 @@ def load_public_key(pem: bytes) -> PublicKey:
 
 def verify_signature(keys: Sequence[PublicKey], payload: bytes, signature_b64: str) -> None:
     """Succeed when any of ``keys`` signed ``payload``; else raise ``ValueError`` saying why."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         signature = base64.b64decode(signature_b64, validate=True)
     except (binascii.Error, ValueError):
@@ -65,6 +75,9 @@ def verify_signature(keys: Sequence[PublicKey], payload: bytes, signature_b64: s
 
 
 def _verify_one(key: PublicKey, signature: bytes, payload: bytes) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
     if isinstance(key, ec.EllipticCurvePublicKey):
         key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
     elif isinstance(key, rsa.RSAPublicKey):

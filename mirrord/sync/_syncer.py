@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -45,6 +47,9 @@ from mirrord.sync._mirrorview import MirrorView, RecordedHook
 from mirrord.sync._result import SyncResult, TagResult
 from mirrord.sync._upstream import valid_tags
 from mirrord.transports import ClientPool, Destination, Source, open_destination
+
+if TYPE_CHECKING:
+    from mirrord.sync._signing import SignatureGate
 
 log = logging.getLogger("mirrord.sync")
 
@@ -240,11 +245,10 @@ class Syncer:
         """Copy every image (its lookaside signatures and referrers right before its tag
         moves), then the cosign tags of those that are in the mirror."""
         from mirrord.sync._attached import Gates  # copies only
-        from mirrord.sync._signing import SignatureGate
 
         referrers = ReferrerGate(self.config, result.stats, destination, result.warn)
-        async with SignatureGate(self.config, result.stats, result.warn) as signatures:
-            gates = [g for g in (signatures, referrers) if g.needed]
+        async with self._signature_gate(result) as signatures:
+            gates = [g for g in (signatures, referrers) if g is not None and g.needed]
             engine = CopyEngine(
                 destination, result.stats, limits=self.config.limits, retry=self.pool.retry,
                 gate=Gates(*gates) if gates else None, shared=self._shared, places=self._places,
@@ -256,6 +260,20 @@ class Syncer:
                 await self._execute_all(result, engine)
             finally:
                 self._referrers = None
+
+    def _signature_gate(
+        self, result: SyncResult
+    ) -> AbstractAsyncContextManager[SignatureGate | None]:
+        """The run's signature gate; none when nothing is copied and no policy is
+        configured (entering one would only open a lookaside client no copy uses, and
+        importing the signatures stack costs ~20 ms of a no-op). With a policy, the gate is
+        entered anyway: a policy that does not load fails the run, no-op or not."""
+        copies = any(p.action is Action.COPY for sp in result.plans for p in sp.tags)
+        if not copies and self.config.policy is None:
+            return nullcontext(None)
+        from mirrord.sync._signing import SignatureGate
+
+        return SignatureGate(self.config, result.stats, result.warn)
 
     async def _execute_all(self, result: SyncResult, engine: CopyEngine) -> None:
         images = anyio.Semaphore(MAX_IMAGES_IN_FLIGHT)

@@ -15,6 +15,7 @@ from mirrord.transports._connect import (
     ClientPool,
     find_credential,
     open_destination,
+    prepare_tls,
     registry_options,
     retry_policies,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "collect_garbage",
     "find_credential",
     "open_destination",
+    "prepare_tls",
     "read_children",
     "read_manifest",
     "registry_options",

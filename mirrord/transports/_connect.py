@@ -19,6 +19,7 @@ from mirrord.registry import (
     RegistryPacing,
     RetryPolicies,
     RetryPolicy,
+    prepare_ssl_context,
 )
 from mirrord.transports._base import Destination
 from mirrord.transports._ocilayout import OCILayoutDestination
@@ -53,6 +54,18 @@ def registry_options(config: Config, registry: str) -> RegistryOptions:
         outage_budget=settings.outage_budget,
         ratelimit_min=settings.ratelimit_min,
     )
+
+
+def prepare_tls(config: Config) -> None:
+    """Start building the TLS contexts of the registries a run of ``config`` reaches first
+    (the mirror's, every stream's source), each in a thread of its own, while the caller
+    goes on (see :func:`mirrord.registry.prepare_ssl_context`); the clients made later use
+    them. Registries whose TLS inputs are the same share one build."""
+    hosts = [s.source_registry for s in config.streams]
+    if config.mirror.registry is not None:
+        hosts.insert(0, config.mirror.registry)
+    for host in dict.fromkeys(hosts):
+        prepare_ssl_context(host, registry_options(config, host))
 
 
 def retry_policy(settings: RegistryConfig) -> RetryPolicy:

@@ -13,7 +13,8 @@ import pytest
 # (the live display, only on a terminal; httpx's own CLI pulls it in unless told not to)
 # and keyring (imported when a credential lookup reaches it).
 NOT_AT_START = ("mirrord.cluster", "mirrord.daemon", "mirrord.signatures", "psycopg",
-                "rich", "pygments", "keyring", "secretstorage")
+                "rich", "pygments", "keyring", "secretstorage", "cryptography",
+                "semantic_version")
 
 
 @pytest.mark.parametrize("modules", ["mirrord.cli", "mirrord.cli, mirrord.sync, mirrord.state"])
@@ -44,3 +45,18 @@ def test_the_state_still_offers_the_postgres_store_on_demand() -> None:
     from mirrord.state import PostgresStore
 
     assert PostgresStore.__name__ == "PostgresStore"
+
+
+def test_signatures_import_cryptography_only_to_check_a_cosign_signature() -> None:
+    # A run that copies images imports the signatures package for its gate; cryptography
+    # (~30 ms) only when a policy's cosign key is parsed.
+    code = (
+        "import sys, mirrord.signatures\n"
+        "print('cryptography' in sys.modules)\n"
+        "from mirrord.signatures._cosign import load_public_key\n"
+        "try:\n    load_public_key(b'junk')\nexcept ValueError as e:\n    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out[0] == "False" and out[1].startswith("not a PEM public key")

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import keyring.core
 import pytest
@@ -57,3 +58,31 @@ def test_an_anonymous_lookup_without_a_bus_never_imports_keyring(tmp_path: Path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60, env=env).stdout
     assert json.loads(out) == ["keyring", "unavailable (no D-Bus session bus)", False]
+
+
+@needs_linux_without_bindings
+def test_the_installed_backends_are_looked_up_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every registry client of a run asks; the entry-point scan reads every package's
+    # metadata (~5 ms), and what is installed does not change under a running process.
+    import importlib.metadata
+
+    from mirrord.credentials import _keyring
+
+    scans: list[str] = []
+    real = importlib.metadata.entry_points
+
+    def counting(**kwargs: Any) -> Any:
+        scans.append(kwargs.get("group", ""))
+        return real(**kwargs)
+
+    monkeypatch.setattr(keyring.core, "_keyring_backend", None)
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    _keyring._other_backend_installed.cache_clear()
+    env = {"HOME": str(tmp_path)}
+    assert [keyring_possible(env) for _ in range(3)] == [False, False, False]
+    assert scans == ["keyring.backends"]
+    # What the environment says is still read on every call.
+    assert keyring_possible({**env, "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x"}) is True
+    _keyring._other_backend_installed.cache_clear()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 import ssl
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness.images import push_image
@@ -12,7 +14,7 @@ from harness.registry import RegistryProcess
 from harness.tls import ca_and_leaf
 
 from mirrord.errors import RegistryError, TLSError
-from mirrord.registry import RegistryClient, RegistryOptions
+from mirrord.registry import RegistryClient, RegistryOptions, prepare_ssl_context
 from mirrord.registry._tls import ssl_context
 
 pytestmark = pytest.mark.anyio
@@ -149,3 +151,54 @@ async def test_small_exchanges_go_over_http2_blobs_over_http11(
     assert ("HEAD", "manifests", small) in seen and ("GET", "tags", small) in seen
     assert ("GET", "manifests", small) in seen
     assert {p for m, kind, p in seen if kind == "blobs"} == {"HTTP/1.1"}
+
+
+def test_a_prepared_context_is_built_in_a_thread_and_handed_to_the_client(
+    tls_registry: RegistryProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # mirrord sync starts the build while it opens the state; the client waits for it.
+    from mirrord.registry import _tls
+
+    assert tls_registry.ca_file is not None
+    ca = tmp_path / "ca.crt"  # a CA file of its own: a context no other test built
+    ca.write_bytes(tls_registry.ca_file.read_bytes() + b"\n# prepared\n")
+    built: list[tuple[str, ssl.SSLContext]] = []
+
+    def recording(*args: Any) -> ssl.SSLContext:
+        context = build(*args)
+        built.append((threading.current_thread().name, context))
+        return context
+
+    build = _tls._build
+    monkeypatch.setattr(_tls, "_build", recording)
+    options = RegistryOptions(ca_file=ca, certs_dirs=())
+    prepare_ssl_context(tls_registry.host, options)
+    prepare_ssl_context("mirror.example:5000", options)  # the same inputs: one build
+    context = ssl_context(tls_registry.host, options)
+    assert built == [(f"mirrord-tls-{tls_registry.host}", context)]
+    assert ssl_context("mirror.example:5000", options) is context
+
+
+def test_a_prepared_build_that_fails_raises_where_the_context_is_asked_for(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "bad.crt"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    options = RegistryOptions(ca_file=bad, certs_dirs=())
+    prepare_ssl_context("r.example", options)  # never raises: the failure is the client's
+    with pytest.raises(TLSError, match=f"cannot load ca_file {bad}"):
+        ssl_context("r.example", options)
+    unreadable = RegistryOptions(ca_file=tmp_path, certs_dirs=())  # a directory
+    prepare_ssl_context("r.example", unreadable)
+    with pytest.raises(TLSError, match="is not a regular file"):
+        ssl_context("r.example", unreadable)
+
+
+def test_nothing_is_prepared_for_plain_http_or_an_unverified_registry() -> None:
+    from mirrord.registry import _tls
+
+    threads = {t.name for t in threading.enumerate()}
+    for options in (RegistryOptions(insecure=True), RegistryOptions(tls_verify=False)):
+        prepare_ssl_context("plain.example", options)
+    assert not _tls._building
+    assert {t.name for t in threading.enumerate()} - threads == set()

@@ -5,6 +5,8 @@ the mirror with a `signedBy` policy and a registries.d pointing at mirrord's loo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -278,3 +280,28 @@ def test_a_failing_lookaside_warns_unless_the_policy_needs_its_signatures(
     assert failure["reason"] == "SignatureUnavailable" and "HTTP 500" in failure["message"]
     assert strict_run["warnings"] == []
     assert mirror_client.head_manifest(f"strict/{repo}", "1.0") is None
+
+
+def _imported_signatures(setup: Setup) -> tuple[int, bool]:
+    """A `mirrord sync` child process: its exit code, and whether it imported the
+    signatures package (`-X importtime` names every module a process imports)."""
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "mirrord", "sync", "--config",
+         str(setup.path), "-o", "json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    return run.returncode, " mirrord.signatures\n" in run.stderr
+
+
+def test_a_no_op_without_a_policy_has_no_signature_gate(
+    tmp_path: Path, mirror_registry: RegistryProcess, repo_name: str
+) -> None:
+    # Nothing to copy and no policy: the gate would only open a lookaside client, and
+    # importing the signatures stack costs a no-op ~20 ms. A copy has its gate.
+    host = mirror_registry.host
+    with mirror_registry.client() as http:
+        push_image(http, repo_name, "1", seed=repo_name)
+    setup = sync_setup(tmp_path, mirror=f"docker://{host}/m", sources=[mirror_registry],
+                       streams=[{"from": f"{host}/{repo_name}", "tags": ["1"]}])
+    assert _imported_signatures(setup) == (0, True)
+    assert _imported_signatures(setup) == (0, False)
