@@ -64,15 +64,8 @@ class MirrorView:
         if not records:
             return
         repository = destination.repository(stream.to)
-        try:
-            listed = await retrying(
-                lambda: destination.list_tags(repository),
-                f"list tags of mirror {repository}",
-                policy,
-                on_retry,
-            )
-        except NotFoundError:
-            listed = []  # the repository is gone from the mirror: every tag is repaired
+        try:  # a repository gone from the mirror lists no tag: every tag is repaired
+            listed = await _mirror_tags(destination, repository, policy, on_retry)
         except MirrordError as error:
             log.info("stream %s: %s; checking each tag instead", stream.name, error)
             return
@@ -94,14 +87,7 @@ class MirrorView:
 
         async def look(repository: str) -> None:
             try:
-                listed = await retrying(
-                    lambda: destination.list_tags(repository),
-                    f"list tags of mirror {repository}",
-                    policy,
-                    on_retry,
-                )
-            except NotFoundError:
-                listed = []  # no such repository (yet)
+                listed = await _mirror_tags(destination, repository, policy, on_retry)
             except MirrordError as error:
                 log.info("mirror %s: %s; its blobs are checked one by one", repository, error)
                 return
@@ -132,3 +118,19 @@ class MirrorView:
         )
         action = decide(found, guess, stream.import_mode, stream.platform, imported)
         return guess if action is Action.UNCHANGED else None
+
+
+async def _mirror_tags(
+    destination: Destination, repository: str, policy: RetryPolicies, on_retry: RetryHook
+) -> list[str]:
+    """The mirror repository's tags, retried as its registry says; none for a repository
+    the mirror does not have (yet)."""
+    try:
+        return list(await retrying(
+            lambda: destination.list_tags(repository),
+            f"list tags of mirror {repository}",
+            policy,
+            on_retry,
+        ))
+    except NotFoundError:
+        return []
