@@ -11,12 +11,14 @@ speaks HTTP/1.1); plain HTTP, ``http2: false``, or an injected transport use one
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any
 
 import httpx
 
 from mirrord import __version__
+from mirrord.registry._headpool import HeadPool
 from mirrord.registry._options import RegistryOptions
 from mirrord.registry._transport import AsyncioTransport
 
@@ -31,6 +33,7 @@ class HttpClients:
     def __init__(
         self,
         options: RegistryOptions,
+        base_url: httpx.URL,
         *,
         auth: httpx.Auth,
         verify: ssl.SSLContext | bool,
@@ -51,6 +54,12 @@ class HttpClients:
             transport=transport or AsyncioTransport(verify, limits=limits), **common
         )
         self.small = self.bulk
+        # HEADs go by a pool of our own (see ._headpool), except through a proxy, which
+        # httpx finds in the environment, and over an injected transport.
+        self.heads: HeadPool | None = None
+        if not injected and not _proxied():
+            self.heads = HeadPool(base_url, verify, stall_timeout=options.stall_timeout,
+                                  keep=limits.max_connections or 12)
         if options.http2 and not options.insecure and not injected:
             # bounded as bulk is, for a registry whose ALPN settles on HTTP/1.1
             small = AsyncioTransport(verify, limits=limits, http2=True)
@@ -66,6 +75,14 @@ class HttpClients:
         return self.small if small else self.bulk
 
     async def aclose(self) -> None:
+        if self.heads is not None:
+            await self.heads.aclose()
         await self.bulk.aclose()
         if self.small is not self.bulk:
             await self.small.aclose()
+
+
+def _proxied() -> bool:
+    """Whether the environment names a proxy (httpx's ``trust_env`` reads the same)."""
+    names = ("http_proxy", "https_proxy", "all_proxy")
+    return any(os.environ.get(n) or os.environ.get(n.upper()) for n in names)

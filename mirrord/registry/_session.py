@@ -93,7 +93,7 @@ class RegistrySession:
         self.auth = RegistryAuth(credential, self._fetch_token)
         # Plain HTTP needs no TLS context (building one costs tens of milliseconds).
         verify = ssl_context(host, self.options) if not self.options.insecure else False
-        self._clients = HttpClients(self.options, auth=self.auth, verify=verify,
+        self._clients = HttpClients(self.options, self.base_url, auth=self.auth, verify=verify,
                                     transport=transport)
         self._http = self._clients.bulk
         self._pinged = False
@@ -321,6 +321,8 @@ class RegistrySession:
         try:
             with anyio.fail_after(timeout):
                 response = await self._transmit(request, what, auth=auth)
+                if response.is_closed:  # whole already: the HEAD pool's answers
+                    return response
                 try:
                     error = not 200 <= response.status_code < 300
                     body = await read_bounded(
@@ -361,8 +363,14 @@ class RegistrySession:
         status = 0  # no answer, unless one comes
         sent_at = time.time()
         try:
-            client = self._clients.for_request(request)
-            response = await client.send(request, stream=True, auth=auth)
+            heads = self._clients.heads
+            response = None
+            if heads is not None and heads.serves(request):
+                flow_auth = self.auth if auth is httpx.USE_CLIENT_DEFAULT else auth
+                response = await heads.send(request, flow_auth)
+            if response is None:
+                client = self._clients.for_request(request)
+                response = await client.send(request, stream=True, auth=auth)
             status = response.status_code
         except httpx.HTTPError as exc:
             raise error_from_exception(exc, self.registry, what) from exc

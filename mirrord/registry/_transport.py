@@ -128,7 +128,7 @@ class _Backend(httpcore.AsyncNetworkBackend):
         self, host: str, port: int, timeout: float | None = None,
         local_address: str | None = None, socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
-        if socket_options or not _under_asyncio():
+        if socket_options or not under_asyncio():
             return await self._anyio.connect_tcp(host, port, timeout, local_address,
                                                  socket_options)
         local = (local_address, 0) if local_address else None
@@ -166,7 +166,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
                  http2: bool = False) -> None:
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context if isinstance(ssl_context, ssl.SSLContext)
-            else _unverified(),
+            else unverified_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -192,7 +192,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-def _under_asyncio() -> bool:
+def under_asyncio() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # trio
@@ -200,7 +200,7 @@ def _under_asyncio() -> bool:
     return True
 
 
-def _unverified() -> ssl.SSLContext:
+def unverified_context() -> ssl.SSLContext:
     """``tls_verify: false``: TLS without checking the certificate (nor loading a store)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False

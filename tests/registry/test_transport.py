@@ -12,6 +12,7 @@ import pytest
 from harness.images import Blob, push_blob
 from harness.registry import RegistryProcess
 
+from mirrord.errors import NotFoundError
 from mirrord.registry import RegistryClient, RegistryOptions
 from mirrord.registry._tls import ssl_context
 from mirrord.registry._transport import AsyncioTransport
@@ -44,8 +45,9 @@ async def test_a_blob_over_tls_arrives_in_reads_larger_than_one_tls_record(
 async def test_concurrent_clients_on_one_context_keep_their_protocols(
     tls_registry: RegistryProcess, repo_name: str
 ) -> None:
-    # httpcore sets the ALPN list on the (shared) context before each handshake: the
-    # blob client must not pick up the HTTP/2 client's list.
+    # httpcore and the HEAD pool set the ALPN list on the (shared) context before each
+    # handshake: the blob client and the HEAD pool must not pick up the HTTP/2 client's
+    # list, nor the HTTP/2 client theirs.
     blob = Blob.of(b"x" * 4096, "application/octet-stream")
     with tls_registry.client() as http:
         push_blob(http, repo_name, blob)
@@ -58,14 +60,20 @@ async def test_concurrent_clients_on_one_context_keep_their_protocols(
         async def head() -> None:
             assert await client.head_blob(repo_name, blob.digest) == len(blob.data)
 
+        async def tags() -> None:
+            with pytest.raises(NotFoundError):  # no tag yet: the repository is unknown
+                await client.list_tags(repo_name)
+
         mark = tls_registry.mark()
         async with anyio.create_task_group() as tg:
             for _ in range(8):
                 tg.start_soon(pull)
                 tg.start_soon(head)
-    seen = {(e.method, e.protocol) for e in tls_registry.access_log(since=mark)
-            if "/blobs/" in e.path}
-    assert seen == {("GET", "HTTP/1.1"), ("HEAD", "HTTP/2.0")}
+                tg.start_soon(tags)
+    seen = {(e.method, e.path.split("/")[-2], e.protocol)
+            for e in tls_registry.access_log(since=mark) if e.path.startswith("/v2/" + repo_name)}
+    assert seen == {("GET", "blobs", "HTTP/1.1"), ("HEAD", "blobs", "HTTP/1.1"),
+                    ("GET", "tags", "HTTP/2.0")}
 
 
 async def test_a_refused_connection_and_a_silent_server_are_httpx_errors() -> None:
