@@ -108,6 +108,7 @@ def load(
 
     What loads but could not run (a schedule, a registry's options) is refused here too,
     so ``validate`` accepts only what ``sync`` and the daemon can build."""
+    _import_http_stack_for_asyncio()
     from mirrord.sync import check_buildable
 
     try:
@@ -122,6 +123,22 @@ def load(
         if on_error is not None:
             on_error(error)
         fail(str(error), EXIT_USAGE)
+
+
+def _import_http_stack_for_asyncio() -> None:
+    """Import httpcore with trio hidden, unless something imported either already.
+
+    Commands run on asyncio (:func:`run_async`), but httpcore imports trio whenever it is
+    installed, for code running under trio: ~90 ms of every start-up on a host that has
+    it (``python -X importtime``, issue 17). A program that embeds mirrord, or the test
+    suite, has imported httpcore before any command loads, and keeps trio."""
+    if "httpcore" in sys.modules or "trio" in sys.modules:
+        return
+    sys.modules["trio"] = None  # type: ignore[assignment]  # `import trio` raises ImportError
+    try:
+        import httpcore  # noqa: F401
+    finally:
+        del sys.modules["trio"]
 
 
 def run_async(func: Callable[[], Any], *, on_error: OnError | None = None) -> Any:

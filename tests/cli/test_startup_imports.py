@@ -4,8 +4,10 @@ the sync code path. A sys.modules check in a fresh interpreter, not a timed test
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +62,39 @@ def test_signatures_import_cryptography_only_to_check_a_cosign_signature() -> No
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.splitlines()
     assert out[0] == "False" and out[1].startswith("not a PEM public key")
+
+
+FAKE_TRIO = "import os\nopen(os.environ['TRIO_MARK'], 'a').write('imported\\n')\n"
+
+
+def _with_fake_trio(tmp_path: Path, code: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run ``code`` with a ``trio`` package on the path that marks its import."""
+    (tmp_path / "fake" / "trio").mkdir(parents=True)
+    (tmp_path / "fake" / "trio" / "__init__.py").write_text(FAKE_TRIO)
+    mark = tmp_path / "trio-imported"
+    env = {**os.environ, "TRIO_MARK": str(mark),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), *sys.path])}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env=env, cwd=tmp_path)
+    return run, mark
+
+
+def test_a_command_does_not_import_trio_through_httpcore(tmp_path: Path) -> None:
+    # httpcore imports trio whenever it is installed; the CLI runs on asyncio.
+    config = tmp_path / "mirrord.yaml"
+    config.write_text("version: 1\nmirror: docker://127.0.0.1:5000\nstreams: []\n")
+    run, mark = _with_fake_trio(
+        tmp_path, f"from mirrord.cli import main; main(['validate', '--config', '{config}'])")
+    assert run.returncode == 0, run.stderr
+    assert not mark.exists()
+
+
+def test_httpcore_imported_before_the_cli_keeps_trio(tmp_path: Path) -> None:
+    # A program that embeds mirrord (and may run it under trio) keeps httpcore's trio.
+    code = ("import httpcore._synchronization as s\n"
+            "from mirrord.cli._app import _import_http_stack_for_asyncio\n"
+            "_import_http_stack_for_asyncio()\n"
+            "assert s.trio is not None\n")
+    run, mark = _with_fake_trio(tmp_path, code)
+    assert run.returncode == 0, run.stderr
+    assert mark.read_text() == "imported\n"
