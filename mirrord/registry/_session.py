@@ -151,8 +151,9 @@ class RegistrySession:
     # -- ping and auth ------------------------------------------------------------
 
     async def ping(self) -> str:
-        """``GET /v2/``: learn the auth scheme (``""``, ``basic`` or ``bearer``)."""
-        async with self._limiter:
+        """``GET /v2/``: learn the auth scheme (``""``, ``basic`` or ``bearer``). Always
+        asks; a request queued meanwhile waits for this answer instead of its own."""
+        async with self._limiter, self._ping_lock:
             await self._ping()
         return self.auth.scheme
 

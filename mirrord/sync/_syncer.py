@@ -111,13 +111,15 @@ class Syncer:
         result.dry_run = dry_run
         self._stats = result.stats
         destination = await open_destination(self.config, self.pool)
-        reach = f"reach the mirror {destination.description}"
-        await retrying(destination.ping, reach, self.pool.retry, result.stats.count_retry)
         selected = list(streams if streams is not None else self.config.streams)
         plans: dict[str, StreamPlan] = {}
+        unreachable: list[MirrordError] = []
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._reach, destination, unreachable, tg.cancel_scope)
             for stream in selected:
                 tg.start_soon(self._plan_into, plans, stream, destination)
+        if unreachable:
+            raise unreachable[0]
         result.plans = [plans[s.name] for s in selected]
         fresh = await self._fresh(result.plans, destination)
         if dry_run:
@@ -132,6 +134,19 @@ class Syncer:
             await self._execute(result, destination, fresh)
         result.seconds = time.monotonic() - started
         return result
+
+    async def _reach(
+        self, destination: Destination, unreachable: list[MirrordError],
+        planning: anyio.CancelScope,
+    ) -> None:
+        """Check the mirror answers while the sources are planned (the sources need not
+        wait a round trip for it); if it does not, planning stops and the run fails."""
+        reach = f"reach the mirror {destination.description}"
+        try:
+            await retrying(destination.ping, reach, self.pool.retry, self._stats.count_retry)
+        except MirrordError as error:
+            unreachable.append(error)
+            planning.cancel()
 
     async def _fresh(self, plans: list[StreamPlan], destination: Destination) -> frozenset[str]:
         """The mirror repositories copies go into that held no tag before this run: their

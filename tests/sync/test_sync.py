@@ -15,7 +15,7 @@ from harness.images import (
     push_image,
     push_index,
 )
-from harness.registry import RegistryProcess
+from harness.registry import RegistryProcess, free_port
 from harness.synctools import (
     assert_same_tree,
     big_tags_behind_a_slow_mirror,
@@ -92,11 +92,14 @@ def test_noop_resync_costs_one_head_per_tag_at_the_source(
     )
     assert setup.sync_json()[0] == 0
 
-    mark = token_registry.mark()
+    mark, mirror_mark = token_registry.mark(), mirror_registry.mark()
     code, summary = setup.sync_json()
 
     assert code == 0
     assert summary["images"]["copied"] == 0 and summary["images"]["unchanged"] == 6
+    # The mirror is pinged while the source is planned: once, not again by its listing.
+    assert sorted(p.split("?")[0] for m, p in mirror_registry.requests(since=mirror_mark)) == [
+        "/v2/", f"/v2/noop/{repo_name}/tags/list"]
     requests = token_registry.requests(since=mark)
     heads = [p for m, p in requests if m == "HEAD" and "/manifests/" in p]
     gets = [p for m, p in requests if m == "GET" and "/manifests/" in p]
@@ -372,3 +375,26 @@ def test_a_requested_stop_starts_no_new_copies(
     assert result.stats.images_copied == 1 and result.skipped == 2
     assert not result.ok
     assert len(mirror_client.tags(f"stop/{repo_name}")) == 1
+
+
+def test_an_unreachable_mirror_fails_the_run_and_nothing_is_copied(
+    tmp_path: Path, basic_registry: RegistryProcess, basic_client: RegistryHTTP,
+    repo_name: str,
+) -> None:
+    # The mirror's ping runs beside planning; its failure stops planning and the run.
+    push_image(basic_client, repo_name, "1", seed=repo_name)
+    nowhere = f"127.0.0.1:{free_port()}"
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"docker://{nowhere}/m",
+        streams=[{"from": f"{basic_registry.host}/{repo_name}"}],
+        sources=[basic_registry],
+        settings={nowhere: {"outage_budget": "1s"}},
+    )
+    mark = basic_registry.mark()
+    code, document = setup.sync_json()
+    assert code != 0
+    assert document["error"]["message"].startswith(f"{nowhere}: connecting: cannot reach")
+    fetched = [p for m, p in basic_registry.requests(since=mark) if m == "GET" and
+               ("/manifests/" in p or "/blobs/" in p)]
+    assert fetched == []
