@@ -1,14 +1,15 @@
 """The HTTP clients of one registry session: small exchanges over HTTP/2 where offered.
 
-A no-op sync is hundreds of ``HEAD``s and tag-list pages; over HTTP/2 they share one TLS
-connection (no handshake per connection, and h2 costs the client less CPU per exchange
-than HTTP/1.1 through httpcore: ~20% of a no-op's CPU, measured on the benchmark).
-Blob bodies and uploads stay on HTTP/1.1 connections of their own: one stream per TCP
-connection, so a large blob never shares a flow-control window (or a lost packet) with
-the others. HTTP/2 needs TLS and ALPN (the registry offers ``h2``; else the same client
-speaks HTTP/1.1); plain HTTP, ``http2: false``, or an injected transport use one client.
+Tag-list pages, manifests and ``GET /v2/`` share one TLS connection over HTTP/2 (no
+handshake per connection, and h2 costs the client less CPU per exchange than HTTP/1.1
+through httpcore). Blob bodies and uploads stay on HTTP/1.1 connections of their own:
+one stream per TCP connection, so a large blob never shares a flow-control window (or a
+lost packet) with the others. HTTP/2 needs TLS and ALPN (the registry offers ``h2``;
+else the same client speaks HTTP/1.1); plain HTTP, ``http2: false``, or an injected
+transport use one client. ``HEAD``s, a no-op's hundreds of requests, go by
+:class:`~._headpool.HeadPool` instead, unless the environment names a proxy or a
+transport is injected.
 """
-
 from __future__ import annotations
 
 import os

@@ -10,7 +10,8 @@ obsolete line folding, field names are tokens, nothing but visible text in value
 
 :meth:`HeadPool.send` answers with a complete :class:`httpx.Response`, or None when the
 exchange is httpx's to make: a redirect (httpx follows it and checks where it goes), a
-server that insists on HTTP/2, another origin, or an event loop other than asyncio.
+server that insists on HTTP/2, another origin, or an event loop other than asyncio. After
+a redirect or an HTTP/2-only answer the pool declines every later exchange too.
 Failures raise the ``httpx`` exceptions httpx would, chained to their cause, so the
 error mapping and the retry tables above see no difference. A pooled connection the
 server closed while idle is replaced once (a ``HEAD`` is idempotent, RFC 9110 §9.2.2).
@@ -88,14 +89,16 @@ class HeadPool:
             self._tls = verify if isinstance(verify, ssl.SSLContext) else unverified_context()
         self._stall, self._connect_timeout, self.keep = stall_timeout, connect_timeout, keep
         self._idle: list[_Connection] = []
-        self._h2_only = False  # the server chose HTTP/2 in spite of our ALPN offer
+        # Why httpx makes every exchange from now on: the server chose HTTP/2 in spite of
+        # our ALPN offer, or it redirects HEADs (each would be sent twice).
+        self.declined = ""
         self.opened = 0  # connections made (for tests and the curious)
 
     def serves(self, request: httpx.Request) -> bool:
         url = request.url
         return (
             request.method == "HEAD"
-            and not self._h2_only
+            and not self.declined
             and (url.scheme, url.host, url.port) == self._origin
             and under_asyncio()
         )
@@ -152,6 +155,7 @@ class HeadPool:
             version, status, fields = await self._read_answer(connection, reused)
             if 300 <= status < 400 and status != 304:
                 kept = self._keep(connection, version, fields)
+                self.declined = "redirects"
                 return None  # httpx follows redirects (and checks where they lead)
             response = httpx.Response(
                 status, headers=fields, content=b"", request=request,
@@ -194,7 +198,7 @@ class HeadPool:
             if ssl_object is not None and ssl_object.selected_alpn_protocol() not in (
                 None, "http/1.1"
             ):
-                self._h2_only = True
+                self.declined = "HTTP/2 only"
                 connection.close()
                 return None
         return connection

@@ -172,16 +172,19 @@ async def test_a_redirect_is_left_to_httpx_which_follows_it() -> None:
     async with RawServer(answer) as server:
         pool = raw_pool(server)
         assert await pool.send(head(server.url)) is None
-        assert (await pool.send(head(server.url, "/v2/r/manifests/v2"))) is not None
+        # A registry that redirects one HEAD likely redirects them all: httpx takes
+        # the rest rather than each being sent twice.
+        assert pool.declined == "redirects" and not pool.serves(head(server.url))
         await pool.aclose()
-        assert server.connections == 1  # the redirect's connection was kept
         async with RegistryClient(server.host, options=RegistryOptions(insecure=True)) as client:
             client._pinged = True
             found = await client.head_manifest("r", "v1")
-    assert found is not None and found.digest == DIGEST
-    assert [h.split(b" ")[:2] for h in server.heads[2:]] == [
+            assert found is not None and found.digest == DIGEST
+            assert (await client.head_manifest("r", "v1")) == found
+    assert [h.split(b" ")[:2] for h in server.heads[1:]] == [
         [b"HEAD", b"/v2/r/manifests/v1"], [b"HEAD", b"/v2/r/manifests/v1"],
-        [b"HEAD", b"/v2/r/manifests/v2"]]
+        [b"HEAD", b"/v2/r/manifests/v2"],
+        [b"HEAD", b"/v2/r/manifests/v1"], [b"HEAD", b"/v2/r/manifests/v2"]]
 
 
 async def test_a_header_value_that_would_end_the_line_is_never_sent() -> None:
