@@ -10,6 +10,7 @@ transport use one client. ``HEAD``s, a no-op's hundreds of requests, go by
 :class:`~._headpool.HeadPool` instead, unless the environment names a proxy or a
 transport is injected.
 """
+
 from __future__ import annotations
 
 import os

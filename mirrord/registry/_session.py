@@ -364,9 +364,8 @@ class RegistrySession:
         status = 0  # no answer, unless one comes
         sent_at = time.time()
         try:
-            heads = self._clients.heads
-            response = None
-            if heads is not None and heads.serves(request):
+            heads, response = self._clients.heads, None
+            if heads is not None:  # None from it: the exchange is httpx's
                 flow_auth = self.auth if auth is httpx.USE_CLIENT_DEFAULT else auth
                 response = await heads.send(request, flow_auth)
             if response is None:
