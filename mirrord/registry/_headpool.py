@@ -239,7 +239,7 @@ class HeadPool:
                 raise httpx.RemoteProtocolError("the server switched protocols unasked")
         raise httpx.RemoteProtocolError(f"more than {MAX_INTERIM} interim (1xx) answers")
 
-    async def _read_head(self, connection: _Connection, fresh_answer_expected: bool) -> bytes:
+    async def _read_head(self, connection: _Connection, stale_possible: bool) -> bytes:
         try:
             async with asyncio.timeout(self._stall):
                 return await connection.reader.readuntil(b"\r\n\r\n")
@@ -250,13 +250,13 @@ class HeadPool:
                 f"the answer's head is larger than {MAX_HEAD} bytes"
             ) from exc
         except asyncio.IncompleteReadError as exc:
-            if fresh_answer_expected and not exc.partial:
+            if stale_possible and not exc.partial:
                 raise _Stale from exc
             raise httpx.RemoteProtocolError(
                 "the server closed the connection before its answer was complete"
             ) from exc
         except OSError as exc:
-            if fresh_answer_expected:
+            if stale_possible:
                 raise _Stale from exc
             raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
 

@@ -1,7 +1,8 @@
 """The HEAD pool: HEADs over HTTP/1.1 keep-alive connections of mirrord's own.
 
-Against the real registries (TLS, Bearer tokens) for what a sync relies on, and against
-a raw loopback server for what a real registry never sends."""
+Against the real registry (TLS) for what a sync relies on (a refused Bearer token on a
+HEAD is in test_registry_tokens), and against a raw loopback server for what a real
+registry never sends."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ from collections.abc import Callable
 import anyio
 import httpx
 import pytest
-from harness import ALICE
 from harness.images import push_image
 from harness.rawhttp import CLOSE, SILENT, RawServer
 from harness.registry import RegistryProcess
-from harness.tokenserver import REGISTRY_LEEWAY
 
-from mirrord.credentials import Credential
 from mirrord.errors import ConnectError, TransferTimeoutError
 from mirrord.registry import RegistryClient, RegistryOptions
 from mirrord.registry._clients import HttpClients
@@ -63,30 +61,6 @@ async def test_heads_share_one_tls_connection_and_say_what_get_says(
     assert {(a.status_code, a.headers["docker-content-digest"], a.headers["content-length"])
             for a in answers if a is not None} == {(200, image.digest, str(len(image.raw)))}
     assert len(answers) == 20 and all(a is not None and a.content == b"" for a in answers)
-
-
-async def test_a_refused_token_is_fetched_again_for_a_head(
-    registry_factory: Callable[..., RegistryProcess],
-    open_client: Callable[..., RegistryClient],
-    credential: Callable[..., Credential],
-    repo_name: str,
-) -> None:
-    # As for a GET (test_registry_tokens): the registry stops accepting the token after
-    # ~1 s; the HEAD's 401 brings a new token and one resend, on the pool's connection.
-    server = registry_factory.token_server(leeway_compensation=300 + REGISTRY_LEEWAY - 1)
-    reg = registry_factory(token_server=server)
-    with reg.client() as http:
-        image = push_image(http, repo_name, "v1", seed=repo_name)
-    server.reset()
-    client = open_client(reg, credential(ALICE))
-    assert (await client.head_manifest(repo_name, "v1")).digest == image.digest  # type: ignore[union-attr]
-    await anyio.sleep(2.1)
-    server.leeway_compensation = REGISTRY_LEEWAY
-    mark = reg.mark()
-    assert (await client.head_manifest(repo_name, "v1")).digest == image.digest  # type: ignore[union-attr]
-    assert [(e.method, e.status, e.protocol) for e in reg.access_log(since=mark)] == [
-        ("HEAD", 401, "HTTP/1.1"), ("HEAD", 200, "HTTP/1.1")]
-    assert len(server.requests) == 2
 
 
 # -- what a real registry never sends -----------------------------------------------------
