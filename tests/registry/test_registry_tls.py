@@ -203,3 +203,31 @@ def test_nothing_is_prepared_for_plain_http_or_an_unverified_registry() -> None:
         prepare_ssl_context("plain.example", options)
     assert not _tls._building
     assert {t.name for t in threading.enumerate()} - threads == set()
+
+
+def _subjects(context: ssl.SSLContext) -> set[str]:
+    return {repr(c["subject"]) for c in context.get_ca_certs()}
+
+
+@pytest.mark.parametrize("system_store", [True, False])
+def test_certifi_is_loaded_only_when_the_system_has_no_trust_store(
+    tls_registry: RegistryProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    system_store: bool,
+) -> None:
+    # OpenSSL reads the default store from SSL_CERT_FILE / SSL_CERT_DIR when asked.
+    import certifi
+
+    from mirrord.registry import _tls
+
+    assert tls_registry.ca_file is not None
+    store = tmp_path / "system.pem"
+    store.write_bytes(tls_registry.ca_file.read_bytes() if system_store else b"")
+    monkeypatch.setenv("SSL_CERT_FILE", str(store))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    bundled = ssl.create_default_context(cafile=certifi.where())
+    context = _tls._build("r.example", None, [])
+    if system_store:  # the system's CA alone: certifi's bundle is not parsed again
+        assert len(context.get_ca_certs()) == 1
+        assert not _subjects(context) & _subjects(bundled)
+    else:
+        assert _subjects(context) == _subjects(bundled)
