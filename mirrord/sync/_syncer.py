@@ -10,10 +10,11 @@ The mirror side of planning: when the state recorded what the mirror's tags were
 given (``recorded``), one tag listing of each mirror repository stands in for a
 ``HEAD`` per tag. A tag is ``HEAD``ed at the mirror only when the listing, the
 record and the source disagree (not listed, no record, the record says the source
-changed). A tag deleted from the mirror out of band is therefore repaired on every
-run (the listing lacks it); a tag *overwritten* out of band, at the same name, is
-found only by a verifying run (``verify=True``: ``mirrord sync --verify``, the
-daemon's ``verify_every``), which ``HEAD``s every tag as before.
+changed); the listing is taken while the source's ``HEAD``s are in flight. A tag
+deleted from the mirror out of band is therefore repaired on every run (the listing
+lacks it); a tag *overwritten* out of band, at the same name, is found only by a
+verifying run (``verify=True``: ``mirrord sync --verify``, the daemon's
+``verify_every``), which ``HEAD``s every tag as before.
 """
 
 from __future__ import annotations
@@ -189,24 +190,41 @@ class Syncer:
         tags = [t for t in selection.selected if stream.tags is not None or not is_attached_tag(t)]
         # An explicit tag the source lacks is planned too: its HEAD fails as NotFound.
         tags += [t for t in selection.missing if t not in tags]
-        await self._mirror.list(stream, destination, self.pool.retry, self._stats.count_retry)
-        plans = await self._plan_tags(stream, source, destination, tags)
+        mirror_listed = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._list_mirror, stream, destination, mirror_listed)
+            plans = await self._plan_tags(stream, source, destination, tags, mirror_listed)
         if stream.signatures and all_tags:
             plans += await plan_cosign_tags(
-                plans, all_tags, lambda tags: self._plan_tags(stream, source, destination, tags)
+                plans, all_tags,
+                lambda tags: self._plan_tags(stream, source, destination, tags, mirror_listed),
             )
         return StreamPlan(
             stream.name, tuple(plans), selection.left_out, selection.missing,
             all_tags=all_tags, invalid=invalid,
         )
 
+    async def _list_mirror(
+        self, stream: StreamConfig, destination: Destination, listed: anyio.Event
+    ) -> None:
+        """The mirror's tag listing, taken while the source's ``HEAD``s are in flight
+        (they need not wait a round trip to the mirror); ``listed`` is set when it is
+        in (it never fails: a failed listing means a ``HEAD`` per tag)."""
+        try:
+            await self._mirror.list(stream, destination, self.pool.retry, self._stats.count_retry)
+        finally:
+            listed.set()
+
     async def _plan_tags(
-        self, stream: StreamConfig, source: Source, destination: Destination, tags: list[str]
+        self, stream: StreamConfig, source: Source, destination: Destination, tags: list[str],
+        listed: anyio.Event,
     ) -> list[TagPlan]:
         planned: dict[str, TagPlan] = {}
         async with anyio.create_task_group() as tg:
             for tag in tags:
-                tg.start_soon(self._plan_tag_into, planned, stream, source, destination, tag)
+                tg.start_soon(
+                    self._plan_tag_into, planned, stream, source, destination, tag, listed
+                )
         return [planned[t] for t in tags]
 
     async def _plan_tag_into(
@@ -216,6 +234,7 @@ class Syncer:
         source: Source,
         destination: Destination,
         tag: str,
+        listed: anyio.Event,
     ) -> None:
         mode = stream.import_mode
         base = TagPlan(
@@ -237,6 +256,7 @@ class Syncer:
             )
             if found is None:
                 raise NotFoundError(f"{stream.source}:{tag}: manifest unknown", status=404)
+            await listed.wait()
             if known := self._mirror.known(stream, tag, found):
                 planned[tag] = base.with_heads(Action.UNCHANGED, found, known)
                 return

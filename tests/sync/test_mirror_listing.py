@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.faultproxy import FaultProxy
+from harness.faults import Delay
 from harness.images import RegistryHTTP, build_image, push
 from harness.registry import RegistryProcess
 from harness.synctools import Setup, sync_setup
@@ -111,3 +112,33 @@ def test_verify_finds_a_tag_overwritten_in_the_mirror_out_of_band(
     assert code == 0, err
     assert _mirror_requests(proxy)[0] >= TAGS
     assert mirror_client.head_manifest(mirror_repo, "t3") == tags["t3"]
+
+
+def test_the_source_heads_do_not_wait_for_the_mirror_listing(
+    tmp_path: Path, registry_factory: Any, fault_proxy_factory: Any,
+    mirror_registry: RegistryProcess, repo_name: str,
+) -> None:
+    # The listing is slowed at the mirror; the source's HEADs must already be out.
+    source = registry_factory()
+    with source.client() as client:
+        push_tags(client, repo_name, 3, repo_name)
+    upstream: FaultProxy = fault_proxy_factory(source, seed=1, name="source")
+    mirror: FaultProxy = fault_proxy_factory(mirror_registry, seed=2)
+    setup = sync_setup(
+        tmp_path,
+        mirror=f"docker://{mirror.host}/early",
+        streams=[{"from": f"{upstream.host}/{repo_name}", "max_tags": -1, "signatures": False}],
+        sources=[],
+        settings={upstream.host: {"insecure": True}, mirror.host: {"insecure": True}},
+    )
+    code, _, err = run_sync(setup)
+    assert code == 0, err
+    upstream.log.clear()
+    mirror.log.clear()
+    mirror.on("tags", Delay(2.0), methods="GET")
+    code, _, err = run_sync(setup)
+    assert code == 0, err
+    (listing,) = [e for e in mirror.log.entries if "/tags/list" in e.target]
+    heads = [e.time for e in upstream.log.entries if e.method == "HEAD"]
+    assert len(heads) == 3 and max(heads) < listing.time + 1.0  # not after the 2 s delay
+    assert _mirror_requests(mirror) == (0, 1, 0)  # the listing still stood in for HEADs
