@@ -228,13 +228,8 @@ class Syncer:
         return [planned[t] for t in tags]
 
     async def _plan_tag_into(
-        self,
-        planned: dict[str, TagPlan],
-        stream: StreamConfig,
-        source: Source,
-        destination: Destination,
-        tag: str,
-        listed: anyio.Event,
+        self, planned: dict[str, TagPlan], stream: StreamConfig, source: Source,
+        destination: Destination, tag: str, listed: anyio.Event,
     ) -> None:
         mode = stream.import_mode
         base = TagPlan(
@@ -346,12 +341,8 @@ class Syncer:
                 tg.start_soon(size, plan)
 
     async def _execute_tag(
-        self,
-        result: SyncResult,
-        engine: CopyEngine,
-        images: anyio.Semaphore,
-        stream: StreamConfig,
-        plan: TagPlan,
+        self, result: SyncResult, engine: CopyEngine, images: anyio.Semaphore,
+        stream: StreamConfig, plan: TagPlan,
     ) -> None:
         if plan.action is Action.FAILED:
             outcome = TagResult(plan, "failed", error=plan.error)
@@ -396,12 +387,8 @@ class Syncer:
         stats = result.stats
         if outcome.outcome == "copied":
             assert outcome.image is not None
-            log.info(
-                "copied %s:%s",
-                stream.name,
-                plan.tag,
-                extra={"digest": outcome.image.digest, "source": f"{stream.source}:{plan.tag}"},
-            )
+            where = {"digest": outcome.image.digest, "source": f"{stream.source}:{plan.tag}"}
+            log.info("copied %s:%s", stream.name, plan.tag, extra=where)
             stats.images_copied += 1
         elif outcome.outcome == "unchanged":
             stats.images_unchanged += 1
