@@ -10,9 +10,9 @@ container image without ``ca-certificates``). Loading both parsed about the same
 set twice: ~25 ms more per context, on the path to a run's first request (issue 17).
 
 Building a context costs tens of milliseconds of CPU (the trust store is parsed each
-time), so contexts are shared: registries whose TLS inputs are the
-same content (the CA file and every file of the certificate directories that apply, read
-and hashed: a few kilobytes) get one context. A file changed on disk gives a new key, so a
+time), so contexts are shared: registries whose TLS inputs are the same content (the CA
+file and every file of the certificate directories that apply, read and hashed: a few
+kilobytes) get one context. A file changed on disk gives a new key, so a
 daemon's next run trusts what it says now (the system's trust store is read once per
 process).
 
@@ -126,7 +126,9 @@ def _inputs(host: str, options: RegistryOptions) -> tuple[Path | None, list[Path
 
 def _build(host: str, ca_file: Path | None, present: list[Path]) -> ssl.SSLContext:
     context = ssl.create_default_context()
-    if not context.cert_store_stats()["x509_ca"]:  # no system trust store
+    # No CA loaded: no system store, or one that is only a hashed directory (read lazily,
+    # so not counted); certifi's bundle then, as before.
+    if not context.cert_store_stats()["x509_ca"]:
         context.load_verify_locations(cafile=certifi.where())
     if ca_file is not None:
         _load_ca(context, ca_file, host, "ca_file")
