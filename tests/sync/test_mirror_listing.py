@@ -8,6 +8,7 @@ counts what mirrord asked the mirror); `mirrord sync` runs as a real child proce
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,22 @@ TAGS = 20
 
 def _setup(
     tmp_path: Path, registry_factory: Any, fault_proxy_factory: Any,
-    mirror_registry: RegistryProcess, repo_name: str,
+    mirror_registry: RegistryProcess, repo_name: str, *, tag_count: int = TAGS,
+    front: Callable[[RegistryProcess], Any] = lambda source: source,
 ) -> tuple[Setup, FaultProxy, dict[str, str]]:
+    """A first sync of ``tag_count`` tags, the mirror behind a fault proxy; the sync
+    reads the source through ``front`` (the registry itself by default)."""
     source = registry_factory()
     with source.client() as client:
-        tags = push_tags(client, repo_name, TAGS, repo_name)
+        tags = push_tags(client, repo_name, tag_count, repo_name)
+    upstream = front(source)
     proxy: FaultProxy = fault_proxy_factory(mirror_registry, seed=3)
     setup = sync_setup(
         tmp_path,
         mirror=f"docker://{proxy.host}/noop",
-        streams=[{"from": f"{source.host}/{repo_name}", "max_tags": -1, "signatures": False}],
+        streams=[{"from": f"{upstream.host}/{repo_name}", "max_tags": -1, "signatures": False}],
         sources=[],
-        settings={source.host: {"insecure": True}, proxy.host: {"insecure": True}},
+        settings={upstream.host: {"insecure": True}, proxy.host: {"insecure": True}},
     )
     code, _, err = run_sync(setup)
     assert code == 0, err
@@ -119,20 +124,17 @@ def test_the_source_heads_do_not_wait_for_the_mirror_listing(
     mirror_registry: RegistryProcess, repo_name: str,
 ) -> None:
     # The listing is slowed at the mirror; the source's HEADs must already be out.
-    source = registry_factory()
-    with source.client() as client:
-        push_tags(client, repo_name, 3, repo_name)
-    upstream: FaultProxy = fault_proxy_factory(source, seed=1, name="source")
-    mirror: FaultProxy = fault_proxy_factory(mirror_registry, seed=2)
-    setup = sync_setup(
-        tmp_path,
-        mirror=f"docker://{mirror.host}/early",
-        streams=[{"from": f"{upstream.host}/{repo_name}", "max_tags": -1, "signatures": False}],
-        sources=[],
-        settings={upstream.host: {"insecure": True}, mirror.host: {"insecure": True}},
+    fronts: list[FaultProxy] = []
+
+    def front(source: RegistryProcess) -> FaultProxy:
+        fronts.append(fault_proxy_factory(source, seed=1, name="source"))
+        return fronts[0]
+
+    setup, mirror, _ = _setup(
+        tmp_path, registry_factory, fault_proxy_factory, mirror_registry, repo_name,
+        tag_count=3, front=front,
     )
-    code, _, err = run_sync(setup)
-    assert code == 0, err
+    (upstream,) = fronts
     upstream.log.clear()
     mirror.log.clear()
     mirror.on("tags", Delay(2.0), methods="GET")
